@@ -1,0 +1,67 @@
+//! The claims gatepass puts in an access token.
+
+use serde::{Deserialize, Serialize};
+
+/// The JOSE `typ` header of gatepass access tokens (RFC 9068).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Claims of a gatepass access token.
+///
+/// Every field is required when verifying; a claim with the wrong JSON type makes the
+/// token invalid rather than being treated as absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer; must equal the verifier's configured issuer.
+    pub iss: String,
+    /// The user id (a UUIDv7 string).
+    pub sub: String,
+    /// The user's name at the time the token was issued.
+    pub username: String,
+    /// Roles, e.g. `["user"]` or `["user", "admin"]`.
+    pub roles: Vec<String>,
+    /// Issued at (seconds since the Unix epoch).
+    pub iat: i64,
+    /// Not valid before (seconds since the Unix epoch).
+    pub nbf: i64,
+    /// Expires at (seconds since the Unix epoch).
+    pub exp: i64,
+    /// Unique token id.
+    pub jti: String,
+    /// Session id; logging out ends every token that carries it.
+    pub sid: String,
+    /// When the user last proved their password (seconds since the Unix epoch).
+    pub auth_time: i64,
+    /// Audience, present when the server is configured with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+impl AccessClaims {
+    /// Whether the token carries `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Time claims every verified token kind exposes, so the verifier can apply the checks
+/// the JWT crate leaves out (`iat` sanity, maximum lifetime, unexpected `aud`).
+pub trait TimedClaims {
+    /// `iat`
+    fn issued_at(&self) -> i64;
+    /// `exp`
+    fn expires_at(&self) -> i64;
+    /// `aud`, if any.
+    fn audience(&self) -> Option<&str>;
+}
+
+impl TimedClaims for AccessClaims {
+    fn issued_at(&self) -> i64 {
+        self.iat
+    }
+    fn expires_at(&self) -> i64 {
+        self.exp
+    }
+    fn audience(&self) -> Option<&str> {
+        self.aud.as_deref()
+    }
+}

@@ -1,0 +1,145 @@
+//! axum extractors: [`Authenticated`] for any valid access token and [`RequireRole`] for
+//! routes that need a role.
+//!
+//! The router state must provide an `Arc<Verifier>` through `FromRef`:
+//!
+//! ```
+//! use axum::{Router, routing::get, extract::FromRef};
+//! use gatepass_verify::{Verifier, VerifierConfig, extract::{Authenticated, RequireRole, Admin}};
+//! use std::sync::Arc;
+//!
+//! #[derive(Clone, FromRef)]
+//! struct AppState { verifier: Arc<Verifier> }
+//!
+//! async fn me(Authenticated(claims): Authenticated) -> String { claims.username }
+//! async fn admin(_: RequireRole<Admin>) -> &'static str { "hello, admin" }
+//!
+//! let verifier = Verifier::hs256(&[7u8; 32], VerifierConfig::new("gatepass")).unwrap();
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .route("/admin", get(admin))
+//!     .with_state(AppState { verifier: Arc::new(verifier) });
+//! ```
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::{AccessClaims, Verifier, VerifyError, token_from_headers};
+
+/// The claims of a valid access token taken from the `Authorization` header or the
+/// `session` cookie. Rejects with 401 and an RFC 6750 `WWW-Authenticate` header.
+///
+/// This checks signature and claims only; it cannot know about logouts. Services that must
+/// honour revocation immediately ask the gatepass server (`/api/introspect`).
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub AccessClaims);
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Arc::<Verifier>::from_ref(state);
+        let (token, _) =
+            token_from_headers(&parts.headers).map_err(AuthRejection::Token)?.ok_or(AuthRejection::Missing)?;
+        verifier.verify_access(&token).map(Authenticated).map_err(AuthRejection::Token)
+    }
+}
+
+/// A role name usable with [`RequireRole`].
+pub trait RoleName: Send + Sync + 'static {
+    /// The role as it appears in the token's `roles` claim.
+    const NAME: &'static str;
+}
+
+/// The `admin` role.
+#[derive(Debug)]
+pub struct Admin;
+impl RoleName for Admin {
+    const NAME: &'static str = "admin";
+}
+
+/// Like [`Authenticated`], and additionally requires role `R`: 401 when not
+/// authenticated, 403 `insufficient_role` when authenticated without the role.
+#[derive(Debug)]
+pub struct RequireRole<R: RoleName>(pub AccessClaims, PhantomData<R>);
+
+impl<R: RoleName> RequireRole<R> {
+    /// The verified claims.
+    pub fn claims(&self) -> &AccessClaims {
+        &self.0
+    }
+}
+
+impl<S, R> FromRequestParts<S> for RequireRole<R>
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+    R: RoleName,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Authenticated(claims) = Authenticated::from_request_parts(parts, state).await?;
+        if !claims.has_role(R::NAME) {
+            return Err(AuthRejection::InsufficientRole);
+        }
+        Ok(RequireRole(claims, PhantomData))
+    }
+}
+
+/// Why an extractor refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthRejection {
+    /// No token at all.
+    Missing,
+    /// A token that failed verification.
+    Token(VerifyError),
+    /// Authenticated, but without the role the route needs.
+    InsufficientRole,
+}
+
+impl AuthRejection {
+    /// HTTP status, machine code, message and `WWW-Authenticate` value (RFC 6750 §3).
+    pub fn parts(&self) -> (StatusCode, &'static str, &'static str, Option<String>) {
+        const REALM: &str = "Bearer realm=\"gatepass\"";
+        match self {
+            AuthRejection::Missing => {
+                (StatusCode::UNAUTHORIZED, "token_missing", "authentication required", Some(REALM.to_owned()))
+            }
+            AuthRejection::Token(e) => {
+                let message = match e {
+                    VerifyError::Malformed(_) => "malformed credentials",
+                    VerifyError::Invalid(_) => "invalid token",
+                    VerifyError::Expired => "token expired",
+                };
+                let header = format!("{REALM}, error=\"invalid_token\", error_description=\"{message}\"");
+                (StatusCode::UNAUTHORIZED, e.code(), message, Some(header))
+            }
+            AuthRejection::InsufficientRole => (
+                StatusCode::FORBIDDEN,
+                "insufficient_role",
+                "this route needs a role the token does not carry",
+                Some(format!("{REALM}, error=\"insufficient_scope\"")),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        let (status, code, message, www) = self.parts();
+        let body = serde_json::json!({ "error": message, "code": code });
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(value) = www.and_then(|w| HeaderValue::from_str(&w).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,190 @@
+//! The token verifier: strict parsing, a server-chosen algorithm per key, then claims.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::de::DeserializeOwned;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::claims::{ACCESS_TOKEN_TYP, AccessClaims, TimedClaims};
+use crate::{VerifyError, strict};
+
+/// Shortest HMAC secret accepted, in bytes (RFC 7518 §3.2 for HS256).
+pub const MIN_SECRET_LEN: usize = 32;
+/// Longest token accepted, in bytes.
+pub const MAX_TOKEN_LEN: usize = 8192;
+
+/// What the claims of a token must satisfy.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`; when `None`, a token that carries any `aud` is refused.
+    pub audience: Option<String>,
+    /// Clock-skew allowance for `exp`, `nbf` and `iat`, in seconds (at most 60).
+    pub leeway_secs: u64,
+    /// Longest `exp - iat` accepted, in seconds.
+    pub max_lifetime_secs: i64,
+}
+
+impl VerifierConfig {
+    /// Defaults for `issuer`: no audience, 30 s leeway, 24 h maximum lifetime.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self { issuer: issuer.into(), audience: None, leeway_secs: 30, max_lifetime_secs: 86_400 }
+    }
+}
+
+/// One key a verifier trusts, typed by its algorithm so that a token can never choose how
+/// it is checked.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    /// Key id, matched exactly against the token's `kid`.
+    pub kid: String,
+    /// The one algorithm this key verifies.
+    pub alg: Algorithm,
+    key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// A key from its parts. The algorithm family must match the key's kind.
+    pub fn new(kid: impl Into<String>, alg: Algorithm, key: DecodingKey) -> Result<Self, VerifyError> {
+        if key.family() != alg.family() {
+            return Err(VerifyError::Invalid("key does not match algorithm"));
+        }
+        Ok(Self { kid: kid.into(), alg, key })
+    }
+
+    /// An HS256 key. Refuses secrets shorter than [`MIN_SECRET_LEN`].
+    pub fn hs256(kid: impl Into<String>, secret: &[u8]) -> Result<Self, VerifyError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(VerifyError::Invalid("HS256 secret shorter than 32 bytes"));
+        }
+        Self::new(kid, Algorithm::HS256, DecodingKey::from_secret(secret))
+    }
+}
+
+/// Checks gatepass tokens against a set of trusted keys.
+///
+/// Order of checks: size and JWS Compact shape, canonical base64url, unique JSON members,
+/// no header member but `alg`/`typ`/`kid`, `kid` → key, `alg` equal to the key's, `typ`,
+/// signature, then `exp`/`nbf`/`iat`/`iss`/`aud` and claim types. Nothing from the token
+/// is trusted before its signature is.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keys: Vec<VerifyingKey>,
+    config: VerifierConfig,
+}
+
+impl Verifier {
+    /// A verifier over an explicit key set.
+    pub fn new(keys: Vec<VerifyingKey>, config: VerifierConfig) -> Self {
+        Self { keys, config }
+    }
+
+    /// A verifier for a single HS256 secret, with `kid` derived as gatepass derives it.
+    pub fn hs256(secret: &[u8], config: VerifierConfig) -> Result<Self, VerifyError> {
+        Ok(Self::new(vec![VerifyingKey::hs256(hs256_kid(secret), secret)?], config))
+    }
+
+    /// The claim requirements in force.
+    pub fn config(&self) -> &VerifierConfig {
+        &self.config
+    }
+
+    /// The trusted keys.
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    /// Verifies an access token (`typ: at+jwt`) and returns its claims.
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        self.verify_typed(token, ACCESS_TOKEN_TYP)
+    }
+
+    /// Verifies a token of JOSE type `typ` whose claims deserialize into `C`.
+    ///
+    /// Distinct `typ` values keep token kinds apart: a token of one kind never verifies
+    /// as another.
+    pub fn verify_typed<C>(&self, token: &str, typ: &str) -> Result<C, VerifyError>
+    where
+        C: DeserializeOwned + TimedClaims,
+    {
+        let header = strict::parse(token, MAX_TOKEN_LEN)?;
+        let kid = header.kid.as_deref().ok_or(VerifyError::Invalid("missing key id"))?;
+        let key = self.keys.iter().find(|k| k.kid == kid).ok_or(VerifyError::Invalid("unknown key id"))?;
+        // Exact, case-sensitive match against the key's own algorithm: `none`, `HS384` on
+        // an HS256 key or `RS256` on an EdDSA key all fail here.
+        if header.alg.parse::<Algorithm>().ok() != Some(key.alg) {
+            return Err(VerifyError::Invalid("algorithm does not match the key"));
+        }
+        if header.typ.as_deref() != Some(typ) {
+            return Err(VerifyError::Invalid("wrong token type"));
+        }
+
+        let mut validation = Validation::new(key.alg);
+        validation.leeway = self.config.leeway_secs.min(60);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+        validation.set_issuer(&[&self.config.issuer]);
+        match &self.config.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.required_spec_claims.insert("aud".to_owned());
+            }
+            None => validation.validate_aud = false,
+        }
+
+        let data = jsonwebtoken::decode::<C>(token, &key.key, &validation).map_err(map_jwt_error)?;
+        let claims = data.claims;
+        if self.config.audience.is_none() && claims.audience().is_some() {
+            return Err(VerifyError::Invalid("unexpected audience"));
+        }
+        let now = now_secs();
+        let leeway = self.config.leeway_secs.min(60) as i64;
+        let (iat, exp) = (claims.issued_at(), claims.expires_at());
+        if iat < 0 || iat > now + leeway {
+            return Err(VerifyError::Invalid("issued in the future"));
+        }
+        if exp - iat > self.config.max_lifetime_secs {
+            return Err(VerifyError::Invalid("lifetime too long"));
+        }
+        Ok(claims)
+    }
+}
+
+/// The `kid` gatepass gives an HS256 secret: a short digest that identifies the secret
+/// without revealing anything usable about it.
+pub fn hs256_kid(secret: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(secret);
+    let mut id = String::from("hs-");
+    id.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..9]));
+    id
+}
+
+fn map_jwt_error(e: jsonwebtoken::errors::Error) -> VerifyError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => VerifyError::Expired,
+        K::ImmatureSignature => VerifyError::Invalid("not yet valid"),
+        K::InvalidSignature => VerifyError::Invalid("bad signature"),
+        K::InvalidIssuer => VerifyError::Invalid("wrong issuer"),
+        K::InvalidAudience => VerifyError::Invalid("wrong audience"),
+        K::MissingRequiredClaim(_) => VerifyError::Invalid("missing claim"),
+        K::InvalidAlgorithm | K::InvalidAlgorithmName | K::MissingAlgorithm => {
+            VerifyError::Invalid("algorithm not allowed")
+        }
+        K::Json(_) | K::InvalidClaimFormat(_) => VerifyError::Invalid("claim has the wrong type"),
+        _ => VerifyError::Invalid("token rejected"),
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

@@ -1,0 +1,12 @@
+//! Credentials and tokens: password hashing, access-token issuing, refresh-token material
+//! and the in-memory revocation set. No HTTP types and no storage here.
+
+pub mod csrf;
+pub mod passwords;
+pub mod refresh;
+pub mod revocation;
+pub mod tokens;
+
+pub use passwords::PasswordHasher;
+pub use revocation::{Revocation, RevocationSet};
+pub use tokens::TokenIssuer;

@@ -1,0 +1,212 @@
+//! The `gatepass` command line.
+
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, Write};
+
+use crate::app::{self, Application};
+use crate::auth::PasswordHasher;
+use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs};
+use crate::domain::{Roles, UserId};
+use crate::service;
+
+/// gatepass: accounts, JWT access tokens and rotating refresh tokens for your apps.
+#[derive(Debug, Parser)]
+#[command(name = "gatepass", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    #[allow(missing_docs)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (SQLite in ./gatepass-data unless configured otherwise).
+    Serve(Box<ServeArgs>),
+    /// Manage accounts in the data directory (works while the server runs).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Inspect tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print a new random signing secret for GATEPASS_JWT_SECRET.
+    Secret,
+}
+
+/// `gatepass user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. Without --password-stdin a password is generated and printed once.
+    Add {
+        /// Username.
+        name: String,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Extra roles (repeatable), e.g. --role admin.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+    /// List accounts.
+    List {
+        /// Only names starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+}
+
+/// `gatepass token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a token's header and claims WITHOUT verifying it.
+    Decode {
+        /// The JWT.
+        jwt: String,
+    },
+    /// Verify a token with the configured secret and say why it fails, if it does.
+    Verify {
+        /// The JWT.
+        jwt: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            crate::telemetry::init(&args.log_format);
+            let app = Application::build(*args).await?;
+            app.run_until(app::shutdown_signal()).await
+        }
+        Command::User(cmd) => {
+            crate::telemetry::init("text");
+            user(cmd).await
+        }
+        Command::Token(cmd) => token(cmd).await,
+        Command::Secret => {
+            println!("{}", config::generate_secret());
+            Ok(())
+        }
+    }
+}
+
+async fn user(cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add { name, email, password_stdin, roles, store, security } => {
+            let storage = app::open_storage(&store).await?;
+            let hasher = PasswordHasher::new(security.hash_cost(), 1)?;
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                (config::generate_secret()[..24].to_owned(), true)
+            };
+            let roles = Roles::parse(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = service::create_account(storage.as_ref(), &hasher, &name, &password, email.as_deref(), roles)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "created user {} ({}) with roles {}",
+                user.username,
+                user.id.as_str(),
+                user.roles.names().join(",")
+            )?;
+            if generated {
+                writeln!(out, "password: {password}")?;
+            }
+            Ok(())
+        }
+        UserCommand::List { prefix, store } => {
+            let storage = app::open_storage(&store).await?;
+            let users = storage.list_users(prefix.as_deref(), 10_000, 0).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{:<38} {:<24} {:<16} {:<9} email", "id", "username", "roles", "status")?;
+            for u in users {
+                writeln!(
+                    out,
+                    "{:<38} {:<24} {:<16} {:<9} {}",
+                    u.id.as_str(),
+                    u.username,
+                    u.roles.names().join(","),
+                    if u.disabled { "disabled" } else { "active" },
+                    u.email.as_ref().map(|e| e.as_str()).unwrap_or("-")
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Decode { jwt } => {
+            let (header, claims) = decode_unverified(&jwt)?;
+            println!("UNVERIFIED: the signature has not been checked.");
+            println!("header: {}", serde_json::to_string_pretty(&header)?);
+            println!("claims: {}", serde_json::to_string_pretty(&claims)?);
+            Ok(())
+        }
+        TokenCommand::Verify { jwt, store, security } => {
+            let secret = config::signing_secret(&security, &store.data_dir)?;
+            let config = gatepass_verify::VerifierConfig {
+                issuer: security.issuer.clone(),
+                audience: security.audience.clone(),
+                leeway_secs: security.token_leeway.as_secs().min(60),
+                max_lifetime_secs: 86_400,
+            };
+            let (_, verifier) =
+                crate::auth::TokenIssuer::hs256(secrecy::ExposeSecret::expose_secret(&secret).as_bytes(), config)?;
+            match verifier.verify_access(&jwt) {
+                Ok(claims) => {
+                    let storage = app::open_storage(&store).await?;
+                    let revoked =
+                        storage.live_revocations(service::now()).await?.into_iter().any(|r| r.sid == claims.sid);
+                    let user = storage.user_by_id(&UserId::from_trusted(claims.sub.clone())).await?;
+                    if revoked {
+                        anyhow::bail!("token is validly signed but its session was revoked");
+                    }
+                    if user.is_none() {
+                        anyhow::bail!("token is validly signed but its user no longer exists");
+                    }
+                    println!("valid: user {} ({}), expires at {}", claims.username, claims.sub, claims.exp);
+                    Ok(())
+                }
+                Err(e) => anyhow::bail!("invalid ({}): {e}", e.code()),
+            }
+        }
+    }
+}
+
+fn decode_unverified(jwt: &str) -> anyhow::Result<(serde_json::Value, serde_json::Value)> {
+    use base64::Engine as _;
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(p)) = (parts.next(), parts.next()) else {
+        anyhow::bail!("not a JWT: expected header.payload.signature");
+    };
+    let dec = |s: &str| -> anyhow::Result<serde_json::Value> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s)?;
+        Ok(serde_json::from_slice(&bytes)?)
+    };
+    Ok((dec(h)?, dec(p)?))
+}

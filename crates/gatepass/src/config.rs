@@ -1,0 +1,255 @@
+//! Configuration: flags, environment variables and a `.env` file (flags win), resolved
+//! into one [`Config`] that the rest of the server reads.
+
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::auth::passwords::HashCost;
+
+/// Where data lives; shared by `serve` and the commands that work on the data directory.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Data directory (SQLite database, generated secrets).
+    #[arg(long, env = "GATEPASS_DATA_DIR", default_value = "./gatepass-data")]
+    pub data_dir: PathBuf,
+    /// Database URL; defaults to an SQLite file in the data directory.
+    #[arg(long, env = "GATEPASS_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("gatepass.db").display()),
+        }
+    }
+}
+
+/// Token and password settings shared by `serve` and the token/user commands.
+#[derive(Debug, Clone, Args)]
+pub struct SecurityArgs {
+    /// HS256 signing secret, at least 32 bytes (alias: JWT_SECRET_KEY). Generated and kept
+    /// in the data directory when unset.
+    #[arg(long, env = "GATEPASS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// Issuer (`iss`) of tokens.
+    #[arg(long, env = "GATEPASS_ISSUER", default_value = "gatepass")]
+    pub issuer: String,
+    /// Audience (`aud`) put in and required of tokens.
+    #[arg(long, env = "GATEPASS_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Access-token lifetime, e.g. `15m` or `900s`.
+    #[arg(long, env = "GATEPASS_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+    /// Clock-skew leeway for `exp`/`nbf`/`iat`, at most 60s.
+    #[arg(long, env = "GATEPASS_TOKEN_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub token_leeway: Duration,
+    /// Argon2id memory cost in KiB.
+    #[arg(long, env = "GATEPASS_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations.
+    #[arg(long, env = "GATEPASS_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// Argon2id parallelism.
+    #[arg(long, env = "GATEPASS_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+}
+
+impl SecurityArgs {
+    /// The Argon2id cost.
+    pub fn hash_cost(&self) -> HashCost {
+        HashCost {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+}
+
+/// Settings of `gatepass serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GATEPASS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub security: SecurityArgs,
+    /// Refresh-token lifetime (each rotation starts a new one).
+    #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+    /// Absolute session lifetime, however often it is refreshed.
+    #[arg(long, env = "GATEPASS_SESSION_MAX_AGE", default_value = "90d", value_parser = parse_duration)]
+    pub session_max_age: Duration,
+    /// Window in which a just-rotated refresh token may be presented again and get the
+    /// same successor (lost responses, parallel tabs).
+    #[arg(long, env = "GATEPASS_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub refresh_reuse_grace: Duration,
+    /// Whether anyone may register (changeable at run time).
+    #[arg(long, env = "GATEPASS_REGISTRATION_OPEN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub registration_open: bool,
+    /// Mark cookies `Secure` and use `__Host-` names. Default: on unless listening on loopback.
+    #[arg(long, env = "GATEPASS_COOKIE_SECURE", action = clap::ArgAction::Set)]
+    pub cookie_secure: Option<bool>,
+    /// How recently the password must have been entered for sensitive actions.
+    #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub fresh_auth_max_age: Duration,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "GATEPASS_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 15m, 900s, 30d)"))
+}
+
+/// Seconds of a duration as i64, saturating.
+pub fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Example secrets from tutorials and common wordlists: refused even if long enough.
+const KNOWN_WEAK_SECRETS: &[&str] = &[
+    "super-secret-key",
+    "your-secret-key-change-this",
+    "secret123",
+    "fallback-key",
+    "secret",
+    "changeme",
+    "your-256-bit-secret",
+    "your-512-bit-secret",
+    "jwt-secret",
+    "jwt_secret",
+    "secretkey",
+    "mysecretkey",
+    "thisisasecretkeythatshouldbechanged",
+    "this-is-a-very-long-secret-key-for-jwt-signing",
+];
+
+/// Name of the generated secret file inside the data directory.
+pub const SECRET_FILE: &str = "jwt-secret";
+
+/// Resolves the signing secret: the configured one (checked), else the one kept in the
+/// data directory, generated on first start.
+pub fn signing_secret(security: &SecurityArgs, data_dir: &Path) -> anyhow::Result<SecretString> {
+    let configured = security
+        .jwt_secret
+        .clone()
+        .or_else(|| std::env::var("JWT_SECRET_KEY").ok().filter(|s| !s.is_empty()).map(SecretString::from));
+    if let Some(secret) = configured {
+        check_secret(secret.expose_secret())?;
+        return Ok(secret);
+    }
+    let path = data_dir.join(SECRET_FILE);
+    if path.exists() {
+        let secret = std::fs::read_to_string(&path)?.trim().to_owned();
+        check_secret(&secret).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(SecretString::from(secret));
+    }
+    ensure_data_dir(data_dir)?;
+    let secret = generate_secret();
+    write_private(&path, &secret)?;
+    tracing::info!(path = %path.display(), "generated a new signing secret (kept for restarts)");
+    Ok(SecretString::from(secret))
+}
+
+/// Refuses short, well-known or low-variety secrets.
+pub fn check_secret(secret: &str) -> anyhow::Result<()> {
+    const HOW: &str = "generate one with `gatepass secret` and set GATEPASS_JWT_SECRET";
+    if secret.len() < gatepass_verify::MIN_SECRET_LEN {
+        anyhow::bail!("the signing secret is {} bytes; it must be at least 32 random bytes: {HOW}", secret.len());
+    }
+    let lower = secret.to_ascii_lowercase();
+    if KNOWN_WEAK_SECRETS.iter().any(|w| lower == *w) {
+        anyhow::bail!("the signing secret is a published example secret: {HOW}");
+    }
+    let distinct: std::collections::HashSet<u8> = secret.bytes().collect();
+    if distinct.len() < 10 {
+        anyhow::bail!("the signing secret is not random enough: {HOW}");
+    }
+    Ok(())
+}
+
+/// 256 random bits as 64 hex characters.
+pub fn generate_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates the data directory, readable by the owner only.
+pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a file with mode 0600 from the start (never world-readable, even briefly).
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_secrets_are_refused() {
+        for weak in ["super-secret-key", "your-secret-key-change-this", "secret123", "fallback-key", &"a".repeat(40)] {
+            assert!(check_secret(weak).is_err(), "{weak}");
+        }
+        assert!(check_secret(&generate_secret()).is_ok());
+    }
+
+    #[test]
+    fn generated_secret_file_is_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = SecurityArgs {
+            jwt_secret: None,
+            issuer: "gatepass".into(),
+            audience: None,
+            access_token_ttl: Duration::from_secs(900),
+            token_leeway: Duration::from_secs(30),
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        };
+        // The alias must not leak in from the environment of whoever runs the tests.
+        if std::env::var("JWT_SECRET_KEY").is_ok() {
+            return;
+        }
+        let a = signing_secret(&args, dir.path()).unwrap();
+        let b = signing_secret(&args, dir.path()).unwrap();
+        assert_eq!(a.expose_secret(), b.expose_secret());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Validated domain types. Constructing one proves its invariant; no I/O happens here.
+
+mod email;
+mod password;
+mod role;
+mod user;
+mod username;
+
+pub use email::Email;
+pub use password::Password;
+pub use role::{Role, Roles};
+pub use user::{User, UserId};
+pub use username::Username;
+
+/// A value that failed validation: which field, and a message a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The request field at fault.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// A validation error for `field`.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}

@@ -1,0 +1,243 @@
+//! The one error type of the HTTP edge, and the one place that maps errors to responses.
+//!
+//! Every error body is `{"error": "<message>", "code": "<machine_code>"}`. 401s carry an
+//! RFC 6750 `WWW-Authenticate` header. Internal details go to the log, never to clients.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gatepass_verify::VerifyError;
+
+use crate::domain::ValidationError;
+use crate::storage::StorageError;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400 `validation_failed`: a field broke a rule.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// 400 `invalid_json`: the body is not the JSON expected (message says where).
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// 400 `invalid_request`: a malformed request other than JSON.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 400 `refresh_token_required`: refresh was called without a refresh token.
+    #[error("refresh token required")]
+    RefreshTokenRequired,
+    /// 401 `invalid_credentials`: wrong username or password (never says which).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// 401 `token_missing`.
+    #[error("token missing")]
+    TokenMissing,
+    /// 401 `token_malformed`, `token_invalid` or `token_expired`.
+    #[error(transparent)]
+    Token(#[from] VerifyError),
+    /// 401 `token_revoked`: the session was ended.
+    #[error("token revoked")]
+    TokenRevoked,
+    /// 401 `refresh_token_invalid`.
+    #[error("refresh token invalid")]
+    RefreshTokenInvalid,
+    /// 401 `refresh_token_reused`: an already-rotated refresh token came back; the session
+    /// has been ended.
+    #[error("refresh token reused")]
+    RefreshTokenReused,
+    /// 401 `fresh_login_required`: the action needs a recent password entry.
+    #[error("fresh login required")]
+    FreshLoginRequired,
+    /// 403 `insufficient_role`.
+    #[error("insufficient role")]
+    InsufficientRole,
+    /// 403 `csrf_failed`.
+    #[error("CSRF check failed")]
+    CsrfFailed,
+    /// 403 `registration_closed`.
+    #[error("registration closed")]
+    RegistrationClosed,
+    /// 404 `not_found`.
+    #[error("not found")]
+    NotFound,
+    /// 405 `method_not_allowed`.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409 `username_taken`.
+    #[error("username taken")]
+    UsernameTaken,
+    /// 413 `payload_too_large`.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`.
+    #[error("unsupported media type")]
+    UnsupportedMediaType(&'static str),
+    /// 429 `rate_limited`, with the seconds to wait.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+    },
+    /// 503 `storage_unavailable`.
+    #[error("storage unavailable")]
+    StorageUnavailable,
+    /// 500 `internal_error`; the cause is logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Conflict => Error::Internal("unexpected unique-constraint conflict".into()),
+            StorageError::Unavailable(m) => {
+                tracing::error!(error = %m, "storage unavailable");
+                Error::StorageUnavailable
+            }
+            StorageError::Other(m) => Error::Internal(m),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        Error::Internal(format!("{e:#}"))
+    }
+}
+
+impl Error {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Validation(_) | Error::InvalidJson(_) | Error::BadRequest(_) | Error::RefreshTokenRequired => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::InvalidCredentials
+            | Error::TokenMissing
+            | Error::Token(_)
+            | Error::TokenRevoked
+            | Error::RefreshTokenInvalid
+            | Error::RefreshTokenReused
+            | Error::FreshLoginRequired => StatusCode::UNAUTHORIZED,
+            Error::InsufficientRole | Error::CsrfFailed | Error::RegistrationClosed => StatusCode::FORBIDDEN,
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::UsernameTaken => StatusCode::CONFLICT,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Validation(_) => "validation_failed",
+            Error::InvalidJson(_) => "invalid_json",
+            Error::BadRequest(_) => "invalid_request",
+            Error::RefreshTokenRequired => "refresh_token_required",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::TokenMissing => "token_missing",
+            Error::Token(e) => e.code(),
+            Error::TokenRevoked => "token_revoked",
+            Error::RefreshTokenInvalid => "refresh_token_invalid",
+            Error::RefreshTokenReused => "refresh_token_reused",
+            Error::FreshLoginRequired => "fresh_login_required",
+            Error::InsufficientRole => "insufficient_role",
+            Error::CsrfFailed => "csrf_failed",
+            Error::RegistrationClosed => "registration_closed",
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::UsernameTaken => "username_taken",
+            Error::PayloadTooLarge => "payload_too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::StorageUnavailable => "storage_unavailable",
+            Error::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The message shown to clients.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Validation(v) => format!("{}: {}", v.field, v.message),
+            Error::InvalidJson(m) => format!("invalid JSON body: {m}"),
+            Error::BadRequest(m) => m.clone(),
+            Error::RefreshTokenRequired => "send the refresh token as {\"refresh_token\": \"...\"}; \
+                an access token cannot refresh itself"
+                .into(),
+            Error::InvalidCredentials => "Invalid credentials".into(),
+            Error::TokenMissing => "Token is missing".into(),
+            Error::Token(VerifyError::Malformed(_)) => {
+                "Malformed Authorization header: expected `Authorization: Bearer <token>`".into()
+            }
+            Error::Token(VerifyError::Invalid(_)) => "Token is invalid".into(),
+            Error::Token(VerifyError::Expired) => "Token has expired".into(),
+            Error::TokenRevoked => "Token has been revoked".into(),
+            Error::RefreshTokenInvalid => "Refresh token is invalid or expired".into(),
+            Error::RefreshTokenReused => "Refresh token was already used; the session has been ended for safety".into(),
+            Error::FreshLoginRequired => "This action needs a recent login: enter your password again".into(),
+            Error::InsufficientRole => "You do not have the role this action needs".into(),
+            Error::CsrfFailed => "CSRF check failed".into(),
+            Error::RegistrationClosed => "Registration is closed".into(),
+            Error::NotFound => "Not found".into(),
+            Error::MethodNotAllowed => "Method not allowed".into(),
+            Error::UsernameTaken => "Username already exists".into(),
+            Error::PayloadTooLarge => "Request body too large (limit 64 KiB)".into(),
+            Error::UnsupportedMediaType(expected) => format!("Unsupported content type; expected {expected}"),
+            Error::RateLimited { retry_after } => format!("Too many attempts; retry in {retry_after} s"),
+            Error::StorageUnavailable => "Storage is temporarily unavailable; retry shortly".into(),
+            Error::Internal(_) => "Internal server error".into(),
+        }
+    }
+
+    fn www_authenticate(&self) -> Option<String> {
+        const REALM: &str = "Bearer realm=\"gatepass\"";
+        let description = match self {
+            // RFC 6750 §3.1: no error attribute when the request had no credentials.
+            Error::TokenMissing => return Some(REALM.to_owned()),
+            Error::Token(VerifyError::Malformed(_)) => "malformed credentials",
+            Error::Token(VerifyError::Invalid(_)) => "invalid token",
+            Error::Token(VerifyError::Expired) => "token expired",
+            Error::TokenRevoked => "token revoked",
+            Error::FreshLoginRequired => "fresh login required",
+            Error::InvalidCredentials | Error::RefreshTokenInvalid | Error::RefreshTokenReused => {
+                return Some(REALM.to_owned());
+            }
+            Error::InsufficientRole => return Some(format!("{REALM}, error=\"insufficient_scope\"")),
+            _ => return None,
+        };
+        Some(format!("{REALM}, error=\"invalid_token\", error_description=\"{description}\""))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match &self {
+            Error::Internal(detail) => tracing::error!(error = %detail, "internal error"),
+            Error::StorageUnavailable => {}
+            other => tracing::debug!(code = other.code(), "request refused"),
+        }
+        let status = self.status();
+        let body = serde_json::json!({ "error": self.message(), "code": self.code() });
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(v) = self.www_authenticate().and_then(|w| HeaderValue::from_str(&w).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, v);
+        }
+        match self {
+            Error::RateLimited { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
+            Error::StorageUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

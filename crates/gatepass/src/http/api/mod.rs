@@ -1,0 +1,124 @@
+//! The JSON API under `/api`. One file per resource; response shapes shared here.
+
+pub mod accounts;
+pub mod sessions;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::User;
+use crate::http::{AppState, no_store};
+use crate::service::TokenGrant;
+
+/// Routes of the JSON API.
+pub fn router() -> Router<AppState> {
+    Router::new().merge(accounts::router()).merge(sessions::router())
+}
+
+/// An account as clients see it (no hash, ever).
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    /// UUIDv7.
+    pub id: String,
+    /// Name.
+    pub username: String,
+    /// E-mail, if set.
+    pub email: Option<String>,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id.as_str().to_owned(),
+            username: u.username.as_str().to_owned(),
+            email: u.email.as_ref().map(|e| e.as_str().to_owned()),
+            roles: u.roles.names(),
+            created_at: rfc3339(u.created_at),
+        }
+    }
+}
+
+/// Formats epoch seconds as RFC 3339 (UTC).
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Body of register, login, refresh and password-change responses.
+#[derive(Debug, Serialize)]
+struct TokenBody<'a> {
+    message: &'a str,
+    user: UserView,
+    access_token: &'a str,
+    /// Same as `access_token`: seed 003's clients read `token`.
+    token: &'a str,
+    refresh_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+}
+
+/// How a token grant reaches the client.
+pub enum Delivery {
+    /// Tokens in the JSON body.
+    Body,
+    /// Tokens only in cookies (browsers, `?cookie=true`); the body carries none.
+    Cookies,
+}
+
+/// Shapes a token grant into a response with `Cache-Control: no-store`.
+pub fn token_response(
+    state: &AppState,
+    status: axum::http::StatusCode,
+    message: &str,
+    grant: &TokenGrant,
+    delivery: Delivery,
+) -> Response {
+    let response = match delivery {
+        Delivery::Body => (
+            status,
+            axum::Json(TokenBody {
+                message,
+                user: UserView::from(&grant.user),
+                access_token: &grant.access.token,
+                token: &grant.access.token,
+                refresh_token: &grant.refresh_token,
+                token_type: "Bearer",
+                expires_in: grant.expires_in,
+            }),
+        )
+            .into_response(),
+        Delivery::Cookies => {
+            let mut headers = HeaderMap::new();
+            set_grant_cookies(state, &mut headers, grant);
+            let body = serde_json::json!({
+                "message": message,
+                "user": UserView::from(&grant.user),
+                "token_type": "cookie",
+                "expires_in": grant.expires_in,
+            });
+            (status, headers, axum::Json(body)).into_response()
+        }
+    };
+    no_store(response)
+}
+
+/// Appends the session, refresh and CSRF cookies for `grant`.
+pub fn set_grant_cookies(state: &AppState, headers: &mut HeaderMap, grant: &TokenGrant) {
+    let settings = state.service.settings();
+    state.cookies.set_session(
+        headers,
+        &grant.access.token,
+        grant.expires_in,
+        &grant.refresh_token,
+        settings.refresh_token_ttl,
+        &state.csrf.token(&grant.access.claims.sid),
+    );
+}

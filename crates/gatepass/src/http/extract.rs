@@ -1,0 +1,123 @@
+//! Request extractors: strict JSON bodies, JSON-or-form credentials, the caller's identity
+//! and network details. Every rejection is an [`Error`], so clients always get the JSON
+//! error shape.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use gatepass_verify::{AccessClaims, TokenSource, token_from_headers};
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+
+use crate::error::Error;
+use crate::http::AppState;
+use crate::service::ClientInfo;
+
+/// A JSON body (`Content-Type: application/json`) mapped onto our error codes.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> Error {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => Error::UnsupportedMediaType("application/json"),
+        JsonRejection::JsonDataError(e) => Error::InvalidJson(strip_prefix(e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => Error::InvalidJson(strip_prefix(e.body_text())),
+        JsonRejection::BytesRejection(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            Error::PayloadTooLarge
+        }
+        other => Error::BadRequest(other.body_text()),
+    }
+}
+
+/// axum prefixes serde's message with a sentence of its own; keep only serde's part.
+fn strip_prefix(text: String) -> String {
+    match text.split_once(": ") {
+        Some((_, rest)) => rest.to_owned(),
+        None => text,
+    }
+}
+
+/// A body that may be JSON or an HTML form (seed 001 posts forms to `/login`).
+pub struct JsonOrForm<T> {
+    /// The parsed body.
+    pub value: T,
+    /// True when it came from a form post (a browser), false for JSON.
+    pub from_form: bool,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let content_type =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::PayloadTooLarge
+                } else {
+                    Error::BadRequest("could not read the request body".into())
+                }
+            })?;
+            let value = serde_urlencoded::from_bytes(&bytes)
+                .map_err(|e| Error::BadRequest(format!("invalid form body: {e}")))?;
+            return Ok(JsonOrForm { value, from_form: true });
+        }
+        if content_type.starts_with("application/json") || content_type.contains("+json") {
+            let JsonBody(value) = JsonBody::<T>::from_request(req, state).await?;
+            return Ok(JsonOrForm { value, from_form: false });
+        }
+        Err(Error::UnsupportedMediaType("application/json or application/x-www-form-urlencoded"))
+    }
+}
+
+/// A caller authenticated by a valid, unrevoked access token.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The verified claims.
+    pub claims: AccessClaims,
+    /// Header or cookie.
+    pub source: TokenSource,
+}
+
+impl<S> FromRequestParts<S> for Auth
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let app = AppState::from_ref(state);
+        let (token, source) = token_from_headers(&parts.headers)?.ok_or(Error::TokenMissing)?;
+        let claims = app.service.authenticate(&token)?;
+        if source == TokenSource::Cookie {
+            crate::http::csrf::check(parts, &app, &claims.sid)?;
+        }
+        Ok(Auth { claims, source })
+    }
+}
+
+/// Client IP and user agent of the request.
+pub struct Client(pub ClientInfo);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string());
+        let user_agent =
+            parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
+        Ok(Client(ClientInfo { ip, user_agent }))
+    }
+}

@@ -1,0 +1,89 @@
+//! The HTTP edge: the router and its layers in one place. Handlers live in `api/` (JSON
+//! API), `compat.rs` (the seed tutorials' routes), `pages.rs` (HTML) and `ops.rs`.
+
+pub mod api;
+pub mod compat;
+pub mod cookies;
+pub mod csrf;
+pub mod extract;
+pub mod ops;
+pub mod pages;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::csrf::CsrfTokens;
+use crate::error::Error;
+use crate::service::AuthService;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// Accounts, sessions, tokens.
+    pub service: Arc<AuthService>,
+    /// CSRF tokens for cookie-authenticated requests.
+    pub csrf: Arc<CsrfTokens>,
+    /// Cookie names and attributes.
+    pub cookies: cookies::CookieSettings,
+    /// Process start, for uptime.
+    pub started_at: Instant,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.service.verifier().clone()
+    }
+}
+
+/// Builds the complete router with all layers.
+pub fn router(state: AppState) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let routes = Router::new()
+        .merge(api::router())
+        .merge(compat::router())
+        .merge(pages::router())
+        .merge(ops::router())
+        .fallback(|| async { Error::NotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    with_security_headers(routes)
+        .layer(CatchPanicLayer::custom(|_| Error::Internal("handler panicked".into()).into_response()))
+        .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// Headers every response carries (`Cache-Control` only where a handler set none).
+fn with_security_headers(router: Router) -> Router {
+    const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                       frame-ancestors 'none'; base-uri 'none'";
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+}
+
+/// Adds `Cache-Control: no-store` explicitly (token responses).
+pub fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

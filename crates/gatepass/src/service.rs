@@ -1,0 +1,403 @@
+//! Account and session operations: the only place that combines storage and credentials.
+//! Handlers call these and shape the responses; nothing here knows about HTTP.
+
+use gatepass_verify::{AccessClaims, Verifier, VerifyError};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::auth::passwords::Verified;
+use crate::auth::refresh::RefreshTokens;
+use crate::auth::tokens::IssuedToken;
+use crate::auth::{PasswordHasher, Revocation, RevocationSet, TokenIssuer};
+use crate::domain::{Email, Password, Roles, User, UserId, Username, ValidationError};
+use crate::error::{Error, Result};
+use crate::storage::{RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError};
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Settings that can change while the server runs (persisted by the admin API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeSettings {
+    /// Access-token lifetime, seconds.
+    pub access_token_ttl: i64,
+    /// Refresh-token lifetime, seconds.
+    pub refresh_token_ttl: i64,
+    /// Whether self-registration is allowed.
+    pub registration_open: bool,
+}
+
+/// Fixed session rules.
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// Absolute session lifetime, seconds.
+    pub session_max_age: i64,
+    /// Refresh reuse grace window, seconds.
+    pub reuse_grace: i64,
+    /// How recent `auth_time` must be for sensitive actions, seconds.
+    pub fresh_auth_max_age: i64,
+}
+
+/// Who is calling, as far as the network tells.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// Client IP address.
+    pub ip: Option<String>,
+    /// `User-Agent`, truncated.
+    pub user_agent: Option<String>,
+}
+
+/// Tokens handed to a client after login, registration, refresh or password change.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    /// The account.
+    pub user: User,
+    /// The access token and its claims.
+    pub access: IssuedToken,
+    /// The refresh token (opaque; shown once).
+    pub refresh_token: String,
+    /// Access-token lifetime in seconds.
+    pub expires_in: i64,
+}
+
+/// Which sessions logout ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutScope {
+    /// The current session.
+    Local,
+    /// Every session of the user.
+    Global,
+    /// Every session but the current one.
+    Others,
+}
+
+/// The account and session service.
+pub struct AuthService {
+    storage: Arc<dyn Storage>,
+    hasher: PasswordHasher,
+    issuer: TokenIssuer,
+    verifier: Arc<Verifier>,
+    refresh: RefreshTokens,
+    revocations: RevocationSet,
+    settings: RwLock<RuntimeSettings>,
+    policy: SessionPolicy,
+}
+
+impl AuthService {
+    /// Assembles the service.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        hasher: PasswordHasher,
+        issuer: TokenIssuer,
+        verifier: Arc<Verifier>,
+        refresh: RefreshTokens,
+        settings: RuntimeSettings,
+        policy: SessionPolicy,
+    ) -> Self {
+        Self {
+            storage,
+            hasher,
+            issuer,
+            verifier,
+            refresh,
+            revocations: RevocationSet::new(),
+            settings: RwLock::new(settings),
+            policy,
+        }
+    }
+
+    /// The storage backend.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The token verifier (shared with extractors).
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// The token issuer.
+    pub fn issuer(&self) -> &TokenIssuer {
+        &self.issuer
+    }
+
+    /// The password hasher.
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    /// The revocation set.
+    pub fn revocations(&self) -> &RevocationSet {
+        &self.revocations
+    }
+
+    /// Session rules.
+    pub fn policy(&self) -> &SessionPolicy {
+        &self.policy
+    }
+
+    /// Current runtime settings.
+    pub fn settings(&self) -> RuntimeSettings {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces runtime settings in memory (callers persist them first).
+    pub fn set_settings(&self, s: RuntimeSettings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// Loads persisted revocations into memory (start-up and resync).
+    pub async fn load_revocations(&self) -> Result<usize> {
+        let list = self.storage.live_revocations(now()).await?;
+        let n = list.len();
+        self.apply_revocations(list);
+        Ok(n)
+    }
+
+    /// Deletes expired rows and memory entries.
+    pub async fn sweep(&self) -> Result<()> {
+        let t = now();
+        self.revocations.sweep(t);
+        self.storage.purge_expired(t).await?;
+        Ok(())
+    }
+
+    fn apply_revocations(&self, list: Vec<RevokedSession>) {
+        for r in list {
+            self.revocations.insert(r.sid, r.until, r.reason);
+        }
+    }
+
+    /// Creates an account and its first session.
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<TokenGrant> {
+        if !self.settings().registration_open {
+            return Err(Error::RegistrationClosed);
+        }
+        let user = self.create_user(username, password, email, Roles::default_user()).await?;
+        self.start_session(user, now(), client).await
+    }
+
+    /// Validates and stores a new account (also used by admins).
+    pub async fn create_user(&self, username: &str, password: &str, email: Option<&str>, roles: Roles) -> Result<User> {
+        create_account(self.storage.as_ref(), &self.hasher, username, password, email, roles).await
+    }
+
+    /// Checks a username and password and starts a session.
+    ///
+    /// Unknown user, wrong password and disabled account all answer
+    /// [`Error::InvalidCredentials`] after the same amount of hashing work.
+    pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<TokenGrant> {
+        let password = Password::parse_existing(password, "password")?;
+        let user = match Username::parse(username) {
+            Ok(name) => self.storage.user_by_username(&name.canonical()).await?,
+            Err(_) => None,
+        };
+        let user = self.check_password(user, &password).await?;
+        self.start_session(user, now(), client).await
+    }
+
+    /// Verifies `password` for `user` (dummy work when `None`), upgrading legacy hashes.
+    async fn check_password(&self, user: Option<User>, password: &Password) -> Result<User> {
+        let verdict = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let Some(mut user) = user else { return Err(Error::InvalidCredentials) };
+        match verdict {
+            Verified::No => return Err(Error::InvalidCredentials),
+            Verified::Yes => {}
+            Verified::YesRehash(new_hash) => {
+                self.storage.set_password_hash(&user.id, &new_hash, now()).await?;
+                user.password_hash = new_hash;
+            }
+        }
+        if user.disabled {
+            return Err(Error::InvalidCredentials);
+        }
+        Ok(user)
+    }
+
+    async fn start_session(&self, user: User, auth_time: i64, client: &ClientInfo) -> Result<TokenGrant> {
+        let t = now();
+        let settings = self.settings();
+        let sid = uuid::Uuid::now_v7().to_string();
+        let access = self.issuer.issue(&user, &sid, auth_time, settings.access_token_ttl, t)?;
+        let refresh_token = self.refresh.generate();
+        let session = SessionRecord {
+            id: sid,
+            user_id: user.id.as_str().to_owned(),
+            created_at: t,
+            last_used_at: t,
+            expires_at: t + self.policy.session_max_age,
+            auth_time,
+            access_expires_at: access.claims.exp,
+            user_agent: client.user_agent.clone(),
+            ip: client.ip.clone(),
+            revoked_at: None,
+        };
+        let refresh_exp = (t + settings.refresh_token_ttl).min(session.expires_at);
+        self.storage.create_session(&session, &RefreshTokens::hash(&refresh_token), refresh_exp).await?;
+        Ok(TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl })
+    }
+
+    /// Rotates a refresh token: returns a new access token and the successor refresh
+    /// token. See [`Rotation`] for reuse detection and the grace window.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenGrant> {
+        if !RefreshTokens::looks_valid(refresh_token) {
+            return Err(Error::RefreshTokenInvalid);
+        }
+        let t = now();
+        let settings = self.settings();
+        let successor = self.refresh.successor(refresh_token);
+        let outcome = self
+            .storage
+            .rotate_refresh(RotateRequest {
+                presented_hash: &RefreshTokens::hash(refresh_token),
+                successor_hash: &RefreshTokens::hash(&successor),
+                now: t,
+                grace_secs: self.policy.reuse_grace,
+                refresh_ttl_secs: settings.refresh_token_ttl,
+            })
+            .await?;
+        let session = match outcome {
+            Rotation::Rotated(s) | Rotation::Replayed(s) => s,
+            Rotation::Reused(revoked) => {
+                tracing::warn!(sid = %revoked.sid, "refresh token reuse detected; session revoked");
+                self.apply_revocations(vec![revoked]);
+                return Err(Error::RefreshTokenReused);
+            }
+            Rotation::Invalid => return Err(Error::RefreshTokenInvalid),
+        };
+        let user = self
+            .storage
+            .user_by_id(&UserId::from_trusted(session.user_id.clone()))
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or(Error::RefreshTokenInvalid)?;
+        let access = self.issuer.issue(&user, &session.id, session.auth_time, settings.access_token_ttl, t)?;
+        self.storage.note_access_issued(&session.id, access.claims.exp).await?;
+        Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl })
+    }
+
+    /// Verifies an access token and checks that its session has not been revoked.
+    pub fn authenticate(&self, token: &str) -> Result<AccessClaims> {
+        let claims = self.verifier.verify_access(token)?;
+        match self.revocations.check(&claims.sid) {
+            None => Ok(claims),
+            Some(Revocation::Revoked) => Err(Error::TokenRevoked),
+            Some(Revocation::UserDeleted) => Err(Error::Token(VerifyError::Invalid("user deleted"))),
+        }
+    }
+
+    /// The account behind verified claims; a vanished account makes the token invalid.
+    pub async fn current_user(&self, claims: &AccessClaims) -> Result<User> {
+        self.storage
+            .user_by_id(&UserId::from_trusted(claims.sub.clone()))
+            .await?
+            .ok_or(Error::Token(VerifyError::Invalid("user not found")))
+    }
+
+    /// Ends sessions per `scope`; returns how many ended.
+    pub async fn logout(&self, claims: &AccessClaims, scope: LogoutScope) -> Result<usize> {
+        let filter = match scope {
+            LogoutScope::Local => SessionFilter::One(&claims.sid),
+            LogoutScope::Global => SessionFilter::All,
+            LogoutScope::Others => {
+                self.require_fresh(claims)?;
+                SessionFilter::AllExcept(&claims.sid)
+            }
+        };
+        self.revoke(&claims.sub, filter).await
+    }
+
+    /// Ends every session of `user_id` selected by `filter` and refuses their tokens now.
+    pub async fn revoke(&self, user_id: &str, filter: SessionFilter<'_>) -> Result<usize> {
+        let revoked = self.storage.revoke_sessions(user_id, filter, now()).await?;
+        let n = revoked.len();
+        self.apply_revocations(revoked);
+        Ok(n)
+    }
+
+    /// Applies revocations that storage already persisted (delete, admin actions).
+    pub fn revoked(&self, revoked: Vec<RevokedSession>) {
+        self.apply_revocations(revoked);
+    }
+
+    /// The caller's live sessions.
+    pub async fn sessions(&self, claims: &AccessClaims) -> Result<Vec<SessionRecord>> {
+        Ok(self.storage.live_sessions(&claims.sub, now()).await?)
+    }
+
+    /// Ends one of the caller's sessions; another user's (or unknown) id is not found.
+    pub async fn end_session(&self, claims: &AccessClaims, sid: &str) -> Result<()> {
+        if sid != claims.sid {
+            self.require_fresh(claims)?;
+        }
+        match self.revoke(&claims.sub, SessionFilter::One(sid)).await? {
+            0 => Err(Error::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// Changes the caller's password after checking the current one, ends every session
+    /// and starts a new one (new `sid`) whose tokens are returned.
+    pub async fn change_password(
+        &self,
+        claims: &AccessClaims,
+        current: &str,
+        new: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenGrant> {
+        let current = Password::parse_existing(current, "current_password")?;
+        let new = Password::parse_new(new, "new_password")?;
+        let user = self.current_user(claims).await?;
+        let user = self.check_password(Some(user), &current).await?;
+        if new.expose().eq_ignore_ascii_case(user.username.as_str()) {
+            return Err(ValidationError::new("new_password", "must not be the username").into());
+        }
+        let hash = self.hasher.hash(&new).await?;
+        self.storage.set_password_hash(&user.id, &hash, now()).await?;
+        self.revoke(user.id.as_str(), SessionFilter::All).await?;
+        self.start_session(User { password_hash: hash, ..user }, now(), client).await
+    }
+
+    /// Refuses when the password was last entered longer ago than the policy allows.
+    pub fn require_fresh(&self, claims: &AccessClaims) -> Result<()> {
+        if now() - claims.auth_time > self.policy.fresh_auth_max_age {
+            return Err(Error::FreshLoginRequired);
+        }
+        Ok(())
+    }
+}
+
+/// Validates and stores a new account: the one path by which accounts come to exist
+/// (registration, admin API and CLI all use it).
+pub async fn create_account(
+    storage: &dyn Storage,
+    hasher: &PasswordHasher,
+    username: &str,
+    password: &str,
+    email: Option<&str>,
+    roles: Roles,
+) -> Result<User> {
+    let username = Username::parse(username)?;
+    let password = Password::parse_new(password, "password")?;
+    let email = email.filter(|e| !e.is_empty()).map(Email::parse).transpose()?;
+    if password.expose().eq_ignore_ascii_case(username.as_str()) {
+        return Err(ValidationError::new("password", "must not be the username").into());
+    }
+    let hash = hasher.hash(&password).await?;
+    let user =
+        User { id: UserId::new(), username, email, password_hash: hash, roles, disabled: false, created_at: now() };
+    match storage.insert_user(&user).await {
+        Ok(()) => Ok(user),
+        Err(StorageError::Conflict) => Err(Error::UsernameTaken),
+        Err(e) => Err(e.into()),
+    }
+}

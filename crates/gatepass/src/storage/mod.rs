@@ -1,0 +1,197 @@
+//! Persistence behind one trait, one implementation per backend.
+//!
+//! Handlers never see SQL; the service layer talks to `dyn Storage`. Every method that
+//! must be atomic (rotation, revocation) is one call so each backend can make it a single
+//! transaction.
+
+mod sqlite;
+
+pub use sqlite::SqliteStorage;
+
+use async_trait::async_trait;
+
+use crate::auth::Revocation;
+use crate::domain::{Email, Roles, User, UserId};
+
+/// Storage failures. Details stay in logs; clients see a generic message.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A unique constraint refused the write (e.g. username taken).
+    #[error("unique constraint violated")]
+    Conflict,
+    /// The database cannot be reached right now.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+/// Shorthand for storage results.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// A login session and its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Session id (`sid` in tokens).
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last refresh.
+    pub last_used_at: i64,
+    /// Absolute end of the session.
+    pub expires_at: i64,
+    /// When the password was last proved in this session.
+    pub auth_time: i64,
+    /// Latest `exp` of any access token issued for this session.
+    pub access_expires_at: i64,
+    /// Client user agent at login.
+    pub user_agent: Option<String>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+    /// When it was ended, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A session whose access tokens are now refused until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSession {
+    /// Session id.
+    pub sid: String,
+    /// No token of the session outlives this time.
+    pub until: i64,
+    /// Why.
+    pub reason: Revocation,
+}
+
+/// Which of a user's sessions to end.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionFilter<'a> {
+    /// Exactly this one.
+    One(&'a str),
+    /// All of them.
+    All,
+    /// All but this one.
+    AllExcept(&'a str),
+}
+
+/// A refresh-token rotation request.
+#[derive(Debug, Clone)]
+pub struct RotateRequest<'a> {
+    /// Digest of the presented token.
+    pub presented_hash: &'a str,
+    /// Digest of its (deterministic) successor.
+    pub successor_hash: &'a str,
+    /// Now.
+    pub now: i64,
+    /// Seconds after a rotation during which presenting the old token again replays the
+    /// same successor instead of counting as reuse.
+    pub grace_secs: i64,
+    /// Lifetime of the successor (capped by the session's absolute expiry).
+    pub refresh_ttl_secs: i64,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current; the successor is now current.
+    Rotated(SessionRecord),
+    /// The token was rotated moments ago and its successor is still current: hand out
+    /// the same successor again.
+    Replayed(SessionRecord),
+    /// An old token came back: the session has been revoked.
+    Reused(RevokedSession),
+    /// Unknown, expired, or its session is over.
+    Invalid,
+}
+
+/// Changes to an account; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// New roles.
+    pub roles: Option<Roles>,
+    /// Enable or disable.
+    pub disabled: Option<bool>,
+    /// Set (`Some(Some)`) or clear (`Some(None)`) the e-mail.
+    pub email: Option<Option<Email>>,
+}
+
+/// Everything gatepass persists.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> StorageResult<()>;
+
+    /// Inserts a new account; [`StorageError::Conflict`] when the name is taken.
+    async fn insert_user(&self, user: &User) -> StorageResult<()>;
+    /// Looks an account up by id.
+    async fn user_by_id(&self, id: &UserId) -> StorageResult<Option<User>>;
+    /// Looks an account up by canonical (lower-case) username.
+    async fn user_by_username(&self, canonical: &str) -> StorageResult<Option<User>>;
+    /// Accounts ordered by name, optionally whose canonical name starts with `prefix`.
+    async fn list_users(&self, prefix: Option<&str>, limit: i64, offset: i64) -> StorageResult<Vec<User>>;
+    /// Number of accounts.
+    async fn count_users(&self) -> StorageResult<i64>;
+    /// Replaces a password hash; false when the user does not exist.
+    async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StorageResult<bool>;
+    /// Applies `patch`; false when the user does not exist.
+    async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<bool>;
+    /// Deletes an account; its sessions' tokens are revoked as [`Revocation::UserDeleted`].
+    /// `None` when there was no such user.
+    async fn delete_user(&self, id: &UserId, now: i64) -> StorageResult<Option<Vec<RevokedSession>>>;
+
+    /// Creates a session with its first refresh token.
+    async fn create_session(
+        &self,
+        session: &SessionRecord,
+        refresh_hash: &str,
+        refresh_expires_at: i64,
+    ) -> StorageResult<()>;
+    /// Rotates a refresh token atomically (see [`Rotation`]).
+    async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation>;
+    /// Records that an access token expiring at `exp` was issued for `sid`.
+    async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<()>;
+    /// One session by id.
+    async fn session(&self, sid: &str) -> StorageResult<Option<SessionRecord>>;
+    /// A user's live sessions, newest first.
+    async fn live_sessions(&self, user_id: &str, now: i64) -> StorageResult<Vec<SessionRecord>>;
+    /// Number of live sessions of all users.
+    async fn count_live_sessions(&self, now: i64) -> StorageResult<i64>;
+    /// Ends sessions of `user_id` selected by `filter`, persisting their revocations.
+    async fn revoke_sessions(
+        &self,
+        user_id: &str,
+        filter: SessionFilter<'_>,
+        now: i64,
+    ) -> StorageResult<Vec<RevokedSession>>;
+    /// Revocations whose tokens may still be unexpired at `now`.
+    async fn live_revocations(&self, now: i64) -> StorageResult<Vec<RevokedSession>>;
+    /// Deletes expired refresh tokens, sessions and revocations; returns rows removed.
+    async fn purge_expired(&self, now: i64) -> StorageResult<u64>;
+
+    /// All runtime settings (key → JSON text).
+    async fn settings(&self) -> StorageResult<Vec<(String, String)>>;
+    /// Stores runtime settings in one transaction.
+    async fn put_settings(&self, values: &[(String, String)]) -> StorageResult<()>;
+}
+
+/// Revocations outlive the last token of a session by this margin, covering clock leeway.
+pub const REVOCATION_MARGIN_SECS: i64 = 60;
+
+pub(crate) fn reason_to_str(r: Revocation) -> &'static str {
+    match r {
+        Revocation::Revoked => "revoked",
+        Revocation::UserDeleted => "user_deleted",
+    }
+}
+
+pub(crate) fn reason_from_str(s: &str) -> Revocation {
+    match s {
+        "user_deleted" => Revocation::UserDeleted,
+        _ => Revocation::Revoked,
+    }
+}
