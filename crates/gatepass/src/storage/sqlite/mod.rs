@@ -17,10 +17,12 @@ use crate::domain::{Email, Roles, User, UserId, Username};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+// Capability-sized impls of further storage traits live in sibling files of this module.
+
 /// SQLite-backed [`Storage`].
 #[derive(Clone)]
 pub struct SqliteStorage {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteStorage {

@@ -1,0 +1,178 @@
+//! Test harness: spawns the real server on a random port with a fresh data directory and
+//! drives it over HTTP like a client.
+#![allow(dead_code)]
+
+use clap::Parser;
+use gatepass::app::Application;
+use gatepass::config::ServeArgs;
+use gatepass::http::AppState;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use tokio::sync::oneshot;
+
+/// A fixed test secret (random-looking, 64 hex chars).
+pub const SECRET: &str = "9f2c4e7a1b3d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+
+#[derive(Parser)]
+struct Wrapper {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// A client without a cookie store.
+    pub client: reqwest::Client,
+    /// Server state, for white-box assertions.
+    pub state: AppState,
+    /// Data directory (deleted on drop unless kept by `restart`).
+    pub dir: std::sync::Arc<tempfile::TempDir>,
+    extra: Vec<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Cheap Argon2 so tests stay fast; the real cost is exercised by benchmarks.
+fn base_args(dir: &std::path::Path) -> Vec<String> {
+    [
+        "gatepass",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.to_str().expect("utf-8 temp path"),
+        "--jwt-secret",
+        SECRET,
+        "--argon2-memory-kib",
+        "1024",
+        "--argon2-iterations",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl TestApp {
+    /// A server with default settings.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// A server with extra flags, e.g. `&["--access-token-ttl", "2s"]`.
+    pub async fn spawn_with(extra: &[&str]) -> Self {
+        let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start(dir, extra.iter().map(|s| s.to_string()).collect()).await
+    }
+
+    async fn start(dir: std::sync::Arc<tempfile::TempDir>, extra: Vec<String>) -> Self {
+        let mut argv = base_args(dir.path());
+        argv.extend(extra.iter().cloned());
+        let args = Wrapper::try_parse_from(&argv).expect("valid test arguments").args;
+        let app = Application::build(args).await.expect("server builds");
+        let addr = app.local_addr().expect("bound");
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+            state,
+            dir,
+            extra,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let dir = self.dir.clone();
+        let extra = self.extra.clone();
+        Self::start(dir, extra).await
+    }
+
+    /// Stops the server, waiting for in-flight requests.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Data directory path.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// POST JSON.
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(&body).send().await.expect("request")
+    }
+
+    /// POST JSON with a bearer token.
+    pub async fn post_auth(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request")
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    /// GET without credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    /// Registers `username` with `password`; panics unless 201. Returns the body.
+    pub async fn register(&self, username: &str, password: &str) -> Value {
+        let r = self.post("/api/register", json!({ "username": username, "password": password })).await;
+        assert_eq!(r.status(), 201, "register {username}");
+        r.json().await.expect("json")
+    }
+
+    /// Logs in; panics unless 200. Returns the body.
+    pub async fn login(&self, username: &str, password: &str) -> Value {
+        let r = self.post("/api/login", json!({ "username": username, "password": password })).await;
+        assert_eq!(r.status(), 200, "login {username}");
+        r.json().await.expect("json")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Asserts status and error code of a response; returns the body.
+pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status(), status, "status for expected `{code}`");
+    let body: Value = r.json().await.expect("JSON error body");
+    assert_eq!(body["code"], code, "body: {body}");
+    assert!(body["error"].is_string(), "error message missing: {body}");
+    body
+}
+
+/// `s` as a `&str` field of a JSON value.
+pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
