@@ -81,7 +81,9 @@ impl Application {
             csrf: Arc::new(CsrfTokens::new(secret.expose_secret().as_bytes())),
             cookies: CookieSettings { secure },
             started_at: Instant::now(),
+            metrics_token: args.metrics_token.as_ref().map(|t| Arc::from(t.expose_secret())),
         };
+        http::metrics::handle();
         Ok(Self { listener, state })
     }
 

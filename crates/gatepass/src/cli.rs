@@ -31,6 +31,29 @@ pub enum Command {
     Token(TokenCommand),
     /// Print a new random signing secret for GATEPASS_JWT_SECRET.
     Secret,
+    /// Import users from a seed-style SQLite database (`users` table with username,
+    /// password and optionally email; plaintext, bcrypt or werkzeug hashes).
+    Import {
+        /// Source, as `sqlite:PATH`.
+        #[arg(long)]
+        from: String,
+        /// Check everything and report, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+    /// Walk register → login → profile → protected → refresh → logout against a running
+    /// server, printing each request and response; exits non-zero on any misbehaviour.
+    Demo {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
 }
 
 /// `gatepass user …`
@@ -105,6 +128,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", config::generate_secret());
             Ok(())
         }
+        Command::Demo { url } => crate::demo::run(&url).await,
+        Command::Import { from, dry_run, store, security } => import(&from, dry_run, &store, &security).await,
     }
 }
 
@@ -209,4 +234,30 @@ fn decode_unverified(jwt: &str) -> anyhow::Result<(serde_json::Value, serde_json
         Ok(serde_json::from_slice(&bytes)?)
     };
     Ok((dec(h)?, dec(p)?))
+}
+
+async fn import(from: &str, dry_run: bool, store: &StoreArgs, security: &SecurityArgs) -> anyhow::Result<()> {
+    let path = from.strip_prefix("sqlite:").ok_or_else(|| anyhow::anyhow!("--from must be sqlite:PATH"))?;
+    let path = path.trim_start_matches("//");
+    let storage = app::open_storage(store).await?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let hasher = PasswordHasher::new(security.hash_cost(), cores)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows {elapsed_precise}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = crate::import::import_sqlite(path, storage.as_ref(), &hasher, dry_run, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .await?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    let verb = if dry_run { "would import" } else { "imported" };
+    writeln!(out, "read {} rows; {verb} {}; skipped {}", report.read, report.imported, report.skipped.len())?;
+    for (who, why) in &report.skipped {
+        writeln!(out, "  skipped {who}: {why}")?;
+    }
+    Ok(())
 }

@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// How recently the password must have been entered for sensitive actions.
     #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
     pub fresh_auth_max_age: Duration,
+    /// Bearer secret required to read `/metrics` (open when unset).
+    #[arg(long, env = "GATEPASS_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "GATEPASS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -231,6 +231,7 @@ impl IntoResponse for Error {
         }
         match self {
             Error::RateLimited { retry_after } => {
+                metrics::counter!("gatepass_rate_limited_total").increment(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             }
             Error::StorageUnavailable => {

@@ -201,7 +201,14 @@ impl AuthService {
             Ok(name) => self.storage.user_by_username(&name.canonical()).await?,
             Err(_) => None,
         };
-        let user = self.check_password(user, &password).await?;
+        let user = match self.check_password(user, &password).await {
+            Ok(u) => u,
+            Err(e) => {
+                metrics::counter!("gatepass_logins_total", "outcome" => "failed").increment(1);
+                return Err(e);
+            }
+        };
+        metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
         self.start_session(user, now(), client).await
     }
 
@@ -287,12 +294,18 @@ impl AuthService {
 
     /// Verifies an access token and checks that its session has not been revoked.
     pub fn authenticate(&self, token: &str) -> Result<AccessClaims> {
-        let claims = self.verifier.verify_access(token)?;
-        match self.revocations.check(&claims.sid) {
-            None => Ok(claims),
-            Some(Revocation::Revoked) => Err(Error::TokenRevoked),
-            Some(Revocation::UserDeleted) => Err(Error::Token(VerifyError::Invalid("user deleted"))),
+        let result = self.verifier.verify_access(token).map_err(Error::from).and_then(|claims| {
+            match self.revocations.check(&claims.sid) {
+                None => Ok(claims),
+                Some(Revocation::Revoked) => Err(Error::TokenRevoked),
+                Some(Revocation::UserDeleted) => Err(Error::Token(VerifyError::Invalid("user deleted"))),
+            }
+        });
+        match &result {
+            Ok(_) => metrics::counter!("gatepass_tokens_verified_total").increment(1),
+            Err(e) => metrics::counter!("gatepass_tokens_rejected_total", "reason" => e.code()).increment(1),
         }
+        result
     }
 
     /// The account behind verified claims; a vanished account makes the token invalid.

@@ -125,10 +125,64 @@ fn verify_with(params: &Params, password: &str, stored: &str) -> bool {
         // bcrypt silently ignores bytes past 72; refuse rather than accept a truncated match.
         return password.len() <= 72 && bcrypt::verify(password, stored).unwrap_or(false);
     }
+    if stored.starts_with("pbkdf2:") || stored.starts_with("scrypt:") {
+        return verify_werkzeug(password, stored).unwrap_or(false);
+    }
     match PasswordHash::new(stored) {
         Ok(parsed) => argon2(params).verify_password(password.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
+}
+
+/// Werkzeug's `pbkdf2:sha256:N$salt$hex` and `scrypt:N:r:p$salt$hex` (Flask apps), kept
+/// from imports until the user's next login replaces them with Argon2id.
+fn verify_werkzeug(password: &str, stored: &str) -> Option<bool> {
+    let mut parts = stored.splitn(3, '$');
+    let (method, salt, hex) = (parts.next()?, parts.next()?, parts.next()?);
+    let expected = decode_hex(hex)?;
+    let mut params = method.split(':');
+    let computed = match params.next()? {
+        "pbkdf2" => {
+            let digest = params.next().unwrap_or("sha256");
+            let iterations: u32 = params.next().unwrap_or("600000").parse().ok()?;
+            if digest != "sha256" || !(1..=10_000_000).contains(&iterations) {
+                return None;
+            }
+            let mut out = vec![0u8; expected.len()];
+            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), iterations, &mut out);
+            out
+        }
+        "scrypt" => {
+            let n: u64 = params.next().unwrap_or("32768").parse().ok()?;
+            let r: u32 = params.next().unwrap_or("8").parse().ok()?;
+            let p: u32 = params.next().unwrap_or("1").parse().ok()?;
+            if !n.is_power_of_two() || n > 1 << 20 || r > 32 || p > 16 {
+                return None;
+            }
+            let log_n = u8::try_from(n.trailing_zeros()).ok()?;
+            let params = scrypt::Params::new(log_n, r, p, expected.len()).ok()?;
+            let mut out = vec![0u8; expected.len()];
+            scrypt::scrypt(password.as_bytes(), salt.as_bytes(), &params, &mut out).ok()?;
+            out
+        }
+        _ => return None,
+    };
+    Some(bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected.as_slice())))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.is_empty() || s.len() > 256 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Whether `stored` is a hash format gatepass can verify (used by imports).
+pub fn is_known_hash(stored: &str) -> bool {
+    is_bcrypt(stored)
+        || stored.starts_with("$argon2")
+        || stored.starts_with("pbkdf2:sha256:")
+        || stored.starts_with("scrypt:")
 }
 
 fn is_bcrypt(stored: &str) -> bool {
@@ -177,6 +231,24 @@ mod tests {
             other => panic!("expected rehash, got {other:?}"),
         }
         assert_eq!(h.verify(&pw("MyPassword"), Some(&legacy)).await.unwrap(), Verified::No);
+    }
+
+    #[tokio::test]
+    async fn werkzeug_hashes_verify_and_ask_for_upgrade() {
+        // Real output of werkzeug.security.generate_password_hash("flask-password", method=...).
+        let pbkdf2 =
+            "pbkdf2:sha256:1000$zcELMtBtnSQvnAe7$932c8f3b3ec0fc618d76ca8e766544e367687d08f1498ed0f097d6bcc8dbbf2b";
+        let scrypt = "scrypt:1024:8:1$Zmyrsq3N1yWAEsaT$b238c1cf8e9e854ac860bae6cc68ddebb9c238fea265ba79928683f0264e9a31\
+                      c8c0da304db2f6f4918e9f56887641e373f87f9a47793c00808ffd42dfa641a0";
+        let h = cheap();
+        for stored in [pbkdf2, scrypt] {
+            assert!(is_known_hash(stored));
+            assert!(matches!(h.verify(&pw("flask-password"), Some(stored)).await.unwrap(), Verified::YesRehash(_)));
+            assert_eq!(h.verify(&pw("flask-passwore"), Some(stored)).await.unwrap(), Verified::No);
+        }
+        for broken in ["scrypt:3:8:1$s$00", "pbkdf2:sha256:0$s$00", "pbkdf2:md5:1$s$00", "scrypt:1024:8:1$s$zz"] {
+            assert_eq!(h.verify(&pw("x"), Some(broken)).await.unwrap(), Verified::No, "{broken}");
+        }
     }
 
     #[tokio::test]

@@ -60,6 +60,7 @@ impl TokenIssuer {
             aud: self.audience.clone(),
         };
         let token = self.sign(ACCESS_TOKEN_TYP, &claims)?;
+        metrics::counter!("gatepass_tokens_issued_total").increment(1);
         Ok(IssuedToken { token, claims })
     }
 

@@ -6,6 +6,7 @@ pub mod compat;
 pub mod cookies;
 pub mod csrf;
 pub mod extract;
+pub mod metrics;
 pub mod ops;
 pub mod pages;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub cookies: cookies::CookieSettings,
     /// Process start, for uptime.
     pub started_at: Instant,
+    /// Bearer secret guarding `/metrics`, if configured.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {
@@ -55,8 +58,10 @@ pub fn router(state: AppState) -> Router {
         .merge(compat::router())
         .merge(pages::router())
         .merge(ops::router())
+        .route("/metrics", axum::routing::get(metrics::render))
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     with_security_headers(routes)

@@ -1,0 +1,64 @@
+//! Micro-benchmarks of the hot paths: issuing and verifying access tokens, the revocation
+//! check, and password hashing at the default (OWASP) Argon2id cost.
+//!
+//! Run: `cargo bench -p gatepass --bench core`
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gatepass::auth::passwords::HashCost;
+use gatepass::auth::{PasswordHasher, Revocation, RevocationSet, TokenIssuer};
+use gatepass::domain::{Password, Roles, User, UserId, Username};
+use gatepass_verify::VerifierConfig;
+use std::hint::black_box;
+
+const SECRET: &[u8] = b"9f2c4e7a1b3d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+
+fn user() -> User {
+    User {
+        id: UserId::new(),
+        username: Username::parse("benchuser").expect("valid"),
+        email: None,
+        password_hash: String::new(),
+        roles: Roles::default_user(),
+        disabled: false,
+        created_at: 0,
+    }
+}
+
+fn tokens(c: &mut Criterion) {
+    let (issuer, verifier) = TokenIssuer::hs256(SECRET, VerifierConfig::new("gatepass")).expect("issuer");
+    let user = user();
+    let now = gatepass::service::now();
+    c.bench_function("token/issue_hs256", |b| {
+        b.iter(|| issuer.issue(black_box(&user), "sid", now, 900, now).expect("issue"))
+    });
+    let token = issuer.issue(&user, "sid", now, 900, now).expect("issue").token;
+    c.bench_function("token/verify_hs256", |b| b.iter(|| verifier.verify_access(black_box(&token)).expect("valid")));
+}
+
+fn revocation(c: &mut Criterion) {
+    let set = RevocationSet::new();
+    for i in 0..100_000 {
+        set.insert(format!("01936c1e-0000-7000-8000-{i:012}"), i64::MAX, Revocation::Revoked);
+    }
+    let miss = "01936c1e-ffff-7000-8000-000000000000";
+    let hit = "01936c1e-0000-7000-8000-000000054321";
+    c.bench_function("revocation/check_miss_100k", |b| b.iter(|| set.check(black_box(miss))));
+    c.bench_function("revocation/check_hit_100k", |b| b.iter(|| set.check(black_box(hit))));
+}
+
+fn passwords(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let hasher = PasswordHasher::new(HashCost::default(), 1).expect("hasher");
+    let pw = Password::parse_new("correct horse battery", "password").expect("valid");
+    let stored = rt.block_on(hasher.hash(&pw)).expect("hash");
+    let mut group = c.benchmark_group("password");
+    group.sample_size(20);
+    group.bench_function("hash_argon2id_m19456_t2_p1", |b| b.iter(|| rt.block_on(hasher.hash(&pw)).expect("hash")));
+    group.bench_function("verify_argon2id_m19456_t2_p1", |b| {
+        b.iter(|| rt.block_on(hasher.verify(&pw, Some(&stored))).expect("verify"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, tokens, revocation, passwords);
+criterion_main!(benches);

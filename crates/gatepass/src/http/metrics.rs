@@ -1,0 +1,78 @@
+//! Prometheus metrics: the recorder, the request-tracking middleware and `GET /metrics`.
+//!
+//! Counters elsewhere use the `metrics` macros directly (`gatepass_logins_total`,
+//! `gatepass_tokens_issued_total`, `gatepass_tokens_verified_total`,
+//! `gatepass_tokens_rejected_total{reason}`, `gatepass_rate_limited_total`); gauges that
+//! are cheap to compute on demand (hash queue, live sessions) are set at scrape time.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+
+use crate::error::Error;
+use crate::http::AppState;
+
+/// The process-wide recorder (installed once, shared by every server in the process).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+        let builder = PrometheusBuilder::new().set_buckets(BUCKETS).unwrap_or_else(|_| PrometheusBuilder::new());
+        match builder.install_recorder() {
+            Ok(h) => h,
+            // Another recorder is already installed (an embedding application's): keep a
+            // private one so /metrics still answers.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+/// Counts requests by route template and status, with a latency histogram.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    metrics::counter!("gatepass_http_requests_total", &labels).increment(1);
+    metrics::histogram!("gatepass_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`, optionally behind `Authorization: Bearer <GATEPASS_METRICS_TOKEN>`.
+pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
+    if let Some(expected) = &state.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(if presented.is_empty() {
+                Error::TokenMissing
+            } else {
+                Error::Token(gatepass_verify::VerifyError::Invalid("wrong metrics token"))
+            });
+        }
+    }
+    let service = &state.service;
+    metrics::gauge!("gatepass_password_hash_queue").set(service.hasher().queue_len() as f64);
+    metrics::gauge!("gatepass_revoked_sessions_in_memory").set(service.revocations().len() as f64);
+    if let Ok(n) = service.storage().count_live_sessions(crate::service::now()).await {
+        metrics::gauge!("gatepass_live_sessions").set(n as f64);
+    }
+    let handle = handle();
+    handle.run_upkeep();
+    let mut response = handle.render().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    Ok(response)
+}

@@ -1,0 +1,87 @@
+//! `gatepass import`: users from a seed-style SQLite database can log in afterwards.
+
+mod common;
+
+use common::{TestApp, expect_error};
+use serde_json::json;
+use sqlx::Connection;
+
+async fn seed_source(path: &std::path::Path) {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, username TEXT UNIQUE NOT NULL, password TEXT NOT NULL, email TEXT)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let bcrypt = bcrypt::hash("bcrypt-password", 4).unwrap();
+    let werkzeug =
+        "pbkdf2:sha256:1000$zcELMtBtnSQvnAe7$932c8f3b3ec0fc618d76ca8e766544e367687d08f1498ed0f097d6bcc8dbbf2b";
+    for (u, p, e) in [
+        ("admin", "1234", None),                           // seed 002 stores plaintext
+        ("bee", bcrypt.as_str(), Some("bee@example.com")), // seed 003 uses bcrypt
+        ("flask", werkzeug, None),                         // werkzeug generate_password_hash
+        ("bad name", "whatever-password", None),           // invalid username
+        ("Admin2", "", None),                              // empty password
+        ("md5user", "md5$abc$def", None),                  // unsupported hash
+        ("mail", "mail-password", Some("not-an-email")),   // invalid email
+    ] {
+        sqlx::query("INSERT INTO users (username, password, email) VALUES (?1, ?2, ?3)")
+            .bind(u)
+            .bind(p)
+            .bind(e)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn imported_users_log_in_and_bad_rows_are_reported() {
+    let app = TestApp::spawn().await;
+    let src = app.data_dir().join("seed.db");
+    seed_source(&src).await;
+    let storage = app.state.service.storage().clone();
+    let hasher = app.state.service.hasher().clone();
+
+    let dry = gatepass::import::import_sqlite(src.to_str().unwrap(), storage.as_ref(), &hasher, true, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((dry.read, dry.imported, dry.skipped.len()), (7, 3, 4));
+    assert_eq!(storage.count_users().await.unwrap(), 0, "dry run writes nothing");
+
+    let mut ticks = 0;
+    let report =
+        gatepass::import::import_sqlite(src.to_str().unwrap(), storage.as_ref(), &hasher, false, |_, _| ticks += 1)
+            .await
+            .unwrap();
+    assert_eq!(ticks, 7);
+    assert_eq!(report.imported, 3);
+    let reasons: Vec<String> = report.skipped.iter().map(|(u, r)| format!("{u}: {r}")).collect();
+    assert!(reasons.iter().any(|r| r.starts_with("bad name: invalid username")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("Admin2: empty password")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("md5user: unsupported")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("mail: invalid email")), "{reasons:?}");
+
+    // Plaintext was hashed at import; legacy hashes are upgraded at first login.
+    let admin = storage.user_by_username("admin").await.unwrap().unwrap();
+    assert!(admin.password_hash.starts_with("$argon2id$"));
+    app.login("admin", "1234").await;
+    app.login("bee", "bcrypt-password").await;
+    app.login("flask", "flask-password").await;
+    for name in ["bee", "flask"] {
+        let u = storage.user_by_username(name).await.unwrap().unwrap();
+        assert!(u.password_hash.starts_with("$argon2id$"), "{name} upgraded");
+    }
+    expect_error(
+        app.post("/api/login", json!({"username": "flask", "password": "wrong"})).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+
+    // Importing again skips everyone as existing.
+    let again = gatepass::import::import_sqlite(src.to_str().unwrap(), storage.as_ref(), &hasher, false, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(again.imported, 0);
+}
