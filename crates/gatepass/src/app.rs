@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 use crate::auth::csrf::CsrfTokens;
+use crate::auth::operator::OperatorTokens;
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::{self, ServeArgs, StoreArgs, secs};
@@ -67,6 +68,7 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    operator_token: Option<String>,
 }
 
 impl Application {
@@ -76,13 +78,20 @@ impl Application {
         let secret = config::signing_secret(&args.security, &args.store.data_dir)?;
         let listener = TcpListener::bind(args.listen).await?;
         let secure = args.cookie_secure.unwrap_or(!args.listen.ip().is_loopback());
+        let (operator, operator_token) = operator_token(&args, &service)?;
         let state = AppState {
             service,
             csrf: Arc::new(CsrfTokens::new(secret.expose_secret().as_bytes())),
             cookies: CookieSettings { secure },
             started_at: Instant::now(),
+            operator,
         };
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, operator_token })
+    }
+
+    /// This run's operator token, for the start-up banner (`None` when disabled).
+    pub fn operator_token(&self) -> Option<&str> {
+        self.operator_token.as_deref()
     }
 
     /// The bound address (useful with port 0).
@@ -102,10 +111,17 @@ impl Application {
     ) -> anyhow::Result<()> {
         let service = self.state.service.clone();
         let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
+            // Every second, pick up revocations that other processes (the CLI, other
+            // instances) wrote to storage; every minute, sweep expired rows.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            for n in 0u64.. {
                 tick.tick().await;
-                if let Err(e) = service.sweep().await {
+                if let Err(e) = service.load_revocations().await {
+                    tracing::warn!(error = %e, "revocation reload failed");
+                }
+                if n % 60 == 59
+                    && let Err(e) = service.sweep().await
+                {
                     tracing::warn!(error = %e, "sweep failed");
                 }
             }
@@ -117,6 +133,30 @@ impl Application {
         sweeper.abort();
         Ok(result?)
     }
+}
+
+/// Mints this process's operator token unless it is switched off.
+fn operator_token(
+    args: &ServeArgs,
+    service: &AuthService,
+) -> anyhow::Result<(Option<Arc<OperatorTokens>>, Option<String>)> {
+    if args.operator_token == "off" {
+        return Ok((None, None));
+    }
+    let ttl = secs(args.operator_token_ttl);
+    if !(1..=86_400).contains(&ttl) {
+        anyhow::bail!("GATEPASS_OPERATOR_TOKEN_TTL must be between 1s and 24h");
+    }
+    let tokens = OperatorTokens::new();
+    let token = tokens.mint(service.issuer(), service.verifier(), ttl, crate::service::now())?;
+    Ok((Some(Arc::new(tokens)), Some(token)))
+}
+
+/// Prints the seed-000 banner to standard output. This is the one place a token is ever
+/// printed; it never goes through the log.
+pub fn print_operator_banner(token: &str) {
+    let rule = "=".repeat(50);
+    println!("{rule}\nNEW RUNTIME TOKEN GENERATED:\n{token}\n{rule}");
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -94,6 +94,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             crate::telemetry::init(&args.log_format);
             let app = Application::build(*args).await?;
+            if let Some(token) = app.operator_token() {
+                app::print_operator_banner(token);
+            }
             app.run_until(app::shutdown_signal()).await
         }
         Command::User(cmd) => {

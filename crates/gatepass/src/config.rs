@@ -102,6 +102,13 @@ pub struct ServeArgs {
     /// How recently the password must have been entered for sensitive actions.
     #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
     pub fresh_auth_max_age: Duration,
+    /// The start-up operator token (seed 000): `on` prints a fresh admin token to stdout at
+    /// every start; `off` disables it.
+    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN", default_value = "on", value_parser = ["on", "off"])]
+    pub operator_token: String,
+    /// Lifetime of the operator token (at most 24h); it also dies with the process.
+    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub operator_token_ttl: Duration,
     /// Log format: `text` or `json`.
     #[arg(long, env = "GATEPASS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -6,6 +6,7 @@ pub mod compat;
 pub mod cookies;
 pub mod csrf;
 pub mod extract;
+pub mod guard;
 pub mod ops;
 pub mod pages;
 
@@ -22,6 +23,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::csrf::CsrfTokens;
+use crate::auth::operator::OperatorTokens;
 use crate::error::Error;
 use crate::service::AuthService;
 
@@ -39,6 +41,8 @@ pub struct AppState {
     pub cookies: cookies::CookieSettings,
     /// Process start, for uptime.
     pub started_at: Instant,
+    /// This process's operator tokens; `None` when disabled.
+    pub operator: Option<Arc<OperatorTokens>>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {
