@@ -7,7 +7,7 @@
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use gatepass_verify::{TokenSource, token_from_headers};
+use gatepass_verify::{TokenSource, VerifyError, token_from_headers};
 
 use crate::auth::operator::OPERATOR_SUBJECT;
 use crate::domain::Role;
@@ -16,11 +16,14 @@ use crate::http::AppState;
 use crate::http::extract::{Auth, Client};
 use crate::storage::audit::{AuditEvent, SUCCESS};
 
+/// What the verifier says of a token of another kind (see `Verifier::verify_typed`).
+const WRONG_TYPE: &str = "wrong token type";
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub enum Caller {
     /// A user with a valid, unrevoked access token.
-    User(Auth),
+    User(Box<Auth>),
     /// Whoever holds this process's operator token.
     Operator,
 }
@@ -62,8 +65,16 @@ where
         let app = AppState::from_ref(state);
         if let Some(ops) = &app.operator
             && let Ok(Some((token, TokenSource::Header))) = token_from_headers(&parts.headers)
-            && ops.verify(app.service.verifier(), &token).is_ok()
         {
+            match ops.verify(app.service.verifier(), &token) {
+                Ok(_) => {}
+                // Not an operator token at all: judge it as an access token below.
+                Err(VerifyError::Invalid(WRONG_TYPE)) => {
+                    return Ok(Caller::User(Box::new(Auth::from_request_parts(parts, state).await?)));
+                }
+                // An operator token that is expired, from an earlier run or forged.
+                Err(e) => return Err(e.into()),
+            }
             let Client(client) = Client::from_request_parts(parts, state).await?;
             let detail = serde_json::json!({ "method": parts.method.as_str(), "path": parts.uri.path() });
             app.service
@@ -76,9 +87,8 @@ where
                 .await;
             return Ok(Caller::Operator);
         }
-        // Anything else (including an operator token from an earlier run) is judged as an
-        // access token, so the client sees the usual 401 codes.
-        Ok(Caller::User(Auth::from_request_parts(parts, state).await?))
+        // Cookie-borne tokens, or the operator token switched off: access tokens only.
+        Ok(Caller::User(Box::new(Auth::from_request_parts(parts, state).await?)))
     }
 }
 
