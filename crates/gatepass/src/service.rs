@@ -220,11 +220,8 @@ impl AuthService {
     }
 
     /// Verifies `password` for `user` (dummy work when `None`), upgrading legacy hashes.
-    async fn check_password(&self, user: Option<User>, password: &Password) -> Result<User> {
-        self.check_password_why(user, password).await?.map_err(|_| Error::InvalidCredentials)
-    }
-
-    /// Like [`Self::check_password`], with the internal reason of a refusal.
+    /// A refusal carries its reason for the audit trail; clients only ever see
+    /// [`Error::InvalidCredentials`].
     async fn check_password_why(
         &self,
         user: Option<User>,
@@ -398,7 +395,14 @@ impl AuthService {
         let current = Password::parse_existing(current, "current_password")?;
         let new = Password::parse_new(new, "new_password")?;
         let user = self.current_user(claims).await?;
-        let user = self.check_password(Some(user), &current).await?;
+        let user = match self.check_password_why(Some(user), &current).await? {
+            Ok(user) => user,
+            Err(reason) => {
+                let ev = event("password_change_failed", FAILURE, client).actor(&claims.sub).subject(&claims.sub);
+                self.audit(ev.detail(serde_json::json!({ "reason": reason }))).await;
+                return Err(Error::InvalidCredentials);
+            }
+        };
         if new.expose().eq_ignore_ascii_case(user.username.as_str()) {
             return Err(ValidationError::new("new_password", "must not be the username").into());
         }
