@@ -114,10 +114,18 @@ impl Application {
             // Every second, pick up revocations that other processes (the CLI, other
             // instances) wrote to storage; every minute, sweep expired rows.
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut seen = None;
             for n in 0u64.. {
                 tick.tick().await;
-                if let Err(e) = service.load_revocations().await {
-                    tracing::warn!(error = %e, "revocation reload failed");
+                // Read the fingerprint before reloading: a revocation committed in between
+                // changes it again, so the next tick reloads once more.
+                match service.storage().revocations_fingerprint().await {
+                    Ok(fp) if seen == Some(fp) => {}
+                    Ok(fp) => match service.load_revocations().await {
+                        Ok(_) => seen = Some(fp),
+                        Err(e) => tracing::warn!(error = %e, "revocation reload failed"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "revocation check failed"),
                 }
                 if n % 60 == 59
                     && let Err(e) = service.sweep().await

@@ -14,6 +14,10 @@ use crate::auth::TokenIssuer;
 /// JOSE `typ` of operator tokens.
 pub const OPERATOR_TOKEN_TYP: &str = "gatepass-operator+jwt";
 
+/// What `Verifier::verify_typed` says of a token of another kind: the one refusal after
+/// which a token may still be judged as an access token.
+pub const WRONG_TYPE: &str = "wrong token type";
+
 /// `sub` of operator tokens (and the actor recorded in the audit trail).
 pub const OPERATOR_SUBJECT: &str = "operator";
 
@@ -124,7 +128,8 @@ mod tests {
             created_at: now,
         };
         let access = issuer.issue(&user, "sid", now, 900, now).unwrap();
-        assert!(ops.verify(&verifier, &access.token).is_err());
+        assert!(matches!(ops.verify(&verifier, &access.token), Err(VerifyError::Invalid(WRONG_TYPE))));
+        assert!(matches!(verifier.verify_access(&token), Err(VerifyError::Invalid(WRONG_TYPE))));
 
         // Another process (another boot id) with the same signing key refuses it.
         assert!(OperatorTokens::new().verify(&verifier, &token).is_err());

@@ -9,15 +9,12 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use gatepass_verify::{TokenSource, VerifyError, token_from_headers};
 
-use crate::auth::operator::OPERATOR_SUBJECT;
+use crate::auth::operator::{OPERATOR_SUBJECT, WRONG_TYPE};
 use crate::domain::Role;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::{Auth, Client};
 use crate::storage::audit::{AuditEvent, SUCCESS};
-
-/// What the verifier says of a token of another kind (see `Verifier::verify_typed`).
-const WRONG_TYPE: &str = "wrong token type";
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]

@@ -5,9 +5,11 @@
 //! transaction.
 
 pub mod audit;
+pub mod revocation_feed;
 mod sqlite;
 
 pub use audit::AuditStore;
+pub use revocation_feed::RevocationFeed;
 pub use sqlite::SqliteStorage;
 
 use async_trait::async_trait;
@@ -122,7 +124,7 @@ pub struct UserPatch {
 
 /// Everything gatepass persists.
 #[async_trait]
-pub trait Storage: AuditStore + Send + Sync + 'static {
+pub trait Storage: AuditStore + RevocationFeed + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Succeeds when the database answers.
