@@ -422,6 +422,18 @@ async fn cli_changes_reach_the_running_server() {
     let r = app.post("/api/login", json!({"username": "cliuser", "password": "brand-new-password"})).await;
     expect_error(r, 401, "invalid_credentials").await;
 
+    // The first admin from the shell: the generated password is printed once.
+    let out = cli(&app, &["user", "add", "shelladmin", "--role", "admin"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("with roles admin,user"), "{stdout}");
+    let password = stdout.lines().find_map(|l| l.strip_prefix("password: ")).expect("generated password").to_owned();
+    let token = s(&app.login("shelladmin", &password).await, "access_token").to_owned();
+    assert_eq!(app.get_auth("/api/admin/users", &token).await.status(), 200);
+    let audit: Value = app.get_auth("/api/admin/audit?event=user_created", &token).await.json().await.unwrap();
+    assert_eq!(audit["entries"][0]["actor"], "cli");
+    assert_eq!(audit["entries"][0]["detail"]["username"], "shelladmin");
+
     // Clear errors for unknown users and bad roles.
     let out = cli(&app, &["user", "disable", "nobody"]);
     assert!(!out.status.success());
