@@ -442,3 +442,47 @@ async fn cli_changes_reach_the_running_server() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("roles"));
 }
+
+#[tokio::test]
+async fn cookie_borne_admin_requests_need_the_csrf_token_and_operator_tokens_need_the_header() {
+    let app = TestApp::spawn().await;
+    app.create_and_login("cookieboss", "cookie-boss-pass", &["admin"]).await;
+    let r = app.post("/api/login?cookie=true", json!({"username": "cookieboss", "password": "cookie-boss-pass"})).await;
+    let cookies: Vec<String> =
+        r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let value = |name: &str| {
+        let c = cookies.iter().find(|c| c.starts_with(&format!("{name}="))).expect("cookie");
+        c[name.len() + 1..].split(';').next().unwrap().to_owned()
+    };
+    let (session, csrf) = (value("session"), value("csrf_token"));
+    let cookie = format!("session={session}");
+
+    // Reading is fine; changing settings without the CSRF token is refused and changes nothing.
+    let r = app.client.get(app.url("/api/info")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .client
+        .patch(app.url("/api/info"))
+        .header("cookie", &cookie)
+        .json(&json!({"registration_open": false}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "csrf_failed").await;
+    app.register("stillopen", "a-long-password").await;
+    let r = app
+        .client
+        .patch(app.url("/api/info"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"registration_open": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The operator token is a header credential only.
+    let cookie = format!("session={}", app.operator());
+    let r = app.client.get(app.url("/api/info")).header("cookie", cookie).send().await.unwrap();
+    expect_error(r, 401, "token_invalid").await;
+}
