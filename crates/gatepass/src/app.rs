@@ -47,11 +47,7 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     let (issuer, verifier) = TokenIssuer::hs256(secret, verifier_config)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher = PasswordHasher::new(sec.hash_cost(), cores)?;
-    let mut settings = RuntimeSettings {
-        access_token_ttl: secs(sec.access_token_ttl).clamp(1, 86_400),
-        refresh_token_ttl: secs(args.refresh_token_ttl).max(1),
-        registration_open: args.registration_open,
-    };
+    let mut settings = configured_settings(args);
     crate::settings::apply_stored(&mut settings, &storage.settings().await?);
     let policy = SessionPolicy {
         session_max_age: secs(args.session_max_age).max(1),
@@ -64,11 +60,34 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     Ok(Arc::new(service))
 }
 
+/// Runtime settings as configured by flags and environment, before stored overrides.
+pub fn configured_settings(args: &ServeArgs) -> RuntimeSettings {
+    RuntimeSettings {
+        access_token_ttl: secs(args.security.access_token_ttl).clamp(1, 86_400),
+        refresh_token_ttl: secs(args.refresh_token_ttl).max(1),
+        registration_open: args.registration_open,
+    }
+}
+
+/// Puts stored settings in force when another instance changed them.
+async fn sync_settings(service: &AuthService, configured: &RuntimeSettings) -> anyhow::Result<()> {
+    // Under the update lock, so a concurrent PATCH on this instance is never undone by a
+    // read that predates it.
+    let _guard = crate::settings::UPDATES.lock().await;
+    let mut settings = configured.clone();
+    crate::settings::apply_stored(&mut settings, &service.storage().settings().await?);
+    if settings != service.settings() {
+        service.set_settings(settings);
+    }
+    Ok(())
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     operator_token: Option<String>,
+    configured: RuntimeSettings,
 }
 
 impl Application {
@@ -86,7 +105,7 @@ impl Application {
             started_at: Instant::now(),
             operator,
         };
-        Ok(Self { listener, state, operator_token })
+        Ok(Self { listener, state, operator_token, configured: configured_settings(&args) })
     }
 
     /// This run's operator token, for the start-up banner (`None` when disabled).
@@ -110,9 +129,10 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let service = self.state.service.clone();
+        let configured = self.configured;
         let sweeper = tokio::spawn(async move {
-            // Every second, pick up revocations that other processes (the CLI, other
-            // instances) wrote to storage; every minute, sweep expired rows.
+            // Every second, pick up revocations and settings that other processes (the
+            // CLI, other instances) wrote to storage; every minute, sweep expired rows.
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut seen = None;
             for n in 0u64.. {
@@ -126,6 +146,9 @@ impl Application {
                         Err(e) => tracing::warn!(error = %e, "revocation reload failed"),
                     },
                     Err(e) => tracing::warn!(error = %e, "revocation check failed"),
+                }
+                if let Err(e) = sync_settings(&service, &configured).await {
+                    tracing::warn!(error = %e, "settings reload failed");
                 }
                 if n % 60 == 59
                     && let Err(e) = service.sweep().await

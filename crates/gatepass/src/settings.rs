@@ -30,6 +30,10 @@ pub fn apply_stored(settings: &mut RuntimeSettings, stored: &[(String, String)])
     }
 }
 
+/// Held while the in-memory settings are being changed (an API patch, or a reload of
+/// settings another instance stored), so that changes apply in order.
+pub static UPDATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Bounds of `access_token_ttl`, seconds (the verifier refuses lifetimes above a day).
 pub const ACCESS_TTL_RANGE: (i64, i64) = (1, 86_400);
 /// Bounds of `refresh_token_ttl`, seconds (up to a year).

@@ -486,3 +486,18 @@ async fn cookie_borne_admin_requests_need_the_csrf_token_and_operator_tokens_nee
     let r = app.client.get(app.url("/api/info")).header("cookie", cookie).send().await.unwrap();
     expect_error(r, 401, "token_invalid").await;
 }
+
+#[tokio::test]
+async fn settings_changed_on_one_instance_reach_another() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_sibling().await;
+    a.register("shared", "a-long-password").await;
+    assert_eq!(b.login("shared", "a-long-password").await["expires_in"], 900);
+    let r = a.patch_auth("/api/info", a.operator(), json!({"access_token_ttl": 300})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(a.login("shared", "a-long-password").await["expires_in"], 300);
+    let picked_up = eventually(async || b.login("shared", "a-long-password").await["expires_in"] == 300).await;
+    assert!(picked_up, "the other instance did not reload the stored settings");
+    // The operator token is per process: A's is refused by B.
+    expect_error(b.get_auth("/api/info", a.operator()).await, 401, "token_invalid").await;
+}

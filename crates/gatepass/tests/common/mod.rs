@@ -104,6 +104,11 @@ impl TestApp {
         Self::start(dir, extra).await
     }
 
+    /// A second server on the same data directory (another instance), running alongside.
+    pub async fn spawn_sibling(&self) -> Self {
+        Self::start(self.dir.clone(), self.extra.clone()).await
+    }
+
     /// Stops the server, waiting for in-flight requests.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

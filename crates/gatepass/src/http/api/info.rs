@@ -62,10 +62,9 @@ async fn patch_info(
     AdminCaller(caller): AdminCaller,
     JsonBody(patch): JsonBody<Map<String, Value>>,
 ) -> Result<Response> {
-    // One patch at a time: each starts from the settings the previous one left, so the
+    // One change at a time: each starts from the settings the previous one left, so the
     // settings in memory always equal what is stored.
-    static PATCHES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _one_at_a_time = PATCHES.lock().await;
+    let _one_at_a_time = crate::settings::UPDATES.lock().await;
     let service = &state.service;
     let by = actor(&caller, client);
     let next = crate::admin::update_settings(service.storage().as_ref(), &by, &service.settings(), &patch).await?;
