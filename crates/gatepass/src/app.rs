@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 use crate::auth::csrf::CsrfTokens;
+use crate::auth::operator::OperatorTokens;
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::{self, ServeArgs, StoreArgs, secs};
@@ -46,11 +47,7 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     let (issuer, verifier) = TokenIssuer::hs256(secret, verifier_config)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher = PasswordHasher::new(sec.hash_cost(), cores)?;
-    let mut settings = RuntimeSettings {
-        access_token_ttl: secs(sec.access_token_ttl).clamp(1, 86_400),
-        refresh_token_ttl: secs(args.refresh_token_ttl).max(1),
-        registration_open: args.registration_open,
-    };
+    let mut settings = configured_settings(args);
     crate::settings::apply_stored(&mut settings, &storage.settings().await?);
     let policy = SessionPolicy {
         session_max_age: secs(args.session_max_age).max(1),
@@ -63,10 +60,34 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     Ok(Arc::new(service))
 }
 
+/// Runtime settings as configured by flags and environment, before stored overrides.
+pub fn configured_settings(args: &ServeArgs) -> RuntimeSettings {
+    RuntimeSettings {
+        access_token_ttl: secs(args.security.access_token_ttl).clamp(1, 86_400),
+        refresh_token_ttl: secs(args.refresh_token_ttl).max(1),
+        registration_open: args.registration_open,
+    }
+}
+
+/// Puts stored settings in force when another instance changed them.
+async fn sync_settings(service: &AuthService, configured: &RuntimeSettings) -> anyhow::Result<()> {
+    // Under the update lock, so a concurrent PATCH on this instance is never undone by a
+    // read that predates it.
+    let _guard = crate::settings::UPDATES.lock().await;
+    let mut settings = configured.clone();
+    crate::settings::apply_stored(&mut settings, &service.storage().settings().await?);
+    if settings != service.settings() {
+        service.set_settings(settings);
+    }
+    Ok(())
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    operator_token: Option<String>,
+    configured: RuntimeSettings,
 }
 
 impl Application {
@@ -76,15 +97,22 @@ impl Application {
         let secret = config::signing_secret(&args.security, &args.store.data_dir)?;
         let listener = TcpListener::bind(args.listen).await?;
         let secure = args.cookie_secure.unwrap_or(!args.listen.ip().is_loopback());
+        let (operator, operator_token) = operator_token(&args, &service)?;
         let state = AppState {
             service,
             csrf: Arc::new(CsrfTokens::new(secret.expose_secret().as_bytes())),
             cookies: CookieSettings { secure },
             started_at: Instant::now(),
             metrics_token: args.metrics_token.as_ref().map(|t| Arc::from(t.expose_secret())),
+            operator,
         };
         http::metrics::handle();
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, operator_token, configured: configured_settings(&args) })
+    }
+
+    /// This run's operator token, for the start-up banner (`None` when disabled).
+    pub fn operator_token(&self) -> Option<&str> {
+        self.operator_token.as_deref()
     }
 
     /// The bound address (useful with port 0).
@@ -103,11 +131,30 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let service = self.state.service.clone();
+        let configured = self.configured;
         let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
+            // Every second, pick up revocations and settings that other processes (the
+            // CLI, other instances) wrote to storage; every minute, sweep expired rows.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut seen = None;
+            for n in 0u64.. {
                 tick.tick().await;
-                if let Err(e) = service.sweep().await {
+                // Read the fingerprint before reloading: a revocation committed in between
+                // changes it again, so the next tick reloads once more.
+                match service.storage().revocations_fingerprint().await {
+                    Ok(fp) if seen == Some(fp) => {}
+                    Ok(fp) => match service.load_revocations().await {
+                        Ok(_) => seen = Some(fp),
+                        Err(e) => tracing::warn!(error = %e, "revocation reload failed"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "revocation check failed"),
+                }
+                if let Err(e) = sync_settings(&service, &configured).await {
+                    tracing::warn!(error = %e, "settings reload failed");
+                }
+                if n % 60 == 59
+                    && let Err(e) = service.sweep().await
+                {
                     tracing::warn!(error = %e, "sweep failed");
                 }
             }
@@ -119,6 +166,30 @@ impl Application {
         sweeper.abort();
         Ok(result?)
     }
+}
+
+/// Mints this process's operator token unless it is switched off.
+fn operator_token(
+    args: &ServeArgs,
+    service: &AuthService,
+) -> anyhow::Result<(Option<Arc<OperatorTokens>>, Option<String>)> {
+    if args.operator_token == "off" {
+        return Ok((None, None));
+    }
+    let ttl = secs(args.operator_token_ttl);
+    if !(1..=86_400).contains(&ttl) {
+        anyhow::bail!("GATEPASS_OPERATOR_TOKEN_TTL must be between 1s and 24h");
+    }
+    let tokens = OperatorTokens::new();
+    let token = tokens.mint(service.issuer(), service.verifier(), ttl, crate::service::now())?;
+    Ok((Some(Arc::new(tokens)), Some(token)))
+}
+
+/// Prints the seed-000 banner to standard output. This is the one place a token is ever
+/// printed; it never goes through the log.
+pub fn print_operator_banner(token: &str) {
+    let rule = "=".repeat(50);
+    println!("{rule}\nNEW RUNTIME TOKEN GENERATED:\n{token}\n{rule}");
 }
 
 /// Resolves on SIGINT or SIGTERM.

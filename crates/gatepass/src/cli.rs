@@ -29,6 +29,8 @@ pub enum Command {
     /// Inspect tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print recent audit events, or check the audit chain with `gatepass audit verify`.
+    Audit(crate::admin_cli::AuditArgs),
     /// Print a new random signing secret for GATEPASS_JWT_SECRET.
     Secret,
     /// Import users from a seed-style SQLite database (`users` table with username,
@@ -79,6 +81,55 @@ pub enum UserCommand {
         #[allow(missing_docs)]
         security: SecurityArgs,
     },
+    /// Replace an account's extra roles (`user` is always kept); ends its sessions.
+    SetRoles {
+        /// Username or id.
+        name: String,
+        /// Roles (repeatable); none leaves just `user`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Disable an account; its sessions end within a second, even on a running server.
+    Disable {
+        /// Username or id.
+        name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// Username or id.
+        name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Delete an account and end its sessions.
+    Delete {
+        /// Username or id.
+        name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Set a new password (from stdin, or generated and printed once); ends its sessions.
+    Passwd {
+        /// Username or id.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
     /// List accounts.
     List {
         /// Only names starting with this.
@@ -117,6 +168,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             crate::telemetry::init(&args.log_format);
             let app = Application::build(*args).await?;
+            if let Some(token) = app.operator_token() {
+                app::print_operator_banner(token);
+            }
             app.run_until(app::shutdown_signal()).await
         }
         Command::User(cmd) => {
@@ -124,6 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             user(cmd).await
         }
         Command::Token(cmd) => token(cmd).await,
+        Command::Audit(args) => crate::admin_cli::audit(args).await,
         Command::Secret => {
             println!("{}", config::generate_secret());
             Ok(())
@@ -149,6 +204,7 @@ async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             let user = service::create_account(storage.as_ref(), &hasher, &name, &password, email.as_deref(), roles)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            crate::admin::record_created(storage.as_ref(), &crate::admin::Actor::cli(), &user).await;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
@@ -162,6 +218,11 @@ async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        UserCommand::SetRoles { .. }
+        | UserCommand::Disable { .. }
+        | UserCommand::Enable { .. }
+        | UserCommand::Delete { .. }
+        | UserCommand::Passwd { .. } => crate::admin_cli::user(cmd).await,
         UserCommand::List { prefix, store } => {
             let storage = app::open_storage(&store).await?;
             let users = storage.list_users(prefix.as_deref(), 10_000, 0).await?;

@@ -105,6 +105,13 @@ pub struct ServeArgs {
     /// Bearer secret required to read `/metrics` (open when unset).
     #[arg(long, env = "GATEPASS_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<SecretString>,
+    /// The start-up operator token (seed 000): `on` prints a fresh admin token to stdout at
+    /// every start; `off` disables it.
+    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN", default_value = "on", value_parser = ["on", "off"])]
+    pub operator_token: String,
+    /// Lifetime of the operator token (at most 24h); it also dies with the process.
+    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub operator_token_ttl: Duration,
     /// Log format: `text` or `json`.
     #[arg(long, env = "GATEPASS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

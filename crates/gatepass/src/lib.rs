@@ -8,8 +8,11 @@
 //! - [`storage`]: the `Storage` trait and its backends.
 //! - [`service`]: account and session operations.
 //! - [`http`]: router, layers, handlers. Errors map to responses in [`error`].
+//! - [`admin`]: account administration and runtime settings (API and CLI).
 //! - [`cli`]: the `gatepass` command line.
 
+pub mod admin;
+pub mod admin_cli;
 pub mod app;
 pub mod auth;
 pub mod cli;

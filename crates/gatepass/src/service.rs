@@ -11,6 +11,7 @@ use crate::auth::tokens::IssuedToken;
 use crate::auth::{PasswordHasher, Revocation, RevocationSet, TokenIssuer};
 use crate::domain::{Email, Password, Roles, User, UserId, Username, ValidationError};
 use crate::error::{Error, Result};
+use crate::storage::audit::{AuditEvent, FAILURE, SUCCESS};
 use crate::storage::{RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError};
 
 /// Seconds since the Unix epoch.
@@ -183,6 +184,7 @@ impl AuthService {
             return Err(Error::RegistrationClosed);
         }
         let user = self.create_user(username, password, email, Roles::default_user()).await?;
+        self.audit(event("register", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
         self.start_session(user, now(), client).await
     }
 
@@ -201,23 +203,36 @@ impl AuthService {
             Ok(name) => self.storage.user_by_username(&name.canonical()).await?,
             Err(_) => None,
         };
-        let user = match self.check_password(user, &password).await {
-            Ok(u) => u,
-            Err(e) => {
-                metrics::counter!("gatepass_logins_total", "outcome" => "failed").increment(1);
-                return Err(e);
+        let subject = user.as_ref().map(|u| u.id.as_str().to_owned());
+        match self.check_password_why(user, &password).await? {
+            Ok(user) => {
+                metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
+                self.audit(event("login", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
+                self.start_session(user, now(), client).await
             }
-        };
-        metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
-        self.start_session(user, now(), client).await
+            Err(reason) => {
+                metrics::counter!("gatepass_logins_total", "outcome" => "failed").increment(1);
+                // The reason is for the audit trail only; the client always sees the same error.
+                let mut ev = event("login_failed", FAILURE, client).detail(serde_json::json!({ "reason": reason }));
+                ev.subject = subject;
+                self.audit(ev).await;
+                Err(Error::InvalidCredentials)
+            }
+        }
     }
 
     /// Verifies `password` for `user` (dummy work when `None`), upgrading legacy hashes.
-    async fn check_password(&self, user: Option<User>, password: &Password) -> Result<User> {
+    /// A refusal carries its reason for the audit trail; clients only ever see
+    /// [`Error::InvalidCredentials`].
+    async fn check_password_why(
+        &self,
+        user: Option<User>,
+        password: &Password,
+    ) -> Result<std::result::Result<User, &'static str>> {
         let verdict = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
-        let Some(mut user) = user else { return Err(Error::InvalidCredentials) };
+        let Some(mut user) = user else { return Ok(Err("unknown_user")) };
         match verdict {
-            Verified::No => return Err(Error::InvalidCredentials),
+            Verified::No => return Ok(Err("wrong_password")),
             Verified::Yes => {}
             Verified::YesRehash(new_hash) => {
                 self.storage.set_password_hash(&user.id, &new_hash, now()).await?;
@@ -225,9 +240,9 @@ impl AuthService {
             }
         }
         if user.disabled {
-            return Err(Error::InvalidCredentials);
+            return Ok(Err("account_disabled"));
         }
-        Ok(user)
+        Ok(Ok(user))
     }
 
     async fn start_session(&self, user: User, auth_time: i64, client: &ClientInfo) -> Result<TokenGrant> {
@@ -255,7 +270,7 @@ impl AuthService {
 
     /// Rotates a refresh token: returns a new access token and the successor refresh
     /// token. See [`Rotation`] for reuse detection and the grace window.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenGrant> {
+    pub async fn refresh(&self, refresh_token: &str, client: &ClientInfo) -> Result<TokenGrant> {
         if !RefreshTokens::looks_valid(refresh_token) {
             return Err(Error::RefreshTokenInvalid);
         }
@@ -276,7 +291,12 @@ impl AuthService {
             Rotation::Rotated(s) | Rotation::Replayed(s) => s,
             Rotation::Reused(revoked) => {
                 tracing::warn!(sid = %revoked.sid, "refresh token reuse detected; session revoked");
+                let owner = self.storage.session(&revoked.sid).await.ok().flatten().map(|s| s.user_id);
+                let mut ev = event("refresh_reuse_detected", FAILURE, client)
+                    .detail(serde_json::json!({ "session": revoked.sid }));
+                ev.subject = owner;
                 self.apply_revocations(vec![revoked]);
+                self.audit(ev).await;
                 return Err(Error::RefreshTokenReused);
             }
             Rotation::Invalid => return Err(Error::RefreshTokenInvalid),
@@ -289,6 +309,7 @@ impl AuthService {
             .ok_or(Error::RefreshTokenInvalid)?;
         let access = self.issuer.issue(&user, &session.id, session.auth_time, settings.access_token_ttl, t)?;
         self.storage.note_access_issued(&session.id, access.claims.exp).await?;
+        self.audit(event("refresh", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
         Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl })
     }
 
@@ -317,7 +338,7 @@ impl AuthService {
     }
 
     /// Ends sessions per `scope`; returns how many ended.
-    pub async fn logout(&self, claims: &AccessClaims, scope: LogoutScope) -> Result<usize> {
+    pub async fn logout(&self, claims: &AccessClaims, scope: LogoutScope, client: &ClientInfo) -> Result<usize> {
         let filter = match scope {
             LogoutScope::Local => SessionFilter::One(&claims.sid),
             LogoutScope::Global => SessionFilter::All,
@@ -326,7 +347,11 @@ impl AuthService {
                 SessionFilter::AllExcept(&claims.sid)
             }
         };
-        self.revoke(&claims.sub, filter).await
+        let ended = self.revoke(&claims.sub, filter).await?;
+        let scope = format!("{scope:?}").to_ascii_lowercase();
+        let detail = serde_json::json!({ "scope": scope, "sessions_ended": ended });
+        self.audit(event("logout", SUCCESS, client).actor(&claims.sub).subject(&claims.sub).detail(detail)).await;
+        Ok(ended)
     }
 
     /// Ends every session of `user_id` selected by `filter` and refuses their tokens now.
@@ -340,6 +365,14 @@ impl AuthService {
     /// Applies revocations that storage already persisted (delete, admin actions).
     pub fn revoked(&self, revoked: Vec<RevokedSession>) {
         self.apply_revocations(revoked);
+    }
+
+    /// Appends a security event to the audit trail. A failed append is logged, not
+    /// returned: the action it records has already happened.
+    pub async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.storage.append_audit(&event, now()).await {
+            tracing::error!(error = %e, event = %event.event, "could not append to the audit trail");
+        }
     }
 
     /// The caller's live sessions.
@@ -370,13 +403,21 @@ impl AuthService {
         let current = Password::parse_existing(current, "current_password")?;
         let new = Password::parse_new(new, "new_password")?;
         let user = self.current_user(claims).await?;
-        let user = self.check_password(Some(user), &current).await?;
+        let user = match self.check_password_why(Some(user), &current).await? {
+            Ok(user) => user,
+            Err(reason) => {
+                let ev = event("password_change_failed", FAILURE, client).actor(&claims.sub).subject(&claims.sub);
+                self.audit(ev.detail(serde_json::json!({ "reason": reason }))).await;
+                return Err(Error::InvalidCredentials);
+            }
+        };
         if new.expose().eq_ignore_ascii_case(user.username.as_str()) {
             return Err(ValidationError::new("new_password", "must not be the username").into());
         }
         let hash = self.hasher.hash(&new).await?;
         self.storage.set_password_hash(&user.id, &hash, now()).await?;
         self.revoke(user.id.as_str(), SessionFilter::All).await?;
+        self.audit(event("password_changed", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
         self.start_session(User { password_hash: hash, ..user }, now(), client).await
     }
 
@@ -387,6 +428,11 @@ impl AuthService {
         }
         Ok(())
     }
+}
+
+/// An audit event carrying the client's network details.
+fn event(name: &str, outcome: &str, client: &ClientInfo) -> AuditEvent {
+    AuditEvent::new(name, outcome).client(client.ip.as_deref(), client.user_agent.as_deref())
 }
 
 /// Validates and stores a new account: the one path by which accounts come to exist

@@ -1,7 +1,8 @@
-//! Credentials and tokens: password hashing, access-token issuing, refresh-token material
-//! and the in-memory revocation set. No HTTP types and no storage here.
+//! Credentials and tokens: password hashing, access-token issuing, refresh-token material,
+//! the operator token and the in-memory revocation set. No HTTP types and no storage here.
 
 pub mod csrf;
+pub mod operator;
 pub mod passwords;
 pub mod refresh;
 pub mod revocation;

@@ -7,6 +7,7 @@ pub mod cookies;
 pub mod csrf;
 pub mod extract;
 pub mod metrics;
+pub mod guard;
 pub mod ops;
 pub mod pages;
 
@@ -23,6 +24,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::csrf::CsrfTokens;
+use crate::auth::operator::OperatorTokens;
 use crate::error::Error;
 use crate::service::AuthService;
 
@@ -42,6 +44,8 @@ pub struct AppState {
     pub started_at: Instant,
     /// Bearer secret guarding `/metrics`, if configured.
     pub metrics_token: Option<Arc<str>>,
+    /// This process's operator tokens; `None` when disabled.
+    pub operator: Option<Arc<OperatorTokens>>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {

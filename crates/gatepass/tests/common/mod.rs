@@ -29,6 +29,8 @@ pub struct TestApp {
     pub state: AppState,
     /// Data directory (deleted on drop unless kept by `restart`).
     pub dir: std::sync::Arc<tempfile::TempDir>,
+    /// This run's operator token (what the start-up banner prints).
+    pub operator_token: Option<String>,
     extra: Vec<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -73,6 +75,7 @@ impl TestApp {
         let app = Application::build(args).await.expect("server builds");
         let addr = app.local_addr().expect("bound");
         let state = app.state().clone();
+        let operator_token = app.operator_token().map(str::to_owned);
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             app.run_until(async {
@@ -86,6 +89,7 @@ impl TestApp {
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
             state,
             dir,
+            operator_token,
             extra,
             shutdown: Some(tx),
             handle: Some(handle),
@@ -98,6 +102,11 @@ impl TestApp {
         let dir = self.dir.clone();
         let extra = self.extra.clone();
         Self::start(dir, extra).await
+    }
+
+    /// A second server on the same data directory (another instance), running alongside.
+    pub async fn spawn_sibling(&self) -> Self {
+        Self::start(self.dir.clone(), self.extra.clone()).await
     }
 
     /// Stops the server, waiting for in-flight requests.
@@ -133,6 +142,30 @@ impl TestApp {
     /// GET with a bearer token.
     pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
         self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    /// PATCH JSON with a bearer token.
+    pub async fn patch_auth(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.client.patch(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request")
+    }
+
+    /// DELETE with a bearer token.
+    pub async fn delete_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client.delete(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    /// The operator token of this run; panics when disabled.
+    pub fn operator(&self) -> &str {
+        self.operator_token.as_deref().expect("operator token enabled")
+    }
+
+    /// Creates `username` with `roles` through the admin API (operator token) and logs in.
+    /// Returns the login body.
+    pub async fn create_and_login(&self, username: &str, password: &str, roles: &[&str]) -> Value {
+        let body = json!({ "username": username, "password": password, "roles": roles });
+        let r = self.post_auth("/api/admin/users", self.operator(), body).await;
+        assert_eq!(r.status(), 201, "admin create {username}");
+        self.login(username, password).await
     }
 
     /// GET without credentials.

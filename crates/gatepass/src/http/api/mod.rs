@@ -1,6 +1,8 @@
 //! The JSON API under `/api`. One file per resource; response shapes shared here.
 
 pub mod accounts;
+pub mod admin;
+pub mod info;
 pub mod sessions;
 
 use axum::Router;
@@ -14,7 +16,7 @@ use crate::service::TokenGrant;
 
 /// Routes of the JSON API.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(accounts::router()).merge(sessions::router())
+    Router::new().merge(accounts::router()).merge(sessions::router()).merge(admin::router()).merge(info::router())
 }
 
 /// An account as clients see it (no hash, ever).

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Delivery, rfc3339, token_response};
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::Auth;
+use crate::http::extract::{Auth, Client};
 use crate::http::{AppState, csrf};
 use crate::service::LogoutScope;
 
@@ -33,7 +33,12 @@ struct RefreshRequest {
 /// Accepts `{"refresh_token": ...}` or the refresh cookie. An access token alone (seed
 /// 003's refresh) is refused with a message that says what to send: an access token must
 /// never extend itself.
-async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+async fn refresh(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -58,7 +63,7 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             (cookie, Delivery::Cookies)
         }
     };
-    let grant = state.service.refresh(&token).await?;
+    let grant = state.service.refresh(&token, &client).await?;
     Ok(token_response(&state, StatusCode::OK, "Token refreshed", &grant, delivery))
 }
 
@@ -67,14 +72,19 @@ struct LogoutQuery {
     scope: Option<String>,
 }
 
-async fn logout(State(state): State<AppState>, auth: Auth, Query(q): Query<LogoutQuery>) -> Result<Response> {
+async fn logout(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Auth,
+    Query(q): Query<LogoutQuery>,
+) -> Result<Response> {
     let scope = match q.scope.as_deref() {
         None | Some("local") => LogoutScope::Local,
         Some("global") => LogoutScope::Global,
         Some("others") => LogoutScope::Others,
         Some(_) => return Err(Error::BadRequest("scope must be local, global or others".into())),
     };
-    let ended = state.service.logout(&auth.claims, scope).await?;
+    let ended = state.service.logout(&auth.claims, scope, &client).await?;
     let mut headers = HeaderMap::new();
     if scope != LogoutScope::Others {
         state.cookies.clear_session(&mut headers);

@@ -1,0 +1,259 @@
+//! Issue: the audit trail. Each security event is recorded with actor, subject, client
+//! and outcome; the admin API filters and pages it; `gatepass audit verify` detects edited
+//! and removed entries; concurrent appends keep the chain linear.
+
+mod common;
+
+use common::{TestApp, expect_error, s};
+use serde_json::{Value, json};
+
+async fn events(app: &TestApp, query: &str) -> Vec<Value> {
+    let r = app.get_auth(&format!("/api/admin/audit{query}"), app.operator()).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    body["entries"].as_array().unwrap().clone()
+}
+
+async fn one(app: &TestApp, event: &str) -> Value {
+    let list = events(app, &format!("?event={event}")).await;
+    assert!(!list.is_empty(), "no `{event}` entry");
+    list[0].clone()
+}
+
+fn gatepass(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"))
+        .args(args)
+        .args(["--data-dir", app.data_dir().to_str().unwrap()])
+        .env_remove("GATEPASS_DATABASE_URL")
+        .env("GATEPASS_LOG", "warn")
+        .output()
+        .expect("gatepass runs")
+}
+
+#[tokio::test]
+async fn every_security_event_is_recorded_with_its_context() {
+    let app = TestApp::spawn_with(&["--refresh-reuse-grace", "0s"]).await;
+    let ua = "audit-test-agent/1.0";
+    let post = |path: &str, body: Value| app.client.post(app.url(path)).header("user-agent", ua).json(&body).send();
+
+    // register, login ok, login failed (reasons stay internal)
+    let reg: Value = post("/api/register", json!({"username": "aud", "password": "aud-password"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uid = s(&reg["user"], "id").to_owned();
+    let login: Value =
+        post("/api/login", json!({"username": "aud", "password": "aud-password"})).await.unwrap().json().await.unwrap();
+    let wrong = post("/api/login", json!({"username": "aud", "password": "wrong-password"})).await.unwrap();
+    let wrong_body = expect_error(wrong, 401, "invalid_credentials").await;
+    let unknown = post("/api/login", json!({"username": "ghost", "password": "wrong-password"})).await.unwrap();
+    let unknown_body = expect_error(unknown, 401, "invalid_credentials").await;
+    assert_eq!(wrong_body, unknown_body, "the client cannot tell the reasons apart");
+    assert!(!wrong_body.to_string().contains("wrong_password"));
+
+    let e = one(&app, "register").await;
+    assert_eq!((e["actor"].clone(), e["subject"].clone()), (json!(uid), json!(uid)));
+    assert_eq!(e["user_agent"], ua);
+    assert_eq!(e["ip"], "127.0.0.1");
+    assert_eq!(e["outcome"], "success");
+    assert_eq!(one(&app, "login").await["subject"], json!(uid));
+    let failed = events(&app, "?event=login_failed").await;
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0]["detail"]["reason"], "unknown_user");
+    assert_eq!(failed[0]["subject"], Value::Null);
+    assert_eq!(failed[0]["outcome"], "failure");
+    assert_eq!(failed[1]["detail"]["reason"], "wrong_password");
+    assert_eq!(failed[1]["subject"], json!(uid));
+
+    // refresh, then reuse of the rotated token
+    let old_refresh = s(&login, "refresh_token").to_owned();
+    let refreshed: Value =
+        post("/api/refresh", json!({"refresh_token": old_refresh})).await.unwrap().json().await.unwrap();
+    assert!(refreshed["access_token"].is_string());
+    assert_eq!(one(&app, "refresh").await["subject"], json!(uid));
+    // Past the (zero-second) grace window, the rotated token counts as reuse.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let reuse = post("/api/refresh", json!({"refresh_token": old_refresh})).await.unwrap();
+    expect_error(reuse, 401, "refresh_token_reused").await;
+    let e = one(&app, "refresh_reuse_detected").await;
+    assert_eq!(e["subject"], json!(uid));
+    assert_eq!(e["outcome"], "failure");
+    let payload = s(&login, "access_token").split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(e["detail"]["session"], claims["sid"]);
+
+    // password change and logout
+    let token = s(&app.login("aud", "aud-password").await, "access_token").to_owned();
+    let changed: Value = app
+        .post_auth(
+            "/api/password",
+            &token,
+            json!({"current_password": "aud-password", "new_password": "aud-password-2"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one(&app, "password_changed").await["actor"], json!(uid));
+    let r = app
+        .post_auth(
+            "/api/password",
+            s(&changed, "access_token"),
+            json!({"current_password": "not-it-at-all", "new_password": "aud-password-3"}),
+        )
+        .await;
+    expect_error(r, 401, "invalid_credentials").await;
+    let e = one(&app, "password_change_failed").await;
+    assert_eq!(e["detail"]["reason"], "wrong_password");
+    assert_eq!(e["outcome"], "failure");
+    let r = app.post_auth("/api/logout", s(&changed, "access_token"), json!({})).await;
+    assert_eq!(r.status(), 200);
+    let e = one(&app, "logout").await;
+    assert_eq!(e["detail"]["scope"], "local");
+    assert_eq!(e["detail"]["sessions_ended"], 1);
+
+    // admin actions, by an admin user
+    let admin = app.create_and_login("auditor", "auditor-password", &["admin"]).await;
+    let admin_id = s(&admin["user"], "id").to_owned();
+    let admin_token = s(&admin, "access_token").to_owned();
+    let path = format!("/api/admin/users/{uid}");
+    app.patch_auth(&path, &admin_token, json!({"roles": ["editor"]})).await;
+    app.patch_auth(&path, &admin_token, json!({"disabled": true})).await;
+    app.patch_auth(&path, &admin_token, json!({"disabled": false})).await;
+    app.patch_auth("/api/info", &admin_token, json!({"registration_open": false})).await;
+    app.delete_auth(&path, &admin_token).await;
+
+    let e = one(&app, "user_created").await;
+    assert_eq!(e["actor"], "operator");
+    assert_eq!(e["subject"], json!(admin_id));
+    let e = one(&app, "roles_changed").await;
+    assert_eq!((e["actor"].clone(), e["subject"].clone()), (json!(admin_id), json!(uid)));
+    assert_eq!(e["detail"]["to"], json!(["editor", "user"]));
+    assert_eq!(one(&app, "user_disabled").await["subject"], json!(uid));
+    assert_eq!(one(&app, "user_enabled").await["subject"], json!(uid));
+    let e = one(&app, "settings_changed").await;
+    assert_eq!(e["detail"]["to"]["registration_open"], false);
+    assert_eq!(e["detail"]["from"]["registration_open"], true);
+    assert_eq!(one(&app, "user_deleted").await["subject"], json!(uid));
+    let e = one(&app, "operator_token_used").await;
+    assert_eq!(e["actor"], "operator");
+    assert_eq!(e["detail"]["path"], "/api/admin/audit");
+
+    // Non-admins cannot read the trail.
+    let plain = s(&app.login("auditor", "auditor-password").await, "access_token").to_owned();
+    assert_eq!(app.get_auth("/api/admin/audit", &plain).await.status(), 200);
+    app.patch_auth(&format!("/api/admin/users/{admin_id}"), app.operator(), json!({"roles": []})).await;
+    let demoted = s(&app.login("auditor", "auditor-password").await, "access_token").to_owned();
+    expect_error(app.get_auth("/api/admin/audit", &demoted).await, 403, "insufficient_role").await;
+
+    // The whole chain verifies.
+    let out = gatepass(&app, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit chain intact"));
+    let out = gatepass(&app, &["audit", "--limit", "5"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+}
+
+#[tokio::test]
+async fn audit_listing_filters_by_user_event_and_time_and_pages() {
+    let app = TestApp::spawn().await;
+    let a = app.register("alice", "alice-password").await;
+    let aid = s(&a["user"], "id").to_owned();
+    app.register("bobby", "bobby-password").await;
+    for _ in 0..3 {
+        app.login("alice", "alice-password").await;
+    }
+
+    let mine = events(&app, &format!("?user={aid}")).await;
+    assert_eq!(mine.len(), 4);
+    assert!(mine.iter().all(|e| e["actor"] == json!(aid) || e["subject"] == json!(aid)));
+
+    let page1: Value = app.get_auth("/api/admin/audit?event=login&limit=2", app.operator()).await.json().await.unwrap();
+    let ids: Vec<i64> = page1["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] > ids[1], "newest first");
+    let before = page1["next_before"].as_i64().unwrap();
+    let page2 = events(&app, &format!("?event=login&limit=2&before={before}")).await;
+    assert_eq!(page2.len(), 1);
+    assert!(page2[0]["id"].as_i64().unwrap() < ids[1]);
+
+    assert!(events(&app, "?from=2000000000").await.is_empty());
+    assert!(events(&app, "?to=2000-01-01T00:00:00Z").await.is_empty());
+    assert!(!events(&app, "?from=2000-01-01T00:00:00Z&event=register").await.is_empty());
+    for bad in ["?from=yesterday", "?limit=0", "?limit=1000", "?before=x", "?colour=red"] {
+        let r = app.get_auth(&format!("/api/admin/audit{bad}"), app.operator()).await;
+        expect_error(r, 400, "invalid_request").await;
+    }
+}
+
+async fn raw_db(app: &TestApp) -> sqlx::SqlitePool {
+    let url = format!("sqlite://{}", app.data_dir().join("gatepass.db").display());
+    sqlx::SqlitePool::connect(&url).await.expect("open database")
+}
+
+#[tokio::test]
+async fn edited_or_removed_entries_are_detected_and_the_table_refuses_changes() {
+    let app = TestApp::spawn().await;
+    for i in 0..4 {
+        app.register(&format!("user{i}"), "a-long-password").await;
+    }
+    let out = gatepass(&app, &["audit", "verify"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 4 entries"));
+
+    let db = raw_db(&app).await;
+    // Ordinary writes are refused by the database.
+    assert!(sqlx::query("UPDATE audit_log SET outcome = 'failure' WHERE id = 2").execute(&db).await.is_err());
+    assert!(sqlx::query("DELETE FROM audit_log WHERE id = 2").execute(&db).await.is_err());
+
+    // Someone with file access drops the guards and edits an entry.
+    sqlx::query("DROP TRIGGER audit_log_no_update").execute(&db).await.unwrap();
+    sqlx::query("DROP TRIGGER audit_log_no_delete").execute(&db).await.unwrap();
+    sqlx::query("UPDATE audit_log SET ip = '10.9.9.9' WHERE id = 2").execute(&db).await.unwrap();
+    let out = gatepass(&app, &["audit", "verify"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken at entry 2: entry was edited"));
+
+    // Put it back; then remove one instead.
+    sqlx::query("UPDATE audit_log SET ip = '127.0.0.1' WHERE id = 2").execute(&db).await.unwrap();
+    assert!(gatepass(&app, &["audit", "verify"]).status.success());
+    sqlx::query("DELETE FROM audit_log WHERE id = 3").execute(&db).await.unwrap();
+    let out = gatepass(&app, &["audit", "verify"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("broken at entry 4"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_events_keep_the_chain_linear() {
+    let app = TestApp::spawn().await;
+    app.register("target", "a-long-password").await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let client = app.client.clone();
+        let url = app.url("/api/login");
+        tasks.push(tokio::spawn(async move {
+            let password = if i % 2 == 0 { "a-long-password" } else { "not-the-password" };
+            client.post(url).json(&json!({"username": "target", "password": password})).send().await.map(|r| r.status())
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap().unwrap().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 12);
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 12);
+    let out = gatepass(&app, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 25 entries"));
+    assert_eq!(events(&app, "?event=login&limit=200").await.len(), 12);
+    assert_eq!(events(&app, "?event=login_failed&limit=200").await.len(), 12);
+}
