@@ -60,7 +60,6 @@ async fn sign_in_flow(c: &Client) -> Result<()> {
     c.find(Locator::Css("form[action='/ui/register'] button[type=submit]")).await?.click().await?;
     wait_for_text(c, "Logged in as browser.user").await?;
     ensure!(c.current_url().await?.path() == "/", "PRG lands on /");
-    save(c, &shots, "profile.png").await?;
 
     c.refresh().await?;
     wait_for_text(c, "Logged in as browser.user").await?;
@@ -76,6 +75,7 @@ async fn sign_in_flow(c: &Client) -> Result<()> {
     app.post("/api/login", json!({"username": "browser.user", "password": PASSWORD})).await;
     c.refresh().await?;
     wait_for_text(c, "End all other sessions").await?;
+    save(c, &shots, "profile.png").await?;
 
     c.find(Locator::Id("current_password")).await?.send_keys(PASSWORD).await?;
     c.find(Locator::Id("new_password")).await?.send_keys(NEW_PASSWORD).await?;
@@ -110,6 +110,18 @@ async fn sign_in_flow(c: &Client) -> Result<()> {
     save(c, &shots, "login-error.png").await?;
     login(c, &app, "browser.user", NEW_PASSWORD).await?;
     wait_for_text(c, "Logged in as browser.user").await?;
+
+    // Registration errors sit next to their fields and keep what was typed.
+    c.find(Locator::Id("logout")).await?.click().await?;
+    wait_for_text(c, "You have been logged out.").await?;
+    c.goto(&app.url("/register")).await?;
+    c.find(Locator::Id("username")).await?.send_keys("browser.user").await?;
+    c.find(Locator::Id("password")).await?.send_keys(PASSWORD).await?;
+    c.find(Locator::Css("form[action='/ui/register'] button[type=submit]")).await?.click().await?;
+    wait_for_text(c, "This username is already taken.").await?;
+    let kept = c.find(Locator::Id("username")).await?.prop("value").await?;
+    ensure!(kept.as_deref() == Some("browser.user"), "username kept: {kept:?}");
+    save(c, &shots, "register-error.png").await?;
     Ok(())
 }
 

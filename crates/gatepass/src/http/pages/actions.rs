@@ -159,7 +159,7 @@ async fn register(
     }
     let email = Some(email.as_str()).filter(|e| !e.is_empty());
     match state.service.register(&username, &password, email, &client).await {
-        Ok(grant) => return Ok(redirect_with_grant(&state, "/", &grant)),
+        Ok(grant) => Ok(redirect_with_grant(&state, "/", &grant)),
         Err(Error::Validation(v)) => {
             let text = format!("{} {}.", field_label(v.field), v.message);
             match v.field {

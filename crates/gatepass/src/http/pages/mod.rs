@@ -20,10 +20,9 @@ use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
 
 use crate::error::Error;
-use crate::http::api::rfc3339;
 use crate::http::cookies::CookieSettings;
 use crate::http::{AppState, no_store};
-use views::{HomeErrors, HomePage, LoginPage, Notice, RegisterPage, ResumePage, SessionItem};
+use views::{HomeErrors, HomePage, LoginPage, Notice, RegisterPage, ResumePage, SessionItem, Stamp};
 
 /// The stylesheet, compiled into the binary.
 pub const CSS: &str = include_str!("../../../static/gatepass.css");
@@ -139,17 +138,18 @@ pub async fn home_page(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let sessions = sessions
+    let mut sessions: Vec<SessionItem> = sessions
         .into_iter()
         .map(|s| SessionItem {
             current: s.id == claims.sid,
-            created_at: rfc3339(s.created_at),
-            last_used_at: rfc3339(s.last_used_at),
+            created_at: Stamp::at(s.created_at),
+            last_used_at: Stamp::at(s.last_used_at),
             user_agent: s.user_agent.as_deref().map(describe_agent).unwrap_or_else(|| "Unknown client".into()),
             ip: s.ip.unwrap_or_else(|| "unknown address".into()),
             id: s.id,
         })
         .collect();
+    sessions.sort_by_key(|s| !s.current);
     render(
         status,
         &HomePage {
@@ -158,7 +158,7 @@ pub async fn home_page(
             username: user.username.as_str().to_owned(),
             email: user.email.as_ref().map(|e| e.as_str().to_owned()),
             roles: user.roles.names().join(", "),
-            created_at: rfc3339(user.created_at),
+            created_at: Stamp::at(user.created_at),
             sessions,
             fresh: state.service.is_fresh(claims),
             csrf_token: state.csrf.token(&claims.sid),

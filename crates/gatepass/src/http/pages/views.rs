@@ -46,6 +46,26 @@ impl Notice {
     }
 }
 
+/// A moment shown to people, with its machine-readable form for `<time datetime>`.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    /// RFC 3339.
+    pub iso: String,
+    /// e.g. `25 Nov 2026, 16:30 UTC`.
+    pub text: String,
+}
+
+impl Stamp {
+    /// From epoch seconds.
+    pub fn at(secs: i64) -> Stamp {
+        let fmt =
+            time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute] UTC");
+        let text =
+            time::OffsetDateTime::from_unix_timestamp(secs).ok().and_then(|t| t.format(&fmt).ok()).unwrap_or_default();
+        Stamp { iso: crate::http::api::rfc3339(secs), text }
+    }
+}
+
 /// `/`, signed out.
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -87,10 +107,10 @@ pub struct SessionItem {
     pub id: String,
     /// Whether it is the session viewing the page.
     pub current: bool,
-    /// RFC 3339 start.
-    pub created_at: String,
-    /// RFC 3339 last refresh.
-    pub last_used_at: String,
+    /// Start.
+    pub created_at: Stamp,
+    /// Last refresh.
+    pub last_used_at: Stamp,
     /// Browser, as it named itself.
     pub user_agent: String,
     /// Client address.
@@ -124,8 +144,8 @@ pub struct HomePage {
     pub email: Option<String>,
     /// Roles, comma-separated.
     pub roles: String,
-    /// RFC 3339 account creation.
-    pub created_at: String,
+    /// Account creation.
+    pub created_at: Stamp,
     /// Live sessions.
     pub sessions: Vec<SessionItem>,
     /// Whether the login is fresh enough to end other sessions without re-entering the
