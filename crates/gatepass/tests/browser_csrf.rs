@@ -494,3 +494,37 @@ async fn a_bad_session_cookie_shows_the_seed_messages() {
     let r = app.client.get(app.url("/?notice=expired")).send().await.unwrap();
     assert!(r.text().await.unwrap().contains("Session expired. Please log in again."));
 }
+
+#[tokio::test]
+async fn page_renewal_with_a_csrf_cookie_of_another_session_ends_the_session() {
+    let app = TestApp::spawn_with(&["--access-token-ttl", "1s", "--token-leeway", "0s"]).await;
+    app.register("nina", "correct horse battery").await;
+    let other = cookie_login(&app, "nina", "correct horse battery").await;
+    let mut b = Browser::new(&app);
+    b.post_form("/ui/login", &[("username", "nina"), ("password", "correct horse battery")]).await;
+    let planted = other.get("csrf_token").unwrap().to_owned();
+    b.jar.0.insert("csrf_token".into(), (planted.clone(), "/".into()));
+    let refresh = b.jar.get("refresh_token").unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = b.post_form("/api/refresh/page", &[("csrf_token", &planted)]).await;
+    assert_eq!(location(&r), "/?notice=invalid");
+    assert!(b.jar.0.is_empty());
+    // The session is over: even a replay of its last refresh token within the grace
+    // window gets nothing.
+    let r = app.post("/api/refresh", json!({ "refresh_token": refresh })).await;
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn pages_work_with_host_prefixed_cookie_names() {
+    let app = TestApp::spawn_with(&["--cookie-secure", "true"]).await;
+    let mut b = Browser::new(&app);
+    let r = b.post_form("/ui/register", &[("username", "omar"), ("password", "correct horse battery")]).await;
+    assert_eq!(r.status(), 303);
+    assert!(b.jar.get("__Host-session").is_some() && b.jar.get("__Secure-refresh").is_some());
+    assert!(b.page("/").await.contains("Logged in as omar"));
+    let csrf = b.jar.get("__Host-csrf").unwrap().to_owned();
+    let r = b.post_form("/ui/logout", &[("csrf_token", &csrf)]).await;
+    assert_eq!(location(&r), "/?notice=logged_out");
+    assert!(b.jar.0.is_empty(), "{:?}", b.jar.0.keys().collect::<Vec<_>>());
+}

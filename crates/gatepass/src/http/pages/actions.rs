@@ -22,6 +22,7 @@ use crate::http::cookies::CookieSettings;
 use crate::http::extract::Client;
 use crate::http::{AppState, csrf, no_store};
 use crate::service::{LogoutScope, TokenGrant};
+use crate::storage::SessionFilter;
 use gatepass_verify::AccessClaims;
 
 /// Form routes.
@@ -366,9 +367,13 @@ async fn page_refresh(State(state): State<AppState>, headers: HeaderMap, body: B
     };
     match state.service.refresh(&refresh).await {
         Ok(grant) => {
-            // The token must also be the one bound to the session being renewed.
+            // The token must also be the one bound to the session being renewed. If not,
+            // the cookies were planted or mixed up: end that session (its successor token
+            // was never delivered) and start over at the login page.
             if !state.csrf.verify(&grant.access.claims.sid, &f.csrf_token) {
-                return Err(Error::CsrfFailed);
+                let sid = &grant.access.claims.sid;
+                state.service.revoke(grant.user.id.as_str(), SessionFilter::One(sid)).await?;
+                return Ok(redirect_clearing_cookies(&state, "/?notice=invalid"));
             }
             Ok(redirect_with_grant(&state, "/", &grant))
         }
