@@ -423,10 +423,29 @@ impl AuthService {
 
     /// Refuses when the password was last entered longer ago than the policy allows.
     pub fn require_fresh(&self, claims: &AccessClaims) -> Result<()> {
-        if now() - claims.auth_time > self.policy.fresh_auth_max_age {
+        if !self.is_fresh(claims) {
             return Err(Error::FreshLoginRequired);
         }
         Ok(())
+    }
+
+    /// Whether the password was entered recently enough for sensitive actions.
+    pub fn is_fresh(&self, claims: &AccessClaims) -> bool {
+        now() - claims.auth_time <= self.policy.fresh_auth_max_age
+    }
+
+    /// Step-up: re-checks the caller's password and issues a new access token for the
+    /// *same* session with `auth_time` = now. The session record keeps its original
+    /// `auth_time`, so a later refresh returns to the older value (freshness is not
+    /// extended by refreshing).
+    pub async fn reauthenticate(&self, claims: &AccessClaims, password: &str) -> Result<IssuedToken> {
+        let password = Password::parse_existing(password, "password")?;
+        let user = self.current_user(claims).await?;
+        let user = self.check_password_why(Some(user), &password).await?.map_err(|_| Error::InvalidCredentials)?;
+        let t = now();
+        let access = self.issuer.issue(&user, &claims.sid, t, self.settings().access_token_ttl, t)?;
+        self.storage.note_access_issued(&claims.sid, access.claims.exp).await?;
+        Ok(access)
     }
 }
 

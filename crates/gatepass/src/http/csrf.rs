@@ -29,17 +29,37 @@ pub fn check(parts: &Parts, app: &AppState, sid: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Stricter [`same_origin`] for the HTML form routes: a browser always sends `Origin` or
+/// `Sec-Fetch-Site` on a form post, so a request carrying neither is refused too (this is
+/// what protects the login form, which has no session to bind a token to, against
+/// login CSRF).
+pub fn same_origin_required(headers: &HeaderMap) -> bool {
+    let present = headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN);
+    present && same_origin(headers)
+}
+
+/// Checks an HTML form post for session `sid`: same origin (required) and the hidden
+/// `csrf_token` field, compared in constant time.
+pub fn check_form(headers: &HeaderMap, app: &AppState, sid: &str, presented: &str) -> Result<(), Error> {
+    if !same_origin_required(headers) || !app.csrf.verify(sid, presented) {
+        return Err(Error::CsrfFailed);
+    }
+    Ok(())
+}
+
 /// Safe methods never change state, so they need no token.
 pub fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// False when `Sec-Fetch-Site` or `Origin` shows the request came from another site.
+///
+/// `Sec-Fetch-Site` wins when present: scripts cannot set it, and browsers send
+/// `Origin: null` on same-origin form posts from pages served with
+/// `Referrer-Policy: no-referrer`, so `Origin` alone would refuse our own forms.
 pub fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return false;
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.to_str(), Ok("same-origin" | "none"));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let Ok(origin) = origin.to_str() else { return false };
@@ -73,5 +93,14 @@ mod tests {
         assert!(!same_origin(&headers(&[("host", "a.test"), ("sec-fetch-site", "cross-site")])));
         assert!(!same_origin(&headers(&[("host", "a.test"), ("sec-fetch-site", "same-site")])));
         assert!(same_origin(&headers(&[("host", "a.test"), ("sec-fetch-site", "same-origin")])));
+        // Referrer-Policy: no-referrer makes browsers send `Origin: null` on our own forms.
+        assert!(same_origin(&headers(&[("host", "a.test"), ("sec-fetch-site", "same-origin"), ("origin", "null")])));
+        assert!(!same_origin(&headers(&[
+            ("host", "a.test"),
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://a.test")
+        ])));
+        assert!(!same_origin_required(&headers(&[("host", "a.test")])));
+        assert!(same_origin_required(&headers(&[("host", "a.test"), ("origin", "http://a.test")])));
     }
 }

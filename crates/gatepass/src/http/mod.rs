@@ -6,8 +6,8 @@ pub mod compat;
 pub mod cookies;
 pub mod csrf;
 pub mod extract;
-pub mod metrics;
 pub mod guard;
+pub mod metrics;
 pub mod ops;
 pub mod pages;
 
@@ -79,10 +79,14 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }
 
+/// Content-Security-Policy of every response. The one script allowed is the
+/// session-resume auto-submit, by hash ([`pages::RESUME_SCRIPT`]).
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+                       script-src 'sha256-320um6M3pL9/ahVZkLPsYPkFoniSamBjygIOgV7jkYk='; form-action 'self'; \
+                       frame-ancestors 'none'; base-uri 'none'";
+
 /// Headers every response carries (`Cache-Control` only where a handler set none).
 fn with_security_headers(router: Router) -> Router {
-    const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                       frame-ancestors 'none'; base-uri 'none'";
     router
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))

@@ -1,7 +1,7 @@
 //! Accounts: register, login, profile, the protected example route, password change.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,9 +10,9 @@ use serde_json::json;
 
 use super::{Delivery, UserView, token_response};
 use crate::domain::ValidationError;
-use crate::error::Result;
-use crate::http::AppState;
+use crate::error::{Error, Result};
 use crate::http::extract::{Auth, Client, JsonBody, JsonOrForm};
+use crate::http::{AppState, csrf};
 
 /// Routes for accounts; `/register` and `/login` are also served at the root for the seeds.
 pub fn router() -> Router<AppState> {
@@ -56,12 +56,23 @@ fn required<'a>(value: &'a Option<String>, field: &'static str) -> Result<&'a st
     }
 }
 
+/// Login CSRF (GP-26): a form post that a browser sent from another site is refused.
+/// Seed 001's scripted clients send neither `Origin` nor `Sec-Fetch-Site` and still pass.
+fn refuse_cross_site_form(headers: &HeaderMap, from_form: bool) -> Result<()> {
+    if from_form && !csrf::same_origin(headers) {
+        return Err(Error::CsrfFailed);
+    }
+    Ok(())
+}
+
 async fn register(
     State(state): State<AppState>,
     Client(client): Client,
     Query(q): Query<DeliveryQuery>,
+    headers: HeaderMap,
     body: JsonOrForm<RegisterRequest>,
 ) -> Result<Response> {
+    refuse_cross_site_form(&headers, body.from_form)?;
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
@@ -74,8 +85,10 @@ async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     Query(q): Query<DeliveryQuery>,
+    headers: HeaderMap,
     body: JsonOrForm<LoginRequest>,
 ) -> Result<Response> {
+    refuse_cross_site_form(&headers, body.from_form)?;
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;

@@ -1,0 +1,400 @@
+//! The HTML form routes (`/ui/*` and the page-refresh route). Each one checks that the
+//! post comes from our own origin, checks the hidden `csrf_token` field of signed-in forms
+//! in constant time, acts through [`AuthService`](crate::service::AuthService), and
+//! answers with a 303 redirect, or re-renders the form with the errors next to its
+//! fields. CSRF failures and malformed requests are the usual JSON errors.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::views::HomeErrors;
+use super::{PAGE_REFRESH_PATH, PageSession, blank_register_page, clip, home_page, login_page, page_session};
+use crate::error::{Error, Result};
+use crate::http::api::set_grant_cookies;
+use crate::http::cookies::CookieSettings;
+use crate::http::extract::Client;
+use crate::http::{AppState, csrf, no_store};
+use crate::service::{LogoutScope, TokenGrant};
+use crate::storage::SessionFilter;
+use gatepass_verify::AccessClaims;
+
+/// Form routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui/login", post(login))
+        .route("/ui/register", post(register))
+        .route("/ui/logout", post(logout))
+        .route("/ui/password", post(change_password))
+        .route("/ui/reauth", post(reauth))
+        .route("/ui/sessions/end-others", post(end_others))
+        .route("/ui/sessions/{id}/end", post(end_session))
+        .route(PAGE_REFRESH_PATH, post(page_refresh))
+}
+
+/// A `303 See Other` to `location` (a fixed local path), never cached.
+pub fn see_other(location: &'static str) -> Response {
+    see_other_with(location, HeaderMap::new())
+}
+
+fn see_other_with(location: &'static str, mut headers: HeaderMap) -> Response {
+    headers.insert(header::LOCATION, HeaderValue::from_static(location));
+    no_store((StatusCode::SEE_OTHER, headers).into_response())
+}
+
+fn redirect_with_grant(state: &AppState, location: &'static str, grant: &TokenGrant) -> Response {
+    let mut headers = HeaderMap::new();
+    set_grant_cookies(state, &mut headers, grant);
+    see_other_with(location, headers)
+}
+
+fn redirect_clearing_cookies(state: &AppState, location: &'static str) -> Response {
+    let mut headers = HeaderMap::new();
+    state.cookies.clear_session(&mut headers);
+    see_other_with(location, headers)
+}
+
+/// Parses an `application/x-www-form-urlencoded` body.
+fn form<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(Error::UnsupportedMediaType("application/x-www-form-urlencoded"));
+    }
+    serde_urlencoded::from_bytes(body).map_err(|e| Error::BadRequest(format!("invalid form body: {e}")))
+}
+
+fn require_same_origin(headers: &HeaderMap) -> Result<()> {
+    if csrf::same_origin_required(headers) { Ok(()) } else { Err(Error::CsrfFailed) }
+}
+
+/// Outcome of checking a signed-in form post.
+enum Signed {
+    /// Valid session and CSRF token.
+    In(AccessClaims),
+    /// No usable session: the answer is this redirect.
+    Out(Response),
+}
+
+/// Origin first (so a cross-site post learns nothing), then the session, then the token.
+fn signed_in(state: &AppState, headers: &HeaderMap, csrf_token: &str) -> Result<Signed> {
+    require_same_origin(headers)?;
+    match page_session(state, headers) {
+        PageSession::Active(claims) => {
+            csrf::check_form(headers, state, &claims.sid, csrf_token)?;
+            Ok(Signed::In(claims))
+        }
+        // `/` renews an expired sign-in or shows the login page with the right message.
+        _ => Ok(Signed::Out(see_other("/"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    // Login CSRF: there is no session yet to bind a token to, so the origin check is it.
+    require_same_origin(&headers)?;
+    let f: LoginForm = form(&headers, &body)?;
+    let username = f.username.unwrap_or_default();
+    let password = f.password.unwrap_or_default();
+    if username.is_empty() || password.is_empty() {
+        let msg = "Enter your username and password.".to_owned();
+        return Ok(login_page(StatusCode::BAD_REQUEST, None, Some(msg), &username));
+    }
+    match state.service.login(&username, &password, &client).await {
+        Ok(grant) => Ok(redirect_with_grant(&state, "/", &grant)),
+        Err(Error::InvalidCredentials | Error::Validation(_)) => {
+            Ok(login_page(StatusCode::UNAUTHORIZED, None, Some("Invalid username or password.".into()), &username))
+        }
+        Err(e) if e.status().is_client_error() => Ok(login_page(e.status(), None, Some(e.message()), &username)),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    username: Option<String>,
+    password: Option<String>,
+    email: Option<String>,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    require_same_origin(&headers)?;
+    let f: RegisterForm = form(&headers, &body)?;
+    let username = f.username.unwrap_or_default();
+    let password = f.password.unwrap_or_default();
+    let email = f.email.unwrap_or_default();
+    let mut page = blank_register_page();
+    page.username = clip(&username);
+    page.email = clip(&email);
+    if username.is_empty() {
+        page.username_error = Some("Choose a username.".into());
+    }
+    if password.is_empty() {
+        page.password_error = Some("Choose a password.".into());
+    }
+    if page.username_error.is_some() || page.password_error.is_some() {
+        return Ok(super::register_page_with(StatusCode::BAD_REQUEST, page));
+    }
+    let email = Some(email.as_str()).filter(|e| !e.is_empty());
+    match state.service.register(&username, &password, email, &client).await {
+        Ok(grant) => Ok(redirect_with_grant(&state, "/", &grant)),
+        Err(Error::Validation(v)) => {
+            let text = format!("{} {}.", field_label(v.field), v.message);
+            match v.field {
+                "username" => page.username_error = Some(text),
+                "email" => page.email_error = Some(text),
+                "password" => page.password_error = Some(text),
+                _ => page.error = Some(text),
+            }
+            Ok(super::register_page_with(StatusCode::BAD_REQUEST, page))
+        }
+        Err(Error::UsernameTaken) => {
+            page.username_error = Some("This username is already taken.".into());
+            Ok(super::register_page_with(StatusCode::CONFLICT, page))
+        }
+        Err(e) if e.status().is_client_error() => {
+            let status = e.status();
+            page.error = Some(e.message());
+            Ok(super::register_page_with(status, page))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn field_label(field: &str) -> &'static str {
+    match field {
+        "username" => "Username",
+        "email" => "E-mail",
+        "password" => "Password",
+        "current_password" => "Current password",
+        "new_password" => "New password",
+        _ => "Value",
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let f: CsrfForm = form(&headers, &body)?;
+    require_same_origin(&headers)?;
+    match page_session(&state, &headers) {
+        PageSession::Active(claims) => {
+            csrf::check_form(&headers, &state, &claims.sid, &f.csrf_token)?;
+            state.service.logout(&claims, LogoutScope::Local, &client).await?;
+            Ok(redirect_clearing_cookies(&state, "/?notice=logged_out"))
+        }
+        // Without a verifiable access token we cannot tell which session to end; `/`
+        // renews the sign-in first, then the person presses Log out again.
+        PageSession::Expired => Ok(see_other("/?notice=logout_retry")),
+        // A session cookie that names no live session: drop the cookies.
+        PageSession::Invalid => Ok(redirect_clearing_cookies(&state, "/?notice=logged_out")),
+        PageSession::None if CookieSettings::get(&headers, state.cookies.csrf_name()).is_some() => {
+            Ok(see_other("/?notice=logout_retry"))
+        }
+        PageSession::None => Ok(see_other("/")),
+    }
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    csrf_token: String,
+    current_password: Option<String>,
+    new_password: Option<String>,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let f: PasswordForm = form(&headers, &body)?;
+    let claims = match signed_in(&state, &headers, &f.csrf_token)? {
+        Signed::In(c) => c,
+        Signed::Out(r) => return Ok(r),
+    };
+    let current = f.current_password.unwrap_or_default();
+    let new = f.new_password.unwrap_or_default();
+    let mut errors = HomeErrors::default();
+    if current.is_empty() {
+        errors.current_password = Some("Enter your current password.".into());
+    }
+    if new.is_empty() {
+        errors.new_password = Some("Choose a new password.".into());
+    }
+    if errors.current_password.is_some() || errors.new_password.is_some() {
+        return Ok(home_page(&state, &claims, StatusCode::BAD_REQUEST, None, errors).await);
+    }
+    let status = match state.service.change_password(&claims, &current, &new, &client).await {
+        Ok(grant) => return Ok(redirect_with_grant(&state, "/?notice=password_changed", &grant)),
+        Err(Error::InvalidCredentials) => {
+            errors.current_password = Some("Current password is incorrect.".into());
+            StatusCode::UNAUTHORIZED
+        }
+        Err(Error::Validation(v)) => {
+            let text = format!("{} {}.", field_label(v.field), v.message);
+            if v.field == "current_password" {
+                errors.current_password = Some(text);
+            } else if v.field == "new_password" {
+                errors.new_password = Some(text);
+            } else {
+                errors.password_form = Some(text);
+            }
+            StatusCode::BAD_REQUEST
+        }
+        Err(e) if e.status().is_client_error() => {
+            errors.password_form = Some(e.message());
+            e.status()
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(home_page(&state, &claims, status, None, errors).await)
+}
+
+#[derive(Deserialize)]
+struct ReauthForm {
+    #[serde(default)]
+    csrf_token: String,
+    password: Option<String>,
+}
+
+/// Step-up: re-enter the password to make the login fresh again.
+async fn reauth(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    let f: ReauthForm = form(&headers, &body)?;
+    let claims = match signed_in(&state, &headers, &f.csrf_token)? {
+        Signed::In(c) => c,
+        Signed::Out(r) => return Ok(r),
+    };
+    let password = f.password.unwrap_or_default();
+    let refused = |msg: &str| HomeErrors { reauth: Some(msg.to_owned()), ..HomeErrors::default() };
+    if password.is_empty() {
+        let errors = refused("Enter your password.");
+        return Ok(home_page(&state, &claims, StatusCode::BAD_REQUEST, None, errors).await);
+    }
+    match state.service.reauthenticate(&claims, &password).await {
+        Ok(access) => {
+            let mut headers = HeaderMap::new();
+            let max_age = access.claims.exp - access.claims.iat;
+            state.cookies.set_access(&mut headers, &access.token, max_age);
+            Ok(see_other_with("/?notice=reauthed", headers))
+        }
+        Err(Error::InvalidCredentials | Error::Validation(_)) => {
+            let errors = refused("Password is incorrect.");
+            Ok(home_page(&state, &claims, StatusCode::UNAUTHORIZED, None, errors).await)
+        }
+        Err(e) if e.status().is_client_error() => {
+            let status = e.status();
+            Ok(home_page(&state, &claims, status, None, refused(&e.message())).await)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn end_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let f: CsrfForm = form(&headers, &body)?;
+    let claims = match signed_in(&state, &headers, &f.csrf_token)? {
+        Signed::In(c) => c,
+        Signed::Out(r) => return Ok(r),
+    };
+    match state.service.end_session(&claims, &id).await {
+        Ok(()) if id == claims.sid => Ok(redirect_clearing_cookies(&state, "/?notice=logged_out")),
+        Ok(()) => Ok(see_other("/?notice=session_ended")),
+        Err(Error::FreshLoginRequired) => Ok(see_other("/?notice=fresh")),
+        Err(Error::NotFound) => Ok(see_other("/?notice=session_gone")),
+        Err(e) => Err(e),
+    }
+}
+
+async fn end_others(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let f: CsrfForm = form(&headers, &body)?;
+    let claims = match signed_in(&state, &headers, &f.csrf_token)? {
+        Signed::In(c) => c,
+        Signed::Out(r) => return Ok(r),
+    };
+    match state.service.logout(&claims, LogoutScope::Others, &client).await {
+        Ok(_) => Ok(see_other("/?notice=sessions_ended")),
+        Err(Error::FreshLoginRequired) => Ok(see_other("/?notice=fresh")),
+        Err(e) => Err(e),
+    }
+}
+
+/// Renews an expired browser sign-in with the refresh cookie, exactly as
+/// `POST /api/refresh` does (same rotation and reuse detection), then goes back to `/`.
+async fn page_refresh(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let f: CsrfForm = form(&headers, &body)?;
+    require_same_origin(&headers)?;
+    // Double submit: the field must equal the CSRF cookie, which another site can neither
+    // read nor (with `__Host-` names) set.
+    let cookie = CookieSettings::get(&headers, state.cookies.csrf_name()).unwrap_or_default();
+    if f.csrf_token.is_empty() || !bool::from(cookie.as_bytes().ct_eq(f.csrf_token.as_bytes())) {
+        return Err(Error::CsrfFailed);
+    }
+    let Some(refresh) = CookieSettings::get(&headers, state.cookies.refresh_name()) else {
+        return Ok(redirect_clearing_cookies(&state, "/?notice=expired"));
+    };
+    match state.service.refresh(&refresh, &client).await {
+        Ok(grant) => {
+            // The token must also be the one bound to the session being renewed. If not,
+            // the cookies were planted or mixed up: end that session (its successor token
+            // was never delivered) and start over at the login page.
+            if !state.csrf.verify(&grant.access.claims.sid, &f.csrf_token) {
+                let sid = &grant.access.claims.sid;
+                state.service.revoke(grant.user.id.as_str(), SessionFilter::One(sid)).await?;
+                return Ok(redirect_clearing_cookies(&state, "/?notice=invalid"));
+            }
+            Ok(redirect_with_grant(&state, "/", &grant))
+        }
+        Err(Error::RefreshTokenInvalid | Error::RefreshTokenReused) => {
+            Ok(redirect_clearing_cookies(&state, "/?notice=expired"))
+        }
+        Err(e) => Err(e),
+    }
+}

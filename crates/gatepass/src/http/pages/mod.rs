@@ -1,0 +1,254 @@
+//! Server-rendered pages for browsers: the login page and signed-in profile at `/`, the
+//! registration page, and the stylesheet. Form posts go to the `/ui/*` routes in
+//! [`actions`], which answer with 303 redirects (Post/Redirect/Get).
+//!
+//! Pages read the session from cookies only, never from an `Authorization` header. GET
+//! handlers never change server state: an expired sign-in is renewed by a POST from the
+//! resume page (see `docs/browser.md`).
+
+pub mod actions;
+pub mod views;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use gatepass_verify::{AccessClaims, VerifyError};
+use sha2::{Digest, Sha256};
+use std::sync::LazyLock;
+
+use crate::error::Error;
+use crate::http::cookies::CookieSettings;
+use crate::http::{AppState, no_store};
+use views::{HomeErrors, HomePage, LoginPage, Notice, RegisterPage, ResumePage, SessionItem, Stamp};
+
+/// The stylesheet, compiled into the binary.
+pub const CSS: &str = include_str!("../../../static/gatepass.css");
+
+/// The resume page's only script: submit its form. Allowed by hash in the CSP.
+pub const RESUME_SCRIPT: &str = r#"document.getElementById("resume").submit();"#;
+
+/// POST route that renews an expired browser sign-in. It sits under the refresh
+/// cookie's path, so the browser sends that cookie here and nowhere else.
+pub const PAGE_REFRESH_PATH: &str = "/api/refresh/page";
+
+/// Stylesheet URL carrying a digest of its content, so it can be cached for a year and
+/// still change with each release.
+static CSS_HREF: LazyLock<String> = LazyLock::new(|| {
+    let digest = Sha256::digest(CSS.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("/static/gatepass.css?v={hex}")
+});
+
+fn css_href() -> &'static str {
+    CSS_HREF.as_str()
+}
+
+/// Page routes (GET) and the form routes of [`actions`].
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/register", get(register_page))
+        .route("/static/gatepass.css", get(stylesheet))
+        .merge(actions::router())
+}
+
+/// What the cookies say about the browser's sign-in.
+pub enum PageSession {
+    /// No session cookie.
+    None,
+    /// A valid, unrevoked access token.
+    Active(AccessClaims),
+    /// The access token has expired (the refresh cookie may still renew it).
+    Expired,
+    /// A token that fails verification or belongs to an ended session.
+    Invalid,
+}
+
+/// Reads the access-token cookie and verifies it.
+pub fn page_session(state: &AppState, headers: &HeaderMap) -> PageSession {
+    let Some(token) = CookieSettings::get(headers, state.cookies.session_name()) else {
+        return PageSession::None;
+    };
+    match state.service.authenticate(&token) {
+        Ok(claims) => PageSession::Active(claims),
+        Err(Error::Token(VerifyError::Expired)) => PageSession::Expired,
+        Err(_) => PageSession::Invalid,
+    }
+}
+
+/// The CSRF cookie, if it has the shape of a token (it is echoed into the resume page).
+fn csrf_cookie(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    CookieSettings::get(headers, state.cookies.csrf_name())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// Renders a template as an HTML response with `status`; a rendering failure is a 500.
+pub fn render<T: Template>(status: StatusCode, template: &T) -> Response {
+    match template.render() {
+        Ok(html) => no_store((status, Html(html)).into_response()),
+        Err(e) => Error::Internal(format!("template: {e}")).into_response(),
+    }
+}
+
+/// The login page.
+pub fn login_page(status: StatusCode, notice: Option<Notice>, error: Option<String>, username: &str) -> Response {
+    render(status, &LoginPage { css_href: css_href(), notice, error, username: clip(username) })
+}
+
+/// The registration page with the values entered and the errors next to their fields.
+pub fn register_page_with(status: StatusCode, page: RegisterPage) -> Response {
+    render(status, &page)
+}
+
+/// An empty registration form.
+pub fn blank_register_page() -> RegisterPage {
+    RegisterPage {
+        css_href: css_href(),
+        error: None,
+        username: String::new(),
+        email: String::new(),
+        username_error: None,
+        email_error: None,
+        password_error: None,
+    }
+}
+
+/// Keeps an echoed value short; the field limits are far below this.
+pub fn clip(s: &str) -> String {
+    s.chars().take(256).collect()
+}
+
+/// The signed-in page for `claims`, with `errors` next to their fields.
+pub async fn home_page(
+    state: &AppState,
+    claims: &AccessClaims,
+    status: StatusCode,
+    notice: Option<Notice>,
+    errors: HomeErrors,
+) -> Response {
+    let user = match state.service.current_user(claims).await {
+        Ok(u) => u,
+        Err(Error::Token(_)) => return login_page(StatusCode::OK, Notice::from_code("invalid"), None, ""),
+        Err(e) => return e.into_response(),
+    };
+    let sessions = match state.service.sessions(claims).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let mut sessions: Vec<SessionItem> = sessions
+        .into_iter()
+        .map(|s| SessionItem {
+            current: s.id == claims.sid,
+            created_at: Stamp::at(s.created_at),
+            last_used_at: Stamp::at(s.last_used_at),
+            user_agent: s.user_agent.as_deref().map(describe_agent).unwrap_or_else(|| "Unknown client".into()),
+            ip: s.ip.unwrap_or_else(|| "unknown address".into()),
+            id: s.id,
+        })
+        .collect();
+    sessions.sort_by_key(|s| !s.current);
+    render(
+        status,
+        &HomePage {
+            css_href: css_href(),
+            notice,
+            username: user.username.as_str().to_owned(),
+            email: user.email.as_ref().map(|e| e.as_str().to_owned()),
+            roles: user.roles.names().join(", "),
+            created_at: Stamp::at(user.created_at),
+            sessions,
+            fresh: state.service.is_fresh(claims),
+            csrf_token: state.csrf.token(&claims.sid),
+            reauth_error: errors.reauth,
+            password_form_error: errors.password_form,
+            current_password_error: errors.current_password,
+            new_password_error: errors.new_password,
+        },
+    )
+}
+
+/// A short, readable name for a `User-Agent` string.
+fn describe_agent(ua: &str) -> String {
+    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/", "curl/", "reqwest"].iter().find(|b| ua.contains(*b)).map(
+        |b| match *b {
+            "Edg/" => "Edge",
+            "Firefox/" => "Firefox",
+            "Chrome/" if ua.contains("HeadlessChrome") => "Headless Chrome",
+            "Chrome/" => "Chrome",
+            "Safari/" => "Safari",
+            "curl/" => "curl",
+            _ => "reqwest",
+        },
+    );
+    let os = ["Android", "iPhone", "iPad", "Windows", "Mac OS X", "Linux"].iter().find(|o| ua.contains(*o));
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {}", o.replace("Mac OS X", "macOS")),
+        (Some(b), None) => b.to_owned(),
+        _ => clip(ua).chars().take(60).collect(),
+    }
+}
+
+async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let notice = Notice::from_query(uri.query());
+    match page_session(&state, &headers) {
+        PageSession::Active(claims) => home_page(&state, &claims, StatusCode::OK, notice, HomeErrors::default()).await,
+        // The access cookie expires (and the browser drops it) long before the refresh
+        // cookie; the CSRF cookie lives as long as the refresh cookie and is visible here,
+        // so its presence says a renewal is worth trying.
+        PageSession::Expired | PageSession::None if csrf_cookie(&state, &headers).is_some() => {
+            let csrf_token = csrf_cookie(&state, &headers).unwrap_or_default();
+            render(StatusCode::OK, &ResumePage { css_href: css_href(), action: PAGE_REFRESH_PATH, csrf_token })
+        }
+        PageSession::Expired => login_page(StatusCode::OK, Notice::from_code("expired"), None, ""),
+        PageSession::Invalid => login_page(StatusCode::OK, Notice::from_code("invalid"), None, ""),
+        PageSession::None => login_page(StatusCode::OK, notice, None, ""),
+    }
+}
+
+async fn register_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let PageSession::Active(_) = page_session(&state, &headers) {
+        return actions::see_other("/");
+    }
+    register_page_with(StatusCode::OK, blank_register_page())
+}
+
+async fn stylesheet() -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::cookies::REFRESH_PATH;
+    use base64::Engine as _;
+
+    #[test]
+    fn csp_allows_exactly_the_resume_script() {
+        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(RESUME_SCRIPT.as_bytes()));
+        assert!(crate::http::CSP.contains(&format!("script-src 'sha256-{hash}'")));
+        let html =
+            ResumePage { css_href: css_href(), action: PAGE_REFRESH_PATH, csrf_token: "t".into() }.render().unwrap();
+        assert!(html.contains(&format!("<script>{RESUME_SCRIPT}</script>")));
+        assert_eq!(html.matches("<script").count(), 1);
+    }
+
+    #[test]
+    fn page_refresh_route_receives_the_refresh_cookie() {
+        assert!(PAGE_REFRESH_PATH.starts_with(&format!("{REFRESH_PATH}/")));
+    }
+
+    #[test]
+    fn notices_come_from_a_fixed_list() {
+        assert!(Notice::from_query(Some("notice=expired")).is_some());
+        assert!(Notice::from_query(Some("notice=%3Cscript%3E")).is_none());
+        assert!(Notice::from_query(Some("notice=a&notice=b")).is_none());
+        assert!(Notice::from_query(None).is_none());
+    }
+}

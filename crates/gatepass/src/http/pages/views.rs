@@ -1,0 +1,176 @@
+//! The askama templates (compiled into the binary from `templates/`) and the data each
+//! one shows. Only rendering lives here: no I/O, no decisions about who may see what.
+
+use askama::Template;
+
+/// A one-line message at the top of a page, chosen from a fixed list (never reflected
+/// from the request).
+#[derive(Debug, Clone, Copy)]
+pub struct Notice {
+    /// CSS class: `info` or `error`.
+    pub kind: &'static str,
+    /// ARIA role: `status` for news, `alert` for problems.
+    pub role: &'static str,
+    /// The text.
+    pub text: &'static str,
+}
+
+impl Notice {
+    /// Maps the `notice` query parameter to its message; unknown values show nothing.
+    pub fn from_code(code: &str) -> Option<Notice> {
+        let (kind, text) = match code {
+            "expired" => ("error", "Session expired. Please log in again."),
+            "invalid" => ("error", "Invalid session. Please log in again."),
+            "logged_out" => ("info", "You have been logged out."),
+            "password_changed" => ("info", "Password changed. Every other session has been ended."),
+            "fresh" => ("error", "For your safety, confirm your password before ending other sessions."),
+            "reauthed" => ("info", "Password confirmed."),
+            "session_ended" => ("info", "Session ended."),
+            "sessions_ended" => ("info", "All other sessions have been ended."),
+            "session_gone" => ("error", "That session had already ended."),
+            "logout_retry" => ("error", "Your sign-in had timed out and has been renewed; press Log out again."),
+            _ => return None,
+        };
+        let role = if kind == "error" { "alert" } else { "status" };
+        Some(Notice { kind, role, text })
+    }
+
+    /// The `notice` query parameter of a URI query string, if it names a known notice.
+    pub fn from_query(query: Option<&str>) -> Option<Notice> {
+        #[derive(serde::Deserialize)]
+        struct Q {
+            notice: Option<String>,
+        }
+        let q: Q = serde_urlencoded::from_str(query.unwrap_or("")).ok()?;
+        Notice::from_code(q.notice.as_deref()?)
+    }
+}
+
+/// A moment shown to people, with its machine-readable form for `<time datetime>`.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    /// RFC 3339.
+    pub iso: String,
+    /// e.g. `25 Nov 2026, 16:30 UTC`.
+    pub text: String,
+}
+
+impl Stamp {
+    /// From epoch seconds.
+    pub fn at(secs: i64) -> Stamp {
+        let fmt =
+            time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute] UTC");
+        let text =
+            time::OffsetDateTime::from_unix_timestamp(secs).ok().and_then(|t| t.format(&fmt).ok()).unwrap_or_default();
+        Stamp { iso: crate::http::api::rfc3339(secs), text }
+    }
+}
+
+/// `/`, signed out.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// Stylesheet URL (content-versioned).
+    pub css_href: &'static str,
+    /// Message from a redirect.
+    pub notice: Option<Notice>,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// The username entered last time.
+    pub username: String,
+}
+
+/// `/register`.
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct RegisterPage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// A problem that belongs to no single field.
+    pub error: Option<String>,
+    /// The username entered last time.
+    pub username: String,
+    /// The e-mail entered last time.
+    pub email: String,
+    /// Problem with the username.
+    pub username_error: Option<String>,
+    /// Problem with the e-mail.
+    pub email_error: Option<String>,
+    /// Problem with the password.
+    pub password_error: Option<String>,
+}
+
+/// One row of the sessions list.
+#[derive(Debug, Clone)]
+pub struct SessionItem {
+    /// Session id.
+    pub id: String,
+    /// Whether it is the session viewing the page.
+    pub current: bool,
+    /// Start.
+    pub created_at: Stamp,
+    /// Last refresh.
+    pub last_used_at: Stamp,
+    /// Browser, as it named itself.
+    pub user_agent: String,
+    /// Client address.
+    pub ip: String,
+}
+
+/// Errors shown on the signed-in page, each next to its form field.
+#[derive(Debug, Default)]
+pub struct HomeErrors {
+    /// Step-up password confirmation.
+    pub reauth: Option<String>,
+    /// Password form, not tied to a field.
+    pub password_form: Option<String>,
+    /// Current password field.
+    pub current_password: Option<String>,
+    /// New password field.
+    pub new_password: Option<String>,
+}
+
+/// `/`, signed in.
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// Message from a redirect.
+    pub notice: Option<Notice>,
+    /// Account name.
+    pub username: String,
+    /// Account e-mail.
+    pub email: Option<String>,
+    /// Roles, comma-separated.
+    pub roles: String,
+    /// Account creation.
+    pub created_at: Stamp,
+    /// Live sessions.
+    pub sessions: Vec<SessionItem>,
+    /// Whether the login is fresh enough to end other sessions without re-entering the
+    /// password.
+    pub fresh: bool,
+    /// The session's CSRF token for the hidden form fields.
+    pub csrf_token: String,
+    /// Step-up error.
+    pub reauth_error: Option<String>,
+    /// Password form error.
+    pub password_form_error: Option<String>,
+    /// Current-password field error.
+    pub current_password_error: Option<String>,
+    /// New-password field error.
+    pub new_password_error: Option<String>,
+}
+
+/// The page that renews an expired sign-in through a POST (see `docs/browser.md`).
+#[derive(Template)]
+#[template(path = "resume.html")]
+pub struct ResumePage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// Where the form posts: the page-refresh route.
+    pub action: &'static str,
+    /// Echo of the CSRF cookie (double submit).
+    pub csrf_token: String,
+}
