@@ -17,11 +17,17 @@ mod claims;
 mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
+mod jwks;
+#[cfg(feature = "remote")]
+mod remote;
 mod strict;
 mod verifier;
 
 pub use claims::{ACCESS_TOKEN_TYP, AccessClaims, TimedClaims};
 pub use error::VerifyError;
+pub use jwks::{MAX_JWKS_LEN, key_from_jwk, keys_from_jwks};
+#[cfg(feature = "remote")]
+pub use remote::{RemoteJwksError, RemoteJwksOptions};
 pub use verifier::{MAX_TOKEN_LEN, MIN_SECRET_LEN, Verifier, VerifierConfig, VerifyingKey, hs256_kid};
 
 /// Re-exported so that callers can name algorithms without depending on the JWT crate.

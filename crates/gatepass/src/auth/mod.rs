@@ -2,6 +2,7 @@
 //! and the in-memory revocation set. No HTTP types and no storage here.
 
 pub mod csrf;
+pub mod keys;
 pub mod passwords;
 pub mod refresh;
 pub mod revocation;

@@ -6,6 +6,7 @@ pub mod compat;
 pub mod cookies;
 pub mod csrf;
 pub mod extract;
+pub mod keys;
 pub mod ops;
 pub mod pages;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub cookies: cookies::CookieSettings,
     /// Process start, for uptime.
     pub started_at: Instant,
+    /// Services allowed to introspect tokens.
+    pub introspection: Arc<api::introspect::IntrospectionClients>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {
@@ -55,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(compat::router())
         .merge(pages::router())
         .merge(ops::router())
+        .merge(keys::router())
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .with_state(state)

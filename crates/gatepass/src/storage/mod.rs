@@ -4,8 +4,10 @@
 //! must be atomic (rotation, revocation) is one call so each backend can make it a single
 //! transaction.
 
+mod keys;
 mod sqlite;
 
+pub use keys::KeyStore;
 pub use sqlite::SqliteStorage;
 
 use async_trait::async_trait;
@@ -120,7 +122,7 @@ pub struct UserPatch {
 
 /// Everything gatepass persists.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: KeyStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Succeeds when the database answers.

@@ -1,6 +1,7 @@
 //! The JSON API under `/api`. One file per resource; response shapes shared here.
 
 pub mod accounts;
+pub mod introspect;
 pub mod sessions;
 
 use axum::Router;
@@ -14,7 +15,7 @@ use crate::service::TokenGrant;
 
 /// Routes of the JSON API.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(accounts::router()).merge(sessions::router())
+    Router::new().merge(accounts::router()).merge(sessions::router()).merge(introspect::router())
 }
 
 /// An account as clients see it (no hash, ever).
