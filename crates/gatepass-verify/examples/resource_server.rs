@@ -46,12 +46,8 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options {
-        jwks: String::new(),
-        listen: "127.0.0.1:8081".into(),
-        issuer: "gatepass".into(),
-        audience: None,
-    };
+    let mut options =
+        Options { jwks: String::new(), listen: "127.0.0.1:8081".into(), issuer: "gatepass".into(), audience: None };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));

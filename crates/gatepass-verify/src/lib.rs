@@ -5,6 +5,17 @@
 //! feature) extractors for protected routes and role guards. It pulls in no
 //! storage, HTML or password hashing.
 //!
+//! Keys come from one of three places:
+//! - a shared HS256 secret ([`Verifier::hs256`]), when gatepass signs with HS256;
+//! - public keys: [`Verifier::new`] with [`VerifyingKey`]s, or a JWKS document
+//!   ([`Verifier::from_jwks_json`]);
+//! - a remote JWKS URL, cached and refetched on an unknown `kid` at most once per interval
+//!   (feature `remote`: `Verifier::from_jwks_url`).
+//!
+//! Each key is typed by its algorithm; a token's `alg` must equal its key's, so algorithm
+//! confusion (an HS256 token keyed with a public key, `alg: none`, keys embedded in the
+//! header) cannot verify.
+//!
 //! ```
 //! use gatepass_verify::{Verifier, VerifierConfig, VerifyError};
 //!

@@ -99,6 +99,28 @@ impl Verifier {
     /// `https://auth.example.com/.well-known/jwks.json`). The first fetch happens here and
     /// must succeed; later ones happen during [`Verifier::verify_access_async`] (which the
     /// axum extractors use).
+    ///
+    /// ```
+    /// use gatepass_verify::{RemoteJwksOptions, Verifier, VerifierConfig, VerifyError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # // A stand-in for gatepass's `/.well-known/jwks.json`.
+    /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// # let addr = listener.local_addr().unwrap();
+    /// # let jwks = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"k1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+    /// # let app = axum::Router::new().route("/.well-known/jwks.json", axum::routing::get(move || async move { jwks }));
+    /// # tokio::spawn(async move { axum::serve(listener, app).await });
+    /// let url = format!("http://{addr}/.well-known/jwks.json");
+    /// let verifier = Verifier::from_jwks_url(&url, VerifierConfig::new("gatepass"), RemoteJwksOptions::default())
+    ///     .await
+    ///     .expect("the JWKS is reachable");
+    /// assert_eq!(verifier.keys()[0].kid, "k1");
+    /// // A token naming a key the set lacks is refused (after at most one refetch).
+    /// let forged = "eyJhbGciOiJFZERTQSIsImtpZCI6Im5vcGUiLCJ0eXAiOiJhdCtqd3QifQ.e30.c2ln";
+    /// assert_eq!(verifier.verify_access_async(forged).await.unwrap_err(), VerifyError::Invalid("unknown key id"));
+    /// # }
+    /// ```
     pub async fn from_jwks_url(
         url: &str,
         config: VerifierConfig,

@@ -206,7 +206,7 @@ pub fn generate(alg: SigningAlgorithm, master: &MasterKey, now: i64, activates_a
 
 /// A private key ready to sign, typed by its algorithm.
 enum PrivateKey {
-    Hmac(hmac::Key),
+    Hmac(Box<hmac::Key>),
     Ed(Ed25519KeyPair),
     Ec(EcdsaKeyPair),
     Rsa(rsa::KeyPair),
@@ -254,7 +254,7 @@ impl SigningKey {
         Self {
             kid: gatepass_verify::hs256_kid(secret),
             alg: SigningAlgorithm::Hs256,
-            private: PrivateKey::Hmac(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+            private: PrivateKey::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret))),
         }
     }
 
