@@ -39,7 +39,7 @@ pub use error::VerifyError;
 pub use jwks::{MAX_JWKS_LEN, key_from_jwk, keys_from_jwks};
 #[cfg(feature = "remote")]
 pub use remote::{RemoteJwksError, RemoteJwksOptions};
-pub use verifier::{MAX_TOKEN_LEN, MIN_SECRET_LEN, Verifier, VerifierConfig, VerifyingKey, hs256_kid};
+pub use verifier::{MAX_TOKEN_LEN, MIN_SECRET_LEN, P256_HALF_ORDER, Verifier, VerifierConfig, VerifyingKey, hs256_kid};
 
 /// Re-exported so that callers can name algorithms without depending on the JWT crate.
 pub use jsonwebtoken::Algorithm;

@@ -188,6 +188,11 @@ impl Verifier {
         if header.alg.parse::<Algorithm>().ok() != Some(key.alg) {
             return Err(VerifyError::Invalid("algorithm does not match the key"));
         }
+        if key.alg == Algorithm::ES256 && !es256_low_s(token) {
+            // ECDSA signatures are malleable: (r, n - s) verifies too. gatepass issues only
+            // the low-S form, so the twin of a genuine token is refused as a different token.
+            return Err(VerifyError::Invalid("non-canonical ECDSA signature"));
+        }
         if header.typ.as_deref() != Some(typ) {
             return Err(VerifyError::Invalid("wrong token type"));
         }
@@ -233,6 +238,24 @@ pub fn hs256_kid(secret: &[u8]) -> String {
     let mut id = String::from("hs-");
     id.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..9]));
     id
+}
+
+/// Half the order of the P-256 group, big-endian: a canonical ES256 `s` is at most this.
+pub const P256_HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xde, 0x73, 0x7d,
+    0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// Whether an ES256 token's signature is 64 bytes with `s` in the lower half (the form
+/// gatepass issues). Other lengths are left to the signature check, which refuses them.
+fn es256_low_s(token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(sig) = token.rsplit('.').next() else { return false };
+    let Ok(sig) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) else { return false };
+    if sig.len() != 64 {
+        return true;
+    }
+    sig[32..] <= P256_HALF_ORDER[..]
 }
 
 fn map_jwt_error(e: jsonwebtoken::errors::Error) -> VerifyError {

@@ -400,3 +400,36 @@ async fn revocation_ends_the_session_of_a_refresh_token() {
     let r = app.client.post(app.url("/api/revoke")).form(&[("token_type_hint", "refresh_token")]).send().await.unwrap();
     expect_error(r, 400, "invalid_request").await;
 }
+
+#[tokio::test]
+async fn the_high_s_twin_of_an_es256_token_is_refused() {
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6,
+        0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+    ];
+    let app = TestApp::spawn_with(&["--jwt-algorithm", "ES256"]).await;
+    let body = app.register("alice", PASSWORD).await;
+    let token = s(&body, "access_token");
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    assert_eq!(sig.len(), 64);
+    assert!(sig[32..] <= gatepass_verify::P256_HALF_ORDER[..], "gatepass issues low-S signatures");
+    // s' = n - s: a mathematically valid signature over the same input.
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(N[i]) - i16::from(sig[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        sig[32 + i] = d as u8;
+    }
+    let twin = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+    expect_error(app.get_auth("/api/profile", &twin).await, 401, "token_invalid").await;
+    // Wrong-length and DER-shaped signatures too.
+    for bad in [vec![0u8; 64], vec![0x30, 0x44, 0x02, 0x20], sig[..63].to_vec()] {
+        let t = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&bad));
+        expect_error(app.get_auth("/api/profile", &t).await, 401, "token_invalid").await;
+    }
+    assert_eq!(app.get_auth("/api/profile", token).await.status(), 200);
+}

@@ -231,13 +231,40 @@ impl PrivateKey {
         Ok(match self {
             PrivateKey::Hmac(key) => hmac::sign(key, message).as_ref().to_vec(),
             PrivateKey::Ed(pair) => pair.sign(message).as_ref().to_vec(),
-            PrivateKey::Ec(pair) => pair.sign(&rng, message).map_err(failed)?.as_ref().to_vec(),
+            PrivateKey::Ec(pair) => {
+                let mut sig = pair.sign(&rng, message).map_err(failed)?.as_ref().to_vec();
+                normalize_low_s(&mut sig);
+                sig
+            }
             PrivateKey::Rsa(pair) => {
                 let mut sig = vec![0u8; pair.public_modulus_len()];
                 pair.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig).map_err(failed)?;
                 sig
             }
         })
+    }
+}
+
+/// The order of the P-256 group, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa,
+    0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// Rewrites a fixed-size P-256 signature `r ‖ s` to its low-S twin `r ‖ n - s` when
+/// `s > n/2`; verifiers refuse the high-S form (signature malleability).
+fn normalize_low_s(sig: &mut [u8]) {
+    if sig.len() != 64 || sig[32..] <= gatepass_verify::P256_HALF_ORDER[..] {
+        return;
+    }
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(P256_ORDER[i]) - i16::from(sig[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        sig[32 + i] = d as u8;
     }
 }
 
@@ -469,6 +496,26 @@ mod tests {
         assert!(other.open(&key.kid, &key.alg, &key.private_key).is_err());
         assert!(master.open("another-kid", &key.alg, &key.private_key).is_err());
         assert!(!key.public_jwk.contains("\"d\""));
+    }
+
+    #[test]
+    fn es256_signatures_are_low_s_and_verify() {
+        let master = MasterKey::derive(b"0123456789abcdef0123456789abcdef").unwrap();
+        let key = generate(SigningAlgorithm::Es256, &master, 0, 0).unwrap();
+        let pkcs8 = master.open(&key.kid, &key.alg, &key.private_key).unwrap();
+        let private = PrivateKey::load(SigningAlgorithm::Es256, &pkcs8).unwrap();
+        let pair = match &private {
+            PrivateKey::Ec(pair) => pair,
+            _ => panic!("EC key"),
+        };
+        let public = signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, pair.public_key().as_ref());
+        // Enough signatures that about half were high-S before normalisation.
+        for i in 0..64u8 {
+            let msg = [i; 8];
+            let sig = private.sign(&msg).unwrap();
+            assert!(sig[32..] <= gatepass_verify::P256_HALF_ORDER[..]);
+            public.verify(&msg, &sig).expect("normalised signature verifies");
+        }
     }
 
     #[test]
