@@ -48,15 +48,18 @@ pub fn key_management(sec: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<K
     })
 }
 
-/// The issuer and verifier over the keys in storage (generating the first key of an
-/// asymmetric algorithm if needed).
+/// The issuer and verifier over the keys in storage; with `create`, first generates a key
+/// of the configured asymmetric algorithm if none is the newest (server start-up).
 pub async fn token_keys(
     sec: &SecurityArgs,
     store: &StoreArgs,
     storage: &dyn Storage,
+    create: bool,
 ) -> anyhow::Result<(KeyManagement, TokenIssuer, gatepass_verify::Verifier)> {
     let km = key_management(sec, store)?;
-    crate::service::keys_ensure(storage, &km).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    if create {
+        crate::service::keys_ensure(storage, &km).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    }
     let stored = storage.signing_keys().await?;
     let ring = km.ring(&stored, crate::service::now(), None)?;
     let verifier_config = gatepass_verify::VerifierConfig {
@@ -80,7 +83,7 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     let sec = &args.security;
     let secret = config::signing_secret(sec, &args.store.data_dir)?;
     let secret = secret.expose_secret().as_bytes();
-    let (keys, issuer, verifier) = token_keys(sec, &args.store, storage.as_ref()).await?;
+    let (keys, issuer, verifier) = token_keys(sec, &args.store, storage.as_ref(), true).await?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher = PasswordHasher::new(sec.hash_cost(), cores)?;
     let mut settings = RuntimeSettings {

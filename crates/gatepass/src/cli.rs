@@ -199,7 +199,7 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Verify { jwt, store, security } => {
             let storage = app::open_storage(&store).await?;
-            let (_, _, verifier) = app::token_keys(&security, &store, storage.as_ref()).await?;
+            let (_, _, verifier) = app::token_keys(&security, &store, storage.as_ref(), false).await?;
             match verifier.verify_access(&jwt) {
                 Ok(claims) => {
                     let revoked =

@@ -64,16 +64,16 @@ async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Result<
         }
         algs
     };
+    // Only what gatepass really offers: it is not an OAuth authorization server, so no
+    // authorization/token endpoints or response types are advertised.
     let body = json!({
         "issuer": issuer,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "token_endpoint": format!("{base}/api/login"),
-        "introspection_endpoint": format!("{base}/api/introspect"),
-        "revocation_endpoint": format!("{base}/api/revoke"),
         "id_token_signing_alg_values_supported": algorithms,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-        "subject_types_supported": ["public"],
-        "response_types_supported": ["token"],
+        "introspection_endpoint": format!("{base}/api/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "revocation_endpoint": format!("{base}/api/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["none"],
     });
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
