@@ -433,3 +433,44 @@ async fn the_high_s_twin_of_an_es256_token_is_refused() {
     }
     assert_eq!(app.get_auth("/api/profile", token).await.status(), 200);
 }
+
+#[derive(clap::Parser)]
+struct ServeWrapper {
+    #[command(flatten)]
+    args: gatepass::config::ServeArgs,
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_or_hs256_rotation_fails_closed() {
+    let mut app = TestApp::spawn_with(&["--jwt-algorithm", "EdDSA"]).await;
+    let dir = app.data_dir();
+    app.stop().await;
+    let argv = |extra: &[&str]| {
+        let mut v =
+            vec!["gatepass", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap(), "--jwt-secret", SECRET];
+        v.extend_from_slice(extra);
+        ServeWrapper::try_parse_from(v).unwrap().args
+    };
+    let wrong = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let err = gatepass::app::Application::build(argv(&["--jwt-algorithm", "EdDSA", "--master-key", wrong]))
+        .await
+        .err()
+        .expect("a master key that cannot decrypt the stored keys stops start-up");
+    assert!(format!("{err:#}").contains("cannot decrypt"), "{err:#}");
+    assert!(!format!("{err:#}").contains(wrong));
+    // The generated key still works.
+    assert!(gatepass::app::Application::build(argv(&["--jwt-algorithm", "EdDSA"])).await.is_ok());
+
+    let rotate = gatepass::cli::Cli::try_parse_from([
+        "gatepass",
+        "keys",
+        "rotate",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--jwt-secret",
+        SECRET,
+    ])
+    .unwrap();
+    let err = gatepass::cli::run(rotate).await.expect_err("HS256 has no key pair to rotate");
+    assert!(err.to_string().contains("EdDSA, ES256 or RS256"), "{err}");
+}
