@@ -48,7 +48,7 @@ where
         let verifier = Arc::<Verifier>::from_ref(state);
         let (token, _) =
             token_from_headers(&parts.headers).map_err(AuthRejection::Token)?.ok_or(AuthRejection::Missing)?;
-        verifier.verify_access(&token).map(Authenticated).map_err(AuthRejection::Token)
+        verifier.verify_access_async(&token).await.map(Authenticated).map_err(AuthRejection::Token)
     }
 }
 

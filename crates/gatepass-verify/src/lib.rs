@@ -5,6 +5,17 @@
 //! feature) extractors for protected routes and role guards. It pulls in no
 //! storage, HTML or password hashing.
 //!
+//! Keys come from one of three places:
+//! - a shared HS256 secret ([`Verifier::hs256`]), when gatepass signs with HS256;
+//! - public keys: [`Verifier::new`] with [`VerifyingKey`]s, or a JWKS document
+//!   ([`Verifier::from_jwks_json`]);
+//! - a remote JWKS URL, cached and refetched on an unknown `kid` at most once per interval
+//!   (feature `remote`: `Verifier::from_jwks_url`).
+//!
+//! Each key is typed by its algorithm; a token's `alg` must equal its key's, so algorithm
+//! confusion (an HS256 token keyed with a public key, `alg: none`, keys embedded in the
+//! header) cannot verify.
+//!
 //! ```
 //! use gatepass_verify::{Verifier, VerifierConfig, VerifyError};
 //!
@@ -17,12 +28,18 @@ mod claims;
 mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
+mod jwks;
+#[cfg(feature = "remote")]
+mod remote;
 mod strict;
 mod verifier;
 
 pub use claims::{ACCESS_TOKEN_TYP, AccessClaims, TimedClaims};
 pub use error::VerifyError;
-pub use verifier::{MAX_TOKEN_LEN, MIN_SECRET_LEN, Verifier, VerifierConfig, VerifyingKey, hs256_kid};
+pub use jwks::{MAX_JWKS_LEN, key_from_jwk, keys_from_jwks};
+#[cfg(feature = "remote")]
+pub use remote::{RemoteJwksError, RemoteJwksOptions};
+pub use verifier::{MAX_TOKEN_LEN, MIN_SECRET_LEN, P256_HALF_ORDER, Verifier, VerifierConfig, VerifyingKey, hs256_kid};
 
 /// Re-exported so that callers can name algorithms without depending on the JWT crate.
 pub use jsonwebtoken::Algorithm;

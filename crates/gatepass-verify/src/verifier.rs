@@ -2,6 +2,7 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::de::DeserializeOwned;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::claims::{ACCESS_TOKEN_TYP, AccessClaims, TimedClaims};
@@ -73,16 +74,46 @@ impl VerifyingKey {
 /// no header member but `alg`/`typ`/`kid`, `kid` → key, `alg` equal to the key's, `typ`,
 /// signature, then `exp`/`nbf`/`iat`/`iss`/`aud` and claim types. Nothing from the token
 /// is trusted before its signature is.
-#[derive(Debug, Clone)]
+///
+/// The key set can be replaced while the verifier is shared ([`Verifier::set_keys`]), which
+/// is how key rotation reaches running services. Three ways to build one:
+/// - a shared secret: [`Verifier::hs256`];
+/// - public keys or a JWKS document: [`Verifier::new`], [`Verifier::from_jwks_json`];
+/// - a remote JWKS URL, cached and refetched on an unknown `kid` (feature `remote`):
+///   `Verifier::from_jwks_url`.
 pub struct Verifier {
-    keys: Vec<VerifyingKey>,
+    keys: RwLock<Arc<[VerifyingKey]>>,
     config: VerifierConfig,
+    #[cfg(feature = "remote")]
+    remote: Option<Arc<crate::remote::RemoteJwks>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").field("keys", &self.keys()).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Clone for Verifier {
+    fn clone(&self) -> Self {
+        Self {
+            keys: RwLock::new(self.keys()),
+            config: self.config.clone(),
+            #[cfg(feature = "remote")]
+            remote: self.remote.clone(),
+        }
+    }
 }
 
 impl Verifier {
     /// A verifier over an explicit key set.
     pub fn new(keys: Vec<VerifyingKey>, config: VerifierConfig) -> Self {
-        Self { keys, config }
+        Self {
+            keys: RwLock::new(keys.into()),
+            config,
+            #[cfg(feature = "remote")]
+            remote: None,
+        }
     }
 
     /// A verifier for a single HS256 secret, with `kid` derived as gatepass derives it.
@@ -90,14 +121,49 @@ impl Verifier {
         Ok(Self::new(vec![VerifyingKey::hs256(hs256_kid(secret), secret)?], config))
     }
 
+    /// A verifier over the public keys of a JWKS document (RFC 7517), e.g. the body of
+    /// gatepass's `/.well-known/jwks.json`. See [`crate::keys_from_jwks`] for which keys
+    /// are taken.
+    pub fn from_jwks_json(jwks: &[u8], config: VerifierConfig) -> Result<Self, VerifyError> {
+        Ok(Self::new(crate::jwks::keys_from_jwks(jwks)?, config))
+    }
+
+    #[cfg(feature = "remote")]
+    pub(crate) fn with_remote(mut self, remote: Arc<crate::remote::RemoteJwks>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
     /// The claim requirements in force.
     pub fn config(&self) -> &VerifierConfig {
         &self.config
     }
 
-    /// The trusted keys.
-    pub fn keys(&self) -> &[VerifyingKey] {
-        &self.keys
+    /// A snapshot of the trusted keys.
+    pub fn keys(&self) -> Arc<[VerifyingKey]> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the trusted keys; tokens being verified concurrently use either the old or
+    /// the new set, never a mix.
+    pub fn set_keys(&self, keys: Vec<VerifyingKey>) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys.into();
+    }
+
+    /// Verifies an access token like [`Self::verify_access`]; with a remote JWKS, first
+    /// refreshes the key set when it is stale or when the token names an unknown `kid`
+    /// (at most once per refresh interval). Without a remote source it is the same as
+    /// the synchronous call.
+    pub async fn verify_access_async(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        #[cfg(feature = "remote")]
+        if let Some(remote) = &self.remote {
+            // Only the configured URL is ever fetched; the token can at most trigger a
+            // rate-limited refetch of it.
+            let header = strict::parse(token, MAX_TOKEN_LEN)?;
+            let known = header.kid.as_deref().is_some_and(|kid| self.keys().iter().any(|k| k.kid == kid));
+            remote.refresh_if_needed(self, !known).await;
+        }
+        self.verify_access(token)
     }
 
     /// Verifies an access token (`typ: at+jwt`) and returns its claims.
@@ -115,11 +181,17 @@ impl Verifier {
     {
         let header = strict::parse(token, MAX_TOKEN_LEN)?;
         let kid = header.kid.as_deref().ok_or(VerifyError::Invalid("missing key id"))?;
-        let key = self.keys.iter().find(|k| k.kid == kid).ok_or(VerifyError::Invalid("unknown key id"))?;
+        let keys = self.keys();
+        let key = keys.iter().find(|k| k.kid == kid).ok_or(VerifyError::Invalid("unknown key id"))?;
         // Exact, case-sensitive match against the key's own algorithm: `none`, `HS384` on
         // an HS256 key or `RS256` on an EdDSA key all fail here.
         if header.alg.parse::<Algorithm>().ok() != Some(key.alg) {
             return Err(VerifyError::Invalid("algorithm does not match the key"));
+        }
+        if key.alg == Algorithm::ES256 && !es256_low_s(token) {
+            // ECDSA signatures are malleable: (r, n - s) verifies too. gatepass issues only
+            // the low-S form, so the twin of a genuine token is refused as a different token.
+            return Err(VerifyError::Invalid("non-canonical ECDSA signature"));
         }
         if header.typ.as_deref() != Some(typ) {
             return Err(VerifyError::Invalid("wrong token type"));
@@ -166,6 +238,24 @@ pub fn hs256_kid(secret: &[u8]) -> String {
     let mut id = String::from("hs-");
     id.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..9]));
     id
+}
+
+/// Half the order of the P-256 group, big-endian: a canonical ES256 `s` is at most this.
+pub const P256_HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xde, 0x73, 0x7d,
+    0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// Whether an ES256 token's signature is 64 bytes with `s` in the lower half (the form
+/// gatepass issues). Other lengths are left to the signature check, which refuses them.
+fn es256_low_s(token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(sig) = token.rsplit('.').next() else { return false };
+    let Ok(sig) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) else { return false };
+    if sig.len() != 64 {
+        return true;
+    }
+    sig[32..] <= P256_HALF_ORDER[..]
 }
 
 fn map_jwt_error(e: jsonwebtoken::errors::Error) -> VerifyError {

@@ -10,9 +10,9 @@ use crate::auth::csrf::CsrfTokens;
 use crate::auth::operator::OperatorTokens;
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::{PasswordHasher, TokenIssuer};
-use crate::config::{self, ServeArgs, StoreArgs, secs};
+use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs, secs};
 use crate::http::{self, AppState, cookies::CookieSettings};
-use crate::service::{AuthService, RuntimeSettings, SessionPolicy};
+use crate::service::{AuthService, KeyManagement, RuntimeSettings, SessionPolicy};
 use crate::storage::{SqliteStorage, Storage};
 
 /// Opens the storage backend named by the database URL.
@@ -27,6 +27,52 @@ pub async fn open_storage(store: &StoreArgs) -> anyhow::Result<Arc<dyn Storage>>
     anyhow::bail!("unsupported database URL (expected sqlite://…)")
 }
 
+/// Longest access-token lifetime any gatepass verifier accepts, in seconds.
+const MAX_TOKEN_LIFETIME_SECS: i64 = 86_400;
+
+/// Resolves how signing keys are managed: the algorithm, the HS256 secret, and (for
+/// asymmetric algorithms) the master key that encrypts private keys at rest.
+pub fn key_management(sec: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<KeyManagement> {
+    let secret = config::signing_secret(sec, &store.data_dir)?;
+    let master = if sec.jwt_algorithm.is_asymmetric() {
+        let master = config::master_secret(sec, store)?;
+        Some(Arc::new(crate::auth::keys::MasterKey::derive(master.expose_secret().as_bytes())?))
+    } else {
+        None
+    };
+    Ok(KeyManagement {
+        algorithm: sec.jwt_algorithm,
+        master,
+        hs256_secret: Some(Arc::new(zeroize::Zeroizing::new(secret.expose_secret().as_bytes().to_vec()))),
+        activation_delay: secs(sec.key_activation_delay),
+        retention: MAX_TOKEN_LIFETIME_SECS + secs(sec.token_leeway).min(60),
+    })
+}
+
+/// The issuer and verifier over the keys in storage; with `create`, first generates a key
+/// of the configured asymmetric algorithm if none is the newest (server start-up).
+pub async fn token_keys(
+    sec: &SecurityArgs,
+    store: &StoreArgs,
+    storage: &dyn Storage,
+    create: bool,
+) -> anyhow::Result<(KeyManagement, TokenIssuer, gatepass_verify::Verifier)> {
+    let km = key_management(sec, store)?;
+    if create {
+        crate::service::keys_ensure(storage, &km).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    }
+    let stored = storage.signing_keys().await?;
+    let ring = km.ring(&stored, crate::service::now(), None)?;
+    let verifier_config = gatepass_verify::VerifierConfig {
+        issuer: sec.issuer.clone(),
+        audience: sec.audience.clone(),
+        leeway_secs: sec.token_leeway.as_secs().min(60),
+        max_lifetime_secs: MAX_TOKEN_LIFETIME_SECS,
+    };
+    let (issuer, verifier) = TokenIssuer::with_ring(ring, verifier_config);
+    Ok((km, issuer, verifier))
+}
+
 /// Builds the service from the configuration: storage, secret, keys, settings.
 pub async fn build_service(args: &ServeArgs) -> anyhow::Result<Arc<AuthService>> {
     let storage = open_storage(&args.store).await?;
@@ -38,13 +84,7 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     let sec = &args.security;
     let secret = config::signing_secret(sec, &args.store.data_dir)?;
     let secret = secret.expose_secret().as_bytes();
-    let verifier_config = gatepass_verify::VerifierConfig {
-        issuer: sec.issuer.clone(),
-        audience: sec.audience.clone(),
-        leeway_secs: sec.token_leeway.as_secs().min(60),
-        max_lifetime_secs: 86_400,
-    };
-    let (issuer, verifier) = TokenIssuer::hs256(secret, verifier_config)?;
+    let (keys, issuer, verifier) = token_keys(sec, &args.store, storage.as_ref(), true).await?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher = PasswordHasher::new(sec.hash_cost(), cores)?;
     let mut settings = configured_settings(args);
@@ -55,7 +95,8 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
         fresh_auth_max_age: secs(args.fresh_auth_max_age),
     };
     let service =
-        AuthService::new(storage, hasher, issuer, Arc::new(verifier), RefreshTokens::new(secret), settings, policy);
+        AuthService::new(storage, hasher, issuer, Arc::new(verifier), RefreshTokens::new(secret), settings, policy)
+            .with_key_management(keys);
     service.load_revocations().await?;
     Ok(Arc::new(service))
 }
@@ -88,6 +129,7 @@ pub struct Application {
     state: AppState,
     operator_token: Option<String>,
     configured: RuntimeSettings,
+    key_reload: Duration,
 }
 
 impl Application {
@@ -105,9 +147,19 @@ impl Application {
             started_at: Instant::now(),
             metrics_token: args.metrics_token.as_ref().map(|t| Arc::from(t.expose_secret())),
             operator,
+            introspection: Arc::new(match &args.introspection_clients {
+                Some(spec) => http::api::introspect::IntrospectionClients::parse(spec.expose_secret())?,
+                None => Default::default(),
+            }),
         };
         http::metrics::handle();
-        Ok(Self { listener, state, operator_token, configured: configured_settings(&args) })
+        Ok(Self {
+            listener,
+            state,
+            operator_token,
+            configured: configured_settings(&args),
+            key_reload: args.key_reload_interval.max(Duration::from_millis(100)),
+        })
     }
 
     /// This run's operator token, for the start-up banner (`None` when disabled).
@@ -159,11 +211,23 @@ impl Application {
                 }
             }
         });
+        let service = self.state.service.clone();
+        let key_reload = self.key_reload;
+        let reloader = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(key_reload);
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.reload_keys().await {
+                    tracing::warn!(error = %e, "signing-key reload failed; keeping the current keys");
+                }
+            }
+        });
         let addr = self.listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         sweeper.abort();
+        reloader.abort();
         Ok(result?)
     }
 }

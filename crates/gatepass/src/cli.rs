@@ -33,6 +33,9 @@ pub enum Command {
     Audit(crate::admin_cli::AuditArgs),
     /// Print a new random signing secret for GATEPASS_JWT_SECRET.
     Secret,
+    /// Manage asymmetric signing keys (works while the server runs).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Import users from a seed-style SQLite database (`users` table with username,
     /// password and optionally email; plaintext, bcrypt or werkzeug hashes).
     Import {
@@ -55,6 +58,29 @@ pub enum Command {
         /// Base URL of the server.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
+    },
+}
+
+/// `gatepass keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a signing key: published at once, signing after GATEPASS_KEY_ACTIVATION_DELAY.
+    Rotate {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+    /// List signing keys with their state and dates.
+    List {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
     },
 }
 
@@ -179,6 +205,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => token(cmd).await,
         Command::Audit(args) => crate::admin_cli::audit(args).await,
+        Command::Keys(cmd) => {
+            crate::telemetry::init("text");
+            keys(cmd).await
+        }
         Command::Secret => {
             println!("{}", config::generate_secret());
             Ok(())
@@ -254,18 +284,10 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Verify { jwt, store, security } => {
-            let secret = config::signing_secret(&security, &store.data_dir)?;
-            let config = gatepass_verify::VerifierConfig {
-                issuer: security.issuer.clone(),
-                audience: security.audience.clone(),
-                leeway_secs: security.token_leeway.as_secs().min(60),
-                max_lifetime_secs: 86_400,
-            };
-            let (_, verifier) =
-                crate::auth::TokenIssuer::hs256(secrecy::ExposeSecret::expose_secret(&secret).as_bytes(), config)?;
+            let storage = app::open_storage(&store).await?;
+            let (_, _, verifier) = app::token_keys(&security, &store, storage.as_ref(), false).await?;
             match verifier.verify_access(&jwt) {
                 Ok(claims) => {
-                    let storage = app::open_storage(&store).await?;
                     let revoked =
                         storage.live_revocations(service::now()).await?.into_iter().any(|r| r.sid == claims.sid);
                     let user = storage.user_by_id(&UserId::from_trusted(claims.sub.clone())).await?;
@@ -282,6 +304,48 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
+    let (KeysCommand::Rotate { store, security } | KeysCommand::List { store, security }) = &cmd;
+    let storage = app::open_storage(store).await?;
+    let km = app::key_management(security, store)?;
+    if let KeysCommand::Rotate { .. } = cmd {
+        let master = km.master.clone().ok_or_else(|| {
+            anyhow::anyhow!("key rotation needs GATEPASS_JWT_ALGORITHM=EdDSA, ES256 or RS256 (HS256 uses the secret)")
+        })?;
+        let key =
+            service::rotate_signing_key(storage.as_ref(), km.algorithm, master, km.activation_delay, km.retention)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        println!(
+            "added {} key {}: published now, signs from {}",
+            key.alg,
+            key.kid,
+            crate::http::api::rfc3339(key.activates_at)
+        );
+    }
+    let statuses = crate::auth::keys::timeline(&storage.signing_keys().await?, service::now(), km.retention);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<26} {:<6} {:<8} {:<21} {:<21} unpublished from",
+        "kid", "alg", "state", "signs from", "retires at"
+    )?;
+    let date = |t: Option<i64>| t.map(crate::http::api::rfc3339).unwrap_or_else(|| "-".into());
+    for s in statuses {
+        writeln!(
+            out,
+            "{:<26} {:<6} {:<8} {:<21} {:<21} {}",
+            s.kid,
+            s.alg,
+            s.state.name(),
+            date(Some(s.activates_at)),
+            date(s.retires_at),
+            date(s.unpublish_at)
+        )?;
+    }
+    Ok(())
 }
 
 fn decode_unverified(jwt: &str) -> anyhow::Result<(serde_json::Value, serde_json::Value)> {

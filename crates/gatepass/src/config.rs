@@ -58,6 +58,18 @@ pub struct SecurityArgs {
     /// Argon2id parallelism.
     #[arg(long, env = "GATEPASS_ARGON2_PARALLELISM", default_value_t = 1)]
     pub argon2_parallelism: u32,
+    /// Token signing algorithm: HS256 (shared secret), EdDSA or ES256 (preferred for
+    /// public-key verification via JWKS), RS256 (interoperability only).
+    #[arg(long, env = "GATEPASS_JWT_ALGORITHM", default_value = "HS256", ignore_case = false)]
+    pub jwt_algorithm: crate::auth::keys::SigningAlgorithm,
+    /// Secret (at least 32 bytes) from which the key encrypting private signing keys at rest
+    /// is derived. Generated and kept in the data directory when unset and the database is
+    /// the embedded default; required with an external database.
+    #[arg(long, env = "GATEPASS_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<SecretString>,
+    /// How long a rotated-in key is published before it signs, so that JWKS caches fetch it.
+    #[arg(long, env = "GATEPASS_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = parse_duration)]
+    pub key_activation_delay: Duration,
 }
 
 impl SecurityArgs {
@@ -112,6 +124,14 @@ pub struct ServeArgs {
     /// Lifetime of the operator token (at most 24h); it also dies with the process.
     #[arg(long, env = "GATEPASS_OPERATOR_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
     pub operator_token_ttl: Duration,
+    /// How often the server reloads signing keys from storage (picks up rotations made by
+    /// the CLI or another instance).
+    #[arg(long, env = "GATEPASS_KEY_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub key_reload_interval: Duration,
+    /// Services allowed to call `/api/introspect` and `/api/revoke` with HTTP Basic auth:
+    /// `id:secret,id2:secret2` (secrets at least 32 bytes).
+    #[arg(long, env = "GATEPASS_INTROSPECTION_CLIENTS", hide_env_values = true)]
+    pub introspection_clients: Option<SecretString>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "GATEPASS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -168,6 +188,38 @@ pub fn signing_secret(security: &SecurityArgs, data_dir: &Path) -> anyhow::Resul
     let secret = generate_secret();
     write_private(&path, &secret)?;
     tracing::info!(path = %path.display(), "generated a new signing secret (kept for restarts)");
+    Ok(SecretString::from(secret))
+}
+
+/// Name of the generated master-key file inside the data directory.
+pub const MASTER_KEY_FILE: &str = "master-key";
+
+/// Resolves the master secret: `GATEPASS_MASTER_KEY` (checked), else the file kept in the
+/// data directory (generated on first use), which only the embedded default database may
+/// use: with a shared database every instance needs the same configured key.
+pub fn master_secret(security: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<SecretString> {
+    if let Some(secret) = &security.master_key {
+        check_secret(secret.expose_secret()).map_err(|e| anyhow::anyhow!("GATEPASS_MASTER_KEY: {e}"))?;
+        return Ok(secret.clone());
+    }
+    if store.database_url.is_some() {
+        anyhow::bail!("set GATEPASS_MASTER_KEY (the same on every instance) to use asymmetric signing keys");
+    }
+    let path = store.data_dir.join(MASTER_KEY_FILE);
+    if path.exists() {
+        let secret = std::fs::read_to_string(&path)?.trim().to_owned();
+        check_secret(&secret).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(SecretString::from(secret));
+    }
+    ensure_data_dir(&store.data_dir)?;
+    match write_private(&path, &generate_secret()) {
+        Ok(()) => tracing::info!(path = %path.display(), "generated a new master key (kept for restarts)"),
+        Err(e) if !path.exists() => return Err(e),
+        Err(_) => {}
+    }
+    // Read back rather than return the generated value: if another process won the race
+    // to create the file, its key is the one in force.
+    let secret = std::fs::read_to_string(&path)?.trim().to_owned();
     Ok(SecretString::from(secret))
 }
 
@@ -247,6 +299,9 @@ mod tests {
             argon2_memory_kib: 19456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            jwt_algorithm: crate::auth::keys::SigningAlgorithm::Hs256,
+            master_key: None,
+            key_activation_delay: Duration::from_secs(600),
         };
         // The alias must not leak in from the environment of whoever runs the tests.
         if std::env::var("JWT_SECRET_KEY").is_ok() {

@@ -50,6 +50,9 @@ pub enum Error {
     /// 401 `fresh_login_required`: the action needs a recent password entry.
     #[error("fresh login required")]
     FreshLoginRequired,
+    /// 401 `invalid_client`: a service credential (HTTP Basic) is missing or wrong.
+    #[error("invalid client")]
+    InvalidClient,
     /// 403 `insufficient_role`.
     #[error("insufficient role")]
     InsufficientRole,
@@ -120,7 +123,8 @@ impl Error {
             | Error::TokenRevoked
             | Error::RefreshTokenInvalid
             | Error::RefreshTokenReused
-            | Error::FreshLoginRequired => StatusCode::UNAUTHORIZED,
+            | Error::FreshLoginRequired
+            | Error::InvalidClient => StatusCode::UNAUTHORIZED,
             Error::InsufficientRole | Error::CsrfFailed | Error::RegistrationClosed => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -147,6 +151,7 @@ impl Error {
             Error::RefreshTokenInvalid => "refresh_token_invalid",
             Error::RefreshTokenReused => "refresh_token_reused",
             Error::FreshLoginRequired => "fresh_login_required",
+            Error::InvalidClient => "invalid_client",
             Error::InsufficientRole => "insufficient_role",
             Error::CsrfFailed => "csrf_failed",
             Error::RegistrationClosed => "registration_closed",
@@ -181,6 +186,7 @@ impl Error {
             Error::RefreshTokenInvalid => "Refresh token is invalid or expired".into(),
             Error::RefreshTokenReused => "Refresh token was already used; the session has been ended for safety".into(),
             Error::FreshLoginRequired => "This action needs a recent login: enter your password again".into(),
+            Error::InvalidClient => "Client authentication failed".into(),
             Error::InsufficientRole => "You do not have the role this action needs".into(),
             Error::CsrfFailed => "CSRF check failed".into(),
             Error::RegistrationClosed => "Registration is closed".into(),
@@ -209,6 +215,7 @@ impl Error {
                 return Some(REALM.to_owned());
             }
             Error::InsufficientRole => return Some(format!("{REALM}, error=\"insufficient_scope\"")),
+            Error::InvalidClient => return Some("Basic realm=\"gatepass\"".to_owned()),
             _ => return None,
         };
         Some(format!("{REALM}, error=\"invalid_token\", error_description=\"{description}\""))

@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 use crate::storage::audit::{AuditEvent, FAILURE, SUCCESS};
 use crate::storage::{RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError};
 
+mod keys;
+pub use keys::{KeyManagement, ensure_signing_key as keys_ensure, rotate_signing_key};
+
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -84,6 +87,7 @@ pub struct AuthService {
     revocations: RevocationSet,
     settings: RwLock<RuntimeSettings>,
     policy: SessionPolicy,
+    keys: KeyManagement,
 }
 
 impl AuthService {
@@ -107,7 +111,14 @@ impl AuthService {
             revocations: RevocationSet::new(),
             settings: RwLock::new(settings),
             policy,
+            keys: KeyManagement::default(),
         }
+    }
+
+    /// Sets how signing keys are managed (algorithm, master key, rotation timing).
+    pub fn with_key_management(mut self, keys: KeyManagement) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// The storage backend.

@@ -1,16 +1,17 @@
 //! Issuing access tokens. Verification lives in the `gatepass-verify` crate so that other
 //! services check tokens with exactly the same code.
 
-use gatepass_verify::{ACCESS_TOKEN_TYP, AccessClaims, Algorithm, Verifier, VerifierConfig, VerifyingKey, hs256_kid};
-use jsonwebtoken::{EncodingKey, Header};
+use gatepass_verify::{ACCESS_TOKEN_TYP, AccessClaims, Verifier, VerifierConfig};
+use std::sync::{Arc, RwLock};
 
+use crate::auth::keys::KeyRing;
 use crate::domain::User;
 
-/// Signs access tokens with the server's key.
+/// Signs access tokens with the key the current [`KeyRing`] selects. Clones share the
+/// ring, so a reload reaches every holder.
 #[derive(Clone)]
 pub struct TokenIssuer {
-    kid: String,
-    key: EncodingKey,
+    ring: Arc<RwLock<Arc<KeyRing>>>,
     issuer: String,
     audience: Option<String>,
 }
@@ -27,14 +28,25 @@ pub struct IssuedToken {
 impl TokenIssuer {
     /// An HS256 issuer, and the verifier that accepts what it issues.
     pub fn hs256(secret: &[u8], config: VerifierConfig) -> anyhow::Result<(Self, Verifier)> {
-        let kid = hs256_kid(secret);
-        let verifier = Verifier::new(
-            vec![VerifyingKey::hs256(kid.clone(), secret).map_err(|e| anyhow::anyhow!("{e}"))?],
-            config.clone(),
-        );
+        Ok(Self::with_ring(KeyRing::hs256(secret)?, config))
+    }
+
+    /// An issuer over `ring`, and the verifier that accepts every key the ring publishes.
+    pub fn with_ring(ring: KeyRing, config: VerifierConfig) -> (Self, Verifier) {
+        let verifier = Verifier::new(ring.verifying_keys(), config.clone());
         let issuer =
-            Self { kid, key: EncodingKey::from_secret(secret), issuer: config.issuer, audience: config.audience };
-        Ok((issuer, verifier))
+            Self { ring: Arc::new(RwLock::new(Arc::new(ring))), issuer: config.issuer, audience: config.audience };
+        (issuer, verifier)
+    }
+
+    /// The key ring in force.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the key ring (after a reload or rotation).
+    pub fn set_ring(&self, ring: KeyRing) {
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
     }
 
     /// Signs an access token for `user` in session `sid`, valid for `ttl_secs`.
@@ -64,11 +76,11 @@ impl TokenIssuer {
         Ok(IssuedToken { token, claims })
     }
 
-    /// Signs arbitrary claims with JOSE type `typ` (each token kind has its own).
+    /// Signs arbitrary claims with JOSE type `typ` (each token kind has its own), with the
+    /// key active now; the header always carries its `kid`.
     pub fn sign<C: serde::Serialize>(&self, typ: &str, claims: &C) -> anyhow::Result<String> {
-        let mut header = Header::new(Algorithm::HS256);
-        header.typ = Some(typ.to_owned());
-        header.kid = Some(self.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &self.key)?)
+        let now = crate::service::now();
+        let key = self.ring().signer(now).ok_or_else(|| anyhow::anyhow!("no signing key is active"))?;
+        key.sign_jwt(typ, claims)
     }
 }

@@ -7,6 +7,7 @@ pub mod cookies;
 pub mod csrf;
 pub mod extract;
 pub mod guard;
+pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod pages;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// This process's operator tokens; `None` when disabled.
     pub operator: Option<Arc<OperatorTokens>>,
+    /// Services allowed to introspect tokens.
+    pub introspection: Arc<api::introspect::IntrospectionClients>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {
@@ -63,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .merge(ops::router())
         .route("/metrics", axum::routing::get(metrics::render))
+        .merge(keys::router())
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .route_layer(axum::middleware::from_fn(metrics::track))

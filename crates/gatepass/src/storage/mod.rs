@@ -5,10 +5,12 @@
 //! transaction.
 
 pub mod audit;
+mod keys;
 pub mod revocation_feed;
 mod sqlite;
 
 pub use audit::AuditStore;
+pub use keys::KeyStore;
 pub use revocation_feed::RevocationFeed;
 pub use sqlite::SqliteStorage;
 
@@ -124,7 +126,7 @@ pub struct UserPatch {
 
 /// Everything gatepass persists.
 #[async_trait]
-pub trait Storage: AuditStore + RevocationFeed + Send + Sync + 'static {
+pub trait Storage: AuditStore + KeyStore + RevocationFeed + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Succeeds when the database answers.

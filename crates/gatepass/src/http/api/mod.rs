@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod info;
+pub mod introspect;
 pub mod sessions;
 
 use axum::Router;
@@ -16,7 +17,12 @@ use crate::service::TokenGrant;
 
 /// Routes of the JSON API.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(accounts::router()).merge(sessions::router()).merge(admin::router()).merge(info::router())
+    Router::new()
+        .merge(accounts::router())
+        .merge(sessions::router())
+        .merge(admin::router())
+        .merge(info::router())
+        .merge(introspect::router())
 }
 
 /// An account as clients see it (no hash, ever).

@@ -1,0 +1,149 @@
+//! Token introspection (RFC 7662) for resource servers that need revocation-aware checks,
+//! and token revocation (RFC 7009).
+//!
+//! Introspection callers authenticate with HTTP Basic credentials configured in
+//! `GATEPASS_INTROSPECTION_CLIENTS`; secrets are compared in constant time. Revocation
+//! needs no client credential: presenting a token proves possession of it, and revoking
+//! it only ends the holder's own session.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use crate::http::extract::{Client, JsonOrForm};
+
+/// Introspection and revocation routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/introspect", post(introspect)).route("/api/revoke", post(revoke))
+}
+
+/// The services allowed to introspect tokens.
+#[derive(Default)]
+pub struct IntrospectionClients {
+    clients: Vec<(String, SecretString)>,
+}
+
+impl IntrospectionClients {
+    /// Parses `id:secret,id2:secret2`. Secrets must be at least 32 bytes; ids must be
+    /// non-empty and free of `:`.
+    pub fn parse(spec: &str) -> anyhow::Result<Self> {
+        let mut clients = Vec::new();
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (id, secret) = entry
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("GATEPASS_INTROSPECTION_CLIENTS: expected id:secret entries"))?;
+            if id.is_empty() || secret.len() < 32 {
+                anyhow::bail!(
+                    "GATEPASS_INTROSPECTION_CLIENTS: each client needs an id and a secret of at least 32 bytes"
+                );
+            }
+            clients.push((id.to_owned(), SecretString::from(secret.to_owned())));
+        }
+        Ok(Self { clients })
+    }
+
+    /// Whether `id`/`secret` are configured credentials. Every configured secret is compared
+    /// (in constant time) so the answer's timing does not reveal which ids exist.
+    pub fn check(&self, id: &str, secret: &str) -> bool {
+        let mut ok = subtle::Choice::from(0);
+        for (cid, csecret) in &self.clients {
+            let id_eq = cid.as_bytes().ct_eq(id.as_bytes());
+            let secret_eq = csecret.expose_secret().as_bytes().ct_eq(secret.as_bytes());
+            ok |= id_eq & secret_eq;
+        }
+        ok.into()
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    // RFC 6749 §2.3.1: client id and secret are form-urlencoded before Basic encoding.
+    let unescape =
+        |s: &str| serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}")).ok()?.pop().map(|(_, v)| v);
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    token: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+/// `POST /api/introspect`: `{"active": true, …claims}` for a valid, unrevoked access token
+/// right now; `{"active": false}` for anything else.
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: JsonOrForm<TokenRequest>,
+) -> Result<Response> {
+    let (id, secret) = basic_credentials(&headers).ok_or(Error::InvalidClient)?;
+    if !state.introspection.check(&id, &secret) {
+        return Err(Error::InvalidClient);
+    }
+    let token = body
+        .value
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::BadRequest("the `token` parameter is required".into()))?;
+    let response = match state.service.authenticate(&token) {
+        Ok(c) => json!({
+            "active": true,
+            "token_type": "Bearer",
+            "iss": c.iss,
+            "sub": c.sub,
+            "username": c.username,
+            "roles": c.roles,
+            "iat": c.iat,
+            "nbf": c.nbf,
+            "exp": c.exp,
+            "jti": c.jti,
+            "sid": c.sid,
+            "aud": c.aud,
+            "client_id": id,
+        }),
+        Err(_) => json!({ "active": false }),
+    };
+    Ok(Json(response).into_response())
+}
+
+/// `POST /api/revoke`: ends the session of a refresh token (or of an access token).
+/// Answers 200 whether or not the token was known (RFC 7009 §2.2).
+async fn revoke(
+    State(state): State<AppState>,
+    Client(client): Client,
+    body: JsonOrForm<TokenRequest>,
+) -> Result<Response> {
+    let token = body
+        .value
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::BadRequest("the `token` parameter is required".into()))?;
+    if token.starts_with("gpr_") {
+        state.service.revoke_refresh_token(&token).await?;
+    } else if let Ok(claims) = state.service.authenticate(&token) {
+        state.service.logout(&claims, crate::service::LogoutScope::Local, &client).await?;
+    }
+    Ok(Json(json!({})).into_response())
+}

@@ -1,0 +1,172 @@
+//! Signing-key operations: loading the key ring from storage, rotation, the public JWKS,
+//! and the token introspection/revocation endpoints' service side.
+
+use std::sync::Arc;
+
+use super::{AuthService, now};
+use crate::auth::keys::{self, KeyRing, KeyState, KeyStatus, MasterKey, SigningAlgorithm, StoredKey};
+use crate::auth::refresh::RefreshTokens;
+use crate::error::{Error, Result};
+use crate::storage::{SessionFilter, Storage};
+
+/// How signing keys are managed.
+#[derive(Clone)]
+pub struct KeyManagement {
+    /// The configured signing algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// Encrypts private keys at rest; `None` in HS256 mode with no master key resolved.
+    pub master: Option<Arc<MasterKey>>,
+    /// The HS256 secret, used to sign in HS256 mode.
+    pub hs256_secret: Option<Arc<zeroize::Zeroizing<Vec<u8>>>>,
+    /// Seconds a rotated-in key is published before it signs.
+    pub activation_delay: i64,
+    /// Seconds a retired key stays published: the longest token lifetime any verifier
+    /// accepts, plus leeway.
+    pub retention: i64,
+}
+
+impl Default for KeyManagement {
+    fn default() -> Self {
+        Self {
+            algorithm: SigningAlgorithm::Hs256,
+            master: None,
+            hs256_secret: None,
+            activation_delay: 600,
+            retention: 86_460,
+        }
+    }
+}
+
+impl KeyManagement {
+    /// Builds the ring for the stored keys at `now`.
+    pub fn ring(&self, stored: &[StoredKey], now: i64, previous: Option<&KeyRing>) -> anyhow::Result<KeyRing> {
+        let hs = match self.algorithm {
+            SigningAlgorithm::Hs256 => {
+                Some(self.hs256_secret.as_ref().ok_or_else(|| anyhow::anyhow!("HS256 needs a secret"))?.as_slice())
+            }
+            _ => None,
+        };
+        KeyRing::build(hs, stored, self.master.as_deref(), now, self.retention, previous)
+    }
+}
+
+/// Adds a new key of `alg` to storage. It is published at once and signs after `delay`
+/// seconds — or at once when no key of the ring can sign now (first key, or an
+/// algorithm change), since then there is nothing to wait for.
+pub async fn rotate_signing_key(
+    storage: &dyn Storage,
+    alg: SigningAlgorithm,
+    master: Arc<MasterKey>,
+    delay: i64,
+    retention: i64,
+) -> Result<StoredKey> {
+    if !alg.is_asymmetric() {
+        return Err(Error::BadRequest(
+            "key rotation applies to EdDSA, ES256 and RS256; HS256 uses the configured secret".into(),
+        ));
+    }
+    let t = now();
+    let stored = storage.signing_keys().await?;
+    let statuses = keys::timeline(&stored, t, retention);
+    let current_fits = statuses.iter().any(|s| s.state == KeyState::Active && s.alg == alg.name());
+    let activates_at = if current_fits { t + delay.max(0) } else { t };
+    // RSA key generation takes a noticeable moment; keep it off the async workers.
+    let key = tokio::task::spawn_blocking(move || keys::generate(alg, &master, t, activates_at))
+        .await
+        .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))??;
+    storage.insert_signing_key(&key).await?;
+    tracing::info!(kid = %key.kid, alg = %key.alg, activates_at, "generated a new signing key");
+    Ok(key)
+}
+
+/// At start-up: makes sure a key of the configured algorithm exists and is (or will be)
+/// the newest, generating one that signs at once if not.
+pub async fn ensure_signing_key(storage: &dyn Storage, km: &KeyManagement) -> Result<()> {
+    if !km.algorithm.is_asymmetric() {
+        return Ok(());
+    }
+    let master = km.master.clone().ok_or_else(|| Error::Internal("no master key".into()))?;
+    let stored = storage.signing_keys().await?;
+    let statuses = keys::timeline(&stored, now(), km.retention);
+    if statuses.last().is_some_and(|s| s.alg == km.algorithm.name()) {
+        return Ok(());
+    }
+    rotate_signing_key(storage, km.algorithm, master, 0, km.retention).await?;
+    Ok(())
+}
+
+impl AuthService {
+    /// How signing keys are managed.
+    pub fn key_management(&self) -> &KeyManagement {
+        &self.keys
+    }
+
+    /// Reloads signing keys from storage: picks up rotations made elsewhere (CLI, other
+    /// instances), activates pending keys, stops publishing expired ones (and deletes them).
+    pub async fn reload_keys(&self) -> Result<()> {
+        let t = now();
+        let stored = self.storage.signing_keys().await?;
+        let expired: Vec<String> = keys::timeline(&stored, t, self.keys.retention)
+            .into_iter()
+            .filter(|s| s.state == KeyState::Expired)
+            .map(|s| s.kid)
+            .collect();
+        let previous = self.issuer.ring();
+        let ring = self.keys.ring(&stored, t, Some(&previous))?;
+        if !ring.can_sign(t) {
+            return Err(Error::Internal("no signing key is active".into()));
+        }
+        self.verifier.set_keys(ring.verifying_keys());
+        self.issuer.set_ring(ring);
+        if !expired.is_empty() {
+            self.storage.delete_signing_keys(&expired).await?;
+        }
+        Ok(())
+    }
+
+    /// Rotates the signing key (see [`rotate_signing_key`]) and reloads the ring.
+    pub async fn rotate_keys(&self) -> Result<KeyStatus> {
+        let master = self
+            .keys
+            .master
+            .clone()
+            .ok_or_else(|| Error::BadRequest("key rotation needs an asymmetric GATEPASS_JWT_ALGORITHM".into()))?;
+        let key = rotate_signing_key(
+            self.storage.as_ref(),
+            self.keys.algorithm,
+            master,
+            self.keys.activation_delay,
+            self.keys.retention,
+        )
+        .await?;
+        self.reload_keys().await?;
+        self.key_statuses()
+            .await?
+            .into_iter()
+            .find(|s| s.kid == key.kid)
+            .ok_or_else(|| Error::Internal("rotated key vanished".into()))
+    }
+
+    /// Every stored key with its state now.
+    pub async fn key_statuses(&self) -> Result<Vec<KeyStatus>> {
+        let stored = self.storage.signing_keys().await?;
+        Ok(keys::timeline(&stored, now(), self.keys.retention))
+    }
+
+    /// The public JWKS document.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.issuer.ring().jwks()
+    }
+
+    /// RFC 7009: revokes the session a refresh token belongs to. Unknown, malformed or
+    /// expired tokens are not an error (the client's goal is reached either way).
+    pub async fn revoke_refresh_token(&self, token: &str) -> Result<()> {
+        if !RefreshTokens::looks_valid(token) {
+            return Ok(());
+        }
+        if let Some((sid, user_id)) = self.storage.session_of_refresh_token(&RefreshTokens::hash(token), now()).await? {
+            self.revoke(&user_id, SessionFilter::One(&sid)).await?;
+        }
+        Ok(())
+    }
+}
