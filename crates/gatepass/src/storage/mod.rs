@@ -4,8 +4,12 @@
 //! must be atomic (rotation, revocation) is one call so each backend can make it a single
 //! transaction.
 
+mod events;
+mod postgres;
 mod sqlite;
 
+pub use events::{Change, ChangeFeed, ChangeSubscription};
+pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
 use async_trait::async_trait;
@@ -120,7 +124,7 @@ pub struct UserPatch {
 
 /// Everything gatepass persists.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: ChangeFeed + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Succeeds when the database answers.

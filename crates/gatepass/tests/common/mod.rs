@@ -2,6 +2,8 @@
 //! drives it over HTTP like a client.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use clap::Parser;
 use gatepass::app::Application;
 use gatepass::config::ServeArgs;
@@ -29,6 +31,8 @@ pub struct TestApp {
     pub state: AppState,
     /// Data directory (deleted on drop unless kept by `restart`).
     pub dir: std::sync::Arc<tempfile::TempDir>,
+    /// The PostgreSQL database this server uses (`None`: SQLite in `dir`).
+    pub db: Option<std::sync::Arc<pg::TestDb>>,
     extra: Vec<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -61,13 +65,38 @@ impl TestApp {
     }
 
     /// A server with extra flags, e.g. `&["--access-token-ttl", "2s"]`.
+    ///
+    /// With `GATEPASS_TEST_BACKEND=postgres` the server gets a fresh PostgreSQL database
+    /// (from `GATEPASS_TEST_POSTGRES_URL`, which must then be set) instead of SQLite.
     pub async fn spawn_with(extra: &[&str]) -> Self {
         let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::start(dir, extra.iter().map(|s| s.to_string()).collect()).await
+        let db = match std::env::var("GATEPASS_TEST_BACKEND").as_deref() {
+            Ok("postgres") => {
+                let admin = std::env::var(pg::URL_ENV)
+                    .unwrap_or_else(|_| panic!("GATEPASS_TEST_BACKEND=postgres needs {}", pg::URL_ENV));
+                Some(std::sync::Arc::new(pg::TestDb::create(&admin).await))
+            }
+            Ok("sqlite") | Ok("") | Err(_) => None,
+            Ok(other) => panic!("unknown GATEPASS_TEST_BACKEND {other:?} (sqlite or postgres)"),
+        };
+        Self::start(dir, db, extra.iter().map(|s| s.to_string()).collect()).await
     }
 
-    async fn start(dir: std::sync::Arc<tempfile::TempDir>, extra: Vec<String>) -> Self {
+    /// A second server sharing this one's database (the same SQLite file, or the same
+    /// PostgreSQL database) and flags: another instance of one deployment.
+    pub async fn spawn_peer(&self) -> Self {
+        Self::start(self.dir.clone(), self.db.clone(), self.extra.clone()).await
+    }
+
+    async fn start(
+        dir: std::sync::Arc<tempfile::TempDir>,
+        db: Option<std::sync::Arc<pg::TestDb>>,
+        extra: Vec<String>,
+    ) -> Self {
         let mut argv = base_args(dir.path());
+        if let Some(db) = &db {
+            argv.extend(["--database-url".to_owned(), db.url.clone()]);
+        }
         argv.extend(extra.iter().cloned());
         let args = Wrapper::try_parse_from(&argv).expect("valid test arguments").args;
         let app = Application::build(args).await.expect("server builds");
@@ -86,18 +115,20 @@ impl TestApp {
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
             state,
             dir,
+            db,
             extra,
             shutdown: Some(tx),
             handle: Some(handle),
         }
     }
 
-    /// Stops the server and starts a new one on the same data directory.
+    /// Stops the server and starts a new one on the same data directory and database.
     pub async fn restart(mut self) -> Self {
         self.stop().await;
         let dir = self.dir.clone();
+        let db = self.db.clone();
         let extra = self.extra.clone();
-        Self::start(dir, extra).await
+        Self::start(dir, db, extra).await
     }
 
     /// Stops the server, waiting for in-flight requests.

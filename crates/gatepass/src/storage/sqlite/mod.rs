@@ -18,6 +18,7 @@ use crate::domain::{Email, Roles, User, UserId, Username};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 // Capability-sized impls of further storage traits live in sibling files of this module.
+mod events;
 
 /// SQLite-backed [`Storage`].
 #[derive(Clone)]
