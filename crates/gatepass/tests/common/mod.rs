@@ -88,6 +88,14 @@ impl TestApp {
         Self::start(self.dir.clone(), self.db.clone(), self.extra.clone()).await
     }
 
+    /// A server on the database at `url` (whatever the backend selection says).
+    pub async fn spawn_on_database(url: &str, extra: &[&str]) -> Self {
+        let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut args = vec!["--database-url".to_owned(), url.to_owned()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start(dir, None, args).await
+    }
+
     async fn start(
         dir: std::sync::Arc<tempfile::TempDir>,
         db: Option<std::sync::Arc<pg::TestDb>>,
