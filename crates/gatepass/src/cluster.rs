@@ -22,8 +22,9 @@ use crate::storage::{Change, ChangeSubscription, StorageError};
 /// Reload period for backends without a change feed; below the 1 s propagation target.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Longest wait between attempts to re-subscribe while the database is unreachable.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between attempts to re-subscribe while the database is unreachable; short,
+/// because until the subscription is back, other instances' revocations are not seen.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Starts the synchronisation task for `service`; abort the handle to stop it.
 pub fn spawn(service: Arc<AuthService>) -> JoinHandle<()> {
