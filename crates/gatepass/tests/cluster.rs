@@ -18,9 +18,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(15);
     loop {
         if probe().await {
+            // Informational only (see `cargo test -- --nocapture`); never asserted.
+            eprintln!("{what}: after {} ms", start.elapsed().as_millis());
             return;
         }
         assert!(Instant::now() < deadline, "never happened: {what}");
