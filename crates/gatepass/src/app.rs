@@ -13,7 +13,7 @@ use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs, secs};
 use crate::http::{self, AppState, cookies::CookieSettings};
 use crate::service::{AuthService, KeyManagement, RuntimeSettings, SessionPolicy};
-use crate::storage::{SqliteStorage, Storage};
+use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 
 /// Opens the storage backend named by the database URL.
 pub async fn open_storage(store: &StoreArgs) -> anyhow::Result<Arc<dyn Storage>> {
@@ -24,7 +24,10 @@ pub async fn open_storage(store: &StoreArgs) -> anyhow::Result<Arc<dyn Storage>>
         }
         return Ok(Arc::new(SqliteStorage::connect(&url).await?));
     }
-    anyhow::bail!("unsupported database URL (expected sqlite://…)")
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStorage::connect(&url).await?));
+    }
+    anyhow::bail!("unsupported database URL (expected sqlite://… or postgres://…)")
 }
 
 /// Longest access-token lifetime any gatepass verifier accepts, in seconds.
@@ -222,12 +225,14 @@ impl Application {
                 }
             }
         });
+        let cluster = crate::cluster::spawn(self.state.service.clone());
         let addr = self.listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         sweeper.abort();
         reloader.abort();
+        cluster.abort();
         Ok(result?)
     }
 }

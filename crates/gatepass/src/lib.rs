@@ -16,6 +16,7 @@ pub mod admin_cli;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -490,7 +490,7 @@ async fn cookie_borne_admin_requests_need_the_csrf_token_and_operator_tokens_nee
 #[tokio::test]
 async fn settings_changed_on_one_instance_reach_another() {
     let a = TestApp::spawn().await;
-    let b = a.spawn_sibling().await;
+    let b = a.spawn_peer().await;
     a.register("shared", "a-long-password").await;
     assert_eq!(b.login("shared", "a-long-password").await["expires_in"], 900);
     let r = a.patch_auth("/api/info", a.operator(), json!({"access_token_ttl": 300})).await;

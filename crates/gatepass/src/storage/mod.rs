@@ -5,12 +5,16 @@
 //! transaction.
 
 pub mod audit;
+mod events;
 mod keys;
+mod postgres;
 pub mod revocation_feed;
 mod sqlite;
 
 pub use audit::AuditStore;
+pub use events::{Change, ChangeFeed, ChangeSubscription};
 pub use keys::KeyStore;
+pub use postgres::PostgresStorage;
 pub use revocation_feed::RevocationFeed;
 pub use sqlite::SqliteStorage;
 
@@ -126,7 +130,7 @@ pub struct UserPatch {
 
 /// Everything gatepass persists.
 #[async_trait]
-pub trait Storage: AuditStore + KeyStore + RevocationFeed + Send + Sync + 'static {
+pub trait Storage: AuditStore + ChangeFeed + KeyStore + RevocationFeed + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Succeeds when the database answers.

@@ -2,6 +2,8 @@
 //! drives it over HTTP like a client.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use clap::Parser;
 use gatepass::app::Application;
 use gatepass::config::ServeArgs;
@@ -31,6 +33,8 @@ pub struct TestApp {
     pub dir: std::sync::Arc<tempfile::TempDir>,
     /// This run's operator token (what the start-up banner prints).
     pub operator_token: Option<String>,
+    /// The PostgreSQL database this server uses (`None`: SQLite in `dir`).
+    pub db: Option<std::sync::Arc<pg::TestDb>>,
     extra: Vec<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -63,13 +67,46 @@ impl TestApp {
     }
 
     /// A server with extra flags, e.g. `&["--access-token-ttl", "2s"]`.
+    ///
+    /// With `GATEPASS_TEST_BACKEND=postgres` the server gets a fresh PostgreSQL database
+    /// (from `GATEPASS_TEST_POSTGRES_URL`, which must then be set) instead of SQLite.
     pub async fn spawn_with(extra: &[&str]) -> Self {
         let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::start(dir, extra.iter().map(|s| s.to_string()).collect()).await
+        let db = match std::env::var("GATEPASS_TEST_BACKEND").as_deref() {
+            Ok("postgres") => {
+                let admin = std::env::var(pg::URL_ENV)
+                    .unwrap_or_else(|_| panic!("GATEPASS_TEST_BACKEND=postgres needs {}", pg::URL_ENV));
+                Some(std::sync::Arc::new(pg::TestDb::create(&admin).await))
+            }
+            Ok("sqlite") | Ok("") | Err(_) => None,
+            Ok(other) => panic!("unknown GATEPASS_TEST_BACKEND {other:?} (sqlite or postgres)"),
+        };
+        Self::start(dir, db, extra.iter().map(|s| s.to_string()).collect()).await
     }
 
-    async fn start(dir: std::sync::Arc<tempfile::TempDir>, extra: Vec<String>) -> Self {
+    /// A second server sharing this one's database (the same SQLite file, or the same
+    /// PostgreSQL database) and flags: another instance of one deployment.
+    pub async fn spawn_peer(&self) -> Self {
+        Self::start(self.dir.clone(), self.db.clone(), self.extra.clone()).await
+    }
+
+    /// A server on the database at `url` (whatever the backend selection says).
+    pub async fn spawn_on_database(url: &str, extra: &[&str]) -> Self {
+        let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut args = vec!["--database-url".to_owned(), url.to_owned()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start(dir, None, args).await
+    }
+
+    async fn start(
+        dir: std::sync::Arc<tempfile::TempDir>,
+        db: Option<std::sync::Arc<pg::TestDb>>,
+        extra: Vec<String>,
+    ) -> Self {
         let mut argv = base_args(dir.path());
+        if let Some(db) = &db {
+            argv.extend(["--database-url".to_owned(), db.url.clone()]);
+        }
         argv.extend(extra.iter().cloned());
         let args = Wrapper::try_parse_from(&argv).expect("valid test arguments").args;
         let app = Application::build(args).await.expect("server builds");
@@ -90,23 +127,20 @@ impl TestApp {
             state,
             dir,
             operator_token,
+            db,
             extra,
             shutdown: Some(tx),
             handle: Some(handle),
         }
     }
 
-    /// Stops the server and starts a new one on the same data directory.
+    /// Stops the server and starts a new one on the same data directory and database.
     pub async fn restart(mut self) -> Self {
         self.stop().await;
         let dir = self.dir.clone();
+        let db = self.db.clone();
         let extra = self.extra.clone();
-        Self::start(dir, extra).await
-    }
-
-    /// A second server on the same data directory (another instance), running alongside.
-    pub async fn spawn_sibling(&self) -> Self {
-        Self::start(self.dir.clone(), self.extra.clone()).await
+        Self::start(dir, db, extra).await
     }
 
     /// Stops the server, waiting for in-flight requests.

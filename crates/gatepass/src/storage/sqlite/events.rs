@@ -1,0 +1,6 @@
+//! SQLite has no push channel: instances poll (see `crate::cluster`).
+
+use super::SqliteStorage;
+use crate::storage::ChangeFeed;
+
+impl ChangeFeed for SqliteStorage {}

@@ -1,0 +1,397 @@
+//! One behavioural contract for every `Storage` backend: each scenario below is an async
+//! function over `Arc<dyn Storage>`, run once against SQLite and once against PostgreSQL
+//! (a fresh database per test; skipped with a notice when `GATEPASS_TEST_POSTGRES_URL` is
+//! unset).
+
+mod common;
+
+use common::pg::{TestDb, admin_url, with_database};
+use gatepass::auth::Revocation;
+use gatepass::domain::{Email, Roles, User, UserId, Username};
+use gatepass::storage::{
+    PostgresStorage, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError,
+    UserPatch,
+};
+use std::sync::Arc;
+
+const NOW: i64 = 1_900_000_000;
+
+fn user(name: &str) -> User {
+    User {
+        id: UserId::new(),
+        username: Username::parse(name).expect("valid name"),
+        email: None,
+        password_hash: "$argon2id$placeholder".into(),
+        roles: Roles::default_user(),
+        disabled: false,
+        created_at: NOW,
+    }
+}
+
+fn session(id: &str, user_id: &str, created_at: i64) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        user_id: user_id.into(),
+        created_at,
+        last_used_at: created_at,
+        expires_at: created_at + 86_400,
+        auth_time: created_at,
+        access_expires_at: created_at + 900,
+        user_agent: Some("ua".into()),
+        ip: Some("127.0.0.1".into()),
+        revoked_at: None,
+    }
+}
+
+fn rotate<'a>(presented: &'a str, successor: &'a str, now: i64, grace: i64) -> RotateRequest<'a> {
+    RotateRequest {
+        presented_hash: presented,
+        successor_hash: successor,
+        now,
+        grace_secs: grace,
+        refresh_ttl_secs: 3600,
+    }
+}
+
+/// A user with one session `sid` whose refresh token hash is `h0`.
+async fn user_with_session(s: &dyn Storage, name: &str, sid: &str) -> User {
+    let u = user(name);
+    s.insert_user(&u).await.expect("insert");
+    s.create_session(&session(sid, u.id.as_str(), NOW), "h0", NOW + 3600).await.expect("session");
+    u
+}
+
+async fn users(s: Arc<dyn Storage>) {
+    let alice = user("Alice");
+    s.insert_user(&alice).await.expect("insert alice");
+    for name in ["bob", "a_b", "a-c", "carol"] {
+        s.insert_user(&user(name)).await.expect("insert");
+    }
+    let by_id = s.user_by_id(&alice.id).await.expect("query").expect("found");
+    assert_eq!(by_id.username.as_str(), "Alice");
+    assert_eq!(by_id.roles, Roles::default_user());
+    assert!(!by_id.disabled);
+    assert_eq!(by_id.created_at, NOW);
+    assert_eq!(s.user_by_username("alice").await.expect("query").expect("found").id, alice.id);
+    assert!(s.user_by_username("Alice").await.expect("query").is_none(), "lookup is by canonical name");
+    assert!(s.user_by_id(&UserId::new()).await.expect("query").is_none());
+    assert_eq!(s.count_users().await.expect("count"), 5);
+
+    let names = |v: Vec<User>| v.into_iter().map(|u| u.username.as_str().to_owned()).collect::<Vec<_>>();
+    assert_eq!(names(s.list_users(None, 10, 0).await.expect("list")), ["a-c", "a_b", "Alice", "bob", "carol"]);
+    assert_eq!(names(s.list_users(None, 2, 1).await.expect("list")), ["a_b", "Alice"]);
+    assert_eq!(names(s.list_users(Some("A"), 10, 0).await.expect("list")), ["a-c", "a_b", "Alice"]);
+    // LIKE wildcards in the prefix are literal (`_` would otherwise match `-`).
+    assert_eq!(names(s.list_users(Some("a_"), 10, 0).await.expect("list")), ["a_b"]);
+
+    assert!(s.set_password_hash(&alice.id, "new-hash", NOW + 1).await.expect("set"));
+    assert_eq!(s.user_by_id(&alice.id).await.expect("q").expect("found").password_hash, "new-hash");
+    assert!(!s.set_password_hash(&UserId::new(), "x", NOW).await.expect("set"));
+
+    let admin = Roles::parse(&["admin", "user"]).expect("roles");
+    let email = Email::parse("alice@example.com").expect("email");
+    let patch = UserPatch { roles: Some(admin.clone()), disabled: Some(true), email: Some(Some(email.clone())) };
+    assert!(s.update_user(&alice.id, &patch, NOW + 2).await.expect("update"));
+    let got = s.user_by_id(&alice.id).await.expect("q").expect("found");
+    assert_eq!((got.roles.clone(), got.disabled, got.email.clone()), (admin.clone(), true, Some(email.clone())));
+    // An empty patch changes nothing; clearing the e-mail leaves the rest.
+    assert!(s.update_user(&alice.id, &UserPatch::default(), NOW + 3).await.expect("update"));
+    assert_eq!(s.user_by_id(&alice.id).await.expect("q").expect("found").email, Some(email));
+    let clear = UserPatch { email: Some(None), ..UserPatch::default() };
+    assert!(s.update_user(&alice.id, &clear, NOW + 4).await.expect("update"));
+    let got = s.user_by_id(&alice.id).await.expect("q").expect("found");
+    assert_eq!((got.roles, got.disabled, got.email), (admin, true, None));
+    assert!(!s.update_user(&UserId::new(), &clear, NOW).await.expect("update"));
+}
+
+async fn username_conflicts_ignore_case(s: Arc<dyn Storage>) {
+    s.insert_user(&user("Dave")).await.expect("first");
+    for name in ["dave", "DAVE", "Dave"] {
+        assert!(matches!(s.insert_user(&user(name)).await, Err(StorageError::Conflict)), "{name}");
+    }
+    assert_eq!(s.count_users().await.expect("count"), 1);
+}
+
+async fn concurrent_inserts_of_one_name(s: Arc<dyn Storage>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            let name = if i % 2 == 0 { "erin" } else { "ERIN" };
+            tokio::spawn(async move { s.insert_user(&user(name)).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => ok += 1,
+            Err(StorageError::Conflict) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(s.count_users().await.expect("count"), 1);
+}
+
+async fn sessions(s: Arc<dyn Storage>) {
+    let u = user("frank");
+    s.insert_user(&u).await.expect("insert");
+    let uid = u.id.as_str();
+    s.create_session(&session("s1", uid, NOW), "h1", NOW + 3600).await.expect("s1");
+    s.create_session(&session("s2", uid, NOW + 5), "h2", NOW + 3600).await.expect("s2");
+    let mut expired = session("s3", uid, NOW - 90_000);
+    expired.expires_at = NOW - 1;
+    s.create_session(&expired, "h3", NOW - 1).await.expect("s3");
+    assert_eq!(s.session("s1").await.expect("q"), Some(session("s1", uid, NOW)));
+    assert_eq!(s.session("nope").await.expect("q"), None);
+    let live: Vec<_> = s.live_sessions(uid, NOW + 10).await.expect("live").into_iter().map(|r| r.id).collect();
+    assert_eq!(live, ["s2", "s1"], "newest first, expired left out");
+    assert_eq!(s.count_live_sessions(NOW + 10).await.expect("count"), 2);
+    assert!(s.live_sessions("someone-else", NOW).await.expect("live").is_empty());
+    // A duplicate refresh hash is a conflict, and nothing of that session is kept.
+    assert!(matches!(s.create_session(&session("s4", uid, NOW), "h1", NOW + 3600).await, Err(StorageError::Conflict)));
+    assert_eq!(s.session("s4").await.expect("q"), None);
+
+    // access_expires_at only ever grows.
+    s.note_access_issued("s1", NOW + 2000).await.expect("note");
+    s.note_access_issued("s1", NOW + 1000).await.expect("note");
+    assert_eq!(s.session("s1").await.expect("q").expect("s1").access_expires_at, NOW + 2000);
+}
+
+async fn rotation_outcomes(s: Arc<dyn Storage>) {
+    user_with_session(s.as_ref(), "grace", "s1").await;
+    // Unknown token.
+    assert_eq!(s.rotate_refresh(rotate("nope", "x", NOW, 10)).await.expect("rotate"), Rotation::Invalid);
+    // Current token → rotated; successor recorded and current.
+    let Rotation::Rotated(rec) = s.rotate_refresh(rotate("h0", "h1", NOW + 1, 10)).await.expect("rotate") else {
+        panic!("expected Rotated")
+    };
+    assert_eq!((rec.id.as_str(), rec.last_used_at), ("s1", NOW + 1));
+    assert_eq!(s.session("s1").await.expect("q").expect("s1").last_used_at, NOW + 1);
+    // Old token again inside the grace window → the same successor is handed out again.
+    assert!(matches!(s.rotate_refresh(rotate("h0", "h1", NOW + 5, 10)).await.expect("r"), Rotation::Replayed(_)));
+    // Successor rotates normally.
+    assert!(matches!(s.rotate_refresh(rotate("h1", "h2", NOW + 6, 10)).await.expect("r"), Rotation::Rotated(_)));
+    // h0's successor h1 is no longer current: reuse, even inside the window.
+    let Rotation::Reused(r) = s.rotate_refresh(rotate("h0", "h1", NOW + 7, 10)).await.expect("r") else {
+        panic!("expected Reused")
+    };
+    assert_eq!((r.sid.as_str(), r.reason), ("s1", Revocation::Revoked));
+    assert_eq!(r.until, NOW + 900 + 60);
+    assert_eq!(s.session("s1").await.expect("q").expect("s1").revoked_at, Some(NOW + 7));
+    assert!(s.live_revocations(NOW + 7).await.expect("rev").contains(&r));
+    // Everything of a revoked session is dead.
+    assert_eq!(s.rotate_refresh(rotate("h2", "h3", NOW + 8, 10)).await.expect("r"), Rotation::Invalid);
+
+    // Outside the grace window, a rotated token is reuse.
+    let u = user("late");
+    s.insert_user(&u).await.expect("insert");
+    s.create_session(&session("s3", u.id.as_str(), NOW), "k0", NOW + 3600).await.expect("session");
+    assert!(matches!(s.rotate_refresh(rotate("k0", "k1", NOW + 1, 10)).await.expect("r"), Rotation::Rotated(_)));
+    assert!(matches!(s.rotate_refresh(rotate("k0", "k1", NOW + 12, 10)).await.expect("r"), Rotation::Reused(_)));
+
+    // Expired token / expired session → invalid.
+    let u = user("expired");
+    s.insert_user(&u).await.expect("insert");
+    s.create_session(&session("s4", u.id.as_str(), NOW), "e0", NOW + 10).await.expect("session");
+    assert_eq!(s.rotate_refresh(rotate("e0", "e1", NOW + 10, 10)).await.expect("r"), Rotation::Invalid);
+    let mut short = session("s5", u.id.as_str(), NOW);
+    short.expires_at = NOW + 5;
+    s.create_session(&short, "f0", NOW + 3600).await.expect("session");
+    assert_eq!(s.rotate_refresh(rotate("f0", "f1", NOW + 5, 10)).await.expect("r"), Rotation::Invalid);
+    // A successor never outlives its session.
+    let mut capped = session("s6", u.id.as_str(), NOW);
+    capped.expires_at = NOW + 100;
+    s.create_session(&capped, "g0", NOW + 100).await.expect("session");
+    assert!(matches!(s.rotate_refresh(rotate("g0", "g1", NOW, 10)).await.expect("r"), Rotation::Rotated(_)));
+    assert_eq!(s.rotate_refresh(rotate("g1", "g2", NOW + 100, 10)).await.expect("r"), Rotation::Invalid);
+}
+
+/// Many simultaneous presentations of one token: exactly one rotation; with a grace window
+/// the rest replay the same successor, without one the session is revoked as reuse.
+async fn concurrent_rotation(s: Arc<dyn Storage>) {
+    for (name, sid, grace) in [("racer1", "s1", 30), ("racer2", "s2", -1)] {
+        let u = user(name);
+        s.insert_user(&u).await.expect("insert");
+        let first = format!("{sid}-t0");
+        let next = format!("{sid}-t1");
+        s.create_session(&session(sid, u.id.as_str(), NOW), &first, NOW + 3600).await.expect("session");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, first, next) = (s.clone(), first.clone(), next.clone());
+                tokio::spawn(async move { s.rotate_refresh(rotate(&first, &next, NOW, grace)).await })
+            })
+            .collect();
+        let (mut rotated, mut replayed, mut reused, mut invalid) = (0, 0, 0, 0);
+        for t in tasks {
+            match t.await.expect("task").expect("rotate") {
+                Rotation::Rotated(_) => rotated += 1,
+                Rotation::Replayed(_) => replayed += 1,
+                Rotation::Reused(_) => reused += 1,
+                Rotation::Invalid => invalid += 1,
+            }
+        }
+        assert_eq!(rotated, 1, "{name}: exactly one rotation");
+        if grace > 0 {
+            assert_eq!(replayed, 7, "{name}");
+            // The single successor chain continues.
+            let third = format!("{sid}-t2");
+            assert!(matches!(
+                s.rotate_refresh(rotate(&next, &third, NOW + 1, grace)).await.expect("r"),
+                Rotation::Rotated(_)
+            ));
+        } else {
+            assert_eq!((replayed, reused, reused + invalid), (0, 1, 7), "{name}: one reuse revokes the session");
+            assert!(s.session(sid).await.expect("q").expect("session").revoked_at.is_some());
+            let third = format!("{sid}-t2");
+            assert_eq!(s.rotate_refresh(rotate(&next, &third, NOW + 1, grace)).await.expect("r"), Rotation::Invalid);
+        }
+    }
+}
+
+async fn revocations(s: Arc<dyn Storage>) {
+    let u = user("grace");
+    s.insert_user(&u).await.expect("insert");
+    let uid = u.id.as_str();
+    for (i, sid) in ["a", "b", "c", "d"].iter().enumerate() {
+        s.create_session(&session(sid, uid, NOW + i as i64), &format!("h{sid}"), NOW + 3600).await.expect("session");
+    }
+    let one = s.revoke_sessions(uid, SessionFilter::One("a"), NOW + 10).await.expect("revoke");
+    assert_eq!(one.len(), 1);
+    assert_eq!((one[0].sid.as_str(), one[0].until, one[0].reason), ("a", NOW + 960, Revocation::Revoked));
+    assert!(s.revoke_sessions(uid, SessionFilter::One("a"), NOW + 11).await.expect("again").is_empty());
+    // Another user's session is out of reach.
+    assert!(s.revoke_sessions("other", SessionFilter::One("b"), NOW).await.expect("other").is_empty());
+    let mut others: Vec<_> = s
+        .revoke_sessions(uid, SessionFilter::AllExcept("b"), NOW + 12)
+        .await
+        .expect("r")
+        .into_iter()
+        .map(|r| r.sid)
+        .collect();
+    others.sort();
+    assert_eq!(others, ["c", "d"]);
+    let all: Vec<_> =
+        s.revoke_sessions(uid, SessionFilter::All, NOW + 13).await.expect("r").into_iter().map(|r| r.sid).collect();
+    assert_eq!(all, ["b"]);
+    assert!(s.live_sessions(uid, NOW + 14).await.expect("live").is_empty());
+    let mut live: Vec<_> = s.live_revocations(NOW + 14).await.expect("live").into_iter().map(|r| r.sid).collect();
+    live.sort();
+    assert_eq!(live, ["a", "b", "c", "d"]);
+    // Revocations end once every access token has expired (+ margin).
+    assert!(s.live_revocations(NOW + 3 + 960).await.expect("live").is_empty());
+}
+
+async fn delete_user(s: Arc<dyn Storage>) {
+    let u = user_with_session(s.as_ref(), "henry", "live").await;
+    let uid = u.id.as_str();
+    // A session ended earlier whose access token is still unexpired must be refused as
+    // "deleted" too.
+    s.create_session(&session("ended", uid, NOW), "h-ended", NOW + 3600).await.expect("session");
+    s.revoke_sessions(uid, SessionFilter::One("ended"), NOW + 1).await.expect("revoke");
+    let revoked = s.delete_user(&u.id, NOW + 2).await.expect("delete").expect("existed");
+    let mut sids: Vec<_> = revoked.iter().map(|r| r.sid.as_str()).collect();
+    sids.sort();
+    assert_eq!(sids, ["ended", "live"]);
+    assert!(revoked.iter().all(|r| r.reason == Revocation::UserDeleted && r.until == NOW + 960));
+    assert!(s.user_by_id(&u.id).await.expect("q").is_none());
+    assert!(s.session("live").await.expect("q").is_none(), "sessions go with the user");
+    assert_eq!(s.rotate_refresh(rotate("h0", "h1", NOW + 3, 10)).await.expect("r"), Rotation::Invalid);
+    let live = s.live_revocations(NOW + 3).await.expect("live");
+    assert_eq!(live.iter().filter(|r| r.reason == Revocation::UserDeleted).count(), 2);
+    assert!(s.delete_user(&u.id, NOW + 4).await.expect("delete").is_none());
+    // The name is free again.
+    s.insert_user(&user("Henry")).await.expect("re-register");
+}
+
+async fn purge(s: Arc<dyn Storage>) {
+    let u = user("ida");
+    s.insert_user(&u).await.expect("insert");
+    let uid = u.id.as_str();
+    s.create_session(&session("keep", uid, NOW), "k", NOW + 3600).await.expect("s");
+    s.create_session(&session("gone", uid, NOW), "g", NOW + 3600).await.expect("s");
+    s.revoke_sessions(uid, SessionFilter::One("gone"), NOW).await.expect("revoke");
+    // Nothing is due yet.
+    assert_eq!(s.purge_expired(NOW + 10).await.expect("purge"), 0);
+    assert!(s.session("gone").await.expect("q").is_some());
+    // After the revoked session's tokens expired: its revocation and row go, the live
+    // session and its refresh token stay.
+    let later = NOW + 900 + 60;
+    assert!(s.purge_expired(later).await.expect("purge") >= 2);
+    assert!(s.session("gone").await.expect("q").is_none());
+    assert!(s.live_revocations(NOW).await.expect("live").is_empty());
+    assert!(s.session("keep").await.expect("q").is_some());
+    assert!(matches!(s.rotate_refresh(rotate("k", "k1", later, 10)).await.expect("r"), Rotation::Rotated(_)));
+}
+
+async fn settings(s: Arc<dyn Storage>) {
+    assert!(s.settings().await.expect("settings").is_empty());
+    let put = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    s.put_settings(&put(&[("registration_open", "false"), ("access_token_ttl", "300")])).await.expect("put");
+    s.put_settings(&put(&[("access_token_ttl", "600")])).await.expect("put");
+    assert_eq!(
+        s.settings().await.expect("settings"),
+        put(&[("access_token_ttl", "600"), ("registration_open", "false")])
+    );
+}
+
+async fn ping_and_backend(s: Arc<dyn Storage>) {
+    s.ping().await.expect("ping");
+    assert!(["sqlite", "postgres"].contains(&s.backend()));
+}
+
+async fn open_sqlite() -> (Arc<dyn Storage>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    (Arc::new(SqliteStorage::connect(&url).await.expect("sqlite")), dir)
+}
+
+async fn open_postgres() -> Option<(Arc<dyn Storage>, TestDb)> {
+    let admin = admin_url()?;
+    let db = TestDb::create(&admin).await;
+    let storage = PostgresStorage::connect(&db.url).await.expect("connect to the test database");
+    Some((Arc::new(storage), db))
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let (s, _dir) = super::open_sqlite().await;
+                    super::$name(s).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some((s, _db)) = super::open_postgres().await else { return };
+                    super::$name(s).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    users,
+    username_conflicts_ignore_case,
+    concurrent_inserts_of_one_name,
+    sessions,
+    rotation_outcomes,
+    concurrent_rotation,
+    revocations,
+    delete_user,
+    purge,
+    settings,
+    ping_and_backend,
+);
+
+#[test]
+fn test_database_urls() {
+    assert_eq!(with_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
+    assert_eq!(with_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+}
