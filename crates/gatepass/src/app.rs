@@ -45,11 +45,20 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     };
     let (issuer, verifier) = TokenIssuer::hs256(secret, verifier_config)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let hasher = PasswordHasher::new(sec.hash_cost(), cores)?;
+    let cost = sec.hash_cost();
+    // Building the hasher computes one hash (the dummy): time it, off the async workers.
+    let (hasher, took) = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        PasswordHasher::new(cost, cores).map(|h| (h, start.elapsed()))
+    })
+    .await??;
+    crate::auth::calibrate::warn_if_off(cost, took);
     let mut settings = RuntimeSettings {
         access_token_ttl: secs(sec.access_token_ttl).clamp(1, 86_400),
         refresh_token_ttl: secs(args.refresh_token_ttl).max(1),
         registration_open: args.registration_open,
+        rate_limit: args.abuse.rate_limit_settings(),
+        password_min_length: usize::from(sec.password_min_length),
     };
     crate::settings::apply_stored(&mut settings, &storage.settings().await?);
     let policy = SessionPolicy {
@@ -67,6 +76,7 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    abuse: crate::limits::AbuseArgs,
 }
 
 impl Application {
@@ -82,7 +92,7 @@ impl Application {
             cookies: CookieSettings { secure },
             started_at: Instant::now(),
         };
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, abuse: args.abuse })
     }
 
     /// The bound address (useful with port 0).
@@ -112,8 +122,13 @@ impl Application {
         });
         let addr = self.listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
-        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let app = http::edge::apply(http::router(self.state), &self.abuse);
+        let limits = crate::server::ConnectionLimits {
+            header_read_timeout: self.abuse.header_read_timeout,
+            max_header_bytes: self.abuse.max_header_bytes as usize,
+            max_connections: self.abuse.max_connections as usize,
+        };
+        let result = crate::server::serve(self.listener, app, limits, shutdown).await;
         sweeper.abort();
         Ok(result?)
     }

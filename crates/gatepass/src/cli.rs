@@ -31,6 +31,23 @@ pub enum Command {
     Token(TokenCommand),
     /// Print a new random signing secret for GATEPASS_JWT_SECRET.
     Secret,
+    /// Password hashing cost.
+    #[command(subcommand)]
+    Passwords(PasswordsCommand),
+}
+
+/// `gatepass passwords …`
+#[derive(Debug, Subcommand)]
+pub enum PasswordsCommand {
+    /// Measure Argon2id here and print the settings that reach the target time.
+    Calibrate {
+        /// Time one hash should take, e.g. 250ms.
+        #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+        target: std::time::Duration,
+        /// Most memory one hash may use, KiB (times the number of concurrent hashes).
+        #[arg(long, default_value_t = 65_536)]
+        max_memory_kib: u32,
+    },
 }
 
 /// `gatepass user …`
@@ -105,6 +122,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", config::generate_secret());
             Ok(())
         }
+        Command::Passwords(PasswordsCommand::Calibrate { target, max_memory_kib }) => {
+            let c = tokio::task::spawn_blocking(move || crate::auth::calibrate::calibrate(target, max_memory_kib))
+                .await??;
+            println!("# Argon2id: one hash takes {} ms here (target {} ms)", c.took.as_millis(), target.as_millis());
+            println!("GATEPASS_ARGON2_MEMORY_KIB={}", c.cost.memory_kib);
+            println!("GATEPASS_ARGON2_ITERATIONS={}", c.cost.iterations);
+            println!("GATEPASS_ARGON2_PARALLELISM={}", c.cost.parallelism);
+            Ok(())
+        }
     }
 }
 
@@ -121,8 +147,17 @@ async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 (config::generate_secret()[..24].to_owned(), true)
             };
             let roles = Roles::parse(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let user = service::create_account(storage.as_ref(), &hasher, &name, &password, email.as_deref(), roles)
-                .await
+            let policy = crate::domain::PasswordPolicy::new(usize::from(security.password_min_length));
+            let user = service::create_account_with(
+                storage.as_ref(),
+                &hasher,
+                &policy,
+                &name,
+                &password,
+                email.as_deref(),
+                roles,
+            )
+            .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
             let mut out = std::io::stdout().lock();
             writeln!(

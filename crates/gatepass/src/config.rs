@@ -58,6 +58,10 @@ pub struct SecurityArgs {
     /// Argon2id parallelism.
     #[arg(long, env = "GATEPASS_ARGON2_PARALLELISM", default_value_t = 1)]
     pub argon2_parallelism: u32,
+    /// Shortest new password, bytes (NIST: at least 8; 15 recommended).
+    #[arg(long, env = "GATEPASS_PASSWORD_MIN_LENGTH", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub password_min_length: u16,
 }
 
 impl SecurityArgs {
@@ -83,6 +87,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub security: SecurityArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub abuse: crate::limits::AbuseArgs,
     /// Refresh-token lifetime (each rotation starts a new one).
     #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
@@ -237,6 +244,7 @@ mod tests {
             argon2_memory_kib: 19456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            password_min_length: 8,
         };
         // The alias must not leak in from the environment of whoever runs the tests.
         if std::env::var("JWT_SECRET_KEY").is_ok() {

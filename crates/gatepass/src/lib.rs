@@ -17,6 +17,8 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod limits;
+pub mod server;
 pub mod service;
 pub mod settings;
 pub mod storage;

@@ -2,7 +2,9 @@
 //! and the in-memory revocation set. No HTTP types and no storage here.
 
 pub mod csrf;
+pub mod calibrate;
 pub mod passwords;
+pub mod ratelimit;
 pub mod refresh;
 pub mod revocation;
 pub mod tokens;

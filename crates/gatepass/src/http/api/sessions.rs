@@ -12,7 +12,8 @@ use serde_json::json;
 use super::{Delivery, rfc3339, token_response};
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::Auth;
+use crate::auth::ratelimit::Action;
+use crate::http::extract::{Auth, Client};
 use crate::http::{AppState, csrf};
 use crate::service::LogoutScope;
 
@@ -33,7 +34,13 @@ struct RefreshRequest {
 /// Accepts `{"refresh_token": ...}` or the refresh cookie. An access token alone (seed
 /// 003's refresh) is refused with a message that says what to send: an access token must
 /// never extend itself.
-async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+async fn refresh(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    state.service.throttle(Action::Refresh, &client, None)?;
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
