@@ -16,7 +16,8 @@ use std::sync::LazyLock;
 const SECRET: &[u8] = b"9f2c4e7a1b3d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
 
 static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
-    let config = VerifierConfig { issuer: "gatepass".into(), audience: None, leeway_secs: 30, max_lifetime_secs: 86_400 };
+    let config =
+        VerifierConfig { issuer: "gatepass".into(), audience: None, leeway_secs: 30, max_lifetime_secs: 86_400 };
     Verifier::hs256(SECRET, config).expect("verifier")
 });
 

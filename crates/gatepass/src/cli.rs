@@ -158,7 +158,7 @@ async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 roles,
             )
             .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,

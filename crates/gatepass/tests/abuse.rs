@@ -178,8 +178,7 @@ async fn register_refresh_and_password_change_are_throttled() {
 async fn limits_change_at_run_time() {
     let app = TestApp::spawn().await;
     for i in 0..3 {
-        expect_error(login_raw(&app, &format!("u{i}"), "wrong password", None).await, 401, "invalid_credentials")
-            .await;
+        expect_error(login_raw(&app, &format!("u{i}"), "wrong password", None).await, 401, "invalid_credentials").await;
     }
     let mut settings = app.state.service.settings();
     settings.rate_limit = RateLimitSettings { ip_burst: 1, ip_per_minute: 1, ..settings.rate_limit };

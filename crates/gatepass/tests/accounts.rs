@@ -15,7 +15,10 @@ async fn seed_003_walkthrough_register_login_profile_protected() {
     let r = app.post("/api/register", json!({"username": "testuser", "password": "mypassword"})).await;
     expect_error(r, 400, "validation_failed").await;
     let r = app
-        .post("/api/register", json!({"username": "testuser", "password": "my seed passphrase", "email": "test@example.com"}))
+        .post(
+            "/api/register",
+            json!({"username": "testuser", "password": "my seed passphrase", "email": "test@example.com"}),
+        )
         .await;
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["cache-control"], "no-store");
@@ -54,8 +57,12 @@ async fn seed_002_root_routes() {
     let app = TestApp::spawn().await;
     let r = app.post("/register", json!({"username": "admin", "password": "root seed passphrase"})).await;
     assert_eq!(r.status(), 201);
-    let body: Value =
-        app.post("/login", json!({"username": "admin", "password": "root seed passphrase"})).await.json().await.unwrap();
+    let body: Value = app
+        .post("/login", json!({"username": "admin", "password": "root seed passphrase"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let token = s(&body, "access_token");
     let r: Value = app.get_auth("/protected", token).await.json().await.unwrap();
     assert_eq!(r, json!({"logged_in_as": "admin"}));

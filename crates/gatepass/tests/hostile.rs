@@ -28,15 +28,7 @@ struct Case {
 }
 
 fn post(name: &str, path: &'static str, body: Body, status: u16, code: &'static str) -> Case {
-    Case {
-        name: name.into(),
-        method: reqwest::Method::POST,
-        path,
-        headers: vec![],
-        body,
-        status,
-        code: Some(code),
-    }
+    Case { name: name.into(), method: reqwest::Method::POST, path, headers: vec![], body, status, code: Some(code) }
 }
 
 fn json_raw(s: &str) -> Body {
@@ -78,33 +70,179 @@ fn body_cases() -> Vec<Case> {
         post("deeply nested array", "/api/register", json_raw(&nested), 400, "invalid_json"),
         post("deeply nested object", "/api/login", json_raw(&nested_obj), 400, "invalid_json"),
         post("top-level array", "/api/login", json_raw("[1,2,3]"), 400, "invalid_json"),
-        post("number for username", "/api/register", Body::Json(json!({"username": 123, "password": "correct horse staple"})), 400, "invalid_json"),
-        post("array for password", "/api/login", Body::Json(json!({"username": "alice", "password": ["a"]})), 400, "invalid_json"),
-        post("object for refresh token", "/api/refresh", Body::Json(json!({"refresh_token": {"$ne": null}})), 400, "invalid_json"),
+        post(
+            "number for username",
+            "/api/register",
+            Body::Json(json!({"username": 123, "password": "correct horse staple"})),
+            400,
+            "invalid_json",
+        ),
+        post(
+            "array for password",
+            "/api/login",
+            Body::Json(json!({"username": "alice", "password": ["a"]})),
+            400,
+            "invalid_json",
+        ),
+        post(
+            "object for refresh token",
+            "/api/refresh",
+            Body::Json(json!({"refresh_token": {"$ne": null}})),
+            400,
+            "invalid_json",
+        ),
         post("missing fields", "/api/register", Body::Json(json!({})), 400, "validation_failed"),
         post("missing password", "/api/login", Body::Json(json!({"username": "alice"})), 400, "validation_failed"),
-        post("null fields", "/api/register", Body::Json(json!({"username": null, "password": null})), 400, "validation_failed"),
-        post("duplicate keys", "/api/register", json_raw(r#"{"username":"mallory","username":"admin","password":"correct horse staple"}"#), 400, "invalid_json"),
-        post("duplicate keys at login", "/api/login", json_raw(r#"{"username":"x","username":"alice","password":"correct horse staple"}"#), 400, "invalid_json"),
-        post("privileged field", "/api/register", Body::Json(json!({"username": "mallory", "password": "correct horse staple", "roles": ["admin"]})), 400, "invalid_json"),
-        post("null byte in username", "/api/register", Body::Json(json!({"username": "mal\u{0}lory", "password": "correct horse staple"})), 400, "validation_failed"),
-        post("null byte at login", "/api/login", Body::Json(json!({"username": "alice\u{0}", "password": "correct horse staple"})), 401, "invalid_credentials"),
+        post(
+            "null fields",
+            "/api/register",
+            Body::Json(json!({"username": null, "password": null})),
+            400,
+            "validation_failed",
+        ),
+        post(
+            "duplicate keys",
+            "/api/register",
+            json_raw(r#"{"username":"mallory","username":"admin","password":"correct horse staple"}"#),
+            400,
+            "invalid_json",
+        ),
+        post(
+            "duplicate keys at login",
+            "/api/login",
+            json_raw(r#"{"username":"x","username":"alice","password":"correct horse staple"}"#),
+            400,
+            "invalid_json",
+        ),
+        post(
+            "privileged field",
+            "/api/register",
+            Body::Json(json!({"username": "mallory", "password": "correct horse staple", "roles": ["admin"]})),
+            400,
+            "invalid_json",
+        ),
+        post(
+            "null byte in username",
+            "/api/register",
+            Body::Json(json!({"username": "mal\u{0}lory", "password": "correct horse staple"})),
+            400,
+            "validation_failed",
+        ),
+        post(
+            "null byte at login",
+            "/api/login",
+            Body::Json(json!({"username": "alice\u{0}", "password": "correct horse staple"})),
+            401,
+            "invalid_credentials",
+        ),
         post("invalid UTF-8 JSON", "/api/register", Body::Raw("application/json", invalid_utf8), 400, "invalid_json"),
-        post("invalid UTF-8 form", "/register", Body::Raw("application/x-www-form-urlencoded", b"username=%FF%FE&password=correct+horse+staple".to_vec()), 400, "validation_failed"),
-        post("SQL in username (register)", "/api/register", Body::Json(json!({"username": sql, "password": "correct horse staple"})), 400, "validation_failed"),
-        post("SQL in email", "/api/register", Body::Json(json!({"username": "mallory", "password": "correct horse staple", "email": sql})), 400, "validation_failed"),
-        post("SQL in password (register, too short)", "/api/register", Body::Json(json!({"username": "mallory", "password": "' OR 1"})), 400, "validation_failed"),
-        post("SQL in username (login)", "/api/login", Body::Json(json!({"username": "alice' --", "password": sql})), 401, "invalid_credentials"),
-        post("SQL in password (login)", "/api/login", Body::Json(json!({"username": "alice", "password": sql})), 401, "invalid_credentials"),
-        post("SQL in form login", "/login", Body::Raw("application/x-www-form-urlencoded", b"username=alice%27%20OR%201%3D1--&password=x".to_vec()), 401, "invalid_credentials"),
-        post("SQL in refresh token", "/api/refresh", Body::Json(json!({"refresh_token": sql})), 401, "refresh_token_invalid"),
-        post("oversized username", "/api/register", Body::Json(json!({"username": "a".repeat(10_000), "password": "correct horse staple"})), 400, "validation_failed"),
-        post("oversized password at login", "/api/login", Body::Json(json!({"username": "alice", "password": "p".repeat(2000)})), 400, "validation_failed"),
-        post("oversized email", "/api/register", Body::Json(json!({"username": "mallory", "password": "correct horse staple", "email": format!("{}@example.com", "a".repeat(5000))})), 400, "validation_failed"),
-        post("oversized body", "/api/register", Body::Raw("application/json", format!("{{\"username\":\"{huge}\"}}").into_bytes()), 413, "payload_too_large"),
-        post("oversized form body", "/login", Body::Raw("application/x-www-form-urlencoded", format!("username={huge}").into_bytes()), 413, "payload_too_large"),
-        post("text/plain body", "/api/login", Body::Raw("text/plain", br#"{"username":"alice","password":"x"}"#.to_vec()), 415, "unsupported_media_type"),
-        post("no content type", "/api/register", Body::Raw("", br#"{"username":"mallory","password":"correct horse staple"}"#.to_vec()), 415, "unsupported_media_type"),
+        post(
+            "invalid UTF-8 form",
+            "/register",
+            Body::Raw("application/x-www-form-urlencoded", b"username=%FF%FE&password=correct+horse+staple".to_vec()),
+            400,
+            "validation_failed",
+        ),
+        post(
+            "SQL in username (register)",
+            "/api/register",
+            Body::Json(json!({"username": sql, "password": "correct horse staple"})),
+            400,
+            "validation_failed",
+        ),
+        post(
+            "SQL in email",
+            "/api/register",
+            Body::Json(json!({"username": "mallory", "password": "correct horse staple", "email": sql})),
+            400,
+            "validation_failed",
+        ),
+        post(
+            "SQL in password (register, too short)",
+            "/api/register",
+            Body::Json(json!({"username": "mallory", "password": "' OR 1"})),
+            400,
+            "validation_failed",
+        ),
+        post(
+            "SQL in username (login)",
+            "/api/login",
+            Body::Json(json!({"username": "alice' --", "password": sql})),
+            401,
+            "invalid_credentials",
+        ),
+        post(
+            "SQL in password (login)",
+            "/api/login",
+            Body::Json(json!({"username": "alice", "password": sql})),
+            401,
+            "invalid_credentials",
+        ),
+        post(
+            "SQL in form login",
+            "/login",
+            Body::Raw("application/x-www-form-urlencoded", b"username=alice%27%20OR%201%3D1--&password=x".to_vec()),
+            401,
+            "invalid_credentials",
+        ),
+        post(
+            "SQL in refresh token",
+            "/api/refresh",
+            Body::Json(json!({"refresh_token": sql})),
+            401,
+            "refresh_token_invalid",
+        ),
+        post(
+            "oversized username",
+            "/api/register",
+            Body::Json(json!({"username": "a".repeat(10_000), "password": "correct horse staple"})),
+            400,
+            "validation_failed",
+        ),
+        post(
+            "oversized password at login",
+            "/api/login",
+            Body::Json(json!({"username": "alice", "password": "p".repeat(2000)})),
+            400,
+            "validation_failed",
+        ),
+        post(
+            "oversized email",
+            "/api/register",
+            Body::Json(
+                json!({"username": "mallory", "password": "correct horse staple", "email": format!("{}@example.com", "a".repeat(5000))}),
+            ),
+            400,
+            "validation_failed",
+        ),
+        post(
+            "oversized body",
+            "/api/register",
+            Body::Raw("application/json", format!("{{\"username\":\"{huge}\"}}").into_bytes()),
+            413,
+            "payload_too_large",
+        ),
+        post(
+            "oversized form body",
+            "/login",
+            Body::Raw("application/x-www-form-urlencoded", format!("username={huge}").into_bytes()),
+            413,
+            "payload_too_large",
+        ),
+        post(
+            "text/plain body",
+            "/api/login",
+            Body::Raw("text/plain", br#"{"username":"alice","password":"x"}"#.to_vec()),
+            415,
+            "unsupported_media_type",
+        ),
+        post(
+            "no content type",
+            "/api/register",
+            Body::Raw("", br#"{"username":"mallory","password":"correct horse staple"}"#.to_vec()),
+            415,
+            "unsupported_media_type",
+        ),
         Case {
             name: "SQL in session id".into(),
             method: reqwest::Method::DELETE,
@@ -155,7 +293,11 @@ fn token_cases(app: &TestApp, valid: &str) -> Vec<Case> {
         bearer("bad base64 header", format!("eyJ!!!.{p}.{sig}"), "token_malformed"),
         bearer("padded payload", format!("{h}.{p}=.{sig}"), "token_malformed"),
         bearer("signature stripped", format!("{h}.{p}."), "token_malformed"),
-        bearer("signature re-encoded as standard base64", format!("{h}.{p}.{}", STANDARD.encode(&sig_bytes)), "token_malformed"),
+        bearer(
+            "signature re-encoded as standard base64",
+            format!("{h}.{p}.{}", STANDARD.encode(&sig_bytes)),
+            "token_malformed",
+        ),
         bearer("signature of another payload", format!("{h}.{}.{sig}", b64(&json!({"sub": "x"}))), "token_invalid"),
         bearer("all-zero signature", format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode([0u8; 32])), "token_invalid"),
         bearer("kid unknown", with_header(json!({"kid": "other"})), "token_invalid"),
@@ -191,10 +333,14 @@ fn token_cases(app: &TestApp, valid: &str) -> Vec<Case> {
     ] {
         cases.push(bearer(&format!("{member} header"), with_header(json!({ member: value })), "token_invalid"));
     }
-    cases.push(bearer("duplicate alg member", {
-        let raw = format!(r#"{{"alg":"HS256","alg":"none","typ":"at+jwt","kid":"{kid}"}}"#);
-        format!("{}.{p}.{sig}", URL_SAFE_NO_PAD.encode(raw))
-    }, "token_malformed"));
+    cases.push(bearer(
+        "duplicate alg member",
+        {
+            let raw = format!(r#"{{"alg":"HS256","alg":"none","typ":"at+jwt","kid":"{kid}"}}"#);
+            format!("{}.{p}.{sig}", URL_SAFE_NO_PAD.encode(raw))
+        },
+        "token_malformed",
+    ));
     cases
 }
 

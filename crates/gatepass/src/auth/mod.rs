@@ -1,8 +1,8 @@
 //! Credentials and tokens: password hashing, access-token issuing, refresh-token material
 //! and the in-memory revocation set. No HTTP types and no storage here.
 
-pub mod csrf;
 pub mod calibrate;
+pub mod csrf;
 pub mod passwords;
 pub mod ratelimit;
 pub mod refresh;

@@ -38,11 +38,8 @@ async fn request_timeout(limit: Duration, req: Request, next: Next) -> Response 
 /// may send credentials; any other origin (including `null`) gets no CORS headers, so the
 /// browser withholds the response. Never `*`.
 pub fn cors(origins: &[String]) -> Option<CorsLayer> {
-    let listed: Vec<HeaderValue> = origins
-        .iter()
-        .filter(|o| o.as_str() != "null")
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
+    let listed: Vec<HeaderValue> =
+        origins.iter().filter(|o| o.as_str() != "null").filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     if listed.is_empty() {
         return None;
     }

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Delivery, rfc3339, token_response};
+use crate::auth::ratelimit::Action;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
-use crate::auth::ratelimit::Action;
 use crate::http::extract::{Auth, Client};
 use crate::http::{AppState, csrf};
 use crate::service::LogoutScope;
