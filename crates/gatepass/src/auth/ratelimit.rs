@@ -164,10 +164,10 @@ impl FailureRecord {
         self.prune(now);
         let cap = s.max_failures_per_hour.clamp(1, MAX_FAILURES_PER_HOUR_CAP) as usize;
         let mut wait = Duration::ZERO;
-        if self.window.len() >= cap {
-            if let Some(oldest) = self.window.front() {
-                wait = HOUR.saturating_sub(now.duration_since(*oldest));
-            }
+        if self.window.len() >= cap
+            && let Some(oldest) = self.window.front()
+        {
+            wait = HOUR.saturating_sub(now.duration_since(*oldest));
         }
         let threshold = s.lockout_threshold.max(1);
         if backoff && self.consecutive >= threshold {
