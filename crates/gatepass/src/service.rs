@@ -262,8 +262,11 @@ impl AuthService {
 
     /// Verifies `password` for `user` (dummy work when `None`), upgrading legacy hashes.
     async fn check_password(&self, user: Option<User>, password: &Password) -> Result<User> {
-        let verdict = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
-        let Some(mut user) = user else { return Err(Error::InvalidCredentials) };
+        // A disabled account is verified against the dummy hash like an unknown user: same
+        // cost, and never a rehash that would make it slower than a wrong password.
+        let stored = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.as_str());
+        let verdict = self.hasher.verify(password, stored).await?;
+        let Some(mut user) = user.filter(|u| !u.disabled) else { return Err(Error::InvalidCredentials) };
         match verdict {
             Verified::No => return Err(Error::InvalidCredentials),
             Verified::Yes => {}
@@ -271,9 +274,6 @@ impl AuthService {
                 self.storage.set_password_hash(&user.id, &new_hash, now()).await?;
                 user.password_hash = new_hash;
             }
-        }
-        if user.disabled {
-            return Err(Error::InvalidCredentials);
         }
         Ok(user)
     }
