@@ -7,7 +7,6 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -89,6 +88,3 @@ pub async fn serve(
     }
     Ok(())
 }
-
-/// The peer address type the router's `ConnectInfo` extractor sees.
-pub type Peer = SocketAddr;
