@@ -89,7 +89,14 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     let secret = secret.expose_secret().as_bytes();
     let (keys, issuer, verifier) = token_keys(sec, &args.store, storage.as_ref(), true).await?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let hasher = PasswordHasher::new(sec.hash_cost(), cores)?;
+    let cost = sec.hash_cost();
+    // Building the hasher computes one hash (the dummy): time it, off the async workers.
+    let (hasher, took) = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        PasswordHasher::new(cost, cores).map(|h| (h, start.elapsed()))
+    })
+    .await??;
+    crate::auth::calibrate::warn_if_off(cost, took);
     let mut settings = configured_settings(args);
     crate::settings::apply_stored(&mut settings, &storage.settings().await?);
     let policy = SessionPolicy {
@@ -110,6 +117,8 @@ pub fn configured_settings(args: &ServeArgs) -> RuntimeSettings {
         access_token_ttl: secs(args.security.access_token_ttl).clamp(1, 86_400),
         refresh_token_ttl: secs(args.refresh_token_ttl).max(1),
         registration_open: args.registration_open,
+        rate_limit: args.abuse.rate_limit_settings(),
+        password_min_length: usize::from(args.security.password_min_length),
     }
 }
 
@@ -133,6 +142,7 @@ pub struct Application {
     operator_token: Option<String>,
     configured: RuntimeSettings,
     key_reload: Duration,
+    abuse: crate::limits::AbuseArgs,
 }
 
 impl Application {
@@ -162,6 +172,7 @@ impl Application {
             operator_token,
             configured: configured_settings(&args),
             key_reload: args.key_reload_interval.max(Duration::from_millis(100)),
+            abuse: args.abuse,
         })
     }
 
@@ -228,8 +239,13 @@ impl Application {
         let cluster = crate::cluster::spawn(self.state.service.clone());
         let addr = self.listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
-        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let app = http::edge::apply(http::router(self.state), &self.abuse);
+        let limits = crate::server::ConnectionLimits {
+            header_read_timeout: self.abuse.header_read_timeout,
+            max_header_bytes: self.abuse.max_header_bytes as usize,
+            max_connections: self.abuse.max_connections as usize,
+        };
+        let result = crate::server::serve(self.listener, app, limits, shutdown).await;
         sweeper.abort();
         reloader.abort();
         cluster.abort();

@@ -36,6 +36,9 @@ pub enum Command {
     /// Manage asymmetric signing keys (works while the server runs).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Password hashing cost.
+    #[command(subcommand)]
+    Passwords(PasswordsCommand),
     /// Import users from a seed-style SQLite database (`users` table with username,
     /// password and optionally email; plaintext, bcrypt or werkzeug hashes).
     Import {
@@ -81,6 +84,20 @@ pub enum KeysCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         security: SecurityArgs,
+    },
+}
+
+/// `gatepass passwords …`
+#[derive(Debug, Subcommand)]
+pub enum PasswordsCommand {
+    /// Measure Argon2id here and print the settings that reach the target time.
+    Calibrate {
+        /// Time one hash should take, e.g. 250ms.
+        #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+        target: std::time::Duration,
+        /// Most memory one hash may use, KiB (times the number of concurrent hashes).
+        #[arg(long, default_value_t = 65_536)]
+        max_memory_kib: u32,
     },
 }
 
@@ -215,6 +232,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo { url } => crate::demo::run(&url).await,
         Command::Import { from, dry_run, store, security } => import(&from, dry_run, &store, &security).await,
+        Command::Passwords(PasswordsCommand::Calibrate { target, max_memory_kib }) => {
+            let c = tokio::task::spawn_blocking(move || crate::auth::calibrate::calibrate(target, max_memory_kib))
+                .await??;
+            println!("# Argon2id: one hash takes {} ms here (target {} ms)", c.took.as_millis(), target.as_millis());
+            println!("GATEPASS_ARGON2_MEMORY_KIB={}", c.cost.memory_kib);
+            println!("GATEPASS_ARGON2_ITERATIONS={}", c.cost.iterations);
+            println!("GATEPASS_ARGON2_PARALLELISM={}", c.cost.parallelism);
+            Ok(())
+        }
     }
 }
 
@@ -231,9 +257,18 @@ async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 (config::generate_secret()[..24].to_owned(), true)
             };
             let roles = Roles::parse(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let user = service::create_account(storage.as_ref(), &hasher, &name, &password, email.as_deref(), roles)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            let policy = crate::domain::PasswordPolicy::new(usize::from(security.password_min_length));
+            let user = service::create_account_with(
+                storage.as_ref(),
+                &hasher,
+                &policy,
+                &name,
+                &password,
+                email.as_deref(),
+                roles,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
             crate::admin::record_created(storage.as_ref(), &crate::admin::Actor::cli(), &user).await;
             let mut out = std::io::stdout().lock();
             writeln!(

@@ -70,6 +70,10 @@ pub struct SecurityArgs {
     /// How long a rotated-in key is published before it signs, so that JWKS caches fetch it.
     #[arg(long, env = "GATEPASS_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = parse_duration)]
     pub key_activation_delay: Duration,
+    /// Shortest new password, bytes (NIST: at least 8; 15 recommended).
+    #[arg(long, env = "GATEPASS_PASSWORD_MIN_LENGTH", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub password_min_length: u16,
 }
 
 impl SecurityArgs {
@@ -95,6 +99,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub security: SecurityArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub abuse: crate::limits::AbuseArgs,
     /// Refresh-token lifetime (each rotation starts a new one).
     #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
@@ -302,6 +309,7 @@ mod tests {
             jwt_algorithm: crate::auth::keys::SigningAlgorithm::Hs256,
             master_key: None,
             key_activation_delay: Duration::from_secs(600),
+            password_min_length: 8,
         };
         // The alias must not leak in from the environment of whoever runs the tests.
         if std::env::var("JWT_SECRET_KEY").is_ok() {

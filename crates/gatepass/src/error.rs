@@ -68,6 +68,9 @@ pub enum Error {
     /// 405 `method_not_allowed`.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 408 `request_timeout`: the request took longer than the configured limit.
+    #[error("request timeout")]
+    RequestTimeout,
     /// 409 `username_taken`.
     #[error("username taken")]
     UsernameTaken,
@@ -128,6 +131,7 @@ impl Error {
             Error::InsufficientRole | Error::CsrfFailed | Error::RegistrationClosed => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::UsernameTaken => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -157,6 +161,7 @@ impl Error {
             Error::RegistrationClosed => "registration_closed",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
+            Error::RequestTimeout => "request_timeout",
             Error::UsernameTaken => "username_taken",
             Error::PayloadTooLarge => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -192,6 +197,7 @@ impl Error {
             Error::RegistrationClosed => "Registration is closed".into(),
             Error::NotFound => "Not found".into(),
             Error::MethodNotAllowed => "Method not allowed".into(),
+            Error::RequestTimeout => "The request took too long".into(),
             Error::UsernameTaken => "Username already exists".into(),
             Error::PayloadTooLarge => "Request body too large (limit 64 KiB)".into(),
             Error::UnsupportedMediaType(expected) => format!("Unsupported content type; expected {expected}"),

@@ -23,6 +23,8 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod import;
+pub mod limits;
+pub mod server;
 pub mod service;
 pub mod settings;
 pub mod storage;

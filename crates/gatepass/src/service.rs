@@ -6,10 +6,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth::passwords::Verified;
+use crate::auth::ratelimit::{self, Action, Limiter, LocalLimiter, RateLimitSettings};
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::tokens::IssuedToken;
 use crate::auth::{PasswordHasher, Revocation, RevocationSet, TokenIssuer};
-use crate::domain::{Email, Password, Roles, User, UserId, Username, ValidationError};
+use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username};
 use crate::error::{Error, Result};
 use crate::storage::audit::{AuditEvent, FAILURE, SUCCESS};
 use crate::storage::{RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError};
@@ -31,6 +32,10 @@ pub struct RuntimeSettings {
     pub refresh_token_ttl: i64,
     /// Whether self-registration is allowed.
     pub registration_open: bool,
+    /// Throttling of credential endpoints.
+    pub rate_limit: RateLimitSettings,
+    /// Shortest new password accepted, bytes.
+    pub password_min_length: usize,
 }
 
 /// Fixed session rules.
@@ -88,6 +93,7 @@ pub struct AuthService {
     settings: RwLock<RuntimeSettings>,
     policy: SessionPolicy,
     keys: KeyManagement,
+    limiter: Arc<dyn Limiter>,
 }
 
 impl AuthService {
@@ -112,6 +118,7 @@ impl AuthService {
             settings: RwLock::new(settings),
             policy,
             keys: KeyManagement::default(),
+            limiter: Arc::new(LocalLimiter::default()),
         }
     }
 
@@ -119,6 +126,50 @@ impl AuthService {
     pub fn with_key_management(mut self, keys: KeyManagement) -> Self {
         self.keys = keys;
         self
+    }
+
+    /// Replaces the throttling backend (a shared one when several instances run).
+    pub fn with_limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// The throttling backend.
+    pub fn limiter(&self) -> &Arc<dyn Limiter> {
+        &self.limiter
+    }
+
+    /// Takes a token for `action` from the client's (and the account's) bucket.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] when a bucket is empty.
+    pub fn throttle(&self, action: Action, client: &ClientInfo, account: Option<&str>) -> Result<()> {
+        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+        self.limiter
+            .acquire(&self.settings().rate_limit, action, ip, account)
+            .map_err(|w| Error::RateLimited { retry_after: w.secs() })
+    }
+
+    /// Rate limit plus per-account back-off before a password check; returns the account key.
+    fn password_gate(&self, action: Action, raw_username: &str, client: &ClientInfo) -> Result<String> {
+        let account = ratelimit::account_key(raw_username);
+        self.throttle(action, client, Some(&account))?;
+        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+        self.limiter
+            .login_allowed(&self.settings().rate_limit, &account, ip)
+            .map_err(|w| Error::RateLimited { retry_after: w.secs() })?;
+        Ok(account)
+    }
+
+    /// Feeds the outcome of a password check into the back-off.
+    fn note_attempt(&self, account: &str, client: &ClientInfo, outcome: Result<User>) -> Result<User> {
+        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+        match &outcome {
+            Ok(_) => self.limiter.login_succeeded(account, ip),
+            Err(Error::InvalidCredentials) => self.limiter.login_failed(&self.settings().rate_limit, account, ip),
+            Err(_) => {}
+        }
+        outcome
     }
 
     /// The storage backend.
@@ -173,6 +224,7 @@ impl AuthService {
     pub async fn sweep(&self) -> Result<()> {
         let t = now();
         self.revocations.sweep(t);
+        self.limiter.sweep();
         self.storage.purge_expired(t).await?;
         Ok(())
     }
@@ -194,6 +246,7 @@ impl AuthService {
         if !self.settings().registration_open {
             return Err(Error::RegistrationClosed);
         }
+        self.throttle(Action::Register, client, Some(&ratelimit::account_key(username)))?;
         let user = self.create_user(username, password, email, Roles::default_user()).await?;
         self.audit(event("register", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
         self.start_session(user, now(), client).await
@@ -201,7 +254,8 @@ impl AuthService {
 
     /// Validates and stores a new account (also used by admins).
     pub async fn create_user(&self, username: &str, password: &str, email: Option<&str>, roles: Roles) -> Result<User> {
-        create_account(self.storage.as_ref(), &self.hasher, username, password, email, roles).await
+        let policy = PasswordPolicy::new(self.settings().password_min_length);
+        create_account_with(self.storage.as_ref(), &self.hasher, &policy, username, password, email, roles).await
     }
 
     /// Checks a username and password and starts a session.
@@ -209,25 +263,28 @@ impl AuthService {
     /// Unknown user, wrong password and disabled account all answer
     /// [`Error::InvalidCredentials`] after the same amount of hashing work.
     pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<TokenGrant> {
+        let account = self.password_gate(Action::Login, username, client)?;
         let password = Password::parse_existing(password, "password")?;
         let user = match Username::parse(username) {
             Ok(name) => self.storage.user_by_username(&name.canonical()).await?,
             Err(_) => None,
         };
         let subject = user.as_ref().map(|u| u.id.as_str().to_owned());
-        match self.check_password_why(user, &password).await? {
+        let verdict = self.check_password_why(user, &password).await?;
+        let reason = verdict.as_ref().err().copied();
+        match self.note_attempt(&account, client, verdict.map_err(|_| Error::InvalidCredentials)) {
             Ok(user) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
                 self.audit(event("login", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
                 self.start_session(user, now(), client).await
             }
-            Err(reason) => {
+            Err(e) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "failed").increment(1);
                 // The reason is for the audit trail only; the client always sees the same error.
                 let mut ev = event("login_failed", FAILURE, client).detail(serde_json::json!({ "reason": reason }));
                 ev.subject = subject;
                 self.audit(ev).await;
-                Err(Error::InvalidCredentials)
+                Err(e)
             }
         }
     }
@@ -240,8 +297,14 @@ impl AuthService {
         user: Option<User>,
         password: &Password,
     ) -> Result<std::result::Result<User, &'static str>> {
-        let verdict = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        // A disabled account is verified against the dummy hash like an unknown user: same
+        // cost, and never a rehash that would make it slower than a wrong password.
+        let stored = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.as_str());
+        let verdict = self.hasher.verify(password, stored).await?;
         let Some(mut user) = user else { return Ok(Err("unknown_user")) };
+        if user.disabled {
+            return Ok(Err("account_disabled"));
+        }
         match verdict {
             Verified::No => return Ok(Err("wrong_password")),
             Verified::Yes => {}
@@ -249,9 +312,6 @@ impl AuthService {
                 self.storage.set_password_hash(&user.id, &new_hash, now()).await?;
                 user.password_hash = new_hash;
             }
-        }
-        if user.disabled {
-            return Ok(Err("account_disabled"));
         }
         Ok(Ok(user))
     }
@@ -411,20 +471,21 @@ impl AuthService {
         new: &str,
         client: &ClientInfo,
     ) -> Result<TokenGrant> {
+        let account = self.password_gate(Action::PasswordChange, &claims.username, client)?;
         let current = Password::parse_existing(current, "current_password")?;
-        let new = Password::parse_new(new, "new_password")?;
+        let policy = PasswordPolicy::new(self.settings().password_min_length);
+        let new = policy.check(new, &claims.username, "new_password")?;
         let user = self.current_user(claims).await?;
-        let user = match self.check_password_why(Some(user), &current).await? {
+        let verdict = self.check_password_why(Some(user), &current).await?;
+        let reason = verdict.as_ref().err().copied();
+        let user = match self.note_attempt(&account, client, verdict.map_err(|_| Error::InvalidCredentials)) {
             Ok(user) => user,
-            Err(reason) => {
+            Err(e) => {
                 let ev = event("password_change_failed", FAILURE, client).actor(&claims.sub).subject(&claims.sub);
                 self.audit(ev.detail(serde_json::json!({ "reason": reason }))).await;
-                return Err(Error::InvalidCredentials);
+                return Err(e);
             }
         };
-        if new.expose().eq_ignore_ascii_case(user.username.as_str()) {
-            return Err(ValidationError::new("new_password", "must not be the username").into());
-        }
         let hash = self.hasher.hash(&new).await?;
         self.storage.set_password_hash(&user.id, &hash, now()).await?;
         self.revoke(user.id.as_str(), SessionFilter::All).await?;
@@ -475,12 +536,22 @@ pub async fn create_account(
     email: Option<&str>,
     roles: Roles,
 ) -> Result<User> {
+    create_account_with(storage, hasher, &PasswordPolicy::default(), username, password, email, roles).await
+}
+
+/// [`create_account`] under an explicit password policy.
+pub async fn create_account_with(
+    storage: &dyn Storage,
+    hasher: &PasswordHasher,
+    policy: &PasswordPolicy,
+    username: &str,
+    password: &str,
+    email: Option<&str>,
+    roles: Roles,
+) -> Result<User> {
     let username = Username::parse(username)?;
-    let password = Password::parse_new(password, "password")?;
+    let password = policy.check(password, username.as_str(), "password")?;
     let email = email.filter(|e| !e.is_empty()).map(Email::parse).transpose()?;
-    if password.expose().eq_ignore_ascii_case(username.as_str()) {
-        return Err(ValidationError::new("password", "must not be the username").into());
-    }
     let hash = hasher.hash(&password).await?;
     let user =
         User { id: UserId::new(), username, email, password_hash: hash, roles, disabled: false, created_at: now() };

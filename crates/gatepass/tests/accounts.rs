@@ -11,8 +11,14 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn seed_003_walkthrough_register_login_profile_protected() {
     let app = TestApp::spawn().await;
+    // The tutorial's own password is on the common-password list: refused (GP-21).
+    let r = app.post("/api/register", json!({"username": "testuser", "password": "mypassword"})).await;
+    expect_error(r, 400, "validation_failed").await;
     let r = app
-        .post("/api/register", json!({"username": "testuser", "password": "mypassword", "email": "test@example.com"}))
+        .post(
+            "/api/register",
+            json!({"username": "testuser", "password": "my seed passphrase", "email": "test@example.com"}),
+        )
         .await;
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["cache-control"], "no-store");
@@ -28,7 +34,7 @@ async fn seed_003_walkthrough_register_login_profile_protected() {
     let id = s(&body["user"], "id");
     assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
 
-    let login = app.login("testuser", "mypassword").await;
+    let login = app.login("testuser", "my seed passphrase").await;
     assert_eq!(login["message"], "Login successful");
     let token = s(&login, "token");
 
@@ -49,10 +55,14 @@ async fn seed_003_walkthrough_register_login_profile_protected() {
 #[tokio::test]
 async fn seed_002_root_routes() {
     let app = TestApp::spawn().await;
-    let r = app.post("/register", json!({"username": "admin", "password": "12345678"})).await;
+    let r = app.post("/register", json!({"username": "admin", "password": "root seed passphrase"})).await;
     assert_eq!(r.status(), 201);
-    let body: Value =
-        app.post("/login", json!({"username": "admin", "password": "12345678"})).await.json().await.unwrap();
+    let body: Value = app
+        .post("/login", json!({"username": "admin", "password": "root seed passphrase"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let token = s(&body, "access_token");
     let r: Value = app.get_auth("/protected", token).await.json().await.unwrap();
     assert_eq!(r, json!({"logged_in_as": "admin"}));
@@ -66,11 +76,11 @@ async fn seed_002_root_routes() {
 #[tokio::test]
 async fn seed_001_form_login_sets_an_http_only_session_cookie() {
     let app = TestApp::spawn().await;
-    app.register("formuser", "123456789").await;
+    app.register("formuser", "form seed passphrase").await;
     let r = app
         .client
         .post(app.url("/login"))
-        .form(&[("username", "formuser"), ("password", "123456789")])
+        .form(&[("username", "formuser"), ("password", "form seed passphrase")])
         .send()
         .await
         .unwrap();

@@ -70,7 +70,7 @@ async fn first_admin_is_created_with_the_operator_token_and_then_administers() {
         .post_auth(
             "/api/admin/users",
             &op,
-            json!({"username": "root", "password": "root-password-1", "email": "root@example.com", "roles": ["admin"]}),
+            json!({"username": "root", "password": "amber-falcon-82", "email": "root@example.com", "roles": ["admin"]}),
         )
         .await;
     assert_eq!(r.status(), 201);
@@ -78,7 +78,7 @@ async fn first_admin_is_created_with_the_operator_token_and_then_administers() {
     assert_eq!(created["user"]["roles"], json!(["admin", "user"]));
     assert!(created["user"].get("password_hash").is_none());
 
-    let login = app.login("root", "root-password-1").await;
+    let login = app.login("root", "amber-falcon-82").await;
     let token = s(&login, "access_token");
     assert_eq!(claims(token)["roles"], json!(["admin", "user"]));
     let r = app.get_auth("/api/admin/users", token).await;
@@ -116,7 +116,7 @@ async fn first_admin_is_created_with_the_operator_token_and_then_administers() {
 #[tokio::test]
 async fn listing_paginates_and_filters_by_prefix() {
     let app = TestApp::spawn().await;
-    let admin = app.create_and_login("boss", "boss-password-1", &["admin"]).await;
+    let admin = app.create_and_login("boss", "quiet-harbor-47", &["admin"]).await;
     let token = s(&admin, "access_token");
     for name in ["alpha1", "alpha2", "alpha3", "beta1", "al_pha"] {
         app.register(name, "a-long-password").await;
@@ -146,7 +146,7 @@ async fn listing_paginates_and_filters_by_prefix() {
 async fn patch_disable_enable_roles_logout_and_delete_take_effect_at_once() {
     let app = TestApp::spawn().await;
     let op = app.operator().to_owned();
-    let victim = app.register("victim", "victim-password").await;
+    let victim = app.register("victim", "silver-otter-19").await;
     let vid = s(&victim["user"], "id").to_owned();
     let vtoken = s(&victim, "access_token").to_owned();
     let path = format!("/api/admin/users/{vid}");
@@ -182,31 +182,31 @@ async fn patch_disable_enable_roles_logout_and_delete_take_effect_at_once() {
     assert_eq!(app.get_auth("/api/profile", &vtoken).await.status(), 200);
 
     // Disable: every session ends at once and login is refused like a wrong password.
-    let refresh = s(&app.login("victim", "victim-password").await, "refresh_token").to_owned();
+    let refresh = s(&app.login("victim", "silver-otter-19").await, "refresh_token").to_owned();
     let r: Value = app.patch_auth(&path, &op, json!({"disabled": true})).await.json().await.unwrap();
     assert_eq!(r["user"]["disabled"], true);
     assert_eq!(r["sessions_ended"], 2);
     expect_error(app.get_auth("/api/profile", &vtoken).await, 401, "token_revoked").await;
     expect_error(app.post("/api/refresh", json!({"refresh_token": refresh})).await, 401, "refresh_token_invalid").await;
-    let r = app.post("/api/login", json!({"username": "victim", "password": "victim-password"})).await;
+    let r = app.post("/api/login", json!({"username": "victim", "password": "silver-otter-19"})).await;
     expect_error(r, 401, "invalid_credentials").await;
 
     // Enable: login works again.
     app.patch_auth(&path, &op, json!({"disabled": false})).await;
-    let vtoken = s(&app.login("victim", "victim-password").await, "access_token").to_owned();
+    let vtoken = s(&app.login("victim", "silver-otter-19").await, "access_token").to_owned();
 
     // Granting a role ends sessions too; the new token carries it.
     let r: Value = app.patch_auth(&path, &op, json!({"roles": ["admin"]})).await.json().await.unwrap();
     assert_eq!(r["sessions_ended"], 1);
     expect_error(app.get_auth("/api/profile", &vtoken).await, 401, "token_revoked").await;
-    let admin_token = s(&app.login("victim", "victim-password").await, "access_token").to_owned();
+    let admin_token = s(&app.login("victim", "silver-otter-19").await, "access_token").to_owned();
     assert_eq!(app.get_auth("/api/admin/users", &admin_token).await.status(), 200);
 
     // Removing the admin role: the old admin token loses its power immediately.
     let r: Value = app.patch_auth(&path, &op, json!({"roles": []})).await.json().await.unwrap();
     assert_eq!(r["user"]["roles"], json!(["user"]));
     expect_error(app.get_auth("/api/admin/users", &admin_token).await, 401, "token_revoked").await;
-    let user_token = s(&app.login("victim", "victim-password").await, "access_token").to_owned();
+    let user_token = s(&app.login("victim", "silver-otter-19").await, "access_token").to_owned();
     expect_error(app.get_auth("/api/admin/users", &user_token).await, 403, "insufficient_role").await;
 
     // Admin logout of all sessions.
@@ -215,7 +215,7 @@ async fn patch_disable_enable_roles_logout_and_delete_take_effect_at_once() {
     expect_error(app.get_auth("/api/profile", &user_token).await, 401, "token_revoked").await;
 
     // Delete: tokens die, the account is gone, and a second delete is 404.
-    let last = s(&app.login("victim", "victim-password").await, "access_token").to_owned();
+    let last = s(&app.login("victim", "silver-otter-19").await, "access_token").to_owned();
     let r: Value = app.delete_auth(&path, &op).await.json().await.unwrap();
     // Deletion re-marks every session whose access tokens may still be unexpired (all six
     // so far) as belonging to a deleted user.
@@ -223,7 +223,7 @@ async fn patch_disable_enable_roles_logout_and_delete_take_effect_at_once() {
     expect_error(app.get_auth("/api/profile", &last).await, 401, "token_invalid").await;
     expect_error(app.get_auth(&path, &op).await, 404, "not_found").await;
     expect_error(app.delete_auth(&path, &op).await, 404, "not_found").await;
-    let r = app.post("/api/login", json!({"username": "victim", "password": "victim-password"})).await;
+    let r = app.post("/api/login", json!({"username": "victim", "password": "silver-otter-19"})).await;
     expect_error(r, 401, "invalid_credentials").await;
 
     for bad in ["/api/admin/users/not-a-uuid", "/api/admin/users/00000000-0000-7000-8000-000000000000"] {
@@ -235,18 +235,25 @@ async fn patch_disable_enable_roles_logout_and_delete_take_effect_at_once() {
 #[tokio::test]
 async fn info_reports_the_server_and_settings_changes_apply_persist_and_validate() {
     let app = TestApp::spawn().await;
-    let admin = app.create_and_login("boss", "boss-password-1", &["admin"]).await;
+    let admin = app.create_and_login("boss", "quiet-harbor-47", &["admin"]).await;
     let token = s(&admin, "access_token").to_owned();
     app.register("someone", "a-long-password").await;
 
     let info: Value = app.get_auth("/api/info", &token).await.json().await.unwrap();
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(info["storage_backend"], "sqlite");
+    assert_eq!(info["storage_backend"], app.state.service.storage().backend());
     assert_eq!(info["signing_algorithm"], "HS256");
     assert!(info["uptime_secs"].is_u64());
     assert_eq!(
         info["settings"],
-        json!({"access_token_ttl": 900, "refresh_token_ttl": 2592000, "registration_open": true})
+        json!({
+            "access_token_ttl": 900, "refresh_token_ttl": 2592000, "registration_open": true,
+            "password_min_length": 8,
+            "rate_limit": {
+                "enabled": true, "ip_per_minute": 30, "ip_burst": 20, "user_per_minute": 10, "user_burst": 10,
+                "lockout_threshold": 5, "lockout_max_secs": 900, "max_failures_per_hour": 100
+            }
+        })
     );
     assert_eq!(info["counts"], json!({"users": 2, "live_sessions": 2}));
     let alias: Value = app.get_auth("/info", &token).await.json().await.unwrap();
@@ -260,6 +267,11 @@ async fn info_reports_the_server_and_settings_changes_apply_persist_and_validate
         json!({"access_token_ttl": 120.5}),
         json!({"refresh_token_ttl": -5}),
         json!({"registration_open": "false"}),
+        json!({"rate_limit": {"max_failures_per_hour": 101}}),
+        json!({"rate_limit": {"ip_burst": 0}}),
+        json!({"rate_limit": {"nonsense": 1}}),
+        json!({"rate_limit": 5}),
+        json!({"password_min_length": 0}),
         json!({"registration_open": 0}),
         json!({"access_token_ttl": 120, "no_such_setting": 1}),
         json!({"access_token_ttl": 120, "registration_open": null}),
@@ -287,13 +299,25 @@ async fn info_reports_the_server_and_settings_changes_apply_persist_and_validate
 
     // And survives a restart.
     let app = app.restart().await;
-    let token = s(&app.login("boss", "boss-password-1").await, "access_token").to_owned();
+    let token = s(&app.login("boss", "quiet-harbor-47").await, "access_token").to_owned();
     let info: Value = app.get_auth("/api/info", &token).await.json().await.unwrap();
     assert_eq!(info["settings"]["access_token_ttl"], 120);
     assert_eq!(info["settings"]["registration_open"], false);
     assert_eq!(app.login("someone", "a-long-password").await["expires_in"], 120);
     let r = app.post("/api/register", json!({"username": "latecomer", "password": "a-long-password"})).await;
     expect_error(r, 403, "registration_closed").await;
+
+    // Rate-limit values change at run time too: a per-IP burst of 1 refuses the second
+    // login attempt from this address at once, and the value survives a restart.
+    let r = app.patch_auth("/api/info", &token, json!({"rate_limit": {"ip_burst": 1, "ip_per_minute": 1}})).await;
+    assert_eq!(r.status(), 200);
+    app.post("/api/login", json!({"username": "nobody-here", "password": "wrong-guess-1"})).await;
+    let r = app.post("/api/login", json!({"username": "nobody-else", "password": "wrong-guess-2"})).await;
+    expect_error(r, 429, "rate_limited").await;
+    let app = app.restart().await;
+    let token = s(&app.login("boss", "quiet-harbor-47").await, "access_token").to_owned();
+    let info: Value = app.get_auth("/api/info", &token).await.json().await.unwrap();
+    assert_eq!(info["settings"]["rate_limit"]["ip_burst"], 1);
 }
 
 #[tokio::test]

@@ -37,15 +37,19 @@ async fn every_security_event_is_recorded_with_its_context() {
     let post = |path: &str, body: Value| app.client.post(app.url(path)).header("user-agent", ua).json(&body).send();
 
     // register, login ok, login failed (reasons stay internal)
-    let reg: Value = post("/api/register", json!({"username": "aud", "password": "aud-password"}))
+    let reg: Value = post("/api/register", json!({"username": "aud", "password": "plum-kettle-71"}))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
     let uid = s(&reg["user"], "id").to_owned();
-    let login: Value =
-        post("/api/login", json!({"username": "aud", "password": "aud-password"})).await.unwrap().json().await.unwrap();
+    let login: Value = post("/api/login", json!({"username": "aud", "password": "plum-kettle-71"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let wrong = post("/api/login", json!({"username": "aud", "password": "wrong-password"})).await.unwrap();
     let wrong_body = expect_error(wrong, 401, "invalid_credentials").await;
     let unknown = post("/api/login", json!({"username": "ghost", "password": "wrong-password"})).await.unwrap();
@@ -87,12 +91,12 @@ async fn every_security_event_is_recorded_with_its_context() {
     assert_eq!(e["detail"]["session"], claims["sid"]);
 
     // password change and logout
-    let token = s(&app.login("aud", "aud-password").await, "access_token").to_owned();
+    let token = s(&app.login("aud", "plum-kettle-71").await, "access_token").to_owned();
     let changed: Value = app
         .post_auth(
             "/api/password",
             &token,
-            json!({"current_password": "aud-password", "new_password": "aud-password-2"}),
+            json!({"current_password": "plum-kettle-71", "new_password": "plum-kettle-72"}),
         )
         .await
         .json()
@@ -103,7 +107,7 @@ async fn every_security_event_is_recorded_with_its_context() {
         .post_auth(
             "/api/password",
             s(&changed, "access_token"),
-            json!({"current_password": "not-it-at-all", "new_password": "aud-password-3"}),
+            json!({"current_password": "not-it-at-all", "new_password": "plum-kettle-73"}),
         )
         .await;
     expect_error(r, 401, "invalid_credentials").await;
@@ -117,7 +121,7 @@ async fn every_security_event_is_recorded_with_its_context() {
     assert_eq!(e["detail"]["sessions_ended"], 1);
 
     // admin actions, by an admin user
-    let admin = app.create_and_login("auditor", "auditor-password", &["admin"]).await;
+    let admin = app.create_and_login("auditor", "brisk-meadow-55", &["admin"]).await;
     let admin_id = s(&admin["user"], "id").to_owned();
     let admin_token = s(&admin, "access_token").to_owned();
     let path = format!("/api/admin/users/{uid}");
@@ -144,10 +148,10 @@ async fn every_security_event_is_recorded_with_its_context() {
     assert_eq!(e["detail"]["path"], "/api/admin/audit");
 
     // Non-admins cannot read the trail.
-    let plain = s(&app.login("auditor", "auditor-password").await, "access_token").to_owned();
+    let plain = s(&app.login("auditor", "brisk-meadow-55").await, "access_token").to_owned();
     assert_eq!(app.get_auth("/api/admin/audit", &plain).await.status(), 200);
     app.patch_auth(&format!("/api/admin/users/{admin_id}"), app.operator(), json!({"roles": []})).await;
-    let demoted = s(&app.login("auditor", "auditor-password").await, "access_token").to_owned();
+    let demoted = s(&app.login("auditor", "brisk-meadow-55").await, "access_token").to_owned();
     expect_error(app.get_auth("/api/admin/audit", &demoted).await, 403, "insufficient_role").await;
 
     // The whole chain verifies.
@@ -162,11 +166,11 @@ async fn every_security_event_is_recorded_with_its_context() {
 #[tokio::test]
 async fn audit_listing_filters_by_user_event_and_time_and_pages() {
     let app = TestApp::spawn().await;
-    let a = app.register("alice", "alice-password").await;
+    let a = app.register("alice", "coral-lantern-38").await;
     let aid = s(&a["user"], "id").to_owned();
-    app.register("bobby", "bobby-password").await;
+    app.register("bobby", "dusk-violin-64").await;
     for _ in 0..3 {
-        app.login("alice", "alice-password").await;
+        app.login("alice", "coral-lantern-38").await;
     }
 
     let mine = events(&app, &format!("?user={aid}")).await;
@@ -234,7 +238,8 @@ async fn edited_or_removed_entries_are_detected_and_the_table_refuses_changes() 
 
 #[tokio::test]
 async fn concurrent_events_keep_the_chain_linear() {
-    let app = TestApp::spawn().await;
+    // Throttling off: this test is about the chain under concurrency, not about limits.
+    let app = TestApp::spawn_with(&["--rate-limit", "false"]).await;
     app.register("target", "a-long-password").await;
     let mut tasks = Vec::new();
     for i in 0..24 {

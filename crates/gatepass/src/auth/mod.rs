@@ -1,10 +1,12 @@
 //! Credentials and tokens: password hashing, access-token issuing, refresh-token material,
 //! the operator token and the in-memory revocation set. No HTTP types and no storage here.
 
+pub mod calibrate;
 pub mod csrf;
 pub mod keys;
 pub mod operator;
 pub mod passwords;
+pub mod ratelimit;
 pub mod refresh;
 pub mod revocation;
 pub mod tokens;

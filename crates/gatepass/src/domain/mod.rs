@@ -7,7 +7,7 @@ mod user;
 mod username;
 
 pub use email::Email;
-pub use password::Password;
+pub use password::{Password, PasswordPolicy};
 pub use role::{Role, Roles};
 pub use user::{User, UserId};
 pub use username::Username;

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 use crate::error::Error;
 use crate::http::AppState;
+use crate::limits::TrustedProxies;
 use crate::service::ClientInfo;
 
 /// A JSON body (`Content-Type: application/json`) mapped onto our error codes.
@@ -115,7 +116,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string());
+        // Forwarding headers count only when the peer is a configured trusted proxy.
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| {
+            let xff = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+            match parts.extensions.get::<std::sync::Arc<TrustedProxies>>() {
+                Some(trusted) => trusted.client_ip(peer.ip(), xff).to_string(),
+                None => peer.ip().to_string(),
+            }
+        });
         let user_agent =
             parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
         Ok(Client(ClientInfo { ip, user_agent }))

@@ -5,6 +5,7 @@ pub mod api;
 pub mod compat;
 pub mod cookies;
 pub mod csrf;
+pub mod edge;
 pub mod extract;
 pub mod guard;
 pub mod keys;

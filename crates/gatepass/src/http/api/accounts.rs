@@ -35,11 +35,25 @@ pub struct RegisterRequest {
     email: Option<String>,
 }
 
+impl RegisterRequest {
+    /// The submitted username, password and e-mail (fuzzing and tests).
+    pub fn fields(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        (self.username.as_deref(), self.password.as_deref(), self.email.as_deref())
+    }
+}
+
 /// Login body (JSON or form).
 #[derive(Debug, Deserialize)]
 pub struct LoginRequest {
     username: Option<String>,
     password: Option<String>,
+}
+
+impl LoginRequest {
+    /// The submitted username and password (fuzzing and tests).
+    pub fn fields(&self) -> (Option<&str>, Option<&str>) {
+        (self.username.as_deref(), self.password.as_deref())
+    }
 }
 
 /// `?cookie=true` asks for cookies instead of tokens in the body.
@@ -116,6 +130,13 @@ async fn protected(auth: Auth) -> Response {
 pub struct PasswordRequest {
     current_password: Option<String>,
     new_password: Option<String>,
+}
+
+impl PasswordRequest {
+    /// The submitted current and new password (fuzzing and tests).
+    pub fn fields(&self) -> (Option<&str>, Option<&str>) {
+        (self.current_password.as_deref(), self.new_password.as_deref())
+    }
 }
 
 async fn change_password(

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Delivery, rfc3339, token_response};
+use crate::auth::ratelimit::Action;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Auth, Client};
@@ -39,6 +40,7 @@ async fn refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
+    state.service.throttle(Action::Refresh, &client, None)?;
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
