@@ -364,15 +364,14 @@ async fn operator_token_expires_after_its_ttl_and_can_be_switched_off() {
     expect_error(off.get_auth("/api/info", &op).await, 401, "token_invalid").await;
 }
 
-/// Runs the real binary on `app`'s data directory.
+/// Runs the real binary on `app`'s data directory (and database, on PostgreSQL).
 fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"))
-        .args(args)
-        .args(["--data-dir", app.data_dir().to_str().unwrap()])
-        .env_remove("GATEPASS_DATABASE_URL")
-        .env("GATEPASS_LOG", "warn")
-        .output()
-        .expect("gatepass runs")
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
+    cmd.args(args).args(["--data-dir", app.data_dir().to_str().unwrap()]);
+    if let Some(db) = &app.db {
+        cmd.args(["--database-url", &db.url]);
+    }
+    cmd.env_remove("GATEPASS_DATABASE_URL").env("GATEPASS_LOG", "warn").output().expect("gatepass runs")
 }
 
 /// Polls `f` until it returns true (the server polls storage once a second).
@@ -427,6 +426,7 @@ async fn cli_changes_reach_the_running_server() {
             "1",
         ])
         .args(["--data-dir", app.data_dir().to_str().unwrap(), "--jwt-secret", common::SECRET])
+        .args(app.db.as_ref().map(|db| vec!["--database-url".to_owned(), db.url.clone()]).unwrap_or_default())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -21,13 +21,12 @@ async fn one(app: &TestApp, event: &str) -> Value {
 }
 
 fn gatepass(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"))
-        .args(args)
-        .args(["--data-dir", app.data_dir().to_str().unwrap()])
-        .env_remove("GATEPASS_DATABASE_URL")
-        .env("GATEPASS_LOG", "warn")
-        .output()
-        .expect("gatepass runs")
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
+    cmd.args(args).args(["--data-dir", app.data_dir().to_str().unwrap()]);
+    if let Some(db) = &app.db {
+        cmd.args(["--database-url", &db.url]);
+    }
+    cmd.env_remove("GATEPASS_DATABASE_URL").env("GATEPASS_LOG", "warn").output().expect("gatepass runs")
 }
 
 #[tokio::test]
@@ -203,6 +202,11 @@ async fn raw_db(app: &TestApp) -> sqlx::SqlitePool {
 #[tokio::test]
 async fn edited_or_removed_entries_are_detected_and_the_table_refuses_changes() {
     let app = TestApp::spawn().await;
+    if app.db.is_some() {
+        // The tampering below is SQLite SQL; the chain check itself is backend-independent.
+        println!("SKIPPED on PostgreSQL: tampering test edits the SQLite file directly");
+        return;
+    }
     for i in 0..4 {
         app.register(&format!("user{i}"), "a-long-password").await;
     }

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
+/// A fixed master key for servers on PostgreSQL.
+pub const MASTER_KEY: &str = "3c1d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d";
+
 /// A fixed test secret (random-looking, 64 hex chars).
 pub const SECRET: &str = "9f2c4e7a1b3d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
 
@@ -105,7 +108,13 @@ impl TestApp {
     ) -> Self {
         let mut argv = base_args(dir.path());
         if let Some(db) = &db {
-            argv.extend(["--database-url".to_owned(), db.url.clone()]);
+            // An external database needs an explicit master key (nothing is generated).
+            argv.extend([
+                "--database-url".to_owned(),
+                db.url.clone(),
+                "--master-key".to_owned(),
+                MASTER_KEY.to_owned(),
+            ]);
         }
         argv.extend(extra.iter().cloned());
         let args = Wrapper::try_parse_from(&argv).expect("valid test arguments").args;
