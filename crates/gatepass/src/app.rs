@@ -205,6 +205,8 @@ impl Application {
             let mut seen = None;
             for n in 0u64.. {
                 tick.tick().await;
+                // Drains buffered histogram samples; unscraped, they would grow without bound.
+                http::metrics::handle().run_upkeep();
                 // Read the fingerprint before reloading: a revocation committed in between
                 // changes it again, so the next tick reloads once more.
                 match service.storage().revocations_fingerprint().await {

@@ -9,6 +9,7 @@ use crate::auth::passwords::Verified;
 use crate::auth::ratelimit::{self, Action, Limiter, LocalLimiter, RateLimitSettings};
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::tokens::IssuedToken;
+use crate::auth::verified_cache::VerifiedCache;
 use crate::auth::{PasswordHasher, Revocation, RevocationSet, TokenIssuer};
 use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username};
 use crate::error::{Error, Result};
@@ -94,6 +95,7 @@ pub struct AuthService {
     policy: SessionPolicy,
     keys: KeyManagement,
     limiter: Arc<dyn Limiter>,
+    verified: VerifiedCache,
 }
 
 impl AuthService {
@@ -119,6 +121,7 @@ impl AuthService {
             policy,
             keys: KeyManagement::default(),
             limiter: Arc::new(LocalLimiter::default()),
+            verified: VerifiedCache::default(),
         }
     }
 
@@ -386,12 +389,16 @@ impl AuthService {
 
     /// Verifies an access token and checks that its session has not been revoked.
     pub fn authenticate(&self, token: &str) -> Result<AccessClaims> {
-        let result = self.verifier.verify_access(token).map_err(Error::from).and_then(|claims| {
-            match self.revocations.check(&claims.sid) {
-                None => Ok(claims),
-                Some(Revocation::Revoked) => Err(Error::TokenRevoked),
-                Some(Revocation::UserDeleted) => Err(Error::Token(VerifyError::Invalid("user deleted"))),
-            }
+        let leeway = self.verifier.config().leeway_secs.min(60) as i64;
+        let verified = match self.verified.get(token, now(), leeway) {
+            Some(claims) => Ok(claims),
+            None => self.verifier.verify_access(token).inspect(|claims| self.verified.insert(token, claims)),
+        };
+        // The revocation check is never cached: it runs on every request.
+        let result = verified.map_err(Error::from).and_then(|claims| match self.revocations.check(&claims.sid) {
+            None => Ok(claims),
+            Some(Revocation::Revoked) => Err(Error::TokenRevoked),
+            Some(Revocation::UserDeleted) => Err(Error::Token(VerifyError::Invalid("user deleted"))),
         });
         match &result {
             Ok(_) => metrics::counter!("gatepass_tokens_verified_total").increment(1),

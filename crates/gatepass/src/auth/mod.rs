@@ -10,6 +10,7 @@ pub mod ratelimit;
 pub mod refresh;
 pub mod revocation;
 pub mod tokens;
+pub mod verified_cache;
 
 pub use passwords::PasswordHasher;
 pub use revocation::{Revocation, RevocationSet};
