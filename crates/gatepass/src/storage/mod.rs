@@ -9,6 +9,7 @@ mod events;
 mod keys;
 mod postgres;
 pub mod revocation_feed;
+mod rows;
 mod sqlite;
 
 pub use audit::AuditStore;

@@ -2,47 +2,12 @@
 //! their transaction, read the last entry and insert the next one, so concurrent writers on
 //! every instance queue and the chain stays linear.
 
+use crate::storage::rows::AuditRow;
 use async_trait::async_trait;
-use sqlx::FromRow;
 
 use super::{PostgresStorage, map_err};
 use crate::storage::StorageResult;
 use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, AuditStore, GENESIS_HASH, entry_hash};
-
-#[derive(FromRow)]
-struct AuditRow {
-    id: i64,
-    at: i64,
-    event: String,
-    actor: Option<String>,
-    subject: Option<String>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    outcome: String,
-    detail: Option<String>,
-    prev_hash: String,
-    hash: String,
-}
-
-impl From<AuditRow> for AuditEntry {
-    fn from(r: AuditRow) -> Self {
-        AuditEntry {
-            id: r.id,
-            at: r.at,
-            event: AuditEvent {
-                event: r.event,
-                actor: r.actor,
-                subject: r.subject,
-                ip: r.ip,
-                user_agent: r.user_agent,
-                outcome: r.outcome,
-                detail: r.detail,
-            },
-            prev_hash: r.prev_hash,
-            hash: r.hash,
-        }
-    }
-}
 
 const COLUMNS: &str = "id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash";
 

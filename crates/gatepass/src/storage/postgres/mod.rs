@@ -14,8 +14,10 @@ mod keys;
 mod revocation_feed;
 
 use async_trait::async_trait;
+
+use super::rows::{SessionRow, UserRow};
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{FromRow, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ use super::{
     StorageError, StorageResult, UserPatch, reason_from_str, reason_to_str,
 };
 use crate::auth::Revocation;
-use crate::domain::{Email, Roles, User, UserId, Username};
+use crate::domain::{Roles, User, UserId};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -77,63 +79,6 @@ pub(super) fn map_err(e: sqlx::Error) -> StorageError {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => StorageError::Unavailable(e.to_string()),
         _ => StorageError::Other(e.to_string()),
-    }
-}
-
-#[derive(FromRow)]
-struct UserRow {
-    id: String,
-    username: String,
-    email: Option<String>,
-    password_hash: String,
-    roles: String,
-    disabled: bool,
-    created_at: i64,
-}
-
-impl UserRow {
-    fn into_user(self) -> StorageResult<User> {
-        Ok(User {
-            id: UserId::from_trusted(self.id),
-            username: Username::parse(&self.username)
-                .map_err(|_| StorageError::Other("stored username is invalid".into()))?,
-            email: self.email.as_deref().and_then(|e| Email::parse(e).ok()),
-            password_hash: self.password_hash,
-            roles: Roles::from_stored(&self.roles),
-            disabled: self.disabled,
-            created_at: self.created_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct SessionRow {
-    id: String,
-    user_id: String,
-    created_at: i64,
-    last_used_at: i64,
-    expires_at: i64,
-    auth_time: i64,
-    access_expires_at: i64,
-    user_agent: Option<String>,
-    ip: Option<String>,
-    revoked_at: Option<i64>,
-}
-
-impl From<SessionRow> for SessionRecord {
-    fn from(r: SessionRow) -> Self {
-        SessionRecord {
-            id: r.id,
-            user_id: r.user_id,
-            created_at: r.created_at,
-            last_used_at: r.last_used_at,
-            expires_at: r.expires_at,
-            auth_time: r.auth_time,
-            access_expires_at: r.access_expires_at,
-            user_agent: r.user_agent,
-            ip: r.ip,
-            revoked_at: r.revoked_at,
-        }
     }
 }
 

@@ -1,21 +1,11 @@
 //! SQLite implementation of [`KeyStore`].
 
+use crate::storage::rows::KeyRow;
 use async_trait::async_trait;
-use sqlx::FromRow;
 
 use super::{SqliteStorage, map_err};
 use crate::auth::keys::StoredKey;
 use crate::storage::{KeyStore, StorageResult};
-
-#[derive(FromRow)]
-struct KeyRow {
-    kid: String,
-    alg: String,
-    public_jwk: String,
-    private_key: String,
-    created_at: i64,
-    activates_at: i64,
-}
 
 #[async_trait]
 impl KeyStore for SqliteStorage {

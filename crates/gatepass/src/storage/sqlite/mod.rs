@@ -3,8 +3,10 @@
 //! so concurrent transactions queue instead of failing on lock upgrade.
 
 use async_trait::async_trait;
+
+use super::rows::{SessionRow, UserRow};
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use super::{
     StorageError, StorageResult, UserPatch, reason_from_str, reason_to_str,
 };
 use crate::auth::Revocation;
-use crate::domain::{Email, Roles, User, UserId, Username};
+use crate::domain::{Roles, User, UserId};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -53,63 +55,6 @@ fn map_err(e: sqlx::Error) -> StorageError {
             StorageError::Unavailable(e.to_string())
         }
         _ => StorageError::Other(e.to_string()),
-    }
-}
-
-#[derive(FromRow)]
-struct UserRow {
-    id: String,
-    username: String,
-    email: Option<String>,
-    password_hash: String,
-    roles: String,
-    disabled: bool,
-    created_at: i64,
-}
-
-impl UserRow {
-    fn into_user(self) -> StorageResult<User> {
-        Ok(User {
-            id: UserId::from_trusted(self.id),
-            username: Username::parse(&self.username)
-                .map_err(|_| StorageError::Other("stored username is invalid".into()))?,
-            email: self.email.as_deref().and_then(|e| Email::parse(e).ok()),
-            password_hash: self.password_hash,
-            roles: Roles::from_stored(&self.roles),
-            disabled: self.disabled,
-            created_at: self.created_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct SessionRow {
-    id: String,
-    user_id: String,
-    created_at: i64,
-    last_used_at: i64,
-    expires_at: i64,
-    auth_time: i64,
-    access_expires_at: i64,
-    user_agent: Option<String>,
-    ip: Option<String>,
-    revoked_at: Option<i64>,
-}
-
-impl From<SessionRow> for SessionRecord {
-    fn from(r: SessionRow) -> Self {
-        SessionRecord {
-            id: r.id,
-            user_id: r.user_id,
-            created_at: r.created_at,
-            last_used_at: r.last_used_at,
-            expires_at: r.expires_at,
-            auth_time: r.auth_time,
-            access_expires_at: r.access_expires_at,
-            user_agent: r.user_agent,
-            ip: r.ip,
-            revoked_at: r.revoked_at,
-        }
     }
 }
 

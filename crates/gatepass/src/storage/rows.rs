@@ -1,0 +1,110 @@
+//! Row shapes shared by the SQLite and PostgreSQL backends: both store the same columns
+//! with the same Rust types, and `FromRow` is generic over the database.
+
+use sqlx::FromRow;
+
+use super::audit::{AuditEntry, AuditEvent};
+use super::{SessionRecord, StorageError, StorageResult};
+use crate::domain::{Email, Roles, User, UserId, Username};
+
+#[derive(FromRow)]
+pub(crate) struct UserRow {
+    id: String,
+    username: String,
+    email: Option<String>,
+    password_hash: String,
+    roles: String,
+    disabled: bool,
+    created_at: i64,
+}
+
+impl UserRow {
+    pub(crate) fn into_user(self) -> StorageResult<User> {
+        Ok(User {
+            id: UserId::from_trusted(self.id),
+            username: Username::parse(&self.username)
+                .map_err(|_| StorageError::Other("stored username is invalid".into()))?,
+            email: self.email.as_deref().and_then(|e| Email::parse(e).ok()),
+            password_hash: self.password_hash,
+            roles: Roles::from_stored(&self.roles),
+            disabled: self.disabled,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct SessionRow {
+    id: String,
+    user_id: String,
+    created_at: i64,
+    last_used_at: i64,
+    expires_at: i64,
+    auth_time: i64,
+    access_expires_at: i64,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    revoked_at: Option<i64>,
+}
+
+impl From<SessionRow> for SessionRecord {
+    fn from(r: SessionRow) -> Self {
+        SessionRecord {
+            id: r.id,
+            user_id: r.user_id,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+            auth_time: r.auth_time,
+            access_expires_at: r.access_expires_at,
+            user_agent: r.user_agent,
+            ip: r.ip,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct AuditRow {
+    id: i64,
+    at: i64,
+    event: String,
+    actor: Option<String>,
+    subject: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    outcome: String,
+    detail: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        AuditEntry {
+            id: r.id,
+            at: r.at,
+            event: AuditEvent {
+                event: r.event,
+                actor: r.actor,
+                subject: r.subject,
+                ip: r.ip,
+                user_agent: r.user_agent,
+                outcome: r.outcome,
+                detail: r.detail,
+            },
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct KeyRow {
+    pub(crate) kid: String,
+    pub(crate) alg: String,
+    pub(crate) public_jwk: String,
+    pub(crate) private_key: String,
+    pub(crate) created_at: i64,
+    pub(crate) activates_at: i64,
+}
