@@ -16,7 +16,7 @@ use crate::auth::keys::KeyStatus;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::api::rfc3339;
-use crate::http::extract::Auth;
+use crate::http::guard::AdminCaller;
 
 /// How long clients may cache the JWKS. Rotation publishes new keys well before they sign
 /// (GATEPASS_KEY_ACTIVATION_DELAY, default 10 min > 5 min).
@@ -103,24 +103,15 @@ fn view(s: &KeyStatus) -> serde_json::Value {
     })
 }
 
-fn require_admin(auth: &Auth) -> Result<()> {
-    if !auth.claims.has_role("admin") {
-        return Err(Error::InsufficientRole);
-    }
-    Ok(())
-}
-
 /// `GET /api/admin/keys`: every stored key with its state (admin only).
-async fn list(State(state): State<AppState>, auth: Auth) -> Result<Response> {
-    require_admin(&auth)?;
+async fn list(State(state): State<AppState>, _admin: AdminCaller) -> Result<Response> {
     let keys = state.service.key_statuses().await?;
     Ok(Json(json!({ "keys": keys.iter().map(view).collect::<Vec<_>>() })).into_response())
 }
 
 /// `POST /api/admin/keys/rotate`: adds a key that signs after the activation delay.
-async fn rotate(State(state): State<AppState>, auth: Auth) -> Result<Response> {
-    require_admin(&auth)?;
+async fn rotate(State(state): State<AppState>, AdminCaller(caller): AdminCaller) -> Result<Response> {
     let key = state.service.rotate_keys().await?;
-    tracing::info!(kid = %key.kid, by = %auth.claims.sub, "signing key rotated");
+    tracing::info!(kid = %key.kid, by = %caller.actor_id(), "signing key rotated");
     Ok((axum::http::StatusCode::CREATED, Json(json!({ "key": view(&key) }))).into_response())
 }
