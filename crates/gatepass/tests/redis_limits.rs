@@ -215,3 +215,31 @@ async fn redis_outage_is_reported_and_recovery_is_automatic() {
     assert_eq!(info(&app).await["redis_up"], true);
     delete_keys(&url, &prefix).await;
 }
+
+#[tokio::test]
+async fn instance_started_while_redis_is_down_switches_over_when_it_answers() {
+    let Some(url) = redis_url().await else { return };
+    let _serial = SERIAL.lock().await;
+    let target = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let relay = Relay::start(target).await;
+    relay.cut();
+    let prefix = unique_prefix();
+    let relay_url = format!("redis://127.0.0.1:{}", relay.port);
+    let app = TestApp::spawn_with(&args(&["--redis-url", &relay_url, "--redis-prefix", &prefix])).await;
+    assert_eq!(info(&app).await["rate_limit_backend"], "local");
+    expect_error(login_status(&app, "early").await, 401, "invalid_credentials").await;
+
+    relay.restore();
+    let mut recovered = false;
+    for i in 0..50 {
+        let r = login_status(&app, &format!("later{i}")).await;
+        assert!(r.status() == 401 || r.status() == 429, "status {}", r.status());
+        if info(&app).await["rate_limit_backend"] == "redis" {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "shared limits start once Redis answers");
+    assert!(delete_keys(&url, &prefix).await >= 1, "buckets now live in Redis");
+}
