@@ -63,8 +63,8 @@ pub struct RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// A limiter on the Redis at `url` (`redis://…`, `rediss://…`). Connects lazily and
-    /// reconnects by itself; only a malformed URL is an error.
+    /// A limiter on the Redis at `url` (`redis://…`; TLS is not compiled in). Connects
+    /// lazily and reconnects by itself; only an unusable URL is an error.
     ///
     /// # Errors
     /// The URL is not a Redis URL.
