@@ -107,6 +107,16 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     let service =
         AuthService::new(storage, hasher, issuer, Arc::new(verifier), RefreshTokens::new(secret), settings, policy)
             .with_key_management(keys);
+    let service = match &args.abuse.redis_url {
+        Some(url) => {
+            let limiter = crate::auth::ratelimit_redis::RedisLimiter::new(url, &args.abuse.redis_prefix)?;
+            if limiter.probe().await {
+                tracing::info!("rate limits shared through redis");
+            }
+            service.with_limiter(Arc::new(limiter))
+        }
+        None => service,
+    };
     service.load_revocations().await?;
     Ok(Arc::new(service))
 }

@@ -146,17 +146,18 @@ impl AuthService {
     ///
     /// # Errors
     /// [`Error::RateLimited`] when a bucket is empty.
-    pub fn throttle(&self, action: Action, client: &ClientInfo, account: Option<&str>) -> Result<()> {
+    pub async fn throttle(&self, action: Action, client: &ClientInfo, account: Option<&str>) -> Result<()> {
         let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
         self.limiter
             .acquire(&self.settings().rate_limit, action, ip, account)
+            .await
             .map_err(|w| Error::RateLimited { retry_after: w.secs() })
     }
 
     /// Rate limit plus per-account back-off before a password check; returns the account key.
-    fn password_gate(&self, action: Action, raw_username: &str, client: &ClientInfo) -> Result<String> {
+    async fn password_gate(&self, action: Action, raw_username: &str, client: &ClientInfo) -> Result<String> {
         let account = ratelimit::account_key(raw_username);
-        self.throttle(action, client, Some(&account))?;
+        self.throttle(action, client, Some(&account)).await?;
         let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
         self.limiter
             .login_allowed(&self.settings().rate_limit, &account, ip)
@@ -249,7 +250,7 @@ impl AuthService {
         if !self.settings().registration_open {
             return Err(Error::RegistrationClosed);
         }
-        self.throttle(Action::Register, client, Some(&ratelimit::account_key(username)))?;
+        self.throttle(Action::Register, client, Some(&ratelimit::account_key(username))).await?;
         let user = self.create_user(username, password, email, Roles::default_user()).await?;
         self.audit(event("register", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
         self.start_session(user, now(), client).await
@@ -266,7 +267,7 @@ impl AuthService {
     /// Unknown user, wrong password and disabled account all answer
     /// [`Error::InvalidCredentials`] after the same amount of hashing work.
     pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<TokenGrant> {
-        let account = self.password_gate(Action::Login, username, client)?;
+        let account = self.password_gate(Action::Login, username, client).await?;
         let password = Password::parse_existing(password, "password")?;
         let user = match Username::parse(username) {
             Ok(name) => self.storage.user_by_username(&name.canonical()).await?,
@@ -478,7 +479,7 @@ impl AuthService {
         new: &str,
         client: &ClientInfo,
     ) -> Result<TokenGrant> {
-        let account = self.password_gate(Action::PasswordChange, &claims.username, client)?;
+        let account = self.password_gate(Action::PasswordChange, &claims.username, client).await?;
         let current = Password::parse_existing(current, "current_password")?;
         let policy = PasswordPolicy::new(self.settings().password_min_length);
         let new = policy.check(new, &claims.username, "new_password")?;

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod operator;
 pub mod passwords;
 pub mod ratelimit;
+pub mod ratelimit_redis;
 pub mod refresh;
 pub mod revocation;
 pub mod tokens;

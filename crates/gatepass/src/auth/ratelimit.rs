@@ -3,7 +3,8 @@
 //! and the canonical username.
 //!
 //! The state lives in this process ([`LocalLimiter`]). [`Limiter`] is the seam a shared
-//! (e.g. Redis) backend plugs into when several instances serve one user base.
+//! backend plugs into when several instances serve one user base
+//! ([`crate::auth::ratelimit_redis::RedisLimiter`] shares the token buckets).
 //!
 //! Design (see docs/abuse.md):
 //! - Token buckets (GCRA, `governor`) per (action, client network) and per (action,
@@ -88,12 +89,32 @@ impl RetryAfter {
     }
 }
 
+/// Where the token buckets currently live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// In this process only (no shared store configured, or it is unreachable).
+    Local,
+    /// Shared through Redis by every instance pointed at it.
+    Redis,
+}
+
+impl Backend {
+    /// The name shown in `/api/info` and the metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::Redis => "redis",
+        }
+    }
+}
+
 /// A throttling backend. Implementations must be cheap to call on every request and
 /// must bound their memory.
+#[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     /// Takes one token for `action` from the client's and (if known) the account's bucket.
     /// `trusted` clients (logged into this account before) skip the account bucket.
-    fn acquire(
+    async fn acquire(
         &self,
         settings: &RateLimitSettings,
         action: Action,
@@ -108,6 +129,14 @@ pub trait Limiter: Send + Sync {
     fn login_succeeded(&self, account: &str, ip: Option<IpAddr>);
     /// Drops state that no longer matters (called periodically).
     fn sweep(&self);
+    /// Where the buckets live right now.
+    fn backend(&self) -> Backend {
+        Backend::Local
+    }
+    /// Whether a configured shared store answers (`None`: none configured).
+    fn shared_store_up(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// The key under which a client is counted: the address, or its /64 for IPv6 (one host
@@ -262,14 +291,15 @@ impl LocalLimiter {
     fn accounts(&self) -> std::sync::MutexGuard<'_, Accounts> {
         self.accounts.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-fn wait_of(outcome: governor::NotUntil<governor::clock::QuantaInstant>) -> RetryAfter {
-    RetryAfter(outcome.wait_time_from(DefaultClock::default().now()))
-}
+    /// Whether `ip` logged into `account` before (through this instance), which exempts
+    /// it from the per-account bucket.
+    pub fn is_trusted(&self, account: &str, ip: Option<IpAddr>) -> bool {
+        self.accounts().is_known(account, ip)
+    }
 
-impl Limiter for LocalLimiter {
-    fn acquire(
+    /// The synchronous bucket check behind [`Limiter::acquire`].
+    pub fn acquire_local(
         &self,
         settings: &RateLimitSettings,
         action: Action,
@@ -279,7 +309,7 @@ impl Limiter for LocalLimiter {
         if !settings.enabled {
             return Ok(());
         }
-        let trusted = account.is_some_and(|a| self.accounts().is_known(a, ip));
+        let trusted = account.is_some_and(|a| self.is_trusted(a, ip));
         self.with_buckets(settings, |b| {
             if let Some(ip) = ip {
                 b.ip.check_key(&(action, client_key(ip))).map_err(wait_of)?;
@@ -289,6 +319,23 @@ impl Limiter for LocalLimiter {
             }
             Ok(())
         })
+    }
+}
+
+fn wait_of(outcome: governor::NotUntil<governor::clock::QuantaInstant>) -> RetryAfter {
+    RetryAfter(outcome.wait_time_from(DefaultClock::default().now()))
+}
+
+#[async_trait::async_trait]
+impl Limiter for LocalLimiter {
+    async fn acquire(
+        &self,
+        settings: &RateLimitSettings,
+        action: Action,
+        ip: Option<IpAddr>,
+        account: Option<&str>,
+    ) -> Result<(), RetryAfter> {
+        self.acquire_local(settings, action, ip, account)
     }
 
     fn login_allowed(&self, settings: &RateLimitSettings, account: &str, ip: Option<IpAddr>) -> Result<(), RetryAfter> {

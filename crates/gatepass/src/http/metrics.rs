@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 use subtle::ConstantTimeEq;
 
+use crate::auth::ratelimit::Backend;
 use crate::error::Error;
 use crate::http::AppState;
 
@@ -67,6 +68,13 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result
     metrics::gauge!("gatepass_revoked_sessions_in_memory").set(service.revocations().len() as f64);
     if let Ok(n) = service.storage().count_live_sessions(crate::service::now()).await {
         metrics::gauge!("gatepass_live_sessions").set(n as f64);
+    }
+    let backend = service.limiter().backend();
+    for b in [Backend::Local, Backend::Redis] {
+        metrics::gauge!("gatepass_rate_limit_backend", "backend" => b.as_str()).set(f64::from(u8::from(b == backend)));
+    }
+    if let Some(up) = service.limiter().shared_store_up() {
+        metrics::gauge!("gatepass_redis_up").set(f64::from(u8::from(up)));
     }
     let handle = handle();
     handle.run_upkeep();

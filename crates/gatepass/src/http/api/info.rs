@@ -44,6 +44,8 @@ async fn info_body(state: &AppState) -> Result<Value> {
         "session_max_age": service.policy().session_max_age,
         "settings": crate::settings::to_json(&settings),
         "operator_token_enabled": state.operator.is_some(),
+        "rate_limit_backend": service.limiter().backend().as_str(),
+        "redis_up": service.limiter().shared_store_up(),
         "counts": {
             "users": storage.count_users().await?,
             "live_sessions": storage.count_live_sessions(now()).await?,

@@ -40,7 +40,7 @@ async fn refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    state.service.throttle(Action::Refresh, &client, None)?;
+    state.service.throttle(Action::Refresh, &client, None).await?;
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
