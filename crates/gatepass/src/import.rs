@@ -5,7 +5,7 @@
 //! hashes are kept as they are and replaced by Argon2id at the user's next login.
 
 use sqlx::{Connection, Row};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::str::FromStr;
 
 use crate::auth::PasswordHasher;
@@ -25,14 +25,14 @@ pub struct ImportReport {
 }
 
 /// One source row, before checks.
-struct Row_ {
+struct SourceRow {
     username: String,
     password: Option<String>,
     email: Option<String>,
 }
 
 /// Reads every row of `users` from the SQLite database at `path`.
-async fn read_source(path: &str) -> anyhow::Result<Vec<Row_>> {
+async fn read_source(path: &str) -> anyhow::Result<Vec<SourceRow>> {
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?.read_only(true);
     let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
     let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('users')")
@@ -54,7 +54,7 @@ async fn read_source(path: &str) -> anyhow::Result<Vec<Row_>> {
     let rows = sqlx::query(sql).fetch_all(&mut conn).await?;
     Ok(rows
         .iter()
-        .map(|r| Row_ {
+        .map(|r| SourceRow {
             username: r.try_get::<Option<String>, _>(0).ok().flatten().unwrap_or_default(),
             password: r.try_get::<Option<String>, _>(1).ok().flatten(),
             email: r.try_get::<Option<String>, _>(2).ok().flatten(),
@@ -73,7 +73,7 @@ pub async fn import_sqlite(
 ) -> anyhow::Result<ImportReport> {
     let rows = read_source(path).await?;
     let mut report = ImportReport { read: rows.len(), ..Default::default() };
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for (i, row) in rows.iter().enumerate() {
         let label = if row.username.is_empty() { format!("row {}", i + 1) } else { row.username.clone() };
         match prepare(row, storage, hasher, &mut seen).await {
@@ -99,13 +99,13 @@ pub async fn import_sqlite(
 }
 
 async fn prepare(
-    row: &Row_,
+    row: &SourceRow,
     storage: &dyn Storage,
     hasher: &PasswordHasher,
-    seen: &mut HashMap<String, ()>,
+    seen: &mut HashSet<String>,
 ) -> Result<User, String> {
     let username = Username::parse(&row.username).map_err(|e| format!("invalid username: {}", e.message))?;
-    if seen.insert(username.canonical(), ()).is_some() {
+    if !seen.insert(username.canonical()) {
         return Err("duplicate username in the source (case-insensitive)".into());
     }
     if storage.user_by_username(&username.canonical()).await.map_err(|e| e.to_string())?.is_some() {
