@@ -217,12 +217,12 @@ impl Application {
                 tick.tick().await;
                 // Drains buffered histogram samples; unscraped, they would grow without bound.
                 http::metrics::handle().run_upkeep();
-                // Read the fingerprint before reloading: a revocation committed in between
+                // Read the version before reloading: a revocation committed in between
                 // changes it again, so the next tick reloads once more.
-                match service.storage().revocations_fingerprint().await {
-                    Ok(fp) if seen == Some(fp) => {}
-                    Ok(fp) => match service.load_revocations().await {
-                        Ok(_) => seen = Some(fp),
+                match service.storage().revocations_version().await {
+                    Ok(version) if seen == Some(version) => {}
+                    Ok(version) => match service.load_revocations().await {
+                        Ok(_) => seen = Some(version),
                         Err(e) => tracing::warn!(error = %e, "revocation reload failed"),
                     },
                     Err(e) => tracing::warn!(error = %e, "revocation check failed"),

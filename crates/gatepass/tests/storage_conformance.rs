@@ -255,10 +255,15 @@ async fn revocations(s: Arc<dyn Storage>) {
     for (i, sid) in ["a", "b", "c", "d"].iter().enumerate() {
         s.create_session(&session(sid, uid, NOW + i as i64), &format!("h{sid}"), NOW + 3600).await.expect("session");
     }
+    let before = s.revocations_version().await.expect("version");
     let one = s.revoke_sessions(uid, SessionFilter::One("a"), NOW + 10).await.expect("revoke");
     assert_eq!(one.len(), 1);
+    // Other processes notice a new revocation by this version alone.
+    let after_one = s.revocations_version().await.expect("version");
+    assert_ne!(after_one, before, "a revocation must change the version");
     assert_eq!((one[0].sid.as_str(), one[0].until, one[0].reason), ("a", NOW + 960, Revocation::Revoked));
     assert!(s.revoke_sessions(uid, SessionFilter::One("a"), NOW + 11).await.expect("again").is_empty());
+    assert_eq!(s.revocations_version().await.expect("version"), after_one, "nothing new was revoked");
     // Another user's session is out of reach.
     assert!(s.revoke_sessions("other", SessionFilter::One("b"), NOW).await.expect("other").is_empty());
     let mut others: Vec<_> = s
@@ -277,6 +282,8 @@ async fn revocations(s: Arc<dyn Storage>) {
     let mut live: Vec<_> = s.live_revocations(NOW + 14).await.expect("live").into_iter().map(|r| r.sid).collect();
     live.sort();
     assert_eq!(live, ["a", "b", "c", "d"]);
+    let after_all = s.revocations_version().await.expect("version");
+    assert_ne!(after_all, after_one);
     // Revocations end once every access token has expired (+ margin).
     assert!(s.live_revocations(NOW + 3 + 960).await.expect("live").is_empty());
 }

@@ -1,7 +1,7 @@
 //! Noticing revocations written by other processes (the CLI, other instances) cheaply.
 //!
-//! A server polls [`RevocationFeed::revocations_fingerprint`] every second and reloads the
-//! full revocation list only when the fingerprint changed.
+//! A server polls [`RevocationFeed::revocations_version`] every second and reloads the
+//! full revocation list only when the version changed.
 
 use async_trait::async_trait;
 
@@ -10,8 +10,8 @@ use super::StorageResult;
 /// A cheap change detector for the persisted revocations.
 #[async_trait]
 pub trait RevocationFeed: Send + Sync {
-    /// `(count, sum of until)` over all revocation rows. Adding a revocation (whose
-    /// `until` lies in the future) always changes it, even when expired rows were purged
-    /// in the meantime, because purged rows have `until` in the past.
-    async fn revocations_fingerprint(&self) -> StorageResult<(i64, i64)>;
+    /// A number that changes whenever a revocation is added or changed, by any process.
+    /// Kept by database triggers, so reading it is one row whatever the number of
+    /// revocations (deleting expired rows does not change it: that makes no token valid).
+    async fn revocations_version(&self) -> StorageResult<i64>;
 }

@@ -8,8 +8,10 @@ use crate::storage::revocation_feed::RevocationFeed;
 
 #[async_trait]
 impl RevocationFeed for PostgresStorage {
-    async fn revocations_fingerprint(&self) -> StorageResult<(i64, i64)> {
-        sqlx::query_as("SELECT COUNT(*)::BIGINT, COALESCE(SUM(until), 0)::BIGINT FROM revocations")
+    async fn revocations_version(&self) -> StorageResult<i64> {
+        // `last_value` of a sequence never advanced is 1 with `is_called` false; both
+        // together tell "never" from "once".
+        sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM revocations_version")
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)

@@ -8,8 +8,8 @@ use crate::storage::revocation_feed::RevocationFeed;
 
 #[async_trait]
 impl RevocationFeed for SqliteStorage {
-    async fn revocations_fingerprint(&self) -> StorageResult<(i64, i64)> {
-        sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(until), 0) FROM revocations")
+    async fn revocations_version(&self) -> StorageResult<i64> {
+        sqlx::query_scalar("SELECT version FROM revocations_version WHERE id = 1")
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)
