@@ -188,7 +188,7 @@ pub struct RotatedKey {
     get,
     path = "/api/admin/keys",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "The keys", body = KeyList),
         (status = 401, response = inline(Unauthorized)),
@@ -208,7 +208,7 @@ async fn list(State(state): State<AppState>, _admin: AdminCaller) -> Result<Resp
     post,
     path = "/api/admin/keys/rotate",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 201, description = "The new key", body = RotatedKey),
         (status = 400, response = inline(BadRequest)),

@@ -35,8 +35,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// 3–64 characters of `[A-Za-z0-9._-]`, unique case-insensitively.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9._-]{3,64}$")]
     username: Option<String>,
+    /// At least the configured minimum length (default 8), at most 1024; common
+    /// passwords and ones containing the username are refused.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     password: Option<String>,
+    /// E-mail address (optional).
+    #[schema(format = Email)]
     email: Option<String>,
 }
 
@@ -50,7 +57,11 @@ impl RegisterRequest {
 /// Login body (JSON or form).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
+    /// The username (any case).
+    #[schema(value_type = String, required = true, min_length = 1)]
     username: Option<String>,
+    /// The password.
+    #[schema(value_type = String, required = true, min_length = 1)]
     password: Option<String>,
 }
 
@@ -278,7 +289,11 @@ async fn protected(auth: Auth) -> Response {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
+    /// The password now.
+    #[schema(value_type = String, required = true, min_length = 1)]
     current_password: Option<String>,
+    /// The new password (same rules as at registration).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     new_password: Option<String>,
 }
 

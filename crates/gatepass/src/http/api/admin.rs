@@ -116,9 +116,17 @@ pub struct Updated {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
+    /// 3–64 characters of `[A-Za-z0-9._-]`, unique case-insensitively.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9._-]{3,64}$")]
     username: Option<String>,
+    /// At least the configured minimum length (default 8), at most 1024; common
+    /// passwords and ones containing the username are refused.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     password: Option<String>,
+    /// E-mail address (optional).
+    #[schema(format = Email)]
     email: Option<String>,
+    /// Roles (`user` is always added), at most 16.
     #[serde(default)]
     roles: Vec<String>,
 }
@@ -128,7 +136,7 @@ pub struct CreateRequest {
     post,
     path = "/api/admin/users",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     request_body = CreateRequest,
     responses(
         (status = 201, description = "Created", body = Created),
@@ -198,7 +206,7 @@ fn page_limit(limit: Option<i64>) -> Result<i64> {
     get,
     path = "/api/admin/users",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     params(ListQuery),
     responses(
         (status = 200, description = "A page of accounts", body = UserPage),
@@ -232,7 +240,7 @@ async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQ
     get,
     path = "/api/admin/users/{id}",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "The account", body = OneUser),
@@ -304,7 +312,7 @@ fn parse_patch(body: &Map<String, Value>) -> Result<UserPatch> {
     patch,
     path = "/api/admin/users/{id}",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     params(("id" = String, Path, description = "User id")),
     request_body = UserPatchRequest,
     responses(
@@ -339,7 +347,7 @@ async fn update(
     delete,
     path = "/api/admin/users/{id}",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Deleted", body = Ended),
@@ -367,7 +375,7 @@ async fn remove(
     post,
     path = "/api/admin/users/{id}/logout",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Sessions ended", body = Ended),
@@ -480,7 +488,7 @@ pub struct AuditPage {
     get,
     path = "/api/admin/audit",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     params(AuditParams),
     responses(
         (status = 200, description = "A page of entries", body = AuditPage),

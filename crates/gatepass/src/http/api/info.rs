@@ -34,6 +34,59 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(run_root))
 }
 
+/// A settings change: any of these keys, all-or-nothing. Checked by
+/// [`crate::settings::apply_patch`]; unknown keys, wrong types and out-of-range values are
+/// a 400 and change nothing.
+#[derive(Debug, ToSchema)]
+#[schema(min_properties = 1)]
+#[allow(dead_code)]
+pub struct SettingsPatch {
+    /// Access-token lifetime, seconds.
+    #[schema(minimum = 1, maximum = 86400)]
+    access_token_ttl: Option<i64>,
+    /// Refresh-token lifetime, seconds.
+    #[schema(minimum = 60, maximum = 31536000)]
+    refresh_token_ttl: Option<i64>,
+    /// Whether `/api/register` is open.
+    registration_open: Option<bool>,
+    /// Shortest password accepted.
+    #[schema(minimum = 1, maximum = 1024)]
+    password_min_length: Option<i64>,
+    /// Rate-limit settings to change.
+    #[schema(inline)]
+    rate_limit: Option<RateLimitPatch>,
+}
+
+/// Rate-limit settings to change.
+#[derive(Debug, ToSchema)]
+#[schema(min_properties = 1)]
+#[allow(dead_code)]
+pub struct RateLimitPatch {
+    /// Rate limiting on or off.
+    enabled: Option<bool>,
+    /// Per-IP refill.
+    #[schema(minimum = 1, maximum = 1000000)]
+    ip_per_minute: Option<u64>,
+    /// Per-IP burst.
+    #[schema(minimum = 1, maximum = 1000000)]
+    ip_burst: Option<u64>,
+    /// Per-username refill.
+    #[schema(minimum = 1, maximum = 1000000)]
+    user_per_minute: Option<u64>,
+    /// Per-username burst.
+    #[schema(minimum = 1, maximum = 1000000)]
+    user_burst: Option<u64>,
+    /// Failed logins before back-off.
+    #[schema(minimum = 1, maximum = 1000)]
+    lockout_threshold: Option<u64>,
+    /// Longest single back-off, seconds.
+    #[schema(minimum = 1, maximum = 86400)]
+    lockout_max_secs: Option<u64>,
+    /// Failed logins per account per hour.
+    #[schema(minimum = 1, maximum = 100)]
+    max_failures_per_hour: Option<u64>,
+}
+
 /// Account and session counts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Counts {
@@ -104,7 +157,7 @@ async fn info_body(state: &AppState) -> Result<Info> {
     path = "/api/info",
     operation_id = "info",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "Server facts and settings", body = Info),
         (status = 401, response = inline(Unauthorized)),
@@ -124,8 +177,8 @@ async fn info(State(state): State<AppState>, _: AdminCaller) -> Result<Response>
     path = "/api/info",
     operation_id = "patch_info",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
-    request_body(content = Object, description = "Keys of `settings` as GET shows them, e.g. `{\"registration_open\": false}`"),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    request_body = SettingsPatch,
     responses(
         (status = 200, description = "Changed; the new facts and settings", body = Info),
         (status = 400, response = inline(BadRequest)),
@@ -158,7 +211,7 @@ async fn patch_info(
     path = "/info",
     operation_id = "info_root",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "Server facts and settings", body = Info),
         (status = 401, response = inline(Unauthorized)),
@@ -176,8 +229,8 @@ async fn info_root(state: State<AppState>, caller: AdminCaller) -> Result<Respon
     path = "/info",
     operation_id = "patch_info_root",
     tag = "admin",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
-    request_body(content = Object, description = "Keys of `settings` as GET shows them, e.g. `{\"registration_open\": false}`"),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    request_body = SettingsPatch,
     responses(
         (status = 200, description = "Changed; the new facts and settings", body = Info),
         (status = 400, response = inline(BadRequest)),
@@ -202,6 +255,7 @@ async fn patch_info_root(
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The text to analyse.
+    #[schema(value_type = String, required = true)]
     text: Option<String>,
 }
 
@@ -242,7 +296,7 @@ pub struct RunResult<'a> {
     path = "/api/run",
     operation_id = "run",
     tag = "accounts",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     request_body = RunRequest,
     responses(
         (status = 200, description = "The analysis", body = RunResult),
@@ -277,7 +331,7 @@ async fn run(caller: Caller, JsonBody(req): JsonBody<RunRequest>) -> Result<Resp
     path = "/run",
     operation_id = "run_root",
     tag = "accounts",
-    security(("bearer" = []), ("session_cookie" = []), ("operator_token" = [])),
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     request_body = RunRequest,
     responses(
         (status = 200, description = "The analysis", body = RunResult),
@@ -290,4 +344,22 @@ async fn run(caller: Caller, JsonBody(req): JsonBody<RunRequest>) -> Result<Resp
 )]
 async fn run_root(caller: Caller, body: JsonBody<RunRequest>) -> Result<Response> {
     run(caller, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    #[test]
+    fn documented_ttl_bounds_are_the_enforced_ones() {
+        let schema = serde_json::to_value(SettingsPatch::schema()).unwrap();
+        for (key, (lo, hi)) in [
+            ("access_token_ttl", crate::settings::ACCESS_TTL_RANGE),
+            ("refresh_token_ttl", crate::settings::REFRESH_TTL_RANGE),
+        ] {
+            assert_eq!(schema["properties"][key]["minimum"], lo, "{key}");
+            assert_eq!(schema["properties"][key]["maximum"], hi, "{key}");
+        }
+    }
 }

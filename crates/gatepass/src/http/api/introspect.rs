@@ -89,6 +89,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
     /// The token.
+    #[schema(value_type = String, required = true, min_length = 1)]
     token: Option<String>,
     /// `access_token` or `refresh_token`; optional and not needed.
     #[serde(default)]
