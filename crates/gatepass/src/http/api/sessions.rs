@@ -74,8 +74,10 @@ async fn refresh(
         if !is_json {
             return Err(Error::UnsupportedMediaType("application/json"));
         }
-        let req: RefreshRequest = serde_json::from_slice(&body).map_err(|e| Error::InvalidJson(e.to_string()))?;
-        req.refresh_token.filter(|t| !t.is_empty())
+        // `null` counts as no body, as the description allows.
+        let req: Option<RefreshRequest> =
+            serde_json::from_slice(&body).map_err(|e| Error::InvalidJson(e.to_string()))?;
+        req.and_then(|r| r.refresh_token).filter(|t| !t.is_empty())
     };
     let (token, delivery) = match from_body {
         Some(t) => (t, Delivery::Body),
