@@ -113,61 +113,181 @@ impl From<anyhow::Error> for Error {
     }
 }
 
+/// The machine-readable `code` of every error body. The OpenAPI description lists these
+/// variants (derived from this enum), grouped by [`ErrorCode::status`], so the documented
+/// codes and statuses cannot drift from what [`Error`] produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: a field broke a rule.
+    ValidationFailed,
+    /// 400: the body is not the JSON expected.
+    InvalidJson,
+    /// 400: a malformed request other than JSON.
+    InvalidRequest,
+    /// 400: refresh was called without a refresh token.
+    RefreshTokenRequired,
+    /// 401: wrong username or password.
+    InvalidCredentials,
+    /// 401: no credentials.
+    TokenMissing,
+    /// 401: the credentials are not shaped like a bearer token.
+    TokenMalformed,
+    /// 401: the token fails verification.
+    TokenInvalid,
+    /// 401: the token has expired.
+    TokenExpired,
+    /// 401: the session was ended.
+    TokenRevoked,
+    /// 401: the refresh token is unknown or expired.
+    RefreshTokenInvalid,
+    /// 401: an already-rotated refresh token came back.
+    RefreshTokenReused,
+    /// 401: the action needs a recent password entry.
+    FreshLoginRequired,
+    /// 401: a service credential (HTTP Basic) is missing or wrong.
+    InvalidClient,
+    /// 403: the caller lacks the role.
+    InsufficientRole,
+    /// 403: the CSRF check failed.
+    CsrfFailed,
+    /// 403: registration is closed.
+    RegistrationClosed,
+    /// 404.
+    NotFound,
+    /// 405.
+    MethodNotAllowed,
+    /// 408: the request took longer than the configured limit.
+    RequestTimeout,
+    /// 409: the username exists.
+    UsernameTaken,
+    /// 413.
+    PayloadTooLarge,
+    /// 415.
+    UnsupportedMediaType,
+    /// 429.
+    RateLimited,
+    /// 503.
+    StorageUnavailable,
+    /// 500.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The HTTP status every error with this code has.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode as C;
+        match self {
+            C::ValidationFailed | C::InvalidJson | C::InvalidRequest | C::RefreshTokenRequired => {
+                StatusCode::BAD_REQUEST
+            }
+            C::InvalidCredentials
+            | C::TokenMissing
+            | C::TokenMalformed
+            | C::TokenInvalid
+            | C::TokenExpired
+            | C::TokenRevoked
+            | C::RefreshTokenInvalid
+            | C::RefreshTokenReused
+            | C::FreshLoginRequired
+            | C::InvalidClient => StatusCode::UNAUTHORIZED,
+            C::InsufficientRole | C::CsrfFailed | C::RegistrationClosed => StatusCode::FORBIDDEN,
+            C::NotFound => StatusCode::NOT_FOUND,
+            C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            C::UsernameTaken => StatusCode::CONFLICT,
+            C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            C::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            C::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code as it appears in bodies, e.g. `token_expired`.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode as C;
+        match self {
+            C::ValidationFailed => "validation_failed",
+            C::InvalidJson => "invalid_json",
+            C::InvalidRequest => "invalid_request",
+            C::RefreshTokenRequired => "refresh_token_required",
+            C::InvalidCredentials => "invalid_credentials",
+            C::TokenMissing => "token_missing",
+            C::TokenMalformed => "token_malformed",
+            C::TokenInvalid => "token_invalid",
+            C::TokenExpired => "token_expired",
+            C::TokenRevoked => "token_revoked",
+            C::RefreshTokenInvalid => "refresh_token_invalid",
+            C::RefreshTokenReused => "refresh_token_reused",
+            C::FreshLoginRequired => "fresh_login_required",
+            C::InvalidClient => "invalid_client",
+            C::InsufficientRole => "insufficient_role",
+            C::CsrfFailed => "csrf_failed",
+            C::RegistrationClosed => "registration_closed",
+            C::NotFound => "not_found",
+            C::MethodNotAllowed => "method_not_allowed",
+            C::RequestTimeout => "request_timeout",
+            C::UsernameTaken => "username_taken",
+            C::PayloadTooLarge => "payload_too_large",
+            C::UnsupportedMediaType => "unsupported_media_type",
+            C::RateLimited => "rate_limited",
+            C::StorageUnavailable => "storage_unavailable",
+            C::InternalError => "internal_error",
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A message for people; may change between releases.
+    pub error: String,
+    /// A stable code for programs.
+    pub code: ErrorCode,
+}
+
 impl Error {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Error::Validation(_) | Error::InvalidJson(_) | Error::BadRequest(_) | Error::RefreshTokenRequired => {
-                StatusCode::BAD_REQUEST
-            }
-            Error::InvalidCredentials
-            | Error::TokenMissing
-            | Error::Token(_)
-            | Error::TokenRevoked
-            | Error::RefreshTokenInvalid
-            | Error::RefreshTokenReused
-            | Error::FreshLoginRequired
-            | Error::InvalidClient => StatusCode::UNAUTHORIZED,
-            Error::InsufficientRole | Error::CsrfFailed | Error::RegistrationClosed => StatusCode::FORBIDDEN,
-            Error::NotFound => StatusCode::NOT_FOUND,
-            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Error::UsernameTaken => StatusCode::CONFLICT,
-            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.error_code().status()
     }
 
     /// The machine-readable code.
     pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    /// The machine-readable code as an [`ErrorCode`].
+    pub fn error_code(&self) -> ErrorCode {
+        use ErrorCode as C;
         match self {
-            Error::Validation(_) => "validation_failed",
-            Error::InvalidJson(_) => "invalid_json",
-            Error::BadRequest(_) => "invalid_request",
-            Error::RefreshTokenRequired => "refresh_token_required",
-            Error::InvalidCredentials => "invalid_credentials",
-            Error::TokenMissing => "token_missing",
-            Error::Token(e) => e.code(),
-            Error::TokenRevoked => "token_revoked",
-            Error::RefreshTokenInvalid => "refresh_token_invalid",
-            Error::RefreshTokenReused => "refresh_token_reused",
-            Error::FreshLoginRequired => "fresh_login_required",
-            Error::InvalidClient => "invalid_client",
-            Error::InsufficientRole => "insufficient_role",
-            Error::CsrfFailed => "csrf_failed",
-            Error::RegistrationClosed => "registration_closed",
-            Error::NotFound => "not_found",
-            Error::MethodNotAllowed => "method_not_allowed",
-            Error::RequestTimeout => "request_timeout",
-            Error::UsernameTaken => "username_taken",
-            Error::PayloadTooLarge => "payload_too_large",
-            Error::UnsupportedMediaType(_) => "unsupported_media_type",
-            Error::RateLimited { .. } => "rate_limited",
-            Error::StorageUnavailable => "storage_unavailable",
-            Error::Internal(_) => "internal_error",
+            Error::Validation(_) => C::ValidationFailed,
+            Error::InvalidJson(_) => C::InvalidJson,
+            Error::BadRequest(_) => C::InvalidRequest,
+            Error::RefreshTokenRequired => C::RefreshTokenRequired,
+            Error::InvalidCredentials => C::InvalidCredentials,
+            Error::TokenMissing => C::TokenMissing,
+            Error::Token(VerifyError::Malformed(_)) => C::TokenMalformed,
+            Error::Token(VerifyError::Invalid(_)) => C::TokenInvalid,
+            Error::Token(VerifyError::Expired) => C::TokenExpired,
+            Error::TokenRevoked => C::TokenRevoked,
+            Error::RefreshTokenInvalid => C::RefreshTokenInvalid,
+            Error::RefreshTokenReused => C::RefreshTokenReused,
+            Error::FreshLoginRequired => C::FreshLoginRequired,
+            Error::InvalidClient => C::InvalidClient,
+            Error::InsufficientRole => C::InsufficientRole,
+            Error::CsrfFailed => C::CsrfFailed,
+            Error::RegistrationClosed => C::RegistrationClosed,
+            Error::NotFound => C::NotFound,
+            Error::MethodNotAllowed => C::MethodNotAllowed,
+            Error::RequestTimeout => C::RequestTimeout,
+            Error::UsernameTaken => C::UsernameTaken,
+            Error::PayloadTooLarge => C::PayloadTooLarge,
+            Error::UnsupportedMediaType(_) => C::UnsupportedMediaType,
+            Error::RateLimited { .. } => C::RateLimited,
+            Error::StorageUnavailable => C::StorageUnavailable,
+            Error::Internal(_) => C::InternalError,
         }
     }
 
@@ -236,7 +356,7 @@ impl IntoResponse for Error {
             other => tracing::debug!(code = other.code(), "request refused"),
         }
         let status = self.status();
-        let body = serde_json::json!({ "error": self.message(), "code": self.code() });
+        let body = ErrorBody { error: self.message(), code: self.error_code() };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         if let Some(v) = self.www_authenticate().and_then(|w| HeaderValue::from_str(&w).ok()) {

@@ -48,6 +48,53 @@ fn strip_prefix(text: String) -> String {
     }
 }
 
+/// The raw request body. Unlike `axum::body::Bytes`, an oversized body is the JSON
+/// `payload_too_large` error rather than axum's plain-text one.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        axum::body::Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge
+            } else {
+                Error::BadRequest("could not read the request body".into())
+            }
+        })
+    }
+}
+
+/// Query parameters; a malformed query string is the JSON `invalid_request` error
+/// rather than axum's plain-text rejection.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(QueryParams)
+            .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))
+    }
+}
+
+/// One path parameter; one that does not decode is a 404 (no such resource), in the
+/// JSON error shape.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(PathParam(v)),
+            Err(_) => Err(Error::NotFound),
+        }
+    }
+}
+
 /// A body that may be JSON or an HTML form (seed 001 posts forms to `/login`).
 pub struct JsonOrForm<T> {
     /// The parsed body.
@@ -63,13 +110,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
         let content_type =
             req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         if content_type.starts_with("application/x-www-form-urlencoded") {
-            let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::PayloadTooLarge
-                } else {
-                    Error::BadRequest("could not read the request body".into())
-                }
-            })?;
+            let RawBody(bytes) = RawBody::from_request(req, state).await?;
             let value = serde_urlencoded::from_bytes(&bytes)
                 .map_err(|e| Error::BadRequest(format!("invalid form body: {e}")))?;
             return Ok(JsonOrForm { value, from_form: true });

@@ -5,41 +5,86 @@
 //! `Cache-Control` (the global default is `no-store`). They never contain private keys or
 //! the HS256 secret: in HS256 mode the key set is empty.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::keys::KeyStatus;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::api::rfc3339;
 use crate::http::guard::AdminCaller;
+use crate::http::openapi::{BadRequest, Forbidden, ServiceUnavailable, Unauthorized};
 
 /// How long clients may cache the JWKS. Rotation publishes new keys well before they sign
 /// (GATEPASS_KEY_ACTIVATION_DELAY, default 10 min > 5 min).
 const JWKS_CACHE: &str = "public, max-age=300";
 
 /// Discovery and key-management routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/.well-known/openid-configuration", get(discovery))
-        .route("/api/admin/keys", get(list))
-        .route("/api/admin/keys/rotate", post(rotate))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(jwks)).routes(routes!(discovery)).routes(routes!(list)).routes(routes!(rotate))
 }
 
+/// A JSON Web Key Set (RFC 7517) of public keys only.
+#[derive(Debug, ToSchema)]
+pub struct JwkSet {
+    /// Public JWKs (`kty`, `kid`, `alg`, `use` and the key's public parameters); empty in
+    /// HS256 mode.
+    #[allow(dead_code)]
+    keys: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Public signing keys (JWKS)
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "tokens",
+    responses((status = 200, description = "The key set; cacheable for 5 minutes", body = JwkSet))
+)]
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.service.jwks()).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(JWKS_CACHE));
     response
 }
 
+/// The discovery document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Discovery {
+    /// The `iss` of issued tokens.
+    issuer: String,
+    /// Where the JWKS is.
+    jwks_uri: String,
+    /// Algorithms tokens may be signed with.
+    id_token_signing_alg_values_supported: Vec<&'static str>,
+    /// The RFC 7662 endpoint.
+    introspection_endpoint: String,
+    /// Always `client_secret_basic`.
+    introspection_endpoint_auth_methods_supported: [&'static str; 1],
+    /// The RFC 7009 endpoint.
+    revocation_endpoint: String,
+    /// Always `none`.
+    revocation_endpoint_auth_methods_supported: [&'static str; 1],
+}
+
+/// Discovery metadata
+///
 /// The minimal OpenID-Provider-style metadata that JWT middleware reads. URLs are based on
 /// the issuer when it is an `http(s)` URL; otherwise on the request's `Host`, in which case
 /// the document is not cacheable by shared caches (a forged `Host` must not poison one).
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "The metadata", body = Discovery),
+        (status = 400, response = inline(BadRequest)),
+    )
+)]
 async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
     let issuer = state.service.verifier().config().issuer.clone();
     let (base, cache) = if issuer.starts_with("https://") || issuer.starts_with("http://") {
@@ -66,15 +111,15 @@ async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Result<
     };
     // Only what gatepass really offers: it is not an OAuth authorization server, so no
     // authorization/token endpoints or response types are advertised.
-    let body = json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "id_token_signing_alg_values_supported": algorithms,
-        "introspection_endpoint": format!("{base}/api/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
-        "revocation_endpoint": format!("{base}/api/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["none"],
-    });
+    let body = Discovery {
+        issuer,
+        jwks_uri: format!("{base}/.well-known/jwks.json"),
+        id_token_signing_alg_values_supported: algorithms,
+        introspection_endpoint: format!("{base}/api/introspect"),
+        introspection_endpoint_auth_methods_supported: ["client_secret_basic"],
+        revocation_endpoint: format!("{base}/api/revoke"),
+        revocation_endpoint_auth_methods_supported: ["none"],
+    };
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     Ok(response)
@@ -91,27 +136,89 @@ fn key_alg_name(alg: gatepass_verify::Algorithm) -> &'static str {
     }
 }
 
-fn view(s: &KeyStatus) -> serde_json::Value {
-    json!({
-        "kid": s.kid,
-        "alg": s.alg,
-        "state": s.state.name(),
-        "created_at": rfc3339(s.created_at),
-        "activates_at": rfc3339(s.activates_at),
-        "retires_at": s.retires_at.map(rfc3339),
-        "unpublish_at": s.unpublish_at.map(rfc3339),
-    })
+/// A signing key's public facts and state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    /// Key id.
+    kid: String,
+    /// Algorithm.
+    alg: String,
+    /// `pending`, `active`, `retired` or `expired`.
+    state: &'static str,
+    /// RFC 3339.
+    created_at: String,
+    /// When it signs from (RFC 3339).
+    activates_at: String,
+    /// When it stops signing, if a successor exists.
+    retires_at: Option<String>,
+    /// When it leaves the JWKS, if retiring.
+    unpublish_at: Option<String>,
 }
 
-/// `GET /api/admin/keys`: every stored key with its state (admin only).
+fn view(s: &KeyStatus) -> KeyView {
+    KeyView {
+        kid: s.kid.clone(),
+        alg: s.alg.clone(),
+        state: s.state.name(),
+        created_at: rfc3339(s.created_at),
+        activates_at: rfc3339(s.activates_at),
+        retires_at: s.retires_at.map(rfc3339),
+        unpublish_at: s.unpublish_at.map(rfc3339),
+    }
+}
+
+/// Body of the key listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    /// Every stored key.
+    keys: Vec<KeyView>,
+}
+
+/// Body of a rotation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedKey {
+    /// The new key.
+    key: KeyView,
+}
+
+/// List signing keys
+///
+/// Every stored key with its state (admin only).
+#[utoipa::path(
+    get,
+    path = "/api/admin/keys",
+    tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn list(State(state): State<AppState>, _admin: AdminCaller) -> Result<Response> {
     let keys = state.service.key_statuses().await?;
-    Ok(Json(json!({ "keys": keys.iter().map(view).collect::<Vec<_>>() })).into_response())
+    Ok(Json(KeyList { keys: keys.iter().map(view).collect() }).into_response())
 }
 
-/// `POST /api/admin/keys/rotate`: adds a key that signs after the activation delay.
+/// Rotate the signing key
+///
+/// Adds a key that signs after the activation delay.
+#[utoipa::path(
+    post,
+    path = "/api/admin/keys/rotate",
+    tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 201, description = "The new key", body = RotatedKey),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn rotate(State(state): State<AppState>, AdminCaller(caller): AdminCaller) -> Result<Response> {
     let key = state.service.rotate_keys().await?;
     tracing::info!(kid = %key.kid, by = %caller.actor_id(), "signing key rotated");
-    Ok((axum::http::StatusCode::CREATED, Json(json!({ "key": view(&key) }))).into_response())
+    Ok((axum::http::StatusCode::CREATED, Json(RotatedKey { key: view(&key) })).into_response())
 }

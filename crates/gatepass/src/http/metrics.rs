@@ -47,7 +47,21 @@ pub async fn track(req: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics`, optionally behind `Authorization: Bearer <GATEPASS_METRICS_TOKEN>`.
+/// Prometheus metrics
+///
+/// Text exposition format. When `GATEPASS_METRICS_TOKEN` is set, it must be presented as
+/// `Authorization: Bearer <token>`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 401, response = inline(crate::http::openapi::Unauthorized)),
+    )
+)]
 pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
     if let Some(expected) = &state.metrics_token {
         let presented = headers

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod guard;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod pages;
 
@@ -24,6 +25,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::csrf::CsrfTokens;
 use crate::auth::operator::OperatorTokens;
@@ -58,16 +62,23 @@ impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {
     }
 }
 
-/// Builds the complete router with all layers.
-pub fn router(state: AppState) -> Router {
-    let x_request_id = HeaderName::from_static("x-request-id");
-    let routes = Router::new()
+/// Every route, each registered with its OpenAPI description (see [`openapi`]).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(api::router())
         .merge(compat::router())
         .merge(pages::router())
         .merge(ops::router())
-        .route("/metrics", axum::routing::get(metrics::render))
         .merge(keys::router())
+        .routes(routes!(metrics::render))
+        .routes(routes!(openapi::openapi_json))
+}
+
+/// Builds the complete router with all layers.
+pub fn router(state: AppState) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let (routes, _) = routes().split_for_parts();
+    let routes = routes
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .route_layer(axum::middleware::from_fn(metrics::track))

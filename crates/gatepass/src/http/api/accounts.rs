@@ -1,37 +1,49 @@
 //! Accounts: register, login, profile, the protected example route, password change.
 
-use axum::extract::{Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{Delivery, UserView, token_response};
+use super::{Delivery, GrantBody, UserView, token_response};
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
-use crate::http::extract::{Auth, Client, JsonBody, JsonOrForm};
+use crate::http::extract::{Auth, Client, JsonBody, JsonOrForm, QueryParams};
+use crate::http::openapi::{
+    BadRequest, Conflict, Forbidden, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
+    UnsupportedMediaType,
+};
 use crate::http::{AppState, csrf};
 
 /// Routes for accounts; `/register` and `/login` are also served at the root for the seeds.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/register", post(register))
-        .route("/register", post(register))
-        .route("/api/login", post(login))
-        .route("/login", post(login))
-        .route("/api/profile", get(profile))
-        .route("/api/protected", get(protected))
-        .route("/api/password", post(change_password))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(register_root))
+        .routes(routes!(login))
+        .routes(routes!(login_root))
+        .routes(routes!(profile))
+        .routes(routes!(protected))
+        .routes(routes!(change_password))
 }
 
 /// Register body. Unknown fields (e.g. `roles`, `is_admin`) are refused, not ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// 3–64 characters of `[A-Za-z0-9._-]`, unique case-insensitively.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9._-]{3,64}$")]
     username: Option<String>,
+    /// At least the configured minimum length (default 8), at most 1024; common
+    /// passwords and ones containing the username are refused.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     password: Option<String>,
+    /// E-mail address (optional).
+    #[schema(format = Email)]
     email: Option<String>,
 }
 
@@ -43,9 +55,13 @@ impl RegisterRequest {
 }
 
 /// Login body (JSON or form).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
+    /// The username (any case).
+    #[schema(value_type = String, required = true, min_length = 1)]
     username: Option<String>,
+    /// The password.
+    #[schema(value_type = String, required = true, min_length = 1)]
     password: Option<String>,
 }
 
@@ -57,8 +73,10 @@ impl LoginRequest {
 }
 
 /// `?cookie=true` asks for cookies instead of tokens in the body.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// `true`: set the tokens as cookies and leave them out of the body.
     #[serde(default)]
     cookie: bool,
 }
@@ -79,10 +97,33 @@ fn refuse_cross_site_form(headers: &HeaderMap, from_form: bool) -> Result<()> {
     Ok(())
 }
 
+/// Register
+///
+/// Creates an account and signs it in. A form post (a browser) gets cookies; JSON gets
+/// the tokens in the body unless `?cookie=true`.
+#[utoipa::path(
+    post,
+    path = "/api/register",
+    operation_id = "register",
+    tag = "accounts",
+    params(DeliveryQuery),
+    request_body(content((RegisterRequest = "application/json"), (RegisterRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 201, description = "Account created and signed in", body = GrantBody,
+            headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
+        (status = 400, response = inline(BadRequest)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 409, response = inline(Conflict)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 429, response = inline(TooManyRequests)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn register(
     State(state): State<AppState>,
     Client(client): Client,
-    Query(q): Query<DeliveryQuery>,
+    QueryParams(q): QueryParams<DeliveryQuery>,
     headers: HeaderMap,
     body: JsonOrForm<RegisterRequest>,
 ) -> Result<Response> {
@@ -95,10 +136,62 @@ async fn register(
     Ok(token_response(&state, StatusCode::CREATED, "User created successfully", &grant, delivery))
 }
 
+/// Register (seed alias of `/api/register`)
+#[utoipa::path(
+    post,
+    path = "/register",
+    operation_id = "register_root",
+    tag = "accounts",
+    params(DeliveryQuery),
+    request_body(content((RegisterRequest = "application/json"), (RegisterRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 201, description = "Account created and signed in", body = GrantBody,
+            headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
+        (status = 400, response = inline(BadRequest)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 409, response = inline(Conflict)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 429, response = inline(TooManyRequests)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
+async fn register_root(
+    state: State<AppState>,
+    client: Client,
+    query: QueryParams<DeliveryQuery>,
+    headers: HeaderMap,
+    body: JsonOrForm<RegisterRequest>,
+) -> Result<Response> {
+    register(state, client, query, headers, body).await
+}
+
+/// Log in
+///
+/// Checks the password and starts a session. A form post (a browser) gets cookies; JSON
+/// gets the tokens in the body unless `?cookie=true`.
+#[utoipa::path(
+    post,
+    path = "/api/login",
+    operation_id = "login",
+    tag = "accounts",
+    params(DeliveryQuery),
+    request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Signed in", body = GrantBody, headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 429, response = inline(TooManyRequests)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     Client(client): Client,
-    Query(q): Query<DeliveryQuery>,
+    QueryParams(q): QueryParams<DeliveryQuery>,
     headers: HeaderMap,
     body: JsonOrForm<LoginRequest>,
 ) -> Result<Response> {
@@ -111,24 +204,96 @@ async fn login(
     Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery))
 }
 
-async fn profile(State(state): State<AppState>, auth: Auth) -> Result<Response> {
-    let user = state.service.current_user(&auth.claims).await?;
-    Ok(Json(json!({ "user": UserView::from(&user) })).into_response())
+/// Log in (seed alias of `/api/login`)
+#[utoipa::path(
+    post,
+    path = "/login",
+    operation_id = "login_root",
+    tag = "accounts",
+    params(DeliveryQuery),
+    request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Signed in", body = GrantBody, headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 429, response = inline(TooManyRequests)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
+async fn login_root(
+    state: State<AppState>,
+    client: Client,
+    query: QueryParams<DeliveryQuery>,
+    headers: HeaderMap,
+    body: JsonOrForm<LoginRequest>,
+) -> Result<Response> {
+    login(state, client, query, headers, body).await
 }
 
+/// Body of the profile.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Profile {
+    /// The caller's account.
+    user: UserView,
+}
+
+/// The caller's account
+#[utoipa::path(
+    get,
+    path = "/api/profile",
+    tag = "accounts",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The account", body = Profile),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
+async fn profile(State(state): State<AppState>, auth: Auth) -> Result<Response> {
+    let user = state.service.current_user(&auth.claims).await?;
+    Ok(Json(Profile { user: UserView::from(&user) }).into_response())
+}
+
+/// Body of the protected example route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Greeting {
+    /// A greeting naming the caller.
+    message: String,
+    /// The caller's user id.
+    user_id: String,
+}
+
+/// An example protected route
+#[utoipa::path(
+    get,
+    path = "/api/protected",
+    tag = "accounts",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "A greeting", body = Greeting),
+        (status = 401, response = inline(Unauthorized)),
+    )
+)]
 async fn protected(auth: Auth) -> Response {
-    Json(json!({
-        "message": format!("Hello {}! This is a protected route.", auth.claims.username),
-        "user_id": auth.claims.sub,
-    }))
+    Json(Greeting {
+        message: format!("Hello {}! This is a protected route.", auth.claims.username),
+        user_id: auth.claims.sub,
+    })
     .into_response()
 }
 
 /// Password change body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
+    /// The password now.
+    #[schema(value_type = String, required = true, min_length = 1)]
     current_password: Option<String>,
+    /// The new password (same rules as at registration).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     new_password: Option<String>,
 }
 
@@ -139,6 +304,28 @@ impl PasswordRequest {
     }
 }
 
+/// Change the password
+///
+/// Needs the current password; ends every other session and returns a new grant
+/// (cookies when the caller used the session cookie).
+#[utoipa::path(
+    post,
+    path = "/api/password",
+    tag = "accounts",
+    security(("bearer" = []), ("session_cookie" = [])),
+    request_body = PasswordRequest,
+    responses(
+        (status = 200, description = "Changed; a new grant for this session", body = GrantBody,
+            headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 429, response = inline(TooManyRequests)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,

@@ -1,22 +1,27 @@
 //! The admin API (role `admin` or the operator token): accounts and the audit trail.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::rfc3339;
+use super::sessions::Ended;
 use crate::admin::{self, Actor};
 use crate::domain::{Email, Roles, User, ValidationError};
 use crate::error::{Error, Result};
 use crate::http::AppState;
-use crate::http::extract::{Client, JsonBody};
+use crate::http::extract::{Client, JsonBody, PathParam};
 use crate::http::guard::{AdminCaller, Caller};
+use crate::http::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized, UnsupportedMediaType,
+};
 use crate::service::{ClientInfo, now};
 use crate::storage::UserPatch;
 use crate::storage::audit::{AuditEntry, AuditQuery};
@@ -26,12 +31,12 @@ pub const MAX_PAGE: i64 = 200;
 const DEFAULT_PAGE: i64 = 50;
 
 /// Admin routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/users", post(create).get(list))
-        .route("/api/admin/users/{id}", get(show).patch(update).delete(remove))
-        .route("/api/admin/users/{id}/logout", post(logout_all))
-        .route("/api/admin/audit", get(audit_log))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(logout_all))
+        .routes(routes!(audit_log))
 }
 
 /// The actor of an admin request, for the audit trail.
@@ -45,33 +50,105 @@ pub fn query<T: DeserializeOwned>(raw: Option<String>) -> Result<T> {
         .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))
 }
 
-fn admin_view(u: &User) -> Value {
-    json!({
-        "id": u.id.as_str(),
-        "username": u.username.as_str(),
-        "email": u.email.as_ref().map(|e| e.as_str()),
-        "roles": u.roles.names(),
-        "disabled": u.disabled,
-        "created_at": rfc3339(u.created_at),
-    })
+/// An account as administrators see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUser {
+    /// UUIDv7.
+    id: String,
+    /// Name.
+    username: String,
+    /// E-mail, if set.
+    email: Option<String>,
+    /// Roles.
+    roles: Vec<String>,
+    /// Whether sign-in is refused.
+    disabled: bool,
+    /// RFC 3339.
+    created_at: String,
+    /// Live sessions (single-account view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_sessions: Option<usize>,
 }
 
-async fn target(state: &AppState, id: std::result::Result<Path<String>, PathRejection>) -> Result<User> {
-    let Path(id) = id.map_err(|_| Error::NotFound)?;
-    let id = crate::domain::UserId::parse(&id).ok_or(Error::NotFound)?;
+fn admin_view(u: &User) -> AdminUser {
+    AdminUser {
+        id: u.id.as_str().to_owned(),
+        username: u.username.as_str().to_owned(),
+        email: u.email.as_ref().map(|e| e.as_str().to_owned()),
+        roles: u.roles.names(),
+        disabled: u.disabled,
+        created_at: rfc3339(u.created_at),
+        live_sessions: None,
+    }
+}
+
+async fn target(state: &AppState, id: &str) -> Result<User> {
+    let id = crate::domain::UserId::parse(id).ok_or(Error::NotFound)?;
     state.service.storage().user_by_id(&id).await?.ok_or(Error::NotFound)
 }
 
-#[derive(Debug, Deserialize)]
+/// Body with one account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OneUser {
+    /// The account.
+    user: AdminUser,
+}
+
+/// Body of account creation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Created {
+    /// What happened.
+    message: &'static str,
+    /// The account.
+    user: AdminUser,
+}
+
+/// Body of an account change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Updated {
+    /// The account after the change.
+    user: AdminUser,
+    /// Sessions ended by it (disabling or role changes end them).
+    sessions_ended: usize,
+}
+
+/// Body of account creation.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+pub struct CreateRequest {
+    /// 3–64 characters of `[A-Za-z0-9._-]`, unique case-insensitively.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9._-]{3,64}$")]
     username: Option<String>,
+    /// At least the configured minimum length (default 8), at most 1024; common
+    /// passwords and ones containing the username are refused.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     password: Option<String>,
+    /// E-mail address (optional).
+    #[schema(format = Email)]
     email: Option<String>,
+    /// Roles (`user` is always added), at most 16.
     #[serde(default)]
     roles: Vec<String>,
 }
 
+/// Create an account (admin)
+#[utoipa::path(
+    post,
+    path = "/api/admin/users",
+    tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "Created", body = Created),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 409, response = inline(Conflict)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     Client(client): Client,
@@ -85,15 +162,35 @@ async fn create(
     let roles = Roles::parse(&req.roles)?;
     let user = state.service.create_user(username, password, req.email.as_deref(), roles).await?;
     admin::record_created(state.service.storage().as_ref(), &actor(&caller, client), &user).await;
-    Ok((StatusCode::CREATED, Json(json!({ "message": "User created", "user": admin_view(&user) }))).into_response())
+    Ok((StatusCode::CREATED, Json(Created { message: "User created", user: admin_view(&user) })).into_response())
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// Query of the account listing; unknown parameters are refused.
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub struct ListQuery {
+    /// Only usernames starting with this (at most 64 characters).
     prefix: Option<String>,
+    /// Page size, 1 to 200 (default 50).
     limit: Option<i64>,
+    /// Accounts to skip (default 0).
     offset: Option<i64>,
+}
+
+/// A page of accounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    /// Accounts in username order.
+    users: Vec<AdminUser>,
+    /// Page size used.
+    limit: i64,
+    /// Offset used.
+    offset: i64,
+    /// Offset of the next page, if this one was full.
+    next_offset: Option<i64>,
+    /// All accounts.
+    total_users: i64,
 }
 
 fn page_limit(limit: Option<i64>) -> Result<i64> {
@@ -104,6 +201,21 @@ fn page_limit(limit: Option<i64>) -> Result<i64> {
     }
 }
 
+/// List accounts (admin)
+#[utoipa::path(
+    get,
+    path = "/api/admin/users",
+    tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of accounts", body = UserPage),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQuery) -> Result<Response> {
     let q: ListQuery = query(raw)?;
     let limit = page_limit(q.limit)?;
@@ -119,21 +231,45 @@ async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQ
     let users = storage.list_users(prefix, limit, offset).await?;
     let next = (users.len() as i64 == limit).then_some(offset + limit);
     let total = storage.count_users().await?;
-    let users: Vec<Value> = users.iter().map(admin_view).collect();
-    Ok(Json(json!({ "users": users, "limit": limit, "offset": offset, "next_offset": next, "total_users": total }))
-        .into_response())
+    let users = users.iter().map(admin_view).collect();
+    Ok(Json(UserPage { users, limit, offset, next_offset: next, total_users: total }).into_response())
 }
 
-async fn show(
-    State(state): State<AppState>,
-    _: AdminCaller,
-    id: std::result::Result<Path<String>, PathRejection>,
-) -> Result<Response> {
-    let user = target(&state, id).await?;
+/// One account with its live-session count (admin)
+#[utoipa::path(
+    get,
+    path = "/api/admin/users/{id}",
+    tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The account", body = OneUser),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
+async fn show(State(state): State<AppState>, _: AdminCaller, PathParam(id): PathParam) -> Result<Response> {
+    let user = target(&state, &id).await?;
     let sessions = state.service.storage().live_sessions(user.id.as_str(), now()).await?.len();
     let mut view = admin_view(&user);
-    view["live_sessions"] = sessions.into();
-    Ok(Json(json!({ "user": view })).into_response())
+    view.live_sessions = Some(sessions);
+    Ok(Json(OneUser { user: view }).into_response())
+}
+
+/// The shape [`parse_patch`] accepts (it reads the JSON map itself, to tell an absent
+/// `email` from `null`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct UserPatchRequest {
+    /// New roles (`user` is always kept).
+    roles: Option<Vec<String>>,
+    /// Refuse or allow sign-in; disabling ends the sessions.
+    disabled: Option<bool>,
+    /// New e-mail; `null` or `""` clears it.
+    email: Option<String>,
 }
 
 /// Reads `{roles?, disabled?, email?}` strictly: unknown keys and wrong types are refused.
@@ -169,56 +305,115 @@ fn parse_patch(body: &Map<String, Value>) -> Result<UserPatch> {
     Ok(patch)
 }
 
+/// Change roles, disabled flag or e-mail (admin)
+///
+/// Takes `{roles?, disabled?, email?}`; unknown keys and wrong types are refused.
+#[utoipa::path(
+    patch,
+    path = "/api/admin/users/{id}",
+    tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "User id")),
+    request_body = UserPatchRequest,
+    responses(
+        (status = 200, description = "Changed", body = Updated),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     Client(client): Client,
     AdminCaller(caller): AdminCaller,
-    id: std::result::Result<Path<String>, PathRejection>,
+    PathParam(id): PathParam,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Response> {
-    let user = target(&state, id).await?;
+    let user = target(&state, &id).await?;
     let patch = parse_patch(&body)?;
     let by = actor(&caller, client);
     let (user, revoked) = admin::update_user(state.service.storage().as_ref(), &by, &user, &patch).await?;
     let ended = revoked.len();
     state.service.revoked(revoked);
-    Ok(Json(json!({ "user": admin_view(&user), "sessions_ended": ended })).into_response())
+    Ok(Json(Updated { user: admin_view(&user), sessions_ended: ended }).into_response())
 }
 
+/// Delete an account and end its sessions (admin)
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{id}",
+    tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Deleted", body = Ended),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     Client(client): Client,
     AdminCaller(caller): AdminCaller,
-    id: std::result::Result<Path<String>, PathRejection>,
+    PathParam(id): PathParam,
 ) -> Result<Response> {
-    let user = target(&state, id).await?;
+    let user = target(&state, &id).await?;
     let revoked = admin::delete_user(state.service.storage().as_ref(), &actor(&caller, client), &user).await?;
     let ended = revoked.len();
     state.service.revoked(revoked);
-    Ok(Json(json!({ "message": "User deleted", "sessions_ended": ended })).into_response())
+    Ok(Json(Ended { message: "User deleted", sessions_ended: ended }).into_response())
 }
 
+/// End every session of an account (admin)
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/logout",
+    tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Sessions ended", body = Ended),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn logout_all(
     State(state): State<AppState>,
     Client(client): Client,
     AdminCaller(caller): AdminCaller,
-    id: std::result::Result<Path<String>, PathRejection>,
+    PathParam(id): PathParam,
 ) -> Result<Response> {
-    let user = target(&state, id).await?;
+    let user = target(&state, &id).await?;
     let revoked = admin::logout_user(state.service.storage().as_ref(), &actor(&caller, client), &user).await?;
     let ended = revoked.len();
     state.service.revoked(revoked);
-    Ok(Json(json!({ "message": "Sessions ended", "sessions_ended": ended })).into_response())
+    Ok(Json(Ended { message: "Sessions ended", sessions_ended: ended }).into_response())
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// Query of the audit trail; unknown parameters are refused.
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct AuditParams {
+pub struct AuditParams {
+    /// Entries whose actor or subject is this user id.
     user: Option<String>,
+    /// Entries with this event name.
     event: Option<String>,
+    /// From this time (epoch seconds or RFC 3339).
     from: Option<String>,
+    /// Up to this time (epoch seconds or RFC 3339).
     to: Option<String>,
+    /// Page size, 1 to 200 (default 50).
     limit: Option<i64>,
+    /// Entries with an id below this (the previous page's `next_before`).
     before: Option<i64>,
 }
 
@@ -234,23 +429,75 @@ fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<i64>> {
 }
 
 /// An audit entry as the API shows it.
-pub fn entry_view(e: &AuditEntry) -> Value {
-    let detail = e.event.detail.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok());
-    json!({
-        "id": e.id,
-        "at": rfc3339(e.at),
-        "event": e.event.event,
-        "actor": e.event.actor,
-        "subject": e.event.subject,
-        "ip": e.event.ip,
-        "user_agent": e.event.user_agent,
-        "outcome": e.event.outcome,
-        "detail": detail,
-        "prev_hash": e.prev_hash,
-        "hash": e.hash,
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntryView {
+    /// Sequence number.
+    id: i64,
+    /// RFC 3339.
+    at: String,
+    /// Event name, e.g. `login_failed`.
+    event: String,
+    /// Who acted: a user id, `operator` or `cli`.
+    actor: Option<String>,
+    /// The account acted upon.
+    subject: Option<String>,
+    /// Client IP.
+    ip: Option<String>,
+    /// Client user agent.
+    user_agent: Option<String>,
+    /// `success` or `failure`.
+    outcome: String,
+    /// Event-specific details.
+    #[schema(value_type = Option<Object>)]
+    detail: Option<Value>,
+    /// Hash of the previous entry (hex).
+    prev_hash: String,
+    /// This entry's chain hash (hex).
+    hash: String,
 }
 
+/// An audit entry as the API shows it.
+pub fn entry_view(e: &AuditEntry) -> AuditEntryView {
+    let detail = e.event.detail.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok());
+    AuditEntryView {
+        id: e.id,
+        at: rfc3339(e.at),
+        event: e.event.event.clone(),
+        actor: e.event.actor.clone(),
+        subject: e.event.subject.clone(),
+        ip: e.event.ip.clone(),
+        user_agent: e.event.user_agent.clone(),
+        outcome: e.event.outcome.clone(),
+        detail,
+        prev_hash: e.prev_hash.clone(),
+        hash: e.hash.clone(),
+    }
+}
+
+/// A page of the audit trail, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Entries.
+    entries: Vec<AuditEntryView>,
+    /// `before` for the next page, if this one was full.
+    next_before: Option<i64>,
+}
+
+/// The audit trail (admin)
+#[utoipa::path(
+    get,
+    path = "/api/admin/audit",
+    tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    params(AuditParams),
+    responses(
+        (status = 200, description = "A page of entries", body = AuditPage),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn audit_log(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQuery) -> Result<Response> {
     let p: AuditParams = query(raw)?;
     let q = AuditQuery {
@@ -263,6 +510,6 @@ async fn audit_log(State(state): State<AppState>, _: AdminCaller, RawQuery(raw):
     };
     let entries = state.service.storage().audit_entries(&q).await?;
     let next = (entries.len() as i64 == q.limit).then(|| entries.last().map(|e| e.id)).flatten();
-    let entries: Vec<Value> = entries.iter().map(entry_view).collect();
-    Ok(Json(json!({ "entries": entries, "next_before": next })).into_response())
+    let entries = entries.iter().map(entry_view).collect();
+    Ok(Json(AuditPage { entries, next_before: next }).into_response())
 }

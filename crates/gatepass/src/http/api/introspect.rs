@@ -6,24 +6,26 @@
 //! needs no client credential: presenting a token proves possession of it, and revoking
 //! it only ends the holder's own session.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::extract::{Client, JsonOrForm};
+use crate::http::openapi::{BadRequest, PayloadTooLarge, ServiceUnavailable, Unauthorized, UnsupportedMediaType};
 
 /// Introspection and revocation routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/introspect", post(introspect)).route("/api/revoke", post(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(introspect)).routes(routes!(revoke))
 }
 
 /// The services allowed to introspect tokens.
@@ -83,16 +85,82 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((unescape(id)?, unescape(secret)?))
 }
 
-#[derive(Debug, Deserialize)]
-struct TokenRequest {
+/// Body of introspection and revocation (JSON or form, as RFC 7662/7009 clients send).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// The token.
+    #[schema(value_type = String, required = true, min_length = 1)]
     token: Option<String>,
+    /// `access_token` or `refresh_token`; optional and not needed.
     #[serde(default)]
     #[allow(dead_code)]
     token_type_hint: Option<String>,
 }
 
-/// `POST /api/introspect`: `{"active": true, …claims}` for a valid, unrevoked access token
-/// right now; `{"active": false}` for anything else.
+/// An introspection answer (RFC 7662 §2.2): only `active` when it is false.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Introspection {
+    /// Whether the token is a valid, unrevoked access token right now.
+    active: bool,
+    /// Always `Bearer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    /// Issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    /// User id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    /// Username.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    /// Roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<Vec<String>>,
+    /// Issued at (epoch seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    /// Not before (epoch seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
+    /// Expires (epoch seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    /// Token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+    /// Session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    /// Audience, if the token has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    /// The introspecting client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+}
+
+/// Introspect a token (RFC 7662)
+///
+/// `{"active": true, …claims}` for a valid, unrevoked access token right now;
+/// `{"active": false}` for anything else. Needs an introspection client's Basic credentials.
+#[utoipa::path(
+    post,
+    path = "/api/introspect",
+    tag = "tokens",
+    security(("introspection_client" = [])),
+    request_body(content(
+        (TokenRequest = "application/x-www-form-urlencoded"),
+        (TokenRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The verdict", body = Introspection),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+    )
+)]
 async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -108,28 +176,50 @@ async fn introspect(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::BadRequest("the `token` parameter is required".into()))?;
     let response = match state.service.authenticate(&token) {
-        Ok(c) => json!({
-            "active": true,
-            "token_type": "Bearer",
-            "iss": c.iss,
-            "sub": c.sub,
-            "username": c.username,
-            "roles": c.roles,
-            "iat": c.iat,
-            "nbf": c.nbf,
-            "exp": c.exp,
-            "jti": c.jti,
-            "sid": c.sid,
-            "aud": c.aud,
-            "client_id": id,
-        }),
-        Err(_) => json!({ "active": false }),
+        Ok(c) => Introspection {
+            active: true,
+            token_type: Some("Bearer"),
+            iss: Some(c.iss),
+            sub: Some(c.sub),
+            username: Some(c.username),
+            roles: Some(c.roles),
+            iat: Some(c.iat),
+            nbf: Some(c.nbf),
+            exp: Some(c.exp),
+            jti: Some(c.jti),
+            sid: Some(c.sid),
+            aud: c.aud,
+            client_id: Some(id),
+        },
+        Err(_) => Introspection::default(),
     };
     Ok(Json(response).into_response())
 }
 
-/// `POST /api/revoke`: ends the session of a refresh token (or of an access token).
-/// Answers 200 whether or not the token was known (RFC 7009 §2.2).
+/// The empty object revocation answers with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Empty {}
+
+/// Revoke a token (RFC 7009)
+///
+/// Ends the session of a refresh token (or of an access token). Answers 200 whether or
+/// not the token was known (RFC 7009 §2.2).
+#[utoipa::path(
+    post,
+    path = "/api/revoke",
+    tag = "tokens",
+    request_body(content(
+        (TokenRequest = "application/x-www-form-urlencoded"),
+        (TokenRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Done (or nothing to do)", body = Empty),
+        (status = 400, response = inline(BadRequest)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     Client(client): Client,
@@ -145,5 +235,5 @@ async fn revoke(
     } else if let Ok(claims) = state.service.authenticate(&token) {
         state.service.logout(&claims, crate::service::LogoutScope::Local, &client).await?;
     }
-    Ok(Json(json!({})).into_response())
+    Ok(Json(Empty {}).into_response())
 }

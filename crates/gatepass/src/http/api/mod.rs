@@ -6,18 +6,19 @@ pub mod info;
 pub mod introspect;
 pub mod sessions;
 
-use axum::Router;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::domain::User;
 use crate::http::{AppState, no_store};
 use crate::service::TokenGrant;
 
 /// Routes of the JSON API.
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(admin::router())
@@ -26,7 +27,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An account as clients see it (no hash, ever).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     /// UUIDv7.
     pub id: String,
@@ -60,17 +61,63 @@ pub fn rfc3339(secs: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Body of register, login, refresh and password-change responses.
-#[derive(Debug, Serialize)]
-struct TokenBody<'a> {
+/// `token_type` of a grant delivered in the body.
+#[derive(Debug, Serialize, ToSchema)]
+pub enum BearerType {
+    /// The tokens are bearer tokens.
+    Bearer,
+}
+
+/// `token_type` of a grant delivered in cookies.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieType {
+    /// The tokens are in `Set-Cookie` headers only.
+    Cookie,
+}
+
+/// Body of register, login, refresh and password-change responses when the tokens are in
+/// the body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenBody<'a> {
+    /// What happened.
     message: &'a str,
+    /// The account.
     user: UserView,
+    /// The access token (a JWT).
     access_token: &'a str,
     /// Same as `access_token`: seed 003's clients read `token`.
     token: &'a str,
+    /// The refresh token (opaque, one use).
     refresh_token: &'a str,
-    token_type: &'static str,
+    /// Always `Bearer`.
+    token_type: BearerType,
+    /// Seconds until the access token expires.
     expires_in: i64,
+}
+
+/// The same responses when the tokens went into cookies (`?cookie=true`, forms, cookie
+/// sessions): no token in the body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CookieGrantBody<'a> {
+    /// What happened.
+    message: &'a str,
+    /// The account.
+    user: UserView,
+    /// Always `cookie`.
+    token_type: CookieType,
+    /// Seconds until the access token expires.
+    expires_in: i64,
+}
+
+/// A token grant in either delivery.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum GrantBody<'a> {
+    /// Tokens in the body.
+    Tokens(TokenBody<'a>),
+    /// Tokens in cookies.
+    Cookies(CookieGrantBody<'a>),
 }
 
 /// How a token grant reaches the client.
@@ -92,25 +139,25 @@ pub fn token_response(
     let response = match delivery {
         Delivery::Body => (
             status,
-            axum::Json(TokenBody {
+            axum::Json(GrantBody::Tokens(TokenBody {
                 message,
                 user: UserView::from(&grant.user),
                 access_token: &grant.access.token,
                 token: &grant.access.token,
                 refresh_token: &grant.refresh_token,
-                token_type: "Bearer",
+                token_type: BearerType::Bearer,
                 expires_in: grant.expires_in,
-            }),
+            })),
         )
             .into_response(),
         Delivery::Cookies => {
             let mut headers = HeaderMap::new();
             set_grant_cookies(state, &mut headers, grant);
-            let body = serde_json::json!({
-                "message": message,
-                "user": UserView::from(&grant.user),
-                "token_type": "cookie",
-                "expires_in": grant.expires_in,
+            let body = GrantBody::Cookies(CookieGrantBody {
+                message,
+                user: UserView::from(&grant.user),
+                token_type: CookieType::Cookie,
+                expires_in: grant.expires_in,
             });
             (status, headers, axum::Json(body)).into_response()
         }

@@ -1,44 +1,67 @@
 //! Sessions: refresh-token rotation, logout, listing and ending sessions.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{Delivery, rfc3339, token_response};
+use super::{Delivery, GrantBody, rfc3339, token_response};
 use crate::auth::ratelimit::Action;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::{Auth, Client};
+use crate::http::extract::{Auth, Client, PathParam, QueryParams, RawBody};
+use crate::http::openapi::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
+    UnsupportedMediaType,
+};
 use crate::http::{AppState, csrf};
 use crate::service::LogoutScope;
 
 /// Session routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/refresh", post(refresh))
-        .route("/api/logout", post(logout))
-        .route("/api/sessions", get(list))
-        .route("/api/sessions/{id}", delete(end_one))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(refresh)).routes(routes!(logout)).routes(routes!(list)).routes(routes!(end_one))
 }
 
-#[derive(Debug, Deserialize)]
-struct RefreshRequest {
+/// Refresh body; may be left out when the refresh cookie is sent instead.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    /// The refresh token from the last grant.
+    #[schema(value_type = String, required = true, min_length = 1)]
     refresh_token: Option<String>,
 }
 
-/// Accepts `{"refresh_token": ...}` or the refresh cookie. An access token alone (seed
-/// 003's refresh) is refused with a message that says what to send: an access token must
-/// never extend itself.
+/// Refresh
+///
+/// Rotates a refresh token: `{"refresh_token": ...}` in the body, or the refresh cookie
+/// (then from the same origin). An access token alone (seed 003's refresh) is refused
+/// with a message that says what to send: an access token must never extend itself. A
+/// refresh token used twice ends its session.
+#[utoipa::path(
+    post,
+    path = "/api/refresh",
+    tag = "sessions",
+    request_body(content = Option<RefreshRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "A new access token and the successor refresh token", body = GrantBody,
+            headers(("Set-Cookie" = String, description = "New cookies (cookie refresh only)"))),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 429, response = inline(TooManyRequests)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     state.service.throttle(Action::Refresh, &client, None).await?;
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
@@ -51,8 +74,10 @@ async fn refresh(
         if !is_json {
             return Err(Error::UnsupportedMediaType("application/json"));
         }
-        let req: RefreshRequest = serde_json::from_slice(&body).map_err(|e| Error::InvalidJson(e.to_string()))?;
-        req.refresh_token.filter(|t| !t.is_empty())
+        // `null` counts as no body, as the description allows.
+        let req: Option<RefreshRequest> =
+            serde_json::from_slice(&body).map_err(|e| Error::InvalidJson(e.to_string()))?;
+        req.and_then(|r| r.refresh_token).filter(|t| !t.is_empty())
     };
     let (token, delivery) = match from_body {
         Some(t) => (t, Delivery::Body),
@@ -69,51 +94,155 @@ async fn refresh(
     Ok(token_response(&state, StatusCode::OK, "Token refreshed", &grant, delivery))
 }
 
-#[derive(Debug, Deserialize, Default)]
-struct LogoutQuery {
-    scope: Option<String>,
+/// Which sessions a logout ends.
+#[derive(Debug, Deserialize, Default, Clone, Copy, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// This session (the default).
+    #[default]
+    Local,
+    /// Every session of the account.
+    Global,
+    /// Every other session (needs a recent login).
+    Others,
 }
 
+/// Query of logout.
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogoutQuery {
+    /// Which sessions to end.
+    #[param(inline)]
+    scope: Option<Scope>,
+}
+
+/// Body of logout and session-ending responses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ended {
+    /// What happened.
+    pub message: &'static str,
+    /// How many sessions ended.
+    pub sessions_ended: usize,
+}
+
+/// Log out
+///
+/// Ends this session (`scope=local`, the default), every session (`global`) or every
+/// other one (`others`, which needs a recent login). Clears the cookies unless `others`.
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    tag = "sessions",
+    params(LogoutQuery),
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Logged out", body = Ended,
+            headers(("Set-Cookie" = String, description = "Cleared cookies"))),
+        (status = 400, response = inline(BadRequest)),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Auth,
-    Query(q): Query<LogoutQuery>,
+    QueryParams(q): QueryParams<LogoutQuery>,
 ) -> Result<Response> {
-    let scope = match q.scope.as_deref() {
-        None | Some("local") => LogoutScope::Local,
-        Some("global") => LogoutScope::Global,
-        Some("others") => LogoutScope::Others,
-        Some(_) => return Err(Error::BadRequest("scope must be local, global or others".into())),
+    let scope = match q.scope.unwrap_or_default() {
+        Scope::Local => LogoutScope::Local,
+        Scope::Global => LogoutScope::Global,
+        Scope::Others => LogoutScope::Others,
     };
     let ended = state.service.logout(&auth.claims, scope, &client).await?;
     let mut headers = HeaderMap::new();
     if scope != LogoutScope::Others {
         state.cookies.clear_session(&mut headers);
     }
-    Ok((headers, Json(json!({ "message": "Logged out successfully", "sessions_ended": ended }))).into_response())
+    Ok((headers, Json(Ended { message: "Logged out successfully", sessions_ended: ended })).into_response())
 }
 
+/// One of the caller's live sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Session id (`sid` in its tokens).
+    id: String,
+    /// Whether the request came from this session.
+    current: bool,
+    /// RFC 3339.
+    created_at: String,
+    /// Last refresh (RFC 3339).
+    last_used_at: String,
+    /// Absolute end (RFC 3339).
+    expires_at: String,
+    /// Client user agent at login.
+    user_agent: Option<String>,
+    /// Client IP at login.
+    ip: Option<String>,
+}
+
+/// Body of the session listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    /// Live sessions.
+    sessions: Vec<SessionView>,
+}
+
+/// The caller's live sessions
+#[utoipa::path(
+    get,
+    path = "/api/sessions",
+    tag = "sessions",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Live sessions", body = SessionList),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn list(State(state): State<AppState>, auth: Auth) -> Result<Response> {
     let sessions = state.service.sessions(&auth.claims).await?;
-    let items: Vec<_> = sessions
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "current": s.id == auth.claims.sid,
-                "created_at": rfc3339(s.created_at),
-                "last_used_at": rfc3339(s.last_used_at),
-                "expires_at": rfc3339(s.expires_at),
-                "user_agent": s.user_agent,
-                "ip": s.ip,
-            })
+    let sessions = sessions
+        .into_iter()
+        .map(|s| SessionView {
+            current: s.id == auth.claims.sid,
+            created_at: rfc3339(s.created_at),
+            last_used_at: rfc3339(s.last_used_at),
+            expires_at: rfc3339(s.expires_at),
+            user_agent: s.user_agent,
+            ip: s.ip,
+            id: s.id,
         })
         .collect();
-    Ok(Json(json!({ "sessions": items })).into_response())
+    Ok(Json(SessionList { sessions }).into_response())
 }
 
-async fn end_one(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Response> {
+/// A plain confirmation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    /// What happened.
+    pub message: &'static str,
+}
+
+/// End one of the caller's sessions
+///
+/// Ending another session than the current one needs a recent login.
+#[utoipa::path(
+    delete,
+    path = "/api/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Ended", body = Message),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
+async fn end_one(State(state): State<AppState>, auth: Auth, PathParam(id): PathParam) -> Result<Response> {
     state.service.end_session(&auth.claims, &id).await?;
-    Ok(Json(json!({ "message": "Session ended" })).into_response())
+    Ok(Json(Message { message: "Session ended" }).into_response())
 }

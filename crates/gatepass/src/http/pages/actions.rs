@@ -4,38 +4,42 @@
 //! answers with a 303 redirect, or re-renders the form with the errors next to its
 //! fields. CSRF failures and malformed requests are the usual JSON errors.
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::views::HomeErrors;
-use super::{PAGE_REFRESH_PATH, PageSession, blank_register_page, clip, home_page, login_page, page_session};
+use super::{PageSession, blank_register_page, clip, home_page, login_page, page_session};
 use crate::error::{Error, Result};
 use crate::http::api::set_grant_cookies;
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::Client;
+use crate::http::extract::{Client, PathParam, RawBody};
+use crate::http::openapi::{
+    FormBadRequest, FormConflict, FormForbidden, FormTooManyRequests, FormUnauthorized, PayloadTooLarge,
+    ServiceUnavailable, UnsupportedMediaType,
+};
 use crate::http::{AppState, csrf, no_store};
 use crate::service::{LogoutScope, TokenGrant};
 use crate::storage::SessionFilter;
 use gatepass_verify::AccessClaims;
 
 /// Form routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ui/login", post(login))
-        .route("/ui/register", post(register))
-        .route("/ui/logout", post(logout))
-        .route("/ui/password", post(change_password))
-        .route("/ui/reauth", post(reauth))
-        .route("/ui/sessions/end-others", post(end_others))
-        .route("/ui/sessions/{id}/end", post(end_session))
-        .route(PAGE_REFRESH_PATH, post(page_refresh))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(register))
+        .routes(routes!(logout))
+        .routes(routes!(change_password))
+        .routes(routes!(reauth))
+        .routes(routes!(end_others))
+        .routes(routes!(end_session))
+        .routes(routes!(page_refresh))
 }
 
 /// A `303 See Other` to `location` (a fixed local path), never cached.
@@ -61,7 +65,7 @@ fn redirect_clearing_cookies(state: &AppState, location: &'static str) -> Respon
 }
 
 /// Parses an `application/x-www-form-urlencoded` body.
-fn form<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T> {
+fn form<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -97,17 +101,37 @@ fn signed_in(state: &AppState, headers: &HeaderMap, csrf_token: &str) -> Result<
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginForm {
     username: Option<String>,
     password: Option<String>,
 }
 
+/// Login form post
+///
+/// Same-origin only; signs in and redirects to `/`, or shows the form again.
+#[utoipa::path(
+    post,
+    path = "/ui/login",
+    operation_id = "ui_login",
+    tag = "pages",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
+        (status = 400, response = inline(FormBadRequest)),
+        (status = 401, response = inline(FormUnauthorized)),
+        (status = 429, response = inline(FormTooManyRequests)),
+        (status = 403, response = inline(FormForbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     // Login CSRF: there is no session yet to bind a token to, so the origin check is it.
     require_same_origin(&headers)?;
@@ -128,18 +152,38 @@ async fn login(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RegisterForm {
     username: Option<String>,
     password: Option<String>,
     email: Option<String>,
 }
 
+/// Registration form post
+///
+/// Same-origin only; creates the account and redirects to `/`, or shows the form again.
+#[utoipa::path(
+    post,
+    path = "/ui/register",
+    operation_id = "ui_register",
+    tag = "pages",
+    request_body(content = RegisterForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
+        (status = 400, response = inline(FormBadRequest)),
+        (status = 409, response = inline(FormConflict)),
+        (status = 429, response = inline(FormTooManyRequests)),
+        (status = 403, response = inline(FormForbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn register(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     require_same_origin(&headers)?;
     let f: RegisterForm = form(&headers, &body)?;
@@ -195,17 +239,33 @@ fn field_label(field: &str) -> &'static str {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CsrfForm {
     #[serde(default)]
     csrf_token: String,
 }
 
+/// Log out (form post)
+#[utoipa::path(
+    post,
+    path = "/ui/logout",
+    operation_id = "ui_logout",
+    tag = "pages",
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
+        (status = 400, response = inline(FormBadRequest)),
+        (status = 403, response = inline(FormForbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     let f: CsrfForm = form(&headers, &body)?;
     require_same_origin(&headers)?;
@@ -227,7 +287,7 @@ async fn logout(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct PasswordForm {
     #[serde(default)]
     csrf_token: String,
@@ -235,11 +295,29 @@ struct PasswordForm {
     new_password: Option<String>,
 }
 
+/// Change the password (form post)
+#[utoipa::path(
+    post,
+    path = "/ui/password",
+    operation_id = "ui_password",
+    tag = "pages",
+    request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
+        (status = 400, response = inline(FormBadRequest)),
+        (status = 401, response = inline(FormUnauthorized)),
+        (status = 429, response = inline(FormTooManyRequests)),
+        (status = 403, response = inline(FormForbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     let f: PasswordForm = form(&headers, &body)?;
     let claims = match signed_in(&state, &headers, &f.csrf_token)? {
@@ -284,15 +362,34 @@ async fn change_password(
     Ok(home_page(&state, &claims, status, None, errors).await)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ReauthForm {
     #[serde(default)]
     csrf_token: String,
     password: Option<String>,
 }
 
+/// Confirm the password (form post)
+///
 /// Step-up: re-enter the password to make the login fresh again.
-async fn reauth(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+#[utoipa::path(
+    post,
+    path = "/ui/reauth",
+    operation_id = "ui_reauth",
+    tag = "pages",
+    request_body(content = ReauthForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
+        (status = 400, response = inline(FormBadRequest)),
+        (status = 401, response = inline(FormUnauthorized)),
+        (status = 429, response = inline(FormTooManyRequests)),
+        (status = 403, response = inline(FormForbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
+async fn reauth(State(state): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response> {
     let f: ReauthForm = form(&headers, &body)?;
     let claims = match signed_in(&state, &headers, &f.csrf_token)? {
         Signed::In(c) => c,
@@ -323,11 +420,28 @@ async fn reauth(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
 }
 
+/// End one session (form post)
+#[utoipa::path(
+    post,
+    path = "/ui/sessions/{id}/end",
+    operation_id = "ui_sessions_id_end",
+    tag = "pages",
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
+        (status = 400, response = inline(FormBadRequest)),
+        (status = 403, response = inline(FormForbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn end_session(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     let f: CsrfForm = form(&headers, &body)?;
     let claims = match signed_in(&state, &headers, &f.csrf_token)? {
@@ -343,11 +457,27 @@ async fn end_session(
     }
 }
 
+/// End every other session (form post)
+#[utoipa::path(
+    post,
+    path = "/ui/sessions/end-others",
+    operation_id = "ui_sessions_end_others",
+    tag = "pages",
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
+        (status = 400, response = inline(FormBadRequest)),
+        (status = 403, response = inline(FormForbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn end_others(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     let f: CsrfForm = form(&headers, &body)?;
     let claims = match signed_in(&state, &headers, &f.csrf_token)? {
@@ -361,13 +491,30 @@ async fn end_others(
     }
 }
 
+/// Renew a browser sign-in (form post)
+///
 /// Renews an expired browser sign-in with the refresh cookie, exactly as
 /// `POST /api/refresh` does (same rotation and reuse detection), then goes back to `/`.
+#[utoipa::path(
+    post,
+    path = "/api/refresh/page",
+    operation_id = "page_refresh",
+    tag = "pages",
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
+        (status = 400, response = inline(FormBadRequest)),
+        (status = 403, response = inline(FormForbidden)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn page_refresh(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     let f: CsrfForm = form(&headers, &body)?;
     require_same_origin(&headers)?;

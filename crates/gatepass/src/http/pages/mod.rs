@@ -10,17 +10,18 @@ pub mod actions;
 pub mod views;
 
 use askama::Template;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use gatepass_verify::{AccessClaims, VerifyError};
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::Error;
 use crate::http::cookies::CookieSettings;
+use crate::http::openapi::ServiceUnavailable;
 use crate::http::{AppState, no_store};
 use views::{HomeErrors, HomePage, LoginPage, Notice, RegisterPage, ResumePage, SessionItem, Stamp};
 
@@ -47,11 +48,11 @@ fn css_href() -> &'static str {
 }
 
 /// Page routes (GET) and the form routes of [`actions`].
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(home))
-        .route("/register", get(register_page))
-        .route("/static/gatepass.css", get(stylesheet))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(home))
+        .routes(routes!(register_page))
+        .routes(routes!(stylesheet))
         .merge(actions::router())
 }
 
@@ -191,6 +192,20 @@ fn describe_agent(ua: &str) -> String {
     }
 }
 
+/// The home page
+///
+/// Signed in (session cookie): the account and its sessions. Otherwise the login form,
+/// or a page that renews an expired sign-in.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    params(("notice" = Option<String>, Query, description = "A message to show, from a fixed list")),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 503, response = inline(ServiceUnavailable)),
+    )
+)]
 async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let notice = Notice::from_query(uri.query());
     match page_session(&state, &headers) {
@@ -208,6 +223,17 @@ async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
     }
 }
 
+/// The registration page
+#[utoipa::path(
+    get,
+    path = "/register",
+    operation_id = "register_page",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The form", body = String, content_type = "text/html"),
+        (status = 303, description = "Already signed in: to `/`", headers(("Location" = String))),
+    )
+)]
 async fn register_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let PageSession::Active(_) = page_session(&state, &headers) {
         return actions::see_other("/");
@@ -215,6 +241,14 @@ async fn register_page(State(state): State<AppState>, headers: HeaderMap) -> Res
     register_page_with(StatusCode::OK, blank_register_page())
 }
 
+/// The stylesheet
+#[utoipa::path(
+    get,
+    path = "/static/gatepass.css",
+    tag = "pages",
+    params(("v" = Option<String>, Query, description = "Cache-busting digest; any value")),
+    responses((status = 200, description = "CSS, cacheable for a year", body = String, content_type = "text/css"))
+)]
 async fn stylesheet() -> Response {
     let mut response = ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response();
     response
@@ -242,6 +276,8 @@ mod tests {
     #[test]
     fn page_refresh_route_receives_the_refresh_cookie() {
         assert!(PAGE_REFRESH_PATH.starts_with(&format!("{REFRESH_PATH}/")));
+        // The route itself is declared by its OpenAPI annotation; it must be this path.
+        assert!(crate::http::openapi::document().paths.paths.contains_key(PAGE_REFRESH_PATH));
     }
 
     #[test]
