@@ -14,7 +14,7 @@ const COLUMNS: &str = "id, at, event, actor, subject, ip, user_agent, outcome, d
 #[async_trait]
 impl AuditStore for SqliteStorage {
     async fn append_audit(&self, event: &AuditEvent, at: i64) -> StorageResult<AuditEntry> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let last: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await
