@@ -32,6 +32,7 @@ mod audit;
 mod events;
 mod keys;
 mod revocation_feed;
+mod rotation;
 
 /// SQLite-backed [`Storage`].
 #[derive(Clone)]
@@ -40,6 +41,8 @@ pub struct SqliteStorage {
     pub(super) pool: SqlitePool,
     /// Every write: one connection (see the module documentation).
     pub(super) writer: SqlitePool,
+    /// Refresh-token rotations, committed in groups on `writer`.
+    rotator: rotation::Rotator,
 }
 
 impl SqliteStorage {
@@ -62,7 +65,7 @@ impl SqliteStorage {
             .await?;
         MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
-        Ok(Self { pool, writer })
+        Ok(Self { pool, rotator: rotation::Rotator::spawn(writer.clone()), writer })
     }
 }
 
@@ -296,76 +299,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let row: Option<(String, i64, Option<i64>)> =
-            sqlx::query_as("SELECT session_id, expires_at, rotated_at FROM refresh_tokens WHERE token_hash = ?1")
-                .bind(req.presented_hash)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        let Some((sid, token_exp, rotated_at)) = row else { return Ok(Rotation::Invalid) };
-        let sql = const_format("SELECT ", SESSION_COLUMNS, " FROM sessions WHERE id = ?1");
-        let session: Option<SessionRecord> = sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
-            .bind(&sid)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .map(Into::into);
-        let Some(session) = session else { return Ok(Rotation::Invalid) };
-        if session.revoked_at.is_some() || session.expires_at <= req.now || token_exp <= req.now {
-            return Ok(Rotation::Invalid);
-        }
-
-        let outcome = match rotated_at {
-            None => {
-                sqlx::query("UPDATE refresh_tokens SET rotated_at = ?1 WHERE token_hash = ?2")
-                    .bind(req.now)
-                    .bind(req.presented_hash)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .bind(req.successor_hash)
-                .bind(&sid)
-                .bind(req.now)
-                .bind((req.now + req.refresh_ttl_secs).min(session.expires_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                sqlx::query("UPDATE sessions SET last_used_at = ?1 WHERE id = ?2")
-                    .bind(req.now)
-                    .bind(&sid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                Rotation::Rotated(SessionRecord { last_used_at: req.now, ..session })
-            }
-            Some(at) => {
-                let successor_current: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM refresh_tokens WHERE token_hash = ?1 AND rotated_at IS NULL AND expires_at > ?2",
-                )
-                .bind(req.successor_hash)
-                .bind(req.now)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                if req.now - at <= req.grace_secs && successor_current.is_some() {
-                    Rotation::Replayed(session)
-                } else {
-                    let mut revoked =
-                        revoke_in_tx(&mut tx, &session.user_id, SessionFilter::One(&sid), req.now, Revocation::Revoked)
-                            .await?;
-                    match revoked.pop() {
-                        Some(r) => Rotation::Reused(r),
-                        None => Rotation::Invalid,
-                    }
-                }
-            }
-        };
-        tx.commit().await.map_err(map_err)?;
-        Ok(outcome)
+        self.rotator.rotate(req).await
     }
 
     async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<()> {
