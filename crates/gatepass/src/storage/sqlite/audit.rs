@@ -9,6 +9,15 @@ use super::{SqliteStorage, Tx, map_err};
 use crate::storage::StorageResult;
 use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, AuditStore, GENESIS_HASH, entry_hash};
 
+/// Id and hash of the newest entry ([`GENESIS_HASH`] before the first), read inside `tx`.
+pub(super) async fn last_audit_entry(tx: &mut Tx) -> StorageResult<(i64, String)> {
+    Ok(sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?
+        .unwrap_or((0, GENESIS_HASH.to_owned())))
+}
+
 /// Appends `event` inside `tx`, which must hold the write lock (`BEGIN IMMEDIATE`).
 /// `head` is the last entry's id and hash: read from the table when `None`, and updated
 /// to the new entry, so several appends in one transaction read the table only once.
@@ -20,11 +29,7 @@ pub(super) async fn append_in_tx(
 ) -> StorageResult<AuditEntry> {
     let (last_id, prev_hash) = match head.take() {
         Some(h) => h,
-        None => sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(map_err)?
-            .unwrap_or((0, GENESIS_HASH.to_owned())),
+        None => last_audit_entry(tx).await?,
     };
     let id = last_id + 1;
     let hash = entry_hash(id, at, event, &prev_hash);

@@ -15,10 +15,10 @@
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::append_in_tx;
+use super::audit::last_audit_entry;
 use super::{Tx, map_err, revoke_in_tx};
 use crate::auth::Revocation;
-use crate::storage::audit::AuditEvent;
+use crate::storage::audit::{AuditEvent, entry_hash};
 use crate::storage::rows::SessionRow;
 use crate::storage::{RotateRequest, Rotation, SessionFilter, SessionRecord, StorageError, StorageResult};
 
@@ -143,13 +143,35 @@ const SQL_PRESENTED: &str = "SELECT r.expires_at AS token_expires_at, r.rotated_
      FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id LEFT JOIN users u ON u.id = s.user_id \
      WHERE r.token_hash = ?1";
 
-/// Marks the token rotated, inserts its successor and records the refresh on the session:
-/// one round trip to the connection's thread for three statements.
-const SQL_ROTATE: &str = "UPDATE refresh_tokens SET rotated_at = ?1 WHERE token_hash = ?2; \
-     INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?3, ?4, ?1, ?5); \
-     UPDATE sessions SET last_used_at = ?1, access_expires_at = MAX(access_expires_at, ?6) WHERE id = ?4";
+// The writes of one rotation go to the connection's thread as one statement batch, with
+// numbered parameters shared by its statements: ?1 now, ?2 presented hash, ?3 successor
+// hash, ?4 session id, ?5 successor expiry, ?6 access-token expiry, ?7… the audit entry.
 
-const SQL_NOTE_ACCESS: &str = "UPDATE sessions SET access_expires_at = MAX(access_expires_at, ?1) WHERE id = ?2";
+/// Marks the token rotated, inserts its successor and records the refresh on the session.
+macro_rules! rotate_sql {
+    () => {
+        "UPDATE refresh_tokens SET rotated_at = ?1 WHERE token_hash = ?2; \
+         INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?3, ?4, ?1, ?5); \
+         UPDATE sessions SET last_used_at = ?1, access_expires_at = MAX(access_expires_at, ?6) WHERE id = ?4"
+    };
+}
+/// Records the replayed successor's access token on the session.
+macro_rules! replay_sql {
+    () => {
+        "UPDATE sessions SET access_expires_at = MAX(access_expires_at, ?6) WHERE id = ?4"
+    };
+}
+/// Appends the audit entry (its id, prev_hash and hash computed under the write lock).
+macro_rules! audit_sql {
+    () => {
+        "; INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
+         VALUES (?7, ?1, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    };
+}
+const SQL_ROTATE: &str = rotate_sql!();
+const SQL_ROTATE_AUDITED: &str = concat!(rotate_sql!(), audit_sql!());
+const SQL_REPLAY: &str = replay_sql!();
+const SQL_REPLAY_AUDITED: &str = concat!(replay_sql!(), audit_sql!());
 
 /// One rotation inside the group's transaction; the same decisions as a transaction of
 /// its own would take.
@@ -163,32 +185,17 @@ async fn rotate_in_tx(tx: &mut Tx, job: &Job, audit_head: &mut Option<(i64, Stri
         .map_err(map_err)?;
     let Some(row) = row else { return Ok(Rotation::Invalid) };
     let session = SessionRecord::from(row.session);
-    let owner = session.user_id.clone();
     if session.revoked_at.is_some() || session.expires_at <= job.now || row.token_expires_at <= job.now {
         return Ok(Rotation::Invalid);
     }
-    let outcome = match row.token_rotated_at {
-        None => {
-            sqlx::query(SQL_ROTATE)
-                .bind(job.now)
-                .bind(&job.presented_hash)
-                .bind(&job.successor_hash)
-                .bind(&session.id)
-                .bind((job.now + job.refresh_ttl_secs).min(session.expires_at))
-                .bind(job.access_expires_at)
-                .execute(&mut **tx)
-                .await
-                .map_err(map_err)?;
-            Rotation::Rotated(SessionRecord { last_used_at: job.now, ..session })
-        }
+    let (outcome, sql, audited) = match row.token_rotated_at {
+        None => (
+            Rotation::Rotated(SessionRecord { last_used_at: job.now, ..session.clone() }),
+            SQL_ROTATE,
+            SQL_ROTATE_AUDITED,
+        ),
         Some(at) if job.now - at <= job.grace_secs && row.successor_current => {
-            sqlx::query(SQL_NOTE_ACCESS)
-                .bind(job.access_expires_at)
-                .bind(&session.id)
-                .execute(&mut **tx)
-                .await
-                .map_err(map_err)?;
-            Rotation::Replayed(session)
+            (Rotation::Replayed(session.clone()), SQL_REPLAY, SQL_REPLAY_AUDITED)
         }
         Some(_) => {
             let mut revoked =
@@ -200,9 +207,46 @@ async fn rotate_in_tx(tx: &mut Tx, job: &Job, audit_head: &mut Option<(i64, Stri
             });
         }
     };
-    if let (Some(event), Some(false)) = (&job.audit, row.owner_disabled) {
-        let event = AuditEvent { actor: Some(owner.clone()), subject: Some(owner), ..event.clone() };
-        append_in_tx(tx, &event, job.now, audit_head).await?;
-    }
+    // The owner is audited only while it exists and is enabled, as the service then refuses
+    // the token anyway.
+    let event = match (&job.audit, row.owner_disabled) {
+        (Some(event), Some(false)) => Some(AuditEvent {
+            actor: Some(session.user_id.clone()),
+            subject: Some(session.user_id.clone()),
+            ..event.clone()
+        }),
+        _ => None,
+    };
+    let q = sqlx::query(if event.is_some() { audited } else { sql })
+        .bind(job.now)
+        .bind(&job.presented_hash)
+        .bind(&job.successor_hash)
+        .bind(&session.id)
+        .bind((job.now + job.refresh_ttl_secs).min(session.expires_at))
+        .bind(job.access_expires_at);
+    let Some(event) = event else {
+        q.execute(&mut **tx).await.map_err(map_err)?;
+        return Ok(outcome);
+    };
+    let (last_id, prev_hash) = match audit_head.take() {
+        Some(head) => head,
+        None => last_audit_entry(tx).await?,
+    };
+    let id = last_id + 1;
+    let hash = entry_hash(id, job.now, &event, &prev_hash);
+    q.bind(id)
+        .bind(&event.event)
+        .bind(&event.actor)
+        .bind(&event.subject)
+        .bind(&event.ip)
+        .bind(&event.user_agent)
+        .bind(&event.outcome)
+        .bind(&event.detail)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    *audit_head = Some((id, hash));
     Ok(outcome)
 }
