@@ -391,6 +391,8 @@ impl Storage for PostgresStorage {
                 }
             }
         };
+        // Locks are taken in one order, the token's row and then the audit table (other
+        // appends take only the table), so this cannot deadlock with them.
         if let (Some(event), Rotation::Rotated(s) | Rotation::Replayed(s)) = (req.audit, &outcome) {
             let enabled: Option<bool> = sqlx::query_scalar("SELECT NOT disabled FROM users WHERE id = $1")
                 .bind(&s.user_id)

@@ -207,8 +207,8 @@ async fn rotate_in_tx(tx: &mut Tx, job: &Job, audit_head: &mut Option<(i64, Stri
             });
         }
     };
-    // The owner is audited only while it exists and is enabled, as the service then refuses
-    // the token anyway.
+    // Audited only for an existing, enabled owner: for any other, the service refuses the
+    // refresh after the rotation.
     let event = match (&job.audit, row.owner_disabled) {
         (Some(event), Some(false)) => Some(AuditEvent {
             actor: Some(session.user_id.clone()),
