@@ -352,6 +352,10 @@ impl AuthService {
         let t = now();
         let settings = self.settings();
         let successor = self.refresh.successor(refresh_token);
+        // The access token's expiry and the audit entry are recorded in the rotation's own
+        // transaction: one write per refresh. The token issued below expires at exactly `exp`.
+        let exp = t + settings.access_token_ttl;
+        let audit = event("refresh", SUCCESS, client);
         let outcome = self
             .storage
             .rotate_refresh(RotateRequest {
@@ -360,6 +364,8 @@ impl AuthService {
                 now: t,
                 grace_secs: self.policy.reuse_grace,
                 refresh_ttl_secs: settings.refresh_token_ttl,
+                access_expires_at: exp,
+                audit: Some(&audit),
             })
             .await?;
         let session = match outcome {
@@ -383,8 +389,7 @@ impl AuthService {
             .filter(|u| !u.disabled)
             .ok_or(Error::RefreshTokenInvalid)?;
         let access = self.issuer.issue(&user, &session.id, session.auth_time, settings.access_token_ttl, t)?;
-        self.storage.note_access_issued(&session.id, access.claims.exp).await?;
-        self.audit(event("refresh", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
+        debug_assert_eq!(access.claims.exp, exp);
         Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl })
     }
 

@@ -8,6 +8,7 @@ mod common;
 use common::pg::{TestDb, admin_url, with_database};
 use gatepass::auth::Revocation;
 use gatepass::domain::{Email, Roles, User, UserId, Username};
+use gatepass::storage::audit::{AuditEvent, GENESIS_HASH, verify_chain};
 use gatepass::storage::{
     PostgresStorage, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError,
     UserPatch,
@@ -50,6 +51,9 @@ fn rotate<'a>(presented: &'a str, successor: &'a str, now: i64, grace: i64) -> R
         now,
         grace_secs: grace,
         refresh_ttl_secs: 3600,
+        // Below every test session's own value, so these scenarios leave it as it is.
+        access_expires_at: now,
+        audit: None,
     }
 }
 
@@ -248,6 +252,103 @@ async fn concurrent_rotation(s: Arc<dyn Storage>) {
     }
 }
 
+/// A rotation records the access token's expiry and, for an enabled owner, its audit
+/// entry in the same transaction; a refused rotation records neither.
+async fn rotation_bookkeeping(s: Arc<dyn Storage>) {
+    let u = user_with_session(s.as_ref(), "keeper", "s1").await;
+    let uid = u.id.as_str();
+    let event = AuditEvent::new("refresh", "success").client(Some("10.0.0.1"), Some("ua"));
+    let with = |presented, successor, now, exp| RotateRequest {
+        access_expires_at: exp,
+        audit: Some(&event),
+        ..rotate(presented, successor, now, 10)
+    };
+    assert!(matches!(s.rotate_refresh(with("h0", "h1", NOW + 1, NOW + 5000)).await.expect("r"), Rotation::Rotated(_)));
+    assert_eq!(s.session("s1").await.expect("q").expect("s1").access_expires_at, NOW + 5000);
+    // A replay records its token too; the expiry never goes back.
+    assert!(matches!(s.rotate_refresh(with("h0", "h1", NOW + 2, NOW + 6000)).await.expect("r"), Rotation::Replayed(_)));
+    assert!(matches!(s.rotate_refresh(with("h1", "h2", NOW + 3, NOW + 100)).await.expect("r"), Rotation::Rotated(_)));
+    assert_eq!(s.session("s1").await.expect("q").expect("s1").access_expires_at, NOW + 6000);
+    assert_eq!(s.rotate_refresh(with("nope", "x", NOW + 3, NOW + 9000)).await.expect("r"), Rotation::Invalid);
+
+    let entries = s.audit_chain(0, 100).await.expect("audit");
+    assert_eq!(entries.len(), 3, "one entry per successful rotation");
+    for e in &entries {
+        assert_eq!((e.event.event.as_str(), e.event.actor.as_deref()), ("refresh", Some(uid)));
+        assert_eq!((e.event.subject.as_deref(), e.event.ip.as_deref()), (Some(uid), Some("10.0.0.1")));
+    }
+    assert!(verify_chain(&entries, 0, GENESIS_HASH.into()).is_ok());
+
+    // A disabled owner's session still rotates (the service refuses the token), unaudited.
+    let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };
+    assert!(s.update_user(&u.id, &patch, NOW + 4).await.expect("disable"));
+    assert!(matches!(s.rotate_refresh(with("h2", "h3", NOW + 4, NOW + 7000)).await.expect("r"), Rotation::Rotated(_)));
+    assert_eq!(s.audit_chain(0, 100).await.expect("audit").len(), 3);
+}
+
+/// Many sessions rotating at once (on SQLite: committed together in groups) end exactly as
+/// if rotated one by one: one successor per token, replays for the duplicates, reuse
+/// detected, and a rotation that fails does not fail the others.
+async fn concurrent_rotations_of_many_sessions(s: Arc<dyn Storage>) {
+    let u = user("crowd");
+    s.insert_user(&u).await.expect("insert");
+    let uid = u.id.as_str();
+    for i in 0..24 {
+        s.create_session(&session(&format!("c{i}"), uid, NOW), &format!("c{i}-t0"), NOW + 3600).await.expect("s");
+    }
+    // c0 already rotated long ago: presenting its first token again is reuse.
+    assert!(matches!(
+        s.rotate_refresh(rotate("c0-t0", "c0-t1", NOW - 100, 10)).await.expect("r"),
+        Rotation::Rotated(_)
+    ));
+    // c1's successor already exists as another session's token: its rotation fails.
+    s.create_session(&session("clash", uid, NOW), "c1-t1", NOW + 3600).await.expect("s");
+
+    let event = AuditEvent::new("refresh", "success");
+    let tasks: Vec<_> = (0..24)
+        .flat_map(|i| (0..3).map(move |copy| (i, copy)))
+        .map(|(i, _)| {
+            let (s, event) = (s.clone(), event.clone());
+            tokio::spawn(async move {
+                let (first, next) = (format!("c{i}-t0"), format!("c{i}-t1"));
+                let req = RotateRequest { audit: Some(&event), ..rotate(&first, &next, NOW, 30) };
+                (i, s.rotate_refresh(req).await)
+            })
+        })
+        .collect();
+    let mut per_session = vec![(0, 0, 0, 0, 0); 24];
+    for t in tasks {
+        let (i, outcome) = t.await.expect("task");
+        let slot = &mut per_session[i];
+        match outcome {
+            Ok(Rotation::Rotated(_)) => slot.0 += 1,
+            Ok(Rotation::Replayed(_)) => slot.1 += 1,
+            Ok(Rotation::Reused(_)) => slot.2 += 1,
+            Ok(Rotation::Invalid) => slot.3 += 1,
+            Err(StorageError::Conflict) => slot.4 += 1,
+            Err(e) => panic!("session c{i}: {e}"),
+        }
+    }
+    // c0: one presentation finds the token rotated 100 s ago and revokes the session; the
+    // others then find it revoked (or also reused, if they got there first).
+    let c0 = per_session[0];
+    assert_eq!((c0.0, c0.1, c0.2 + c0.3), (0, 0, 3), "c0 {c0:?}");
+    assert!(c0.2 >= 1, "c0 reuse detected");
+    assert!(s.session("c0").await.expect("q").expect("c0").revoked_at.is_some());
+    assert_eq!(per_session[1], (0, 0, 0, 0, 3), "c1: every attempt fails on the duplicate successor");
+    for (i, outcome) in per_session.iter().enumerate().skip(2) {
+        assert_eq!(*outcome, (1, 2, 0, 0, 0), "c{i}: one rotation, two replays");
+    }
+    // Every other session's chain goes on from its single successor.
+    for i in 2..24 {
+        let (next, third) = (format!("c{i}-t1"), format!("c{i}-t2"));
+        assert!(matches!(s.rotate_refresh(rotate(&next, &third, NOW + 1, 30)).await.expect("r"), Rotation::Rotated(_)));
+    }
+    let entries = s.audit_chain(0, 1000).await.expect("audit");
+    assert_eq!(entries.len(), 22 * 3, "an entry for each rotation and replay, none for failures");
+    assert!(verify_chain(&entries, 0, GENESIS_HASH.into()).is_ok(), "the chain stays linear");
+}
+
 async fn revocations(s: Arc<dyn Storage>) {
     let u = user("grace");
     s.insert_user(&u).await.expect("insert");
@@ -388,7 +489,9 @@ conformance!(
     concurrent_inserts_of_one_name,
     sessions,
     rotation_outcomes,
+    rotation_bookkeeping,
     concurrent_rotation,
+    concurrent_rotations_of_many_sessions,
     revocations,
     delete_user,
     purge,

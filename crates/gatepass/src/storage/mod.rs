@@ -23,9 +23,10 @@ use async_trait::async_trait;
 
 use crate::auth::Revocation;
 use crate::domain::{Email, Roles, User, UserId};
+use crate::storage::audit::AuditEvent;
 
 /// Storage failures. Details stay in logs; clients see a generic message.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     /// A unique constraint refused the write (e.g. username taken).
     #[error("unique constraint violated")]
@@ -102,6 +103,13 @@ pub struct RotateRequest<'a> {
     pub grace_secs: i64,
     /// Lifetime of the successor (capped by the session's absolute expiry).
     pub refresh_ttl_secs: i64,
+    /// `exp` of the access token the caller issues when the rotation succeeds
+    /// ([`Rotation::Rotated`] or [`Rotation::Replayed`]); recorded on the session in the same
+    /// transaction, as [`Storage::note_access_issued`] would.
+    pub access_expires_at: i64,
+    /// Appended to the audit trail in the same transaction when the rotation succeeds and
+    /// the session's owner exists and is enabled, with actor and subject set to the owner.
+    pub audit: Option<&'a AuditEvent>,
 }
 
 /// What a rotation did.
@@ -162,7 +170,8 @@ pub trait Storage: AuditStore + ChangeFeed + KeyStore + RevocationFeed + Send + 
         refresh_hash: &str,
         refresh_expires_at: i64,
     ) -> StorageResult<()>;
-    /// Rotates a refresh token atomically (see [`Rotation`]).
+    /// Rotates a refresh token atomically (see [`Rotation`]), together with the access-token
+    /// bookkeeping and audit entry of [`RotateRequest`]: one transaction per refresh.
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation>;
     /// Records that an access token expiring at `exp` was issued for `sid`.
     async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<()>;

@@ -5,9 +5,42 @@
 use crate::storage::rows::AuditRow;
 use async_trait::async_trait;
 
-use super::{PostgresStorage, map_err};
+use super::{PostgresStorage, Tx, map_err};
 use crate::storage::StorageResult;
 use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, AuditStore, GENESIS_HASH, entry_hash};
+
+/// Appends `event` inside `tx`, taking the table lock that keeps the chain linear; the lock
+/// is held until `tx` ends.
+pub(super) async fn append_in_tx(tx: &mut Tx, event: &AuditEvent, at: i64) -> StorageResult<AuditEntry> {
+    // Readers are not blocked; only other appends wait.
+    sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE").execute(&mut **tx).await.map_err(map_err)?;
+    let last: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    let (last_id, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+    let id = last_id + 1;
+    let hash = entry_hash(id, at, event, &prev_hash);
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(&event.event)
+    .bind(&event.actor)
+    .bind(&event.subject)
+    .bind(&event.ip)
+    .bind(&event.user_agent)
+    .bind(&event.outcome)
+    .bind(&event.detail)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(AuditEntry { id, at, event: event.clone(), prev_hash, hash })
+}
 
 const COLUMNS: &str = "id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash";
 
@@ -15,35 +48,9 @@ const COLUMNS: &str = "id, at, event, actor, subject, ip, user_agent, outcome, d
 impl AuditStore for PostgresStorage {
     async fn append_audit(&self, event: &AuditEvent, at: i64) -> StorageResult<AuditEntry> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // Readers are not blocked; only other appends wait.
-        sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE").execute(&mut *tx).await.map_err(map_err)?;
-        let last: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let (last_id, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
-        let id = last_id + 1;
-        let hash = entry_hash(id, at, event, &prev_hash);
-        sqlx::query(
-            "INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(id)
-        .bind(at)
-        .bind(&event.event)
-        .bind(&event.actor)
-        .bind(&event.subject)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(&event.outcome)
-        .bind(&event.detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let entry = append_in_tx(&mut tx, event, at).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(AuditEntry { id, at, event: event.clone(), prev_hash, hash })
+        Ok(entry)
     }
 
     async fn audit_entries(&self, q: &AuditQuery) -> StorageResult<Vec<AuditEntry>> {

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::auth::Revocation;
 use crate::domain::{Roles, User, UserId};
+use crate::storage::audit::AuditEvent;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -107,6 +108,7 @@ const SQL_INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
 const SQL_LOCK_REFRESH: &str =
     "SELECT session_id, expires_at, rotated_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE";
+const SQL_NOTE_ACCESS: &str = "UPDATE sessions SET access_expires_at = GREATEST(access_expires_at, $1) WHERE id = $2";
 const SQL_SUCCESSOR_CURRENT: &str =
     "SELECT 1 FROM refresh_tokens WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2";
 const SQL_INSERT_REVOCATION: &str = "INSERT INTO revocations (session_id, until, reason) VALUES ($1, $2, $3) \
@@ -351,12 +353,16 @@ impl Storage for PostgresStorage {
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
-                    .bind(req.now)
-                    .bind(&sid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                sqlx::query(
+                    "UPDATE sessions SET last_used_at = $1, access_expires_at = GREATEST(access_expires_at, $2) \
+                     WHERE id = $3",
+                )
+                .bind(req.now)
+                .bind(req.access_expires_at)
+                .bind(&sid)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
                 Rotation::Rotated(SessionRecord { last_used_at: req.now, ..session })
             }
             Some(at) => {
@@ -367,6 +373,12 @@ impl Storage for PostgresStorage {
                     .await
                     .map_err(map_err)?;
                 if req.now - at <= req.grace_secs && successor_current.is_some() {
+                    sqlx::query(SQL_NOTE_ACCESS)
+                        .bind(req.access_expires_at)
+                        .bind(&sid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
                     Rotation::Replayed(session)
                 } else {
                     let mut revoked =
@@ -379,17 +391,26 @@ impl Storage for PostgresStorage {
                 }
             }
         };
+        // Locks are taken in one order, the token's row and then the audit table (other
+        // appends take only the table), so this cannot deadlock with them.
+        if let (Some(event), Rotation::Rotated(s) | Rotation::Replayed(s)) = (req.audit, &outcome) {
+            let enabled: Option<bool> = sqlx::query_scalar("SELECT NOT disabled FROM users WHERE id = $1")
+                .bind(&s.user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if enabled == Some(true) {
+                let event =
+                    AuditEvent { actor: Some(s.user_id.clone()), subject: Some(s.user_id.clone()), ..event.clone() };
+                audit::append_in_tx(&mut tx, &event, req.now).await?;
+            }
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(outcome)
     }
 
     async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<()> {
-        sqlx::query("UPDATE sessions SET access_expires_at = GREATEST(access_expires_at, $1) WHERE id = $2")
-            .bind(exp)
-            .bind(sid)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(SQL_NOTE_ACCESS).bind(exp).bind(sid).execute(&self.pool).await.map_err(map_err)?;
         Ok(())
     }
 

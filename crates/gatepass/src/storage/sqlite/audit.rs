@@ -5,43 +5,65 @@
 use crate::storage::rows::AuditRow;
 use async_trait::async_trait;
 
-use super::{SqliteStorage, map_err};
+use super::{SqliteStorage, Tx, map_err};
 use crate::storage::StorageResult;
 use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, AuditStore, GENESIS_HASH, entry_hash};
+
+/// Id and hash of the newest entry ([`GENESIS_HASH`] before the first), read inside `tx`.
+pub(super) async fn last_audit_entry(tx: &mut Tx) -> StorageResult<(i64, String)> {
+    Ok(sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?
+        .unwrap_or((0, GENESIS_HASH.to_owned())))
+}
+
+/// Appends `event` inside `tx`, which must hold the write lock (`BEGIN IMMEDIATE`).
+/// `head` is the last entry's id and hash: read from the table when `None`, and updated
+/// to the new entry, so several appends in one transaction read the table only once.
+pub(super) async fn append_in_tx(
+    tx: &mut Tx,
+    event: &AuditEvent,
+    at: i64,
+    head: &mut Option<(i64, String)>,
+) -> StorageResult<AuditEntry> {
+    let (last_id, prev_hash) = match head.take() {
+        Some(h) => h,
+        None => last_audit_entry(tx).await?,
+    };
+    let id = last_id + 1;
+    let hash = entry_hash(id, at, event, &prev_hash);
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(&event.event)
+    .bind(&event.actor)
+    .bind(&event.subject)
+    .bind(&event.ip)
+    .bind(&event.user_agent)
+    .bind(&event.outcome)
+    .bind(&event.detail)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    *head = Some((id, hash.clone()));
+    Ok(AuditEntry { id, at, event: event.clone(), prev_hash, hash })
+}
 
 const COLUMNS: &str = "id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash";
 
 #[async_trait]
 impl AuditStore for SqliteStorage {
     async fn append_audit(&self, event: &AuditEvent, at: i64) -> StorageResult<AuditEntry> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let last: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let (last_id, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
-        let id = last_id + 1;
-        let hash = entry_hash(id, at, event, &prev_hash);
-        sqlx::query(
-            "INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .bind(id)
-        .bind(at)
-        .bind(&event.event)
-        .bind(&event.actor)
-        .bind(&event.subject)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(&event.outcome)
-        .bind(&event.detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let entry = append_in_tx(&mut tx, event, at, &mut None).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(AuditEntry { id, at, event: event.clone(), prev_hash, hash })
+        Ok(entry)
     }
 
     async fn audit_entries(&self, q: &AuditQuery) -> StorageResult<Vec<AuditEntry>> {

@@ -20,7 +20,7 @@ impl KeyStore for SqliteStorage {
         .bind(&key.private_key)
         .bind(key.created_at)
         .bind(key.activates_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -51,7 +51,7 @@ impl KeyStore for SqliteStorage {
         for kid in kids {
             removed += sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
                 .bind(kid)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?
                 .rows_affected();

@@ -1,6 +1,14 @@
 //! SQLite storage: the embedded default. WAL mode, foreign keys on, a busy timeout so the
 //! CLI can write while the server runs, and `BEGIN IMMEDIATE` for multi-statement writes
 //! so concurrent transactions queue instead of failing on lock upgrade.
+//!
+//! Reads and writes use separate pools. SQLite admits one writer at a time, and a writer
+//! that finds the lock taken sleeps in the busy handler (1, 2, 5, … up to 100 ms) rather
+//! than being woken when it frees; with several pooled connections writing, requests spent
+//! most of their time in those sleeps. All of this process's writes therefore go through a
+//! single connection, where they queue in the pool without sleeping; the busy timeout only
+//! comes into play against other processes (the CLI) writing the same file, and the
+//! database lock stays what serializes writers.
 
 use async_trait::async_trait;
 
@@ -24,11 +32,17 @@ mod audit;
 mod events;
 mod keys;
 mod revocation_feed;
+mod rotation;
 
 /// SQLite-backed [`Storage`].
 #[derive(Clone)]
 pub struct SqliteStorage {
+    /// Read-only work: any number of connections read concurrently in WAL mode.
     pub(super) pool: SqlitePool,
+    /// Every write: one connection (see the module documentation).
+    pub(super) writer: SqlitePool,
+    /// Refresh-token rotations, committed in groups on `writer`.
+    rotator: rotation::Rotator,
 }
 
 impl SqliteStorage {
@@ -42,9 +56,16 @@ impl SqliteStorage {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        // An embedded connection cannot drop like a network one; pinging it before each use
+        // would only add a round trip to its worker thread.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
+        Ok(Self { pool, rotator: rotation::Rotator::spawn(writer.clone()), writer })
     }
 }
 
@@ -136,7 +157,7 @@ impl Storage for SqliteStorage {
         .bind(user.roles.to_stored())
         .bind(user.disabled)
         .bind(user.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -191,7 +212,7 @@ impl Storage for SqliteStorage {
             .bind(hash)
             .bind(now)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(r.rows_affected() == 1)
@@ -213,14 +234,14 @@ impl Storage for SqliteStorage {
         .bind(email.flatten())
         .bind(now)
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn delete_user(&self, id: &UserId, now: i64) -> StorageResult<Option<Vec<RevokedSession>>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         // Every session, live or not: an access token may outlive a refresh-ended session.
         sqlx::query("UPDATE sessions SET revoked_at = NULL WHERE user_id = ?1 AND access_expires_at > ?2")
             .bind(id.as_str())
@@ -247,7 +268,7 @@ impl Storage for SqliteStorage {
         refresh_hash: &str,
         refresh_expires_at: i64,
     ) -> StorageResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, auth_time, access_expires_at, user_agent, ip) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -278,83 +299,14 @@ impl Storage for SqliteStorage {
     }
 
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let row: Option<(String, i64, Option<i64>)> =
-            sqlx::query_as("SELECT session_id, expires_at, rotated_at FROM refresh_tokens WHERE token_hash = ?1")
-                .bind(req.presented_hash)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        let Some((sid, token_exp, rotated_at)) = row else { return Ok(Rotation::Invalid) };
-        let sql = const_format("SELECT ", SESSION_COLUMNS, " FROM sessions WHERE id = ?1");
-        let session: Option<SessionRecord> = sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
-            .bind(&sid)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .map(Into::into);
-        let Some(session) = session else { return Ok(Rotation::Invalid) };
-        if session.revoked_at.is_some() || session.expires_at <= req.now || token_exp <= req.now {
-            return Ok(Rotation::Invalid);
-        }
-
-        let outcome = match rotated_at {
-            None => {
-                sqlx::query("UPDATE refresh_tokens SET rotated_at = ?1 WHERE token_hash = ?2")
-                    .bind(req.now)
-                    .bind(req.presented_hash)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .bind(req.successor_hash)
-                .bind(&sid)
-                .bind(req.now)
-                .bind((req.now + req.refresh_ttl_secs).min(session.expires_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                sqlx::query("UPDATE sessions SET last_used_at = ?1 WHERE id = ?2")
-                    .bind(req.now)
-                    .bind(&sid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                Rotation::Rotated(SessionRecord { last_used_at: req.now, ..session })
-            }
-            Some(at) => {
-                let successor_current: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM refresh_tokens WHERE token_hash = ?1 AND rotated_at IS NULL AND expires_at > ?2",
-                )
-                .bind(req.successor_hash)
-                .bind(req.now)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                if req.now - at <= req.grace_secs && successor_current.is_some() {
-                    Rotation::Replayed(session)
-                } else {
-                    let mut revoked =
-                        revoke_in_tx(&mut tx, &session.user_id, SessionFilter::One(&sid), req.now, Revocation::Revoked)
-                            .await?;
-                    match revoked.pop() {
-                        Some(r) => Rotation::Reused(r),
-                        None => Rotation::Invalid,
-                    }
-                }
-            }
-        };
-        tx.commit().await.map_err(map_err)?;
-        Ok(outcome)
+        self.rotator.rotate(req).await
     }
 
     async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<()> {
         sqlx::query("UPDATE sessions SET access_expires_at = MAX(access_expires_at, ?1) WHERE id = ?2")
             .bind(exp)
             .bind(sid)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -400,7 +352,7 @@ impl Storage for SqliteStorage {
         filter: SessionFilter<'_>,
         now: i64,
     ) -> StorageResult<Vec<RevokedSession>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let revoked = revoke_in_tx(&mut tx, user_id, filter, now, Revocation::Revoked).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(revoked)
@@ -420,7 +372,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn purge_expired(&self, now: i64) -> StorageResult<u64> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let mut n = 0;
         for sql in [
             "DELETE FROM revocations WHERE until <= ?1",
@@ -439,7 +391,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn put_settings(&self, values: &[(String, String)]) -> StorageResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         for (k, v) in values {
             sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
                 .bind(k)
