@@ -1,15 +1,29 @@
-//! Password hashing on a bounded pool of blocking threads.
+//! Password hashing on a fixed pool of hashing threads.
 //!
 //! Argon2id is deliberately slow; running it on the async workers would stall every other
-//! request. Each hash runs in `spawn_blocking`, and a semaphore sized to the cores keeps a
-//! login storm from queueing more hashes than there are cores to run them.
+//! request. Hashes run on one dedicated thread per core, fed through a bounded queue; an
+//! async semaphore keeps the jobs in flight to the number of threads, so a login storm
+//! waits (counted by [`PasswordHasher::queue_len`]) without holding any thread.
+//!
+//! Each thread keeps its Argon2 memory (19 MiB at the default cost) from one hash to the
+//! next: allocating and page-faulting that much for every hash took over a third of a
+//! login's CPU time. A thread wipes and frees it after [`IDLE_RELEASE`] without work, so a
+//! login burst does not leave the process large.
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::Semaphore;
+use std::time::Duration;
+use tokio::sync::{Semaphore, oneshot};
+use zeroize::Zeroize;
 
 use crate::domain::Password;
+
+/// How long a hashing thread keeps its Argon2 memory without work before freeing it.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(3);
 
 /// Argon2id cost settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,71 +55,185 @@ pub enum Verified {
     YesRehash(String),
 }
 
-/// Hashes and verifies passwords off the async runtime.
+/// Hashes and verifies passwords off the async runtime, on its own threads.
+///
+/// Clones share the threads; the threads end when the last clone is dropped.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    params: Params,
-    permits: Arc<Semaphore>,
-    /// A real hash of a random password, verified against when the user does not exist so
-    /// that "no such user" costs the same time as "wrong password".
-    dummy_hash: Arc<str>,
-    waiting: Arc<AtomicUsize>,
+    inner: Arc<Inner>,
 }
 
+struct Inner {
+    params: Params,
+    /// A real hash of a random password, verified against when the user does not exist so
+    /// that "no such user" costs the same time as "wrong password".
+    dummy_hash: Box<str>,
+    /// One permit per hashing thread; a job holds it until its hash is done.
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    jobs: Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
+
 impl PasswordHasher {
-    /// A hasher with `cost`, running at most `max_concurrent` hashes at once.
+    /// A hasher with `cost`, running at most `max_concurrent` hashes at once (one thread
+    /// each).
+    ///
+    /// # Errors
+    /// Invalid Argon2 parameters, or a thread that cannot be started.
     pub fn new(cost: HashCost, max_concurrent: usize) -> anyhow::Result<Self> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| anyhow::anyhow!("invalid Argon2 parameters: {e}"))?;
-        let dummy = hash_with(&params, &uuid::Uuid::now_v7().to_string())?;
+        let threads = max_concurrent.max(1);
+        let dummy = hash_new(&params, &uuid::Uuid::now_v7().to_string(), &mut Scratch::new(params.block_count()))?;
+        // Never full: a job is only queued with a permit, and there are as many permits as slots.
+        let (jobs, queue) = crossbeam_channel::bounded(threads);
+        for i in 0..threads {
+            let queue = queue.clone();
+            let blocks = params.block_count();
+            std::thread::Builder::new()
+                .name(format!("gatepass-hash-{i}"))
+                .spawn(move || worker(&queue, blocks, IDLE_RELEASE))
+                .map_err(|e| anyhow::anyhow!("cannot start a password hashing thread: {e}"))?;
+        }
         Ok(Self {
-            params,
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-            dummy_hash: dummy.into(),
-            waiting: Arc::new(AtomicUsize::new(0)),
+            inner: Arc::new(Inner {
+                params,
+                dummy_hash: dummy.into(),
+                permits: Arc::new(Semaphore::new(threads)),
+                waiting: AtomicUsize::new(0),
+                jobs,
+            }),
         })
     }
 
-    /// How many hash jobs are waiting for a free slot right now.
+    /// How many hash jobs are waiting for a free hashing thread right now.
     pub fn queue_len(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.inner.waiting.load(Ordering::Relaxed)
     }
 
     /// Hashes a new password (Argon2id PHC string).
+    ///
+    /// # Errors
+    /// No randomness for the salt, or the hashing threads are gone.
     pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
-        let params = self.params.clone();
+        let params = self.inner.params.clone();
         let pw = password.clone();
-        self.run(move || hash_with(&params, pw.expose())).await?
+        self.run(move |scratch| hash_new(&params, pw.expose(), scratch)).await?
     }
 
-    /// Checks `password` against `stored` (Argon2 PHC or bcrypt), or against the dummy
-    /// hash when `stored` is `None`, which always answers [`Verified::No`].
+    /// Checks `password` against `stored` (Argon2 PHC, bcrypt or Werkzeug), or against the
+    /// dummy hash when `stored` is `None`, which always answers [`Verified::No`].
+    ///
+    /// # Errors
+    /// The hashing threads are gone.
     pub async fn verify(&self, password: &Password, stored: Option<&str>) -> anyhow::Result<Verified> {
-        let params = self.params.clone();
+        let params = self.inner.params.clone();
         let pw = password.clone();
         let (hash, real) = match stored {
             Some(h) => (h.to_owned(), true),
-            None => (self.dummy_hash.to_string(), false),
+            None => (self.inner.dummy_hash.to_string(), false),
         };
-        self.run(move || {
-            let ok = verify_with(&params, pw.expose(), &hash);
+        self.run(move |scratch| {
+            let ok = verify_with(pw.expose(), &hash, scratch);
             match (ok, real) {
                 (true, true) if needs_rehash(&params, &hash) => {
-                    Ok(hash_with(&params, pw.expose()).map(Verified::YesRehash).unwrap_or(Verified::Yes))
+                    hash_new(&params, pw.expose(), scratch).map(Verified::YesRehash).unwrap_or(Verified::Yes)
                 }
-                (true, true) => Ok(Verified::Yes),
-                _ => Ok(Verified::No),
+                (true, true) => Verified::Yes,
+                _ => Verified::No,
             }
         })
-        .await?
+        .await
     }
 
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let _permit = permit?;
-        Ok(tokio::task::spawn_blocking(f).await?)
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Scratch) -> T + Send + 'static) -> anyhow::Result<T> {
+        let permit = {
+            let _waiting = Waiting::count(&self.inner.waiting);
+            self.inner.permits.clone().acquire_owned().await?
+        };
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move |scratch| {
+            // The permit travels with the job: a request abandoned by its client still
+            // occupies its thread until the hash ends, and must keep counting.
+            let _permit = permit;
+            let _ = done.send(f(scratch));
+        });
+        self.inner.jobs.try_send(job).map_err(|_| anyhow::anyhow!("the password hashing threads are gone"))?;
+        result.await.map_err(|_| anyhow::anyhow!("password hashing failed"))
+    }
+}
+
+/// Counts a caller waiting for a permit, also when its request is dropped while waiting.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A hashing thread: runs jobs with its own Argon2 memory, which it frees when idle.
+fn worker(queue: &Receiver<Job>, blocks: usize, idle: Duration) {
+    let mut scratch = Scratch::new(blocks);
+    loop {
+        match queue.recv_timeout(idle) {
+            // A panicking job drops its result sender, which its caller sees as an error;
+            // the thread itself stays in the pool.
+            Ok(job) => drop(std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut scratch)))),
+            Err(RecvTimeoutError::Timeout) => scratch.release(),
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Argon2 working memory, kept between hashes and wiped before it is freed.
+struct Scratch {
+    blocks: Vec<Block>,
+    /// Blocks at the configured cost: the size kept between hashes.
+    size: usize,
+}
+
+impl Scratch {
+    fn new(size: usize) -> Self {
+        Self { blocks: Vec::new(), size }
+    }
+
+    /// Runs `f` with at least `count` blocks. A stored hash costlier than the configured
+    /// one gets memory of its own for that one hash, so it cannot grow what is kept.
+    fn with_blocks<T>(&mut self, count: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        if count > self.size {
+            let mut once = vec![Block::new(); count];
+            let out = f(&mut once);
+            once.zeroize();
+            return out;
+        }
+        if self.blocks.len() < self.size {
+            self.blocks = vec![Block::new(); self.size];
+        }
+        f(&mut self.blocks)
+    }
+
+    /// Wipes and frees the memory (it holds state derived from the last password).
+    fn release(&mut self) {
+        if !self.blocks.is_empty() {
+            self.blocks.zeroize();
+            self.blocks = Vec::new();
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -113,14 +241,38 @@ fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
-fn hash_with(params: &Params, password: &str) -> anyhow::Result<String> {
-    argon2(params)
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
+/// A new Argon2id PHC string for `password` with a random salt.
+fn hash_new(params: &Params, password: &str, scratch: &mut Scratch) -> anyhow::Result<String> {
+    let salt =
+        argon2::password_hash::try_generate_salt().map_err(|e| anyhow::anyhow!("no randomness for a salt: {e}"))?;
+    hash_with_salt(params, password.as_bytes(), &salt, scratch)
 }
 
-fn verify_with(params: &Params, password: &str, stored: &str) -> bool {
+/// The PHC string `argon2`'s own `hash_password_with_salt` would give, computed in
+/// `scratch` instead of freshly allocated memory.
+fn hash_with_salt(params: &Params, password: &[u8], salt: &[u8], scratch: &mut Scratch) -> anyhow::Result<String> {
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("hashing failed: {e}");
+    let mut buf = [0u8; Output::MAX_LENGTH];
+    let out = buf
+        .get_mut(..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN))
+        .ok_or_else(|| anyhow::anyhow!("hashing failed: output length"))?;
+    let argon = argon2(params);
+    scratch
+        .with_blocks(params.block_count(), |blocks| {
+            argon.hash_password_into_with_memory(password, salt, &mut *out, blocks)
+        })
+        .map_err(|e| fail(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| fail(&e))?,
+        salt: Some(Salt::new(salt).map_err(|e| fail(&e))?),
+        hash: Some(Output::new(out).map_err(|e| fail(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+fn verify_with(password: &str, stored: &str, scratch: &mut Scratch) -> bool {
     if is_bcrypt(stored) {
         // bcrypt silently ignores bytes past 72; refuse rather than accept a truncated match.
         return password.len() <= 72 && bcrypt::verify(password, stored).unwrap_or(false);
@@ -128,10 +280,26 @@ fn verify_with(params: &Params, password: &str, stored: &str) -> bool {
     if stored.starts_with("pbkdf2:") || stored.starts_with("scrypt:") {
         return verify_werkzeug(password, stored).unwrap_or(false);
     }
-    match PasswordHash::new(stored) {
-        Ok(parsed) => argon2(params).verify_password(password.as_bytes(), &parsed).is_ok(),
-        Err(_) => false,
-    }
+    verify_argon2(password.as_bytes(), stored, scratch).unwrap_or(false)
+}
+
+/// What `argon2`'s `PasswordVerifier` does (the hash's own algorithm, version and
+/// parameters; constant-time comparison), computed in `scratch`.
+fn verify_argon2(password: &[u8], stored: &str, scratch: &mut Scratch) -> Option<bool> {
+    let parsed = PasswordHash::new(stored).ok()?;
+    let (salt, expected) = (parsed.salt.as_ref()?, parsed.hash.as_ref()?);
+    let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).ok()?;
+    let version = parsed.version.map(Version::try_from).transpose().ok()?.unwrap_or_default();
+    let params = Params::try_from(&parsed).ok()?;
+    let mut buf = [0u8; Output::MAX_LENGTH];
+    let out = buf.get_mut(..expected.len())?;
+    let argon = Argon2::new(algorithm, version, params.clone());
+    scratch
+        .with_blocks(params.block_count(), |blocks| {
+            argon.hash_password_into_with_memory(password, salt, &mut *out, blocks)
+        })
+        .ok()?;
+    Some(bool::from(subtle::ConstantTimeEq::ct_eq(&*out, expected.as_bytes())))
 }
 
 /// Werkzeug's `pbkdf2:sha256:N$salt$hex` and `scrypt:N:r:p$salt$hex` (Flask apps), kept
@@ -256,5 +424,108 @@ mod tests {
         let weak = cheap().hash(&pw("pass-word")).await.unwrap();
         let strong = PasswordHasher::new(HashCost { memory_kib: 2048, iterations: 2, parallelism: 1 }, 1).unwrap();
         assert!(matches!(strong.verify(&pw("pass-word"), Some(&weak)).await.unwrap(), Verified::YesRehash(_)));
+    }
+
+    #[test]
+    fn pooled_hash_is_byte_identical_to_the_argon2_crate() {
+        use argon2::PasswordHasher as _;
+        let params = Params::new(1024, 2, 1, None).unwrap();
+        let salt = b"0123456789abcdef";
+        let mut scratch = Scratch::new(params.block_count());
+        for password in ["correct horse", "", "ünïcödé pass phrase"] {
+            let ours = hash_with_salt(&params, password.as_bytes(), salt, &mut scratch).unwrap();
+            let theirs = argon2(&params).hash_password_with_salt(password.as_bytes(), salt).unwrap().to_string();
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    #[tokio::test]
+    async fn pooled_and_standard_verifiers_accept_each_other() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let h = cheap();
+        // New path -> the argon2 crate's own verifier.
+        let ours = h.hash(&pw("correct horse")).await.unwrap();
+        let standard = argon2(&Params::new(1024, 1, 1, None).unwrap());
+        assert!(standard.verify_password(b"correct horse", &PasswordHash::new(&ours).unwrap()).is_ok());
+        assert!(standard.verify_password(b"correct horsE", &PasswordHash::new(&ours).unwrap()).is_err());
+        // Hashes made by the argon2 crate (the previous path, and other variants and
+        // output lengths it can produce) -> the new path.
+        let variants = [
+            (Algorithm::Argon2id, Version::V0x13, Params::new(1024, 1, 1, None).unwrap()),
+            (Algorithm::Argon2id, Version::V0x13, Params::new(1024, 1, 1, Some(64)).unwrap()),
+            (Algorithm::Argon2i, Version::V0x13, Params::new(1024, 1, 1, None).unwrap()),
+            (Algorithm::Argon2d, Version::V0x10, Params::new(1024, 1, 2, None).unwrap()),
+        ];
+        for (algorithm, version, params) in variants {
+            let theirs = Argon2::new(algorithm, version, params).hash_password(b"pass-word-1").unwrap().to_string();
+            assert!(
+                matches!(
+                    h.verify(&pw("pass-word-1"), Some(&theirs)).await.unwrap(),
+                    Verified::Yes | Verified::YesRehash(_)
+                ),
+                "{theirs}"
+            );
+            assert_eq!(h.verify(&pw("pass-word-2"), Some(&theirs)).await.unwrap(), Verified::No, "{theirs}");
+        }
+    }
+
+    #[tokio::test]
+    async fn costlier_stored_hash_verifies_without_growing_kept_memory() {
+        use argon2::PasswordHasher as _;
+        let h = cheap();
+        let big = argon2(&Params::new(4096, 1, 1, None).unwrap()).hash_password(b"pass-word-1").unwrap().to_string();
+        assert_eq!(h.verify(&pw("pass-word-1"), Some(&big)).await.unwrap(), Verified::Yes);
+        let mut scratch = Scratch::new(1024);
+        assert_eq!(scratch.with_blocks(4096, |b| b.len()), 4096);
+        assert!(scratch.blocks.is_empty());
+        assert_eq!(scratch.with_blocks(1024, |b| b.len()), 1024);
+        scratch.release();
+        assert!(scratch.blocks.is_empty());
+    }
+
+    #[test]
+    fn idle_thread_frees_its_memory() {
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(1);
+        let thread = std::thread::spawn(move || worker(&queue, 1024, Duration::from_millis(50)));
+        let kept = |jobs: &Sender<Job>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let params = params.clone();
+            jobs.send(Box::new(move |scratch: &mut Scratch| {
+                let before = scratch.blocks.len();
+                hash_new(&params, "pass-word-1", scratch).unwrap();
+                tx.send((before, scratch.blocks.len())).unwrap();
+            }))
+            .unwrap();
+            rx.recv().unwrap()
+        };
+        assert_eq!(kept(&jobs), (0, 1024));
+        assert_eq!(kept(&jobs), (1024, 1024), "memory is reused while busy");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(kept(&jobs), (0, 1024), "memory was freed while idle");
+        drop(jobs);
+        thread.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn concurrent_jobs_share_the_pool() {
+        let h = cheap();
+        let jobs = (0..8).map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move { h.hash(&pw(&format!("password number {i}"))).await })
+        });
+        let hashes: Vec<String> = futures_join(jobs).await;
+        for (i, stored) in hashes.iter().enumerate() {
+            assert_eq!(h.verify(&pw(&format!("password number {i}")), Some(stored)).await.unwrap(), Verified::Yes);
+        }
+        assert_eq!(h.queue_len(), 0);
+    }
+
+    async fn futures_join(jobs: impl Iterator<Item = tokio::task::JoinHandle<anyhow::Result<String>>>) -> Vec<String> {
+        let mut out = Vec::new();
+        for job in jobs.collect::<Vec<_>>() {
+            out.push(job.await.unwrap().unwrap());
+        }
+        out
     }
 }
