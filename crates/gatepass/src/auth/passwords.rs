@@ -183,6 +183,7 @@ impl Drop for Waiting<'_> {
 
 /// A hashing thread: runs jobs with its own Argon2 memory, which it frees when idle.
 fn worker(queue: &Receiver<Job>, blocks: usize, idle: Duration) {
+    lower_priority();
     let mut scratch = Scratch::new(blocks);
     loop {
         match queue.recv_timeout(idle) {
@@ -192,6 +193,18 @@ fn worker(queue: &Receiver<Job>, blocks: usize, idle: Duration) {
             Err(RecvTimeoutError::Timeout) => scratch.release(),
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10), so that when hashes keep every
+/// core busy the request threads still get the CPU first: a login storm slows logins, not
+/// every other request. Alone on the machine a hash runs as fast as before.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only changes a scheduling attribute; on Linux, `who = 0` with
+    // PRIO_PROCESS is the calling thread. Failure just leaves the default priority.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 
@@ -503,6 +516,22 @@ mod tests {
         assert_eq!(kept(&jobs), (1024, 1024), "memory is reused while busy");
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(kept(&jobs), (0, 1024), "memory was freed while idle");
+        drop(jobs);
+        thread.join().unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn hashing_threads_yield_the_cpu_to_request_threads() {
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(1);
+        let thread = std::thread::spawn(move || worker(&queue, 16, Duration::from_secs(1)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        jobs.send(Box::new(move |_: &mut Scratch| {
+            // SAFETY: reads a scheduling attribute of the calling thread.
+            tx.send(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }).unwrap();
+        }))
+        .unwrap();
+        assert!(rx.recv().unwrap() >= 10, "hashing runs at nice 10 or lower priority");
         drop(jobs);
         thread.join().unwrap();
     }
