@@ -10,7 +10,7 @@ use crate::storage::StorageResult;
 use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, AuditStore, GENESIS_HASH, entry_hash};
 
 /// Id and hash of the newest entry ([`GENESIS_HASH`] before the first), read inside `tx`.
-pub(super) async fn last_audit_entry(tx: &mut Tx) -> StorageResult<(i64, String)> {
+async fn last_audit_entry(tx: &mut Tx) -> StorageResult<(i64, String)> {
     Ok(sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await
@@ -18,21 +18,29 @@ pub(super) async fn last_audit_entry(tx: &mut Tx) -> StorageResult<(i64, String)
         .unwrap_or((0, GENESIS_HASH.to_owned())))
 }
 
-/// Appends `event` inside `tx`, which must hold the write lock (`BEGIN IMMEDIATE`).
-/// `head` is the last entry's id and hash: read from the table when `None`, and updated
-/// to the new entry, so several appends in one transaction read the table only once.
-pub(super) async fn append_in_tx(
+/// The chain link of the entry that appends `event` at `at`: its id, the previous entry's
+/// hash and its own hash. The position comes from `head` when known, else from the table
+/// (inside `tx`, which must hold the write lock); `head` moves to the new entry, so several
+/// appends in one transaction read the table only once.
+pub(super) async fn next_audit_link(
     tx: &mut Tx,
     event: &AuditEvent,
     at: i64,
     head: &mut Option<(i64, String)>,
-) -> StorageResult<AuditEntry> {
+) -> StorageResult<(i64, String, String)> {
     let (last_id, prev_hash) = match head.take() {
         Some(h) => h,
         None => last_audit_entry(tx).await?,
     };
     let id = last_id + 1;
     let hash = entry_hash(id, at, event, &prev_hash);
+    *head = Some((id, hash.clone()));
+    Ok((id, prev_hash, hash))
+}
+
+/// Appends `event` inside `tx`, which must hold the write lock (`BEGIN IMMEDIATE`).
+async fn append_in_tx(tx: &mut Tx, event: &AuditEvent, at: i64) -> StorageResult<AuditEntry> {
+    let (id, prev_hash, hash) = next_audit_link(tx, event, at, &mut None).await?;
     sqlx::query(
         "INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -51,7 +59,6 @@ pub(super) async fn append_in_tx(
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
-    *head = Some((id, hash.clone()));
     Ok(AuditEntry { id, at, event: event.clone(), prev_hash, hash })
 }
 
@@ -61,7 +68,7 @@ const COLUMNS: &str = "id, at, event, actor, subject, ip, user_agent, outcome, d
 impl AuditStore for SqliteStorage {
     async fn append_audit(&self, event: &AuditEvent, at: i64) -> StorageResult<AuditEntry> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let entry = append_in_tx(&mut tx, event, at, &mut None).await?;
+        let entry = append_in_tx(&mut tx, event, at).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(entry)
     }

@@ -15,10 +15,10 @@
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::last_audit_entry;
+use super::audit::next_audit_link;
 use super::{Tx, map_err, revoke_in_tx};
 use crate::auth::Revocation;
-use crate::storage::audit::{AuditEvent, entry_hash};
+use crate::storage::audit::AuditEvent;
 use crate::storage::rows::SessionRow;
 use crate::storage::{RotateRequest, Rotation, SessionFilter, SessionRecord, StorageError, StorageResult};
 
@@ -228,12 +228,7 @@ async fn rotate_in_tx(tx: &mut Tx, job: &Job, audit_head: &mut Option<(i64, Stri
         q.execute(&mut **tx).await.map_err(map_err)?;
         return Ok(outcome);
     };
-    let (last_id, prev_hash) = match audit_head.take() {
-        Some(head) => head,
-        None => last_audit_entry(tx).await?,
-    };
-    let id = last_id + 1;
-    let hash = entry_hash(id, job.now, &event, &prev_hash);
+    let (id, prev_hash, hash) = next_audit_link(tx, &event, job.now, audit_head).await?;
     q.bind(id)
         .bind(&event.event)
         .bind(&event.actor)
@@ -247,6 +242,5 @@ async fn rotate_in_tx(tx: &mut Tx, job: &Job, audit_head: &mut Option<(i64, Stri
         .execute(&mut **tx)
         .await
         .map_err(map_err)?;
-    *audit_head = Some((id, hash));
     Ok(outcome)
 }
