@@ -1,20 +1,9 @@
 //! Password hashing on a fixed pool of hashing threads.
 //!
 //! Argon2id is deliberately slow; running it on the async workers would stall every other
-//! request. Hashes run on threads of their own, in two lanes:
-//!
-//! - **spare-CPU threads**, one per core, in Linux's idle scheduling class (`SCHED_IDLE`):
-//!   they run only on CPU time no request thread wants, and a request thread that wakes
-//!   up takes the CPU from them at once. A login storm slows logins, not token checks.
-//! - **one reserve thread** at nice 10, which takes over a hash the spare threads have not
-//!   answered within [`STALL_FACTOR`] times one hash's duration (never under
-//!   [`MIN_STALL`]). When request threads keep every core busy, idle-class threads get
-//!   almost nothing (a login took 7 s in the saturation step of `scripts/bench-storm`); the
-//!   reserve thread's small but certain share keeps logins going. Whichever copy finishes
-//!   first answers; the other is dropped unrun or its result discarded.
-//!
-//! An async semaphore keeps the callers in flight to the number of spare threads, so a
-//! login storm waits (counted by [`PasswordHasher::queue_len`]) without holding a thread.
+//! request. Hashes run on one dedicated thread per core, fed through a bounded queue; an
+//! async semaphore keeps the jobs in flight to the number of threads, so a login storm
+//! waits (counted by [`PasswordHasher::queue_len`]) without holding any thread.
 //!
 //! Each thread keeps its Argon2 memory (19 MiB at the default cost) from one hash to the
 //! next: allocating and page-faulting that much for every hash took over a third of a
@@ -25,9 +14,9 @@ use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
 use zeroize::Zeroize;
 
@@ -35,14 +24,6 @@ use crate::domain::Password;
 
 /// How long a hashing thread keeps its Argon2 memory without work before freeing it.
 pub const IDLE_RELEASE: Duration = Duration::from_secs(3);
-
-/// A hash not answered by the spare-CPU threads within this many times the start-up
-/// hash's duration is run again on the reserve thread.
-pub const STALL_FACTOR: u32 = 8;
-
-/// The shortest wait before the reserve thread takes over a hash: below it, a loaded but
-/// not saturated machine would hand ordinary hashes over for nothing.
-pub const MIN_STALL: Duration = Duration::from_millis(250);
 
 /// Argon2id cost settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,26 +68,17 @@ struct Inner {
     /// A real hash of a random password, verified against when the user does not exist so
     /// that "no such user" costs the same time as "wrong password".
     dummy_hash: Box<str>,
-    /// One permit per spare-CPU thread; a caller holds it until it has its answer.
-    permits: Semaphore,
+    /// One permit per hashing thread; a job holds it until its hash is done.
+    permits: Arc<Semaphore>,
     waiting: AtomicUsize,
-    /// Hashes handed to the reserve thread since start-up.
-    reserved: AtomicU64,
-    stall_after: Duration,
-    spare: Sender<Job>,
-    reserve: Sender<Job>,
+    jobs: Sender<Job>,
 }
 
-/// Which scheduling class a hashing thread runs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lane {
-    Spare,
-    Reserve,
-}
+type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 
 impl PasswordHasher {
-    /// A hasher with `cost`, running at most `max_concurrent` hashes at once on spare CPU
-    /// time (one thread each), plus the reserve thread.
+    /// A hasher with `cost`, running at most `max_concurrent` hashes at once (one thread
+    /// each).
     ///
     /// # Errors
     /// Invalid Argon2 parameters, or a thread that cannot be started.
@@ -114,33 +86,24 @@ impl PasswordHasher {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| anyhow::anyhow!("invalid Argon2 parameters: {e}"))?;
         let threads = max_concurrent.max(1);
-        let started = Instant::now();
         let dummy = hash_new(&params, &uuid::Uuid::now_v7().to_string(), &mut Scratch::new(params.block_count()))?;
-        let stall_after = (started.elapsed() * STALL_FACTOR).max(MIN_STALL);
-        // Never full while the spare threads keep up: a job is only queued with a permit,
-        // and there are as many permits as slots. Behind a starved thread it can fill up;
-        // a job that finds it full goes to the reserve thread straight away.
-        let (spare, spare_queue) = crossbeam_channel::bounded(threads);
-        // Holds at most one job per permit, plus jobs whose callers left (skipped unrun).
-        let (reserve, reserve_queue) = crossbeam_channel::unbounded();
-        let lanes = std::iter::repeat_n((Lane::Spare, spare_queue), threads).chain([(Lane::Reserve, reserve_queue)]);
-        for (i, (lane, queue)) in lanes.enumerate() {
+        // Never full: a job is only queued with a permit, and there are as many permits as slots.
+        let (jobs, queue) = crossbeam_channel::bounded(threads);
+        for i in 0..threads {
+            let queue = queue.clone();
             let blocks = params.block_count();
             std::thread::Builder::new()
                 .name(format!("gatepass-hash-{i}"))
-                .spawn(move || worker(&queue, blocks, IDLE_RELEASE, lane))
+                .spawn(move || worker(&queue, blocks, IDLE_RELEASE))
                 .map_err(|e| anyhow::anyhow!("cannot start a password hashing thread: {e}"))?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
                 params,
                 dummy_hash: dummy.into(),
-                permits: Semaphore::new(threads),
+                permits: Arc::new(Semaphore::new(threads)),
                 waiting: AtomicUsize::new(0),
-                reserved: AtomicU64::new(0),
-                stall_after,
-                spare,
-                reserve,
+                jobs,
             }),
         })
     }
@@ -148,12 +111,6 @@ impl PasswordHasher {
     /// How many hash jobs are waiting for a free hashing thread right now.
     pub fn queue_len(&self) -> usize {
         self.inner.waiting.load(Ordering::Relaxed)
-    }
-
-    /// How many hashes have been handed to the reserve thread since start-up (the spare
-    /// threads got too little CPU time to answer them in time).
-    pub fn reserved_total(&self) -> u64 {
-        self.inner.reserved.load(Ordering::Relaxed)
     }
 
     /// Hashes a new password (Argon2id PHC string).
@@ -191,27 +148,20 @@ impl PasswordHasher {
         .await
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl Fn(&mut Scratch) -> T + Send + Sync + 'static,
-    ) -> anyhow::Result<T> {
-        // Held until this caller has its answer, not until the work ends: a copy left
-        // behind on a starved spare thread must not keep later callers out.
-        let _permit = {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Scratch) -> T + Send + 'static) -> anyhow::Result<T> {
+        let permit = {
             let _waiting = Waiting::count(&self.inner.waiting);
-            self.inner.permits.acquire().await?
+            self.inner.permits.clone().acquire_owned().await?
         };
-        let (job, mut answer) = Shared::job(work);
-        if self.inner.spare.try_send(Arc::clone(&job)).is_ok()
-            && let Ok(answered) = tokio::time::timeout(self.inner.stall_after, &mut answer).await
-        {
-            return answered.map_err(|_| anyhow::anyhow!("password hashing failed"));
-        }
-        self.inner.reserved.fetch_add(1, Ordering::Relaxed);
-        // Moved, not cloned: if the work panics there, the last sender goes and the
-        // caller hears of it instead of waiting for ever.
-        self.inner.reserve.send(job).map_err(|_| anyhow::anyhow!("the password hashing threads are gone"))?;
-        answer.await.map_err(|_| anyhow::anyhow!("password hashing failed"))
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move |scratch| {
+            // The permit travels with the job: a request abandoned by its client still
+            // occupies its thread until the hash ends, and must keep counting.
+            let _permit = permit;
+            let _ = done.send(f(scratch));
+        });
+        self.inner.jobs.try_send(job).map_err(|_| anyhow::anyhow!("the password hashing threads are gone"))?;
+        result.await.map_err(|_| anyhow::anyhow!("password hashing failed"))
     }
 }
 
@@ -231,76 +181,35 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Work for a hashing thread.
-trait Task: Send + Sync {
-    /// Runs the work and answers, unless the answer is no longer wanted.
-    fn run(&self, scratch: &mut Scratch);
-}
-
-type Job = Arc<dyn Task>;
-
-/// Work that both lanes may hold: the first run to finish answers; a run that starts
-/// after that, or after the caller went away, does nothing.
-struct Shared<T, F> {
-    work: F,
-    answer: Mutex<Option<oneshot::Sender<T>>>,
-}
-
-impl<T: Send + 'static, F: Fn(&mut Scratch) -> T + Send + Sync + 'static> Shared<T, F> {
-    fn job(work: F) -> (Job, oneshot::Receiver<T>) {
-        let (tx, rx) = oneshot::channel();
-        (Arc::new(Self { work, answer: Mutex::new(Some(tx)) }), rx)
-    }
-
-    fn answer(&self) -> MutexGuard<'_, Option<oneshot::Sender<T>>> {
-        // Only `Option::take` and reads happen under the lock; nothing can poison it.
-        self.answer.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl<T: Send + 'static, F: Fn(&mut Scratch) -> T + Send + Sync + 'static> Task for Shared<T, F> {
-    fn run(&self, scratch: &mut Scratch) {
-        if self.answer().as_ref().is_none_or(|tx| tx.is_closed()) {
-            return;
-        }
-        let out = (self.work)(scratch);
-        if let Some(tx) = self.answer().take() {
-            let _ = tx.send(out);
-        }
-    }
-}
-
 /// A hashing thread: runs jobs with its own Argon2 memory, which it frees when idle.
-fn worker(queue: &Receiver<Job>, blocks: usize, idle: Duration, lane: Lane) {
-    set_priority(lane);
+fn worker(queue: &Receiver<Job>, blocks: usize, idle: Duration) {
+    lower_priority();
     let mut scratch = Scratch::new(blocks);
     loop {
         match queue.recv_timeout(idle) {
-            // A panicking job never answers; its caller sees an error once the job's last
-            // copy is dropped. The thread itself stays in the pool.
-            Ok(job) => drop(std::panic::catch_unwind(AssertUnwindSafe(|| job.run(&mut scratch)))),
+            // A panicking job drops its result sender, which its caller sees as an error;
+            // the thread itself stays in the pool.
+            Ok(job) => drop(std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut scratch)))),
             Err(RecvTimeoutError::Timeout) => scratch.release(),
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
-/// Puts the calling thread in its lane's scheduling class: spare threads in the idle class
-/// (nice 10 where that is refused), the reserve thread at nice 10. Alone on the machine a
-/// hash runs as fast in either. Failure leaves the default priority.
-fn set_priority(lane: Lane) {
+/// Lowers the calling thread's scheduling priority (nice 10), so that when hashes keep every
+/// core busy the request threads still get the CPU first: a login storm slows logins, not
+/// every other request. Alone on the machine a hash runs as fast as before.
+///
+/// Not the idle class (`SCHED_IDLE`): it gets no CPU while request threads saturate the
+/// cores (0.2 logins/s, each at the request timeout), and with a nice-10 thread to take
+/// over stalled hashes it measured no better than this (BENCHMARKS.md, login storms).
+fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: both calls only change a scheduling attribute of the calling thread (pid or
-    // who 0 is the calling thread on Linux) and read nothing but the parameter struct.
+    // SAFETY: setpriority only changes a scheduling attribute; on Linux, `who = 0` with
+    // PRIO_PROCESS is the calling thread. Failure just leaves the default priority.
     unsafe {
-        let idle = lane == Lane::Spare
-            && libc::sched_setscheduler(0, libc::SCHED_IDLE, &libc::sched_param { sched_priority: 0 }) == 0;
-        if !idle {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-        }
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = lane;
 }
 
 /// Argon2 working memory, kept between hashes and wiped before it is freed.
@@ -595,16 +504,17 @@ mod tests {
     fn idle_thread_frees_its_memory() {
         let params = Params::new(1024, 1, 1, None).unwrap();
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(1);
-        let thread = std::thread::spawn(move || worker(&queue, 1024, Duration::from_millis(50), Lane::Spare));
+        let thread = std::thread::spawn(move || worker(&queue, 1024, Duration::from_millis(50)));
         let kept = |jobs: &Sender<Job>| {
+            let (tx, rx) = std::sync::mpsc::channel();
             let params = params.clone();
-            let (job, answer) = Shared::job(move |scratch: &mut Scratch| {
+            jobs.send(Box::new(move |scratch: &mut Scratch| {
                 let before = scratch.blocks.len();
                 hash_new(&params, "pass-word-1", scratch).unwrap();
-                (before, scratch.blocks.len())
-            });
-            jobs.send(job).unwrap();
-            answer.blocking_recv().unwrap()
+                tx.send((before, scratch.blocks.len())).unwrap();
+            }))
+            .unwrap();
+            rx.recv().unwrap()
         };
         assert_eq!(kept(&jobs), (0, 1024));
         assert_eq!(kept(&jobs), (1024, 1024), "memory is reused while busy");
@@ -614,83 +524,20 @@ mod tests {
         thread.join().unwrap();
     }
 
-    /// The scheduling class and nice value of a thread of `lane`, read from inside it.
-    #[cfg(target_os = "linux")]
-    fn priority_of(lane: Lane) -> (i32, i32) {
-        let (jobs, queue) = crossbeam_channel::bounded::<Job>(1);
-        let thread = std::thread::spawn(move || worker(&queue, 16, Duration::from_secs(1), lane));
-        // SAFETY: both read a scheduling attribute of the calling thread.
-        let (job, answer) = Shared::job(|_: &mut Scratch| unsafe {
-            (libc::sched_getscheduler(0), libc::getpriority(libc::PRIO_PROCESS, 0))
-        });
-        jobs.send(job).unwrap();
-        let got = answer.blocking_recv().unwrap();
-        drop(jobs);
-        thread.join().unwrap();
-        got
-    }
-
     #[cfg(target_os = "linux")]
     #[test]
     fn hashing_threads_yield_the_cpu_to_request_threads() {
-        assert_eq!(priority_of(Lane::Spare).0, libc::SCHED_IDLE, "spare threads run on idle CPU only");
-        let (policy, nice) = priority_of(Lane::Reserve);
-        assert_eq!(policy, libc::SCHED_OTHER, "the reserve thread always gets a share");
-        assert!(nice >= 10, "the reserve thread runs at nice 10 or lower priority");
-    }
-
-    #[tokio::test]
-    async fn a_stalled_spare_thread_hands_the_hash_to_the_reserve_thread() {
-        // One spare thread, kept busy as a starved thread would be.
-        let h = PasswordHasher::new(HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 }, 1).unwrap();
-        let (release, blocked) = std::sync::mpsc::channel::<()>();
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        let blocked = Mutex::new((started_tx, blocked));
-        let (stuck, _keep) = Shared::job(move |_: &mut Scratch| {
-            let lock = blocked.lock().unwrap();
-            let _ = lock.0.send(());
-            let _ = lock.1.recv();
-        });
-        h.inner.spare.send(stuck).unwrap();
-        started_rx.recv().unwrap();
-
-        let started = Instant::now();
-        let stored = h.hash(&pw("correct horse")).await.unwrap();
-        assert!(started.elapsed() >= h.inner.stall_after, "the spare lane had its chance first");
-        assert_eq!(h.reserved_total(), 1);
-        assert_eq!(h.verify(&pw("correct horse"), Some(&stored)).await.unwrap(), Verified::Yes);
-        assert_eq!(h.reserved_total(), 2, "the spare thread is still stuck");
-
-        // Unstuck, the spare thread skips the copies already answered and serves again.
-        release.send(()).unwrap();
-        for _ in 0..500 {
-            if h.inner.spare.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        assert_eq!(h.verify(&pw("correct horse"), Some(&stored)).await.unwrap(), Verified::Yes);
-        assert_eq!(h.reserved_total(), 2);
-    }
-
-    #[test]
-    fn shared_work_answers_once_and_never_runs_unwanted() {
-        use std::sync::atomic::AtomicU32;
-        let runs = Arc::new(AtomicU32::new(0));
-        let counted = |runs: &Arc<AtomicU32>| {
-            let runs = Arc::clone(runs);
-            Shared::job(move |_: &mut Scratch| runs.fetch_add(1, Ordering::SeqCst))
-        };
-        let mut scratch = Scratch::new(16);
-        let (job, answer) = counted(&runs);
-        job.run(&mut scratch);
-        job.run(&mut scratch);
-        assert_eq!(answer.blocking_recv().unwrap(), 0);
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "a copy that starts after the answer does not run");
-        let (job, answer) = counted(&runs);
-        drop(answer);
-        job.run(&mut scratch);
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "no work for a caller that went away");
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(1);
+        let thread = std::thread::spawn(move || worker(&queue, 16, Duration::from_secs(1)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        jobs.send(Box::new(move |_: &mut Scratch| {
+            // SAFETY: reads a scheduling attribute of the calling thread.
+            tx.send(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }).unwrap();
+        }))
+        .unwrap();
+        assert!(rx.recv().unwrap() >= 10, "hashing runs at nice 10 or lower priority");
+        drop(jobs);
+        thread.join().unwrap();
     }
 
     #[tokio::test]

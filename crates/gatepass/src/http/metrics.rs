@@ -79,7 +79,6 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result
     }
     let service = &state.service;
     metrics::gauge!("gatepass_password_hash_queue").set(service.hasher().queue_len() as f64);
-    metrics::counter!("gatepass_password_hashes_reserved_total").absolute(service.hasher().reserved_total());
     metrics::gauge!("gatepass_revoked_sessions_in_memory").set(service.revocations().len() as f64);
     if let Ok(n) = service.storage().count_live_sessions(crate::service::now()).await {
         metrics::gauge!("gatepass_live_sessions").set(n as f64);
