@@ -1,9 +1,11 @@
-//! Micro-benchmarks of the hot paths: issuing and verifying access tokens, the revocation
-//! check, and password hashing at the default (OWASP) Argon2id cost.
+//! Micro-benchmarks of the hot paths: issuing and verifying access tokens with each signing
+//! algorithm, the revocation check, and password hashing at the default (OWASP) Argon2id
+//! cost.
 //!
 //! Run: `cargo bench -p gatepass --bench core`
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use gatepass::auth::keys::{KeyRing, MasterKey, SigningAlgorithm};
 use gatepass::auth::passwords::HashCost;
 use gatepass::auth::{PasswordHasher, Revocation, RevocationSet, TokenIssuer};
 use gatepass::domain::{Password, Roles, User, UserId, Username};
@@ -24,15 +26,35 @@ fn user() -> User {
     }
 }
 
+/// An issuer and its verifier for `alg`: the shared secret for HS256, otherwise a freshly
+/// generated key pair, active now, as the server would load it.
+fn issuer(alg: SigningAlgorithm, now: i64) -> (TokenIssuer, gatepass_verify::Verifier) {
+    let config = VerifierConfig::new("gatepass");
+    if !alg.is_asymmetric() {
+        return TokenIssuer::hs256(SECRET, config).expect("issuer");
+    }
+    let master = MasterKey::derive(SECRET).expect("master key");
+    let key = gatepass::auth::keys::generate(alg, &master, now - 10, now - 10).expect("key pair");
+    let ring = KeyRing::build(None, &[key], Some(&master), now, 86_400, None).expect("key ring");
+    TokenIssuer::with_ring(ring, config)
+}
+
 fn tokens(c: &mut Criterion) {
-    let (issuer, verifier) = TokenIssuer::hs256(SECRET, VerifierConfig::new("gatepass")).expect("issuer");
     let user = user();
     let now = gatepass::service::now();
-    c.bench_function("token/issue_hs256", |b| {
-        b.iter(|| issuer.issue(black_box(&user), "sid", now, 900, now).expect("issue"))
-    });
-    let token = issuer.issue(&user, "sid", now, 900, now).expect("issue").token;
-    c.bench_function("token/verify_hs256", |b| b.iter(|| verifier.verify_access(black_box(&token)).expect("valid")));
+    let algorithms =
+        [SigningAlgorithm::Hs256, SigningAlgorithm::EdDsa, SigningAlgorithm::Es256, SigningAlgorithm::Rs256];
+    for alg in algorithms {
+        let (issuer, verifier) = issuer(alg, now);
+        let name = alg.name().to_ascii_lowercase();
+        c.bench_function(&format!("token/issue_{name}"), |b| {
+            b.iter(|| issuer.issue(black_box(&user), "sid", now, 900, now).expect("issue"))
+        });
+        let token = issuer.issue(&user, "sid", now, 900, now).expect("issue").token;
+        c.bench_function(&format!("token/verify_{name}"), |b| {
+            b.iter(|| verifier.verify_access(black_box(&token)).expect("valid"))
+        });
+    }
 }
 
 fn revocation(c: &mut Criterion) {
