@@ -55,9 +55,10 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         anyhow::ensure!(r.status() == 201, "register failed");
     }
-    let off = state.service.storage().user_by_username("switched-off").await?.ok_or(anyhow::anyhow!("no user"))?;
+    let core = state.service.core();
+    let off = core.find_user("switched-off").await?;
     let patch = gatepass::storage::UserPatch { disabled: Some(true), ..Default::default() };
-    state.service.storage().update_user(&off.id, &patch, gatepass::service::now()).await?;
+    core.update_user(&gatepass::service::Actor::cli(), &off, &patch).await?;
 
     let cases = [
         ("unknown user", "absent-user", "correct horse staple"),

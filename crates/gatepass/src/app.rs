@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
+use crate::auth::clients::IntrospectionClients;
 use crate::auth::csrf::CsrfTokens;
 use crate::auth::operator::OperatorTokens;
+use crate::auth::passwords::HashCost;
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs, secs};
 use crate::http::{self, AppState, cookies::CookieSettings};
-use crate::service::{AuthService, KeyManagement, RuntimeSettings, SessionPolicy};
+use crate::service::{AuthService, Core, KeyManagement, RuntimeSettings, SessionPolicy, sync};
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 
 /// Opens the storage backend named by the database URL.
@@ -57,15 +59,14 @@ pub fn key_management(sec: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<K
 pub async fn token_keys(
     sec: &SecurityArgs,
     store: &StoreArgs,
-    storage: &dyn Storage,
+    core: &Core,
     create: bool,
 ) -> anyhow::Result<(KeyManagement, TokenIssuer, gatepass_verify::Verifier)> {
     let km = key_management(sec, store)?;
     if create {
-        crate::service::keys_ensure(storage, &km).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        core.ensure_signing_key(&km).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     }
-    let stored = storage.signing_keys().await?;
-    let ring = km.ring(&stored, crate::service::now(), None)?;
+    let ring = core.key_ring(&km).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     let verifier_config = gatepass_verify::VerifierConfig {
         issuer: sec.issuer.clone(),
         audience: sec.audience.clone(),
@@ -74,6 +75,38 @@ pub async fn token_keys(
     };
     let (issuer, verifier) = TokenIssuer::with_ring(ring, verifier_config);
     Ok((km, issuer, verifier))
+}
+
+/// A password hasher of `cost` sharing `threads` hashing threads, and how long its
+/// construction took: building it computes one hash (the dummy), off the async workers.
+async fn password_hasher(cost: HashCost, threads: usize) -> anyhow::Result<(PasswordHasher, Duration)> {
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        PasswordHasher::new(cost, threads).map(|h| (h, start.elapsed()))
+    })
+    .await?
+}
+
+/// The [`Core`] the command line works with: the data directory's storage, a one-thread
+/// hasher, and the configured password minimum with the stored settings over it. Commands
+/// that never hash a password pass no `security` and get the default cost.
+pub async fn open_core(store: &StoreArgs, security: Option<&SecurityArgs>) -> anyhow::Result<Core> {
+    open_core_with(store, security, 1).await
+}
+
+/// [`open_core`] with `threads` hashing threads.
+pub async fn open_core_with(
+    store: &StoreArgs,
+    security: Option<&SecurityArgs>,
+    threads: usize,
+) -> anyhow::Result<Core> {
+    let storage = open_storage(store).await?;
+    let (hasher, _) = password_hasher(security.map(SecurityArgs::hash_cost).unwrap_or_default(), threads).await?;
+    let mut configured = RuntimeSettings::default();
+    if let Some(security) = security {
+        configured.password_min_length = usize::from(security.password_min_length);
+    }
+    Ok(Core::open(storage, hasher, configured).await?)
 }
 
 /// Builds the service from the configuration: storage, secret, keys, settings.
@@ -87,26 +120,18 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
     let sec = &args.security;
     let secret = config::signing_secret(sec, &args.store.data_dir)?;
     let secret = secret.expose_secret().as_bytes();
-    let (keys, issuer, verifier) = token_keys(sec, &args.store, storage.as_ref(), true).await?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let cost = sec.hash_cost();
-    // Building the hasher computes one hash (the dummy): time it, off the async workers.
-    let (hasher, took) = tokio::task::spawn_blocking(move || {
-        let start = Instant::now();
-        PasswordHasher::new(cost, cores).map(|h| (h, start.elapsed()))
-    })
-    .await??;
-    crate::auth::calibrate::warn_if_off(cost, took);
-    let mut settings = configured_settings(args);
-    crate::settings::apply_stored(&mut settings, &storage.settings().await?);
+    let (hasher, took) = password_hasher(sec.hash_cost(), cores).await?;
+    crate::auth::calibrate::warn_if_off(sec.hash_cost(), took);
+    let core = Core::open(storage, hasher, configured_settings(args)).await?;
+    let (keys, issuer, verifier) = token_keys(sec, &args.store, &core, true).await?;
     let policy = SessionPolicy {
         session_max_age: secs(args.session_max_age).max(1),
         reuse_grace: secs(args.refresh_reuse_grace),
         fresh_auth_max_age: secs(args.fresh_auth_max_age),
     };
-    let service =
-        AuthService::new(storage, hasher, issuer, Arc::new(verifier), RefreshTokens::new(secret), settings, policy)
-            .with_key_management(keys);
+    let service = AuthService::new(core, issuer, Arc::new(verifier), RefreshTokens::new(secret), policy)
+        .with_key_management(keys);
     let service = match &args.abuse.redis_url {
         Some(url) => {
             let limiter = crate::auth::ratelimit_redis::RedisLimiter::new(url, &args.abuse.redis_prefix)?;
@@ -117,7 +142,7 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
         }
         None => service,
     };
-    service.load_revocations().await?;
+    service.core().load_revocations().await?;
     Ok(Arc::new(service))
 }
 
@@ -132,25 +157,11 @@ pub fn configured_settings(args: &ServeArgs) -> RuntimeSettings {
     }
 }
 
-/// Puts stored settings in force when another instance changed them.
-async fn sync_settings(service: &AuthService, configured: &RuntimeSettings) -> anyhow::Result<()> {
-    // Under the update lock, so a concurrent PATCH on this instance is never undone by a
-    // read that predates it.
-    let _guard = crate::settings::UPDATES.lock().await;
-    let mut settings = configured.clone();
-    crate::settings::apply_stored(&mut settings, &service.storage().settings().await?);
-    if settings != service.settings() {
-        service.set_settings(settings);
-    }
-    Ok(())
-}
-
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     operator_token: Option<String>,
-    configured: RuntimeSettings,
     key_reload: Duration,
     abuse: crate::limits::AbuseArgs,
 }
@@ -171,7 +182,7 @@ impl Application {
             metrics_token: args.metrics_token.as_ref().map(|t| Arc::from(t.expose_secret())),
             operator,
             introspection: Arc::new(match &args.introspection_clients {
-                Some(spec) => http::api::introspect::IntrospectionClients::parse(spec.expose_secret())?,
+                Some(spec) => IntrospectionClients::parse(spec.expose_secret())?,
                 None => Default::default(),
             }),
         };
@@ -180,7 +191,6 @@ impl Application {
             listener,
             state,
             operator_token,
-            configured: configured_settings(&args),
             key_reload: args.key_reload_interval.max(Duration::from_millis(100)),
             abuse: args.abuse,
         })
@@ -206,49 +216,10 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let service = self.state.service.clone();
-        let configured = self.configured;
-        let sweeper = tokio::spawn(async move {
-            // Every second, pick up revocations and settings that other processes (the
-            // CLI, other instances) wrote to storage; every minute, sweep expired rows.
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut seen = None;
-            for n in 0u64.. {
-                tick.tick().await;
-                // Drains buffered histogram samples; unscraped, they would grow without bound.
-                http::metrics::handle().run_upkeep();
-                // Read the version before reloading: a revocation committed in between
-                // changes it again, so the next tick reloads once more.
-                match service.storage().revocations_version().await {
-                    Ok(version) if seen == Some(version) => {}
-                    Ok(version) => match service.load_revocations().await {
-                        Ok(_) => seen = Some(version),
-                        Err(e) => tracing::warn!(error = %e, "revocation reload failed"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "revocation check failed"),
-                }
-                if let Err(e) = sync_settings(&service, &configured).await {
-                    tracing::warn!(error = %e, "settings reload failed");
-                }
-                if n % 60 == 59
-                    && let Err(e) = service.sweep().await
-                {
-                    tracing::warn!(error = %e, "sweep failed");
-                }
-            }
-        });
-        let service = self.state.service.clone();
-        let key_reload = self.key_reload;
-        let reloader = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(key_reload);
-            loop {
-                tick.tick().await;
-                if let Err(e) = service.reload_keys().await {
-                    tracing::warn!(error = %e, "signing-key reload failed; keeping the current keys");
-                }
-            }
-        });
-        let cluster = crate::cluster::spawn(self.state.service.clone());
+        // Drains buffered histogram samples every tick; unscraped, they would grow without bound.
+        let maintenance = sync::spawn_maintenance(self.state.service.clone(), || http::metrics::handle().run_upkeep());
+        let reloader = sync::spawn_key_reload(self.state.service.clone(), self.key_reload);
+        let follower = sync::spawn_follower(self.state.service.clone());
         let addr = self.listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         let app = http::edge::apply(http::router(self.state), &self.abuse);
@@ -258,9 +229,9 @@ impl Application {
             max_connections: self.abuse.max_connections as usize,
         };
         let result = crate::server::serve(self.listener, app, limits, shutdown).await;
-        sweeper.abort();
+        maintenance.abort();
         reloader.abort();
-        cluster.abort();
+        follower.abort();
         Ok(result?)
     }
 }

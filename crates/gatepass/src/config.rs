@@ -1,5 +1,6 @@
-//! Configuration: flags, environment variables and a `.env` file (flags win), resolved
-//! into one [`Config`] that the rest of the server reads.
+//! Configuration: flags, environment variables and a `.env` file (flags win), parsed by
+//! clap into [`ServeArgs`] (with [`StoreArgs`] and [`SecurityArgs`] shared by the commands
+//! that work on the data directory); [`crate::app`] turns them into a running server.
 
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};

@@ -6,27 +6,22 @@
 //! - [`domain`]: validated types (`Username`, `Password`, …); no I/O.
 //! - [`auth`]: password hashing, token issuing, refresh material, revocation, CSRF.
 //! - [`storage`]: the `Storage` trait and its backends.
-//! - [`service`]: account and session operations.
+//! - [`service`]: the use cases, one per file; the only code that touches storage.
 //! - [`http`]: router, layers, handlers. Errors map to responses in [`error`].
-//! - [`admin`]: account administration and runtime settings (API and CLI).
-//! - [`cli`]: the `gatepass` command line.
+//! - [`cli`]: the `gatepass` command line, one file per command group.
+//! - [`app`]: the composition root that wires all of it into a server.
 
-pub mod admin;
-pub mod admin_cli;
 pub mod app;
 pub mod auth;
 pub mod cli;
-pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod import;
 pub mod limits;
 pub mod server;
 pub mod service;
-pub mod settings;
 pub mod storage;
 pub mod telemetry;
 

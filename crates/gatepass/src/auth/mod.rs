@@ -2,6 +2,7 @@
 //! the operator token and the in-memory revocation set. No HTTP types and no storage here.
 
 pub mod calibrate;
+pub mod clients;
 pub mod csrf;
 pub mod keys;
 pub mod operator;

@@ -1,5 +1,6 @@
 //! Validated domain types. Constructing one proves its invariant; no I/O happens here.
 
+pub mod clock;
 mod email;
 mod password;
 mod role;

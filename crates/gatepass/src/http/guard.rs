@@ -75,6 +75,7 @@ where
             let Client(client) = Client::from_request_parts(parts, state).await?;
             let detail = serde_json::json!({ "method": parts.method.as_str(), "path": parts.uri.path() });
             app.service
+                .core()
                 .audit(
                     AuditEvent::new("operator_token_used", SUCCESS)
                         .actor(OPERATOR_SUBJECT)

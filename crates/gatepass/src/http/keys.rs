@@ -15,9 +15,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::keys::KeyStatus;
+use crate::domain::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::http::AppState;
-use crate::http::api::rfc3339;
 use crate::http::guard::AdminCaller;
 use crate::http::openapi::{BadRequest, Forbidden, ServiceUnavailable, Unauthorized};
 

@@ -78,9 +78,10 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result
         }
     }
     let service = &state.service;
-    metrics::gauge!("gatepass_password_hash_queue").set(service.hasher().queue_len() as f64);
-    metrics::gauge!("gatepass_revoked_sessions_in_memory").set(service.revocations().len() as f64);
-    if let Ok(n) = service.storage().count_live_sessions(crate::service::now()).await {
+    let core = service.core();
+    metrics::gauge!("gatepass_password_hash_queue").set(core.hasher().queue_len() as f64);
+    metrics::gauge!("gatepass_revoked_sessions_in_memory").set(core.revocations().len() as f64);
+    if let Ok(n) = core.count_live_sessions().await {
         metrics::gauge!("gatepass_live_sessions").set(n as f64);
     }
     let backend = service.limiter().backend();

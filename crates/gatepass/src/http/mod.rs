@@ -53,7 +53,7 @@ pub struct AppState {
     /// This process's operator tokens; `None` when disabled.
     pub operator: Option<Arc<OperatorTokens>>,
     /// Services allowed to introspect tokens.
-    pub introspection: Arc<api::introspect::IntrospectionClients>,
+    pub introspection: Arc<crate::auth::clients::IntrospectionClients>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {

@@ -45,7 +45,7 @@ pub struct Health {
     )
 )]
 async fn healthz(State(state): State<AppState>) -> Response {
-    match state.service.storage().ping().await {
+    match state.service.ping().await {
         Ok(()) => axum::Json(Health { status: HealthStatus::Ok }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use super::{AuthService, now};
+use super::{AuthService, Core, now};
 use crate::auth::keys::{self, KeyRing, KeyState, KeyStatus, MasterKey, SigningAlgorithm, StoredKey};
 use crate::auth::refresh::RefreshTokens;
 use crate::error::{Error, Result};
-use crate::storage::{SessionFilter, Storage};
+use crate::storage::SessionFilter;
 
 /// How signing keys are managed.
 #[derive(Clone)]
@@ -50,49 +50,68 @@ impl KeyManagement {
     }
 }
 
-/// Adds a new key of `alg` to storage. It is published at once and signs after `delay`
-/// seconds — or at once when no key of the ring can sign now (first key, or an
-/// algorithm change), since then there is nothing to wait for.
-pub async fn rotate_signing_key(
-    storage: &dyn Storage,
-    alg: SigningAlgorithm,
-    master: Arc<MasterKey>,
-    delay: i64,
-    retention: i64,
-) -> Result<StoredKey> {
-    if !alg.is_asymmetric() {
-        return Err(Error::BadRequest(
-            "key rotation applies to EdDSA, ES256 and RS256; HS256 uses the configured secret".into(),
-        ));
+impl Core {
+    /// Adds a new key of `alg` to storage. It is published at once and signs after `delay`
+    /// seconds — or at once when no key of the ring can sign now (first key, or an
+    /// algorithm change), since then there is nothing to wait for.
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] for HS256; key generation and storage errors.
+    pub async fn rotate_signing_key(&self, km: &KeyManagement, delay: i64) -> Result<StoredKey> {
+        let alg = km.algorithm;
+        let master = km.master.clone().filter(|_| alg.is_asymmetric()).ok_or_else(|| {
+            Error::BadRequest("key rotation applies to EdDSA, ES256 and RS256; HS256 uses the configured secret".into())
+        })?;
+        let t = now();
+        let statuses = self.key_timeline(km.retention).await?;
+        let current_fits = statuses.iter().any(|s| s.state == KeyState::Active && s.alg == alg.name());
+        let activates_at = if current_fits { t + delay.max(0) } else { t };
+        // RSA key generation takes a noticeable moment; keep it off the async workers.
+        let key = tokio::task::spawn_blocking(move || keys::generate(alg, &master, t, activates_at))
+            .await
+            .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))??;
+        self.storage.insert_signing_key(&key).await?;
+        tracing::info!(kid = %key.kid, alg = %key.alg, activates_at, "generated a new signing key");
+        Ok(key)
     }
-    let t = now();
-    let stored = storage.signing_keys().await?;
-    let statuses = keys::timeline(&stored, t, retention);
-    let current_fits = statuses.iter().any(|s| s.state == KeyState::Active && s.alg == alg.name());
-    let activates_at = if current_fits { t + delay.max(0) } else { t };
-    // RSA key generation takes a noticeable moment; keep it off the async workers.
-    let key = tokio::task::spawn_blocking(move || keys::generate(alg, &master, t, activates_at))
-        .await
-        .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))??;
-    storage.insert_signing_key(&key).await?;
-    tracing::info!(kid = %key.kid, alg = %key.alg, activates_at, "generated a new signing key");
-    Ok(key)
-}
 
-/// At start-up: makes sure a key of the configured algorithm exists and is (or will be)
-/// the newest, generating one that signs at once if not.
-pub async fn ensure_signing_key(storage: &dyn Storage, km: &KeyManagement) -> Result<()> {
-    if !km.algorithm.is_asymmetric() {
-        return Ok(());
+    /// At start-up: makes sure a key of the configured algorithm exists and is (or will
+    /// be) the newest, generating one that signs at once if not.
+    ///
+    /// # Errors
+    /// No master key for an asymmetric algorithm; key generation and storage errors.
+    pub async fn ensure_signing_key(&self, km: &KeyManagement) -> Result<()> {
+        if !km.algorithm.is_asymmetric() {
+            return Ok(());
+        }
+        if km.master.is_none() {
+            return Err(Error::Internal("no master key".into()));
+        }
+        let statuses = self.key_timeline(km.retention).await?;
+        if statuses.last().is_some_and(|s| s.alg == km.algorithm.name()) {
+            return Ok(());
+        }
+        self.rotate_signing_key(km, 0).await?;
+        Ok(())
     }
-    let master = km.master.clone().ok_or_else(|| Error::Internal("no master key".into()))?;
-    let stored = storage.signing_keys().await?;
-    let statuses = keys::timeline(&stored, now(), km.retention);
-    if statuses.last().is_some_and(|s| s.alg == km.algorithm.name()) {
-        return Ok(());
+
+    /// The key ring over the stored keys now.
+    ///
+    /// # Errors
+    /// Keys that cannot be read or decrypted; HS256 without a secret.
+    pub async fn key_ring(&self, km: &KeyManagement) -> Result<KeyRing> {
+        let stored = self.storage.signing_keys().await?;
+        Ok(km.ring(&stored, now(), None)?)
     }
-    rotate_signing_key(storage, km.algorithm, master, 0, km.retention).await?;
-    Ok(())
+
+    /// Every stored key with its state now.
+    ///
+    /// # Errors
+    /// When storage cannot be read.
+    pub async fn key_timeline(&self, retention: i64) -> Result<Vec<KeyStatus>> {
+        let stored = self.storage.signing_keys().await?;
+        Ok(keys::timeline(&stored, now(), retention))
+    }
 }
 
 impl AuthService {
@@ -105,7 +124,7 @@ impl AuthService {
     /// instances), activates pending keys, stops publishing expired ones (and deletes them).
     pub async fn reload_keys(&self) -> Result<()> {
         let t = now();
-        let stored = self.storage.signing_keys().await?;
+        let stored = self.core.storage.signing_keys().await?;
         let expired: Vec<String> = keys::timeline(&stored, t, self.keys.retention)
             .into_iter()
             .filter(|s| s.state == KeyState::Expired)
@@ -119,26 +138,17 @@ impl AuthService {
         self.verifier.set_keys(ring.verifying_keys());
         self.issuer.set_ring(ring);
         if !expired.is_empty() {
-            self.storage.delete_signing_keys(&expired).await?;
+            self.core.storage.delete_signing_keys(&expired).await?;
         }
         Ok(())
     }
 
     /// Rotates the signing key (see [`rotate_signing_key`]) and reloads the ring.
     pub async fn rotate_keys(&self) -> Result<KeyStatus> {
-        let master = self
-            .keys
-            .master
-            .clone()
-            .ok_or_else(|| Error::BadRequest("key rotation needs an asymmetric GATEPASS_JWT_ALGORITHM".into()))?;
-        let key = rotate_signing_key(
-            self.storage.as_ref(),
-            self.keys.algorithm,
-            master,
-            self.keys.activation_delay,
-            self.keys.retention,
-        )
-        .await?;
+        if self.keys.master.is_none() {
+            return Err(Error::BadRequest("key rotation needs an asymmetric GATEPASS_JWT_ALGORITHM".into()));
+        }
+        let key = self.core.rotate_signing_key(&self.keys, self.keys.activation_delay).await?;
         self.reload_keys().await?;
         self.key_statuses()
             .await?
@@ -149,8 +159,7 @@ impl AuthService {
 
     /// Every stored key with its state now.
     pub async fn key_statuses(&self) -> Result<Vec<KeyStatus>> {
-        let stored = self.storage.signing_keys().await?;
-        Ok(keys::timeline(&stored, now(), self.keys.retention))
+        self.core.key_timeline(self.keys.retention).await
     }
 
     /// The public JWKS document.
@@ -164,8 +173,10 @@ impl AuthService {
         if !RefreshTokens::looks_valid(token) {
             return Ok(());
         }
-        if let Some((sid, user_id)) = self.storage.session_of_refresh_token(&RefreshTokens::hash(token), now()).await? {
-            self.revoke(&user_id, SessionFilter::One(&sid)).await?;
+        if let Some((sid, user_id)) =
+            self.core.storage.session_of_refresh_token(&RefreshTokens::hash(token), now()).await?
+        {
+            self.core.revoke(&user_id, SessionFilter::One(&sid)).await?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! without a database round trip per request.
 //!
 //! Backends that can push (PostgreSQL `LISTEN/NOTIFY`) return a [`ChangeSubscription`];
-//! the others return `None` and `crate::cluster` polls instead. This module owns the
+//! the others return `None` and `crate::service::sync` polls instead. This module owns the
 //! event vocabulary only, not what instances do with it.
 
 use async_trait::async_trait;

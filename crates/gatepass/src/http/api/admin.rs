@@ -13,7 +13,6 @@ use utoipa_axum::routes;
 
 use super::rfc3339;
 use super::sessions::Ended;
-use crate::admin::{self, Actor};
 use crate::domain::{Email, Roles, User, ValidationError};
 use crate::error::{Error, Result};
 use crate::http::AppState;
@@ -22,13 +21,10 @@ use crate::http::guard::{AdminCaller, Caller};
 use crate::http::openapi::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized, UnsupportedMediaType,
 };
-use crate::service::{ClientInfo, now};
+use crate::service::admin::{UserQuery, page_limit};
+use crate::service::{Actor, ClientInfo};
 use crate::storage::UserPatch;
 use crate::storage::audit::{AuditEntry, AuditQuery};
-
-/// Largest page of the listings.
-pub const MAX_PAGE: i64 = 200;
-const DEFAULT_PAGE: i64 = 50;
 
 /// Admin routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -41,7 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The actor of an admin request, for the audit trail.
 pub fn actor(caller: &Caller, client: ClientInfo) -> Actor {
-    Actor { id: caller.actor_id().to_owned(), ip: client.ip, user_agent: client.user_agent }
+    Actor::user(caller.actor_id(), &client)
 }
 
 /// Parses the query string strictly: unknown or malformed parameters are a 400.
@@ -80,11 +76,6 @@ fn admin_view(u: &User) -> AdminUser {
         created_at: rfc3339(u.created_at),
         live_sessions: None,
     }
-}
-
-async fn target(state: &AppState, id: &str) -> Result<User> {
-    let id = crate::domain::UserId::parse(id).ok_or(Error::NotFound)?;
-    state.service.storage().user_by_id(&id).await?.ok_or(Error::NotFound)
 }
 
 /// Body with one account.
@@ -160,8 +151,8 @@ async fn create(
     let password = req.password.as_deref().filter(|s| !s.is_empty());
     let password = password.ok_or_else(|| ValidationError::new("password", "is required"))?;
     let roles = Roles::parse(&req.roles)?;
-    let user = state.service.create_user(username, password, req.email.as_deref(), roles).await?;
-    admin::record_created(state.service.storage().as_ref(), &actor(&caller, client), &user).await;
+    let by = actor(&caller, client);
+    let user = state.service.core().create_user(&by, username, password, req.email.as_deref(), roles).await?;
     Ok((StatusCode::CREATED, Json(Created { message: "User created", user: admin_view(&user) })).into_response())
 }
 
@@ -193,14 +184,6 @@ pub struct UserPage {
     total_users: i64,
 }
 
-fn page_limit(limit: Option<i64>) -> Result<i64> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(Error::BadRequest(format!("limit must be from 1 to {MAX_PAGE}"))),
-    }
-}
-
 /// List accounts (admin)
 #[utoipa::path(
     get,
@@ -218,21 +201,11 @@ fn page_limit(limit: Option<i64>) -> Result<i64> {
 )]
 async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQuery) -> Result<Response> {
     let q: ListQuery = query(raw)?;
-    let limit = page_limit(q.limit)?;
-    let offset = q.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(Error::BadRequest("offset must not be negative".into()));
-    }
-    let prefix = q.prefix.as_deref().filter(|p| !p.is_empty());
-    if prefix.is_some_and(|p| p.len() > 64) {
-        return Err(Error::BadRequest("prefix is at most 64 characters".into()));
-    }
-    let storage = state.service.storage();
-    let users = storage.list_users(prefix, limit, offset).await?;
-    let next = (users.len() as i64 == limit).then_some(offset + limit);
-    let total = storage.count_users().await?;
-    let users = users.iter().map(admin_view).collect();
-    Ok(Json(UserPage { users, limit, offset, next_offset: next, total_users: total }).into_response())
+    let page =
+        state.service.core().list_users(&UserQuery { prefix: q.prefix, limit: q.limit, offset: q.offset }).await?;
+    let users = page.users.iter().map(admin_view).collect();
+    let (limit, offset, next_offset, total_users) = (page.limit, page.offset, page.next_offset, page.total);
+    Ok(Json(UserPage { users, limit, offset, next_offset, total_users }).into_response())
 }
 
 /// One account with its live-session count (admin)
@@ -251,8 +224,8 @@ async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQ
     )
 )]
 async fn show(State(state): State<AppState>, _: AdminCaller, PathParam(id): PathParam) -> Result<Response> {
-    let user = target(&state, &id).await?;
-    let sessions = state.service.storage().live_sessions(user.id.as_str(), now()).await?.len();
+    let user = state.service.core().user(&id).await?;
+    let sessions = state.service.core().live_session_count(&user).await?;
     let mut view = admin_view(&user);
     view.live_sessions = Some(sessions);
     Ok(Json(OneUser { user: view }).into_response())
@@ -333,12 +306,10 @@ async fn update(
     PathParam(id): PathParam,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Response> {
-    let user = target(&state, &id).await?;
+    let core = state.service.core();
+    let user = core.user(&id).await?;
     let patch = parse_patch(&body)?;
-    let by = actor(&caller, client);
-    let (user, revoked) = admin::update_user(state.service.storage().as_ref(), &by, &user, &patch).await?;
-    let ended = revoked.len();
-    state.service.revoked(revoked);
+    let (user, ended) = core.update_user(&actor(&caller, client), &user, &patch).await?;
     Ok(Json(Updated { user: admin_view(&user), sessions_ended: ended }).into_response())
 }
 
@@ -363,10 +334,9 @@ async fn remove(
     AdminCaller(caller): AdminCaller,
     PathParam(id): PathParam,
 ) -> Result<Response> {
-    let user = target(&state, &id).await?;
-    let revoked = admin::delete_user(state.service.storage().as_ref(), &actor(&caller, client), &user).await?;
-    let ended = revoked.len();
-    state.service.revoked(revoked);
+    let core = state.service.core();
+    let user = core.user(&id).await?;
+    let ended = core.delete_user(&actor(&caller, client), &user).await?;
     Ok(Json(Ended { message: "User deleted", sessions_ended: ended }).into_response())
 }
 
@@ -391,10 +361,9 @@ async fn logout_all(
     AdminCaller(caller): AdminCaller,
     PathParam(id): PathParam,
 ) -> Result<Response> {
-    let user = target(&state, &id).await?;
-    let revoked = admin::logout_user(state.service.storage().as_ref(), &actor(&caller, client), &user).await?;
-    let ended = revoked.len();
-    state.service.revoked(revoked);
+    let core = state.service.core();
+    let user = core.user(&id).await?;
+    let ended = core.logout_user(&actor(&caller, client), &user).await?;
     Ok(Json(Ended { message: "Sessions ended", sessions_ended: ended }).into_response())
 }
 
@@ -508,7 +477,7 @@ async fn audit_log(State(state): State<AppState>, _: AdminCaller, RawQuery(raw):
         before_id: p.before,
         limit: page_limit(p.limit)?,
     };
-    let entries = state.service.storage().audit_entries(&q).await?;
+    let entries = state.service.core().audit_entries(&q).await?;
     let next = (entries.len() as i64 == q.limit).then(|| entries.last().map(|e| e.id)).flatten();
     let entries = entries.iter().map(entry_view).collect();
     Ok(Json(AuditPage { entries, next_before: next }).into_response())

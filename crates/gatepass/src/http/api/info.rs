@@ -23,6 +23,7 @@ use crate::http::openapi::{
     BadRequest, Forbidden, PayloadTooLarge, ServiceUnavailable, Unauthorized, UnsupportedMediaType,
 };
 use crate::service::now;
+use crate::service::settings::{RuntimeSettings, SettingsPatch};
 use crate::storage::audit::hex;
 
 /// Info and run routes.
@@ -32,59 +33,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(info_root, patch_info_root))
         .routes(routes!(run))
         .routes(routes!(run_root))
-}
-
-/// A settings change: any of these keys, all-or-nothing. Checked by
-/// [`crate::settings::apply_patch`]; unknown keys, wrong types and out-of-range values are
-/// a 400 and change nothing.
-#[derive(Debug, ToSchema)]
-#[schema(min_properties = 1)]
-#[allow(dead_code)]
-pub struct SettingsPatch {
-    /// Access-token lifetime, seconds.
-    #[schema(minimum = 1, maximum = 86400)]
-    access_token_ttl: Option<i64>,
-    /// Refresh-token lifetime, seconds.
-    #[schema(minimum = 60, maximum = 31536000)]
-    refresh_token_ttl: Option<i64>,
-    /// Whether `/api/register` is open.
-    registration_open: Option<bool>,
-    /// Shortest password accepted.
-    #[schema(minimum = 1, maximum = 1024)]
-    password_min_length: Option<i64>,
-    /// Rate-limit settings to change.
-    #[schema(inline)]
-    rate_limit: Option<RateLimitPatch>,
-}
-
-/// Rate-limit settings to change.
-#[derive(Debug, ToSchema)]
-#[schema(min_properties = 1)]
-#[allow(dead_code)]
-pub struct RateLimitPatch {
-    /// Rate limiting on or off.
-    enabled: Option<bool>,
-    /// Per-IP refill.
-    #[schema(minimum = 1, maximum = 1000000)]
-    ip_per_minute: Option<u64>,
-    /// Per-IP burst.
-    #[schema(minimum = 1, maximum = 1000000)]
-    ip_burst: Option<u64>,
-    /// Per-username refill.
-    #[schema(minimum = 1, maximum = 1000000)]
-    user_per_minute: Option<u64>,
-    /// Per-username burst.
-    #[schema(minimum = 1, maximum = 1000000)]
-    user_burst: Option<u64>,
-    /// Failed logins before back-off.
-    #[schema(minimum = 1, maximum = 1000)]
-    lockout_threshold: Option<u64>,
-    /// Longest single back-off, seconds.
-    #[schema(minimum = 1, maximum = 86400)]
-    lockout_max_secs: Option<u64>,
-    /// Failed logins per account per hour.
-    #[schema(minimum = 1, maximum = 100)]
-    max_failures_per_hour: Option<u64>,
 }
 
 /// Account and session counts.
@@ -113,10 +61,8 @@ pub struct Info {
     issuer: String,
     /// Longest session lifetime, seconds.
     session_max_age: i64,
-    /// Runtime settings (`access_token_ttl`, `refresh_token_ttl`, `registration_open`,
-    /// `password_min_length`, `rate_limit`); `PATCH` takes the same keys.
-    #[schema(value_type = Object)]
-    settings: Map<String, Value>,
+    /// Runtime settings; `PATCH` takes the same keys.
+    settings: RuntimeSettings,
     /// Whether the operator token is on.
     operator_token_enabled: bool,
     /// `local` or `redis`.
@@ -129,24 +75,22 @@ pub struct Info {
 
 async fn info_body(state: &AppState) -> Result<Info> {
     let service = &state.service;
-    let storage = service.storage();
-    let settings = service.settings();
     let algorithm = service.verifier().keys().first().map(|k| format!("{:?}", k.alg));
     Ok(Info {
         name: "gatepass",
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: state.started_at.elapsed().as_secs(),
-        storage_backend: storage.backend(),
+        storage_backend: service.core().backend(),
         signing_algorithm: algorithm,
         issuer: service.verifier().config().issuer.clone(),
         session_max_age: service.policy().session_max_age,
-        settings: crate::settings::to_json(&settings),
+        settings: service.settings(),
         operator_token_enabled: state.operator.is_some(),
         rate_limit_backend: service.limiter().backend().as_str(),
         redis_up: service.limiter().shared_store_up(),
         counts: Counts {
-            users: storage.count_users().await?,
-            live_sessions: storage.count_live_sessions(now()).await?,
+            users: service.core().count_users().await?,
+            live_sessions: service.core().count_live_sessions().await?,
         },
     })
 }
@@ -195,13 +139,7 @@ async fn patch_info(
     AdminCaller(caller): AdminCaller,
     JsonBody(patch): JsonBody<Map<String, Value>>,
 ) -> Result<Response> {
-    // One change at a time: each starts from the settings the previous one left, so the
-    // settings in memory always equal what is stored.
-    let _one_at_a_time = crate::settings::UPDATES.lock().await;
-    let service = &state.service;
-    let by = actor(&caller, client);
-    let next = crate::admin::update_settings(service.storage().as_ref(), &by, &service.settings(), &patch).await?;
-    service.set_settings(next);
+    state.service.core().update_settings(&actor(&caller, client), patch).await?;
     Ok(Json(info_body(&state).await?).into_response())
 }
 
@@ -355,8 +293,9 @@ mod tests {
     fn documented_ttl_bounds_are_the_enforced_ones() {
         let schema = serde_json::to_value(SettingsPatch::schema()).unwrap();
         for (key, (lo, hi)) in [
-            ("access_token_ttl", crate::settings::ACCESS_TTL_RANGE),
-            ("refresh_token_ttl", crate::settings::REFRESH_TTL_RANGE),
+            ("access_token_ttl", crate::service::settings::ACCESS_TTL_RANGE),
+            ("refresh_token_ttl", crate::service::settings::REFRESH_TTL_RANGE),
+            ("password_min_length", crate::service::settings::PASSWORD_MIN_LENGTH_RANGE),
         ] {
             assert_eq!(schema["properties"][key]["minimum"], lo, "{key}");
             assert_eq!(schema["properties"][key]["maximum"], hi, "{key}");

@@ -54,12 +54,7 @@ impl From<&User> for UserView {
 }
 
 /// Formats epoch seconds as RFC 3339 (UTC).
-pub fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use crate::domain::clock::rfc3339;
 
 /// `token_type` of a grant delivered in the body.
 #[derive(Debug, Serialize, ToSchema)]

@@ -534,7 +534,7 @@ async fn page_refresh(
             // was never delivered) and start over at the login page.
             if !state.csrf.verify(&grant.access.claims.sid, &f.csrf_token) {
                 let sid = &grant.access.claims.sid;
-                state.service.revoke(grant.user.id.as_str(), SessionFilter::One(sid)).await?;
+                state.service.core().revoke(grant.user.id.as_str(), SessionFilter::One(sid)).await?;
                 return Ok(redirect_clearing_cookies(&state, "/?notice=invalid"));
             }
             Ok(redirect_with_grant(&state, "/", &grant))

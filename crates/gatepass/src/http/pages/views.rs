@@ -62,7 +62,7 @@ impl Stamp {
             time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute] UTC");
         let text =
             time::OffsetDateTime::from_unix_timestamp(secs).ok().and_then(|t| t.format(&fmt).ok()).unwrap_or_default();
-        Stamp { iso: crate::http::api::rfc3339(secs), text }
+        Stamp { iso: crate::domain::clock::rfc3339(secs), text }
     }
 }
 

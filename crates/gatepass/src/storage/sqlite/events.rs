@@ -1,4 +1,4 @@
-//! SQLite has no push channel: instances poll (see `crate::cluster`).
+//! SQLite has no push channel: instances poll (see `crate::service::sync`).
 
 use super::SqliteStorage;
 use crate::storage::ChangeFeed;

@@ -1,5 +1,6 @@
 //! `gatepass import --from sqlite:PATH`: moves users from a database shaped like the seed
-//! apps' (`users` table with `username`, `password` and optionally `email`).
+//! apps' (`users` table with `username`, `password` and optionally `email`). Accounts are
+//! created through [`Core::add_account`], so each is audited like any other creation.
 //!
 //! Plaintext passwords are hashed with Argon2id; bcrypt and werkzeug `pbkdf2:`/`scrypt:`
 //! hashes are kept as they are and replaced by Argon2id at the user's next login.
@@ -8,10 +9,10 @@ use sqlx::{Connection, Row};
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use crate::auth::PasswordHasher;
+use super::{Actor, Core, now};
 use crate::auth::passwords::is_known_hash;
 use crate::domain::{Email, Password, Roles, User, UserId, Username};
-use crate::storage::{Storage, StorageError};
+use crate::error::Error;
 
 /// What an import did.
 #[derive(Debug, Default)]
@@ -62,12 +63,11 @@ async fn read_source(path: &str) -> anyhow::Result<Vec<SourceRow>> {
         .collect())
 }
 
-/// Imports users from `path` into `storage`. With `dry_run`, checks everything and writes
-/// nothing. `progress` is called after each row with (done, total).
+/// Imports users from `path`. With `dry_run`, checks everything and writes nothing.
+/// `progress` is called after each row with (done, total).
 pub async fn import_sqlite(
+    core: &Core,
     path: &str,
-    storage: &dyn Storage,
-    hasher: &PasswordHasher,
     dry_run: bool,
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<ImportReport> {
@@ -76,12 +76,12 @@ pub async fn import_sqlite(
     let mut seen: HashSet<String> = HashSet::new();
     for (i, row) in rows.iter().enumerate() {
         let label = if row.username.is_empty() { format!("row {}", i + 1) } else { row.username.clone() };
-        match prepare(row, storage, hasher, &mut seen).await {
+        match prepare(row, core, &mut seen).await {
             Ok(user) => {
                 if !dry_run {
-                    match storage.insert_user(&user).await {
-                        Ok(()) => {}
-                        Err(StorageError::Conflict) => {
+                    match core.add_account(&Actor::cli(), user, true).await {
+                        Ok(_) => {}
+                        Err(Error::UsernameTaken) => {
                             report.skipped.push((label, "username already exists".into()));
                             progress(i + 1, rows.len());
                             continue;
@@ -98,17 +98,12 @@ pub async fn import_sqlite(
     Ok(report)
 }
 
-async fn prepare(
-    row: &SourceRow,
-    storage: &dyn Storage,
-    hasher: &PasswordHasher,
-    seen: &mut HashSet<String>,
-) -> Result<User, String> {
+async fn prepare(row: &SourceRow, core: &Core, seen: &mut HashSet<String>) -> Result<User, String> {
     let username = Username::parse(&row.username).map_err(|e| format!("invalid username: {}", e.message))?;
     if !seen.insert(username.canonical()) {
         return Err("duplicate username in the source (case-insensitive)".into());
     }
-    if storage.user_by_username(&username.canonical()).await.map_err(|e| e.to_string())?.is_some() {
+    if core.storage.user_by_username(&username.canonical()).await.map_err(|e| e.to_string())?.is_some() {
         return Err("username already exists".into());
     }
     let email = match row.email.as_deref().filter(|e| !e.is_empty()) {
@@ -124,7 +119,7 @@ async fn prepare(
         // The user already has this password; the import keeps it working rather than
         // applying the policy for new passwords.
         let pw = Password::parse_existing(raw, "password").map_err(|e| e.message)?;
-        hasher.hash(&pw).await.map_err(|e| e.to_string())?
+        core.hasher.hash(&pw).await.map_err(|e| e.to_string())?
     };
     Ok(User {
         id: UserId::new(),
@@ -133,6 +128,6 @@ async fn prepare(
         password_hash,
         roles: Roles::default_user(),
         disabled: false,
-        created_at: crate::service::now(),
+        created_at: now(),
     })
 }

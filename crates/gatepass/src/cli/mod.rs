@@ -1,0 +1,269 @@
+//! The `gatepass` command line: the commands and their arguments here, one file per
+//! command group. Every command that changes data goes through the service layer
+//! ([`crate::service::Core`]), like the API does, with the same checks and audit entries.
+
+use clap::{Parser, Subcommand};
+use std::io::BufRead;
+
+use crate::app::{self, Application};
+use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs};
+
+mod audit;
+mod import;
+mod keys;
+mod token;
+mod user;
+
+pub use audit::{AuditAction, AuditArgs};
+
+/// gatepass: accounts, JWT access tokens and rotating refresh tokens for your apps.
+#[derive(Debug, Parser)]
+#[command(name = "gatepass", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    #[allow(missing_docs)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (SQLite in ./gatepass-data unless configured otherwise).
+    Serve(Box<ServeArgs>),
+    /// Manage accounts in the data directory (works while the server runs).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Inspect tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print recent audit events, or check the audit chain with `gatepass audit verify`.
+    Audit(AuditArgs),
+    /// Print a new random signing secret for GATEPASS_JWT_SECRET.
+    Secret,
+    /// Manage asymmetric signing keys (works while the server runs).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Password hashing cost.
+    #[command(subcommand)]
+    Passwords(PasswordsCommand),
+    /// Import users from a seed-style SQLite database (`users` table with username,
+    /// password and optionally email; plaintext, bcrypt or werkzeug hashes).
+    Import {
+        /// Source, as `sqlite:PATH`.
+        #[arg(long)]
+        from: String,
+        /// Check everything and report, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+    /// Walk register → login → profile → protected → refresh → logout against a running
+    /// server, printing each request and response; exits non-zero on any misbehaviour.
+    Demo {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+}
+
+/// `gatepass keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a signing key: published at once, signing after GATEPASS_KEY_ACTIVATION_DELAY.
+    Rotate {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+    /// List signing keys with their state and dates.
+    List {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+}
+
+/// `gatepass passwords …`
+#[derive(Debug, Subcommand)]
+pub enum PasswordsCommand {
+    /// Measure Argon2id here and print the settings that reach the target time.
+    Calibrate {
+        /// Time one hash should take, e.g. 250ms.
+        #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+        target: std::time::Duration,
+        /// Most memory one hash may use, KiB (times the number of concurrent hashes).
+        #[arg(long, default_value_t = 65_536)]
+        max_memory_kib: u32,
+    },
+}
+
+/// `gatepass user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. Without --password-stdin a password is generated and printed once.
+    Add {
+        /// Username.
+        name: String,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Extra roles (repeatable), e.g. --role admin.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+    /// Replace an account's extra roles (`user` is always kept); ends its sessions.
+    SetRoles {
+        /// Username or id.
+        name: String,
+        /// Roles (repeatable); none leaves just `user`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Disable an account; its sessions end within a second, even on a running server.
+    Disable {
+        /// Username or id.
+        name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// Username or id.
+        name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Delete an account and end its sessions.
+    Delete {
+        /// Username or id.
+        name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Set a new password (from stdin, or generated and printed once); ends its sessions.
+    Passwd {
+        /// Username or id.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+    /// List accounts.
+    List {
+        /// Only names starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+}
+
+/// `gatepass token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a token's header and claims WITHOUT verifying it.
+    Decode {
+        /// The JWT.
+        jwt: String,
+    },
+    /// Verify a token with the configured secret and say why it fails, if it does.
+    Verify {
+        /// The JWT.
+        jwt: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        security: SecurityArgs,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            crate::telemetry::init(&args.log_format);
+            let app = Application::build(*args).await?;
+            if let Some(token) = app.operator_token() {
+                app::print_operator_banner(token);
+            }
+            app.run_until(app::shutdown_signal()).await
+        }
+        Command::User(cmd) => {
+            crate::telemetry::init("text");
+            user::run(cmd).await
+        }
+        Command::Token(cmd) => token::run(cmd).await,
+        Command::Audit(args) => audit::run(args).await,
+        Command::Keys(cmd) => {
+            crate::telemetry::init("text");
+            keys::run(cmd).await
+        }
+        Command::Secret => {
+            println!("{}", config::generate_secret());
+            Ok(())
+        }
+        Command::Demo { url } => crate::demo::run(&url).await,
+        Command::Import { from, dry_run, store, security } => import::run(&from, dry_run, &store, &security).await,
+        Command::Passwords(PasswordsCommand::Calibrate { target, max_memory_kib }) => {
+            let c = tokio::task::spawn_blocking(move || crate::auth::calibrate::calibrate(target, max_memory_kib))
+                .await??;
+            println!("# Argon2id: one hash takes {} ms here (target {} ms)", c.took.as_millis(), target.as_millis());
+            println!("GATEPASS_ARGON2_MEMORY_KIB={}", c.cost.memory_kib);
+            println!("GATEPASS_ARGON2_ITERATIONS={}", c.cost.iterations);
+            println!("GATEPASS_ARGON2_PARALLELISM={}", c.cost.parallelism);
+            Ok(())
+        }
+    }
+}
+
+/// A new password: the first line of standard input with `--password-stdin`, otherwise a
+/// generated one. The flag says whether it was generated (and so must be shown once).
+fn new_password(password_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok((line.trim_end_matches(['\r', '\n']).to_owned(), false))
+    } else {
+        Ok((config::generate_secret()[..24].to_owned(), true))
+    }
+}
+
+/// A service error as the command line reports it.
+fn fail(e: crate::error::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.message())
+}

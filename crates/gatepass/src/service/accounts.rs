@@ -1,0 +1,135 @@
+//! Accounts coming to exist and changing password: registration, creation by an
+//! administrator or the command line, import, and the one [`Core::set_password`] that
+//! every password change goes through (it ends the account's sessions, GP-18).
+
+use gatepass_verify::AccessClaims;
+
+use super::{Actor, AuthService, ClientInfo, Core, TokenGrant, event, now};
+use crate::auth::ratelimit::{self, Action};
+use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username};
+use crate::error::{Error, Result};
+use crate::storage::audit::{FAILURE, SUCCESS};
+use crate::storage::{SessionFilter, StorageError};
+
+impl Core {
+    /// The rules for new passwords in force now (the minimum length is a runtime setting).
+    pub fn password_policy(&self) -> PasswordPolicy {
+        PasswordPolicy::new(self.settings().password_min_length)
+    }
+
+    /// Validates a new account and hashes its password; nothing is stored.
+    async fn new_account(&self, username: &str, password: &str, email: Option<&str>, roles: Roles) -> Result<User> {
+        let username = Username::parse(username)?;
+        let password = self.password_policy().check(password, username.as_str(), "password")?;
+        let email = email.filter(|e| !e.is_empty()).map(Email::parse).transpose()?;
+        let password_hash = self.hasher.hash(&password).await?;
+        Ok(User { id: UserId::new(), username, email, password_hash, roles, disabled: false, created_at: now() })
+    }
+
+    /// Stores a new account. A taken username is [`Error::UsernameTaken`].
+    async fn insert(&self, user: User) -> Result<User> {
+        match self.storage.insert_user(&user).await {
+            Ok(()) => Ok(user),
+            Err(StorageError::Conflict) => Err(Error::UsernameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates an account on behalf of `by` (an administrator, the operator or the command
+    /// line) and records it in the audit trail.
+    ///
+    /// # Errors
+    /// Validation errors (username, password policy, e-mail), [`Error::UsernameTaken`].
+    pub async fn create_user(
+        &self,
+        by: &Actor,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+        roles: Roles,
+    ) -> Result<User> {
+        let user = self.new_account(username, password, email, roles).await?;
+        self.add_account(by, user, false).await
+    }
+
+    /// Stores an account prepared elsewhere (an import, whose password hashes are kept as
+    /// they are) and records its creation like any other.
+    ///
+    /// # Errors
+    /// [`Error::UsernameTaken`], storage errors.
+    pub(crate) async fn add_account(&self, by: &Actor, user: User, imported: bool) -> Result<User> {
+        let user = self.insert(user).await?;
+        let mut detail = serde_json::json!({ "username": user.username.as_str(), "roles": user.roles.names() });
+        if imported {
+            detail["imported"] = true.into();
+        }
+        self.audit(by.event("user_created").subject(user.id.as_str()).detail(detail)).await;
+        Ok(user)
+    }
+
+    /// Sets `user`'s password to `new` and ends every session of the account, so that
+    /// whoever knew the old password is signed out. Recorded as `event` (for example
+    /// `password_changed` or `password_reset`) on behalf of `by`. Returns the new hash and
+    /// the number of sessions ended.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the account vanished; storage errors.
+    pub async fn set_password(&self, by: &Actor, user: &User, new: &Password, event: &str) -> Result<(String, usize)> {
+        let hash = self.hasher.hash(new).await?;
+        if !self.storage.set_password_hash(&user.id, &hash, now()).await? {
+            return Err(Error::NotFound);
+        }
+        let ended = self.revoke(user.id.as_str(), SessionFilter::All).await?;
+        let detail = serde_json::json!({ "sessions_ended": ended });
+        self.audit(by.event(event).subject(user.id.as_str()).detail(detail)).await;
+        Ok((hash, ended))
+    }
+}
+
+impl AuthService {
+    /// Creates an account and its first session.
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<TokenGrant> {
+        if !self.settings().registration_open {
+            return Err(Error::RegistrationClosed);
+        }
+        self.throttle(Action::Register, client, Some(&ratelimit::account_key(username))).await?;
+        let user = self.core.new_account(username, password, email, Roles::default_user()).await?;
+        let user = self.core.insert(user).await?;
+        self.core.audit(event("register", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
+        self.start_session(user, now(), client).await
+    }
+
+    /// Changes the caller's password after checking the current one, ends every session
+    /// and starts a new one (new `sid`) whose tokens are returned.
+    pub async fn change_password(
+        &self,
+        claims: &AccessClaims,
+        current: &str,
+        new: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenGrant> {
+        let account = self.password_gate(Action::PasswordChange, &claims.username, client).await?;
+        let current = Password::parse_existing(current, "current_password")?;
+        let new = self.core.password_policy().check(new, &claims.username, "new_password")?;
+        let user = self.current_user(claims).await?;
+        let verdict = self.check_password(Some(user), &current).await?;
+        let reason = verdict.as_ref().err().copied();
+        let user = match self.note_attempt(&account, client, verdict.map_err(|_| Error::InvalidCredentials)) {
+            Ok(user) => user,
+            Err(e) => {
+                let ev = event("password_change_failed", FAILURE, client).actor(&claims.sub).subject(&claims.sub);
+                self.core.audit(ev.detail(serde_json::json!({ "reason": reason }))).await;
+                return Err(e);
+            }
+        };
+        let by = Actor::user(user.id.as_str(), client);
+        let (hash, _) = self.core.set_password(&by, &user, &new, "password_changed").await?;
+        self.start_session(User { password_hash: hash, ..user }, now(), client).await
+    }
+}

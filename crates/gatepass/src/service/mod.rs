@@ -1,0 +1,223 @@
+//! The use cases: the only code that combines storage with credentials, and the only code
+//! that touches storage at all. Handlers and the command line call these and shape the
+//! answers; nothing here knows about HTTP.
+//!
+//! One use case per file: [`login`] (throttling gate, password check, step-up),
+//! [`sessions`] (start, refresh, authenticate, logout, revoke, sweep), [`accounts`]
+//! (register, create, change password, the one `set_password`), [`admin`] (listing and
+//! changing accounts, the audit trail), [`settings`] (runtime settings and their one
+//! reload), [`sync`] (following other writers), [`keys`] (signing keys) and [`import`]
+//! (accounts from another database). A new feature gets a file of its own here.
+
+use gatepass_verify::Verifier;
+use std::sync::{Arc, RwLock};
+
+use crate::auth::ratelimit::{Limiter, LocalLimiter};
+use crate::auth::refresh::RefreshTokens;
+use crate::auth::tokens::IssuedToken;
+use crate::auth::verified_cache::VerifiedCache;
+use crate::auth::{PasswordHasher, RevocationSet, TokenIssuer};
+use crate::domain::User;
+use crate::storage::Storage;
+use crate::storage::audit::AuditEvent;
+
+pub mod accounts;
+pub mod admin;
+pub mod import;
+pub mod keys;
+pub mod login;
+pub mod sessions;
+pub mod settings;
+pub mod sync;
+
+pub use admin::Actor;
+pub use keys::KeyManagement;
+pub use sessions::LogoutScope;
+pub use settings::RuntimeSettings;
+
+pub use crate::domain::clock::now;
+
+/// Fixed session rules.
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// Absolute session lifetime, seconds.
+    pub session_max_age: i64,
+    /// Refresh reuse grace window, seconds.
+    pub reuse_grace: i64,
+    /// How recent `auth_time` must be for sensitive actions, seconds.
+    pub fresh_auth_max_age: i64,
+}
+
+/// Who is calling, as far as the network tells.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// Client IP address.
+    pub ip: Option<String>,
+    /// `User-Agent`, truncated.
+    pub user_agent: Option<String>,
+}
+
+/// Tokens handed to a client after login, registration, refresh or password change.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    /// The account.
+    pub user: User,
+    /// The access token and its claims.
+    pub access: IssuedToken,
+    /// The refresh token (opaque; shown once).
+    pub refresh_token: String,
+    /// Access-token lifetime in seconds.
+    pub expires_in: i64,
+}
+
+/// The part of the service that needs no signing keys: storage, password hashing, the
+/// revocations in force and the runtime settings. The server's [`AuthService`] is built
+/// on one; the command line works with one alone (it changes accounts in the data
+/// directory, and a running server picks the changes up from storage).
+pub struct Core {
+    storage: Arc<dyn Storage>,
+    hasher: PasswordHasher,
+    revocations: RevocationSet,
+    /// Flags and environment: what stored settings are laid over on every reload.
+    configured: RuntimeSettings,
+    settings: RwLock<RuntimeSettings>,
+    /// Held while the settings in memory change, so that changes apply in order.
+    settings_updates: tokio::sync::Mutex<()>,
+}
+
+impl Core {
+    /// Opens the core over `storage` with the configured settings, then lays the stored
+    /// ones over them.
+    ///
+    /// # Errors
+    /// When the stored settings cannot be read.
+    pub async fn open(
+        storage: Arc<dyn Storage>,
+        hasher: PasswordHasher,
+        configured: RuntimeSettings,
+    ) -> crate::error::Result<Self> {
+        let core = Self {
+            storage,
+            hasher,
+            revocations: RevocationSet::new(),
+            settings: RwLock::new(configured.clone()),
+            configured,
+            settings_updates: tokio::sync::Mutex::const_new(()),
+        };
+        core.reload_settings().await?;
+        Ok(core)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.storage.backend()
+    }
+
+    /// The password hasher.
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    /// The revocations in force on this instance.
+    pub fn revocations(&self) -> &RevocationSet {
+        &self.revocations
+    }
+
+    /// Appends a security event to the audit trail. A failed append is logged, not
+    /// returned: the action it records has already happened.
+    pub async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.storage.append_audit(&event, now()).await {
+            tracing::error!(error = %e, event = %event.event, "could not append to the audit trail");
+        }
+    }
+}
+
+/// The account and session service of a running server: the [`Core`] plus what tokens
+/// need (issuer, verifier, refresh-token material, signing keys) and throttling.
+pub struct AuthService {
+    core: Core,
+    issuer: TokenIssuer,
+    verifier: Arc<Verifier>,
+    refresh: RefreshTokens,
+    policy: SessionPolicy,
+    keys: KeyManagement,
+    limiter: Arc<dyn Limiter>,
+    verified: VerifiedCache,
+}
+
+impl AuthService {
+    /// Assembles the service.
+    pub fn new(
+        core: Core,
+        issuer: TokenIssuer,
+        verifier: Arc<Verifier>,
+        refresh: RefreshTokens,
+        policy: SessionPolicy,
+    ) -> Self {
+        Self {
+            core,
+            issuer,
+            verifier,
+            refresh,
+            policy,
+            keys: KeyManagement::default(),
+            limiter: Arc::new(LocalLimiter::default()),
+            verified: VerifiedCache::default(),
+        }
+    }
+
+    /// Sets how signing keys are managed (algorithm, master key, rotation timing).
+    pub fn with_key_management(mut self, keys: KeyManagement) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Replaces the throttling backend (a shared one when several instances run).
+    pub fn with_limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// Account administration, settings and the audit trail.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// The throttling backend.
+    pub fn limiter(&self) -> &Arc<dyn Limiter> {
+        &self.limiter
+    }
+
+    /// The token verifier (shared with extractors).
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// The token issuer.
+    pub fn issuer(&self) -> &TokenIssuer {
+        &self.issuer
+    }
+
+    /// Session rules.
+    pub fn policy(&self) -> &SessionPolicy {
+        &self.policy
+    }
+
+    /// Current runtime settings.
+    pub fn settings(&self) -> RuntimeSettings {
+        self.core.settings()
+    }
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    /// The storage error when it does not.
+    pub async fn ping(&self) -> crate::error::Result<()> {
+        Ok(self.core.storage.ping().await?)
+    }
+}
+
+/// An audit event carrying the client's network details.
+pub(crate) fn event(name: &str, outcome: &str, client: &ClientInfo) -> AuditEvent {
+    AuditEvent::new(name, outcome).client(client.ip.as_deref(), client.user_agent.as_deref())
+}

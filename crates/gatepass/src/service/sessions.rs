@@ -1,0 +1,224 @@
+//! Sessions: starting one, refreshing it, authenticating its access tokens, listing and
+//! ending sessions, and sweeping what has expired.
+
+use gatepass_verify::{AccessClaims, VerifyError};
+
+use super::{AuthService, ClientInfo, Core, TokenGrant, event, now};
+use crate::auth::Revocation;
+use crate::auth::refresh::RefreshTokens;
+use crate::domain::{User, UserId};
+use crate::error::{Error, Result};
+use crate::storage::audit::{FAILURE, SUCCESS};
+use crate::storage::{RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord};
+
+/// Which sessions logout ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutScope {
+    /// The current session.
+    Local,
+    /// Every session of the user.
+    Global,
+    /// Every session but the current one.
+    Others,
+}
+
+impl Core {
+    /// Ends every session of `user_id` selected by `filter` and refuses their tokens now.
+    ///
+    /// # Errors
+    /// When storage fails; then nothing was revoked.
+    pub async fn revoke(&self, user_id: &str, filter: SessionFilter<'_>) -> Result<usize> {
+        let revoked = self.storage.revoke_sessions(user_id, filter, now()).await?;
+        let n = revoked.len();
+        self.apply_revocations(revoked);
+        Ok(n)
+    }
+
+    /// Puts revocations that storage already persisted in force on this instance.
+    pub(crate) fn apply_revocations(&self, list: Vec<RevokedSession>) {
+        for r in list {
+            self.revocations.insert(r.sid, r.until, r.reason);
+        }
+    }
+
+    /// Loads persisted revocations into memory (start-up and resync).
+    ///
+    /// # Errors
+    /// When storage cannot be read; the revocations in memory stay as they were.
+    pub async fn load_revocations(&self) -> Result<usize> {
+        let list = self.storage.live_revocations(now()).await?;
+        let n = list.len();
+        self.apply_revocations(list);
+        Ok(n)
+    }
+
+    /// Whether the session `sid` was revoked, as storage says (for processes that keep no
+    /// revocations in memory, such as `gatepass token verify`).
+    ///
+    /// # Errors
+    /// When storage cannot be read.
+    pub async fn is_revoked(&self, sid: &str) -> Result<bool> {
+        Ok(self.storage.live_revocations(now()).await?.into_iter().any(|r| r.sid == sid))
+    }
+
+    /// Live sessions in the whole deployment.
+    ///
+    /// # Errors
+    /// When storage cannot be read.
+    pub async fn count_live_sessions(&self) -> Result<i64> {
+        Ok(self.storage.count_live_sessions(now()).await?)
+    }
+}
+
+impl AuthService {
+    /// Starts a session for `user` (who proved who they are at `auth_time`) and issues its
+    /// first tokens.
+    pub(crate) async fn start_session(&self, user: User, auth_time: i64, client: &ClientInfo) -> Result<TokenGrant> {
+        let t = now();
+        let settings = self.settings();
+        let sid = uuid::Uuid::now_v7().to_string();
+        let access = self.issuer.issue(&user, &sid, auth_time, settings.access_token_ttl, t)?;
+        let refresh_token = self.refresh.generate();
+        let session = SessionRecord {
+            id: sid,
+            user_id: user.id.as_str().to_owned(),
+            created_at: t,
+            last_used_at: t,
+            expires_at: t + self.policy.session_max_age,
+            auth_time,
+            access_expires_at: access.claims.exp,
+            user_agent: client.user_agent.clone(),
+            ip: client.ip.clone(),
+            revoked_at: None,
+        };
+        let refresh_exp = (t + settings.refresh_token_ttl).min(session.expires_at);
+        self.core.storage.create_session(&session, &RefreshTokens::hash(&refresh_token), refresh_exp).await?;
+        Ok(TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl })
+    }
+
+    /// Rotates a refresh token: returns a new access token and the successor refresh
+    /// token. See [`Rotation`] for reuse detection and the grace window.
+    pub async fn refresh(&self, refresh_token: &str, client: &ClientInfo) -> Result<TokenGrant> {
+        if !RefreshTokens::looks_valid(refresh_token) {
+            return Err(Error::RefreshTokenInvalid);
+        }
+        let t = now();
+        let settings = self.settings();
+        let successor = self.refresh.successor(refresh_token);
+        // The access token's expiry and the audit entry are recorded in the rotation's own
+        // transaction: one write per refresh. The token issued below expires at exactly `exp`.
+        let exp = t + settings.access_token_ttl;
+        let audit = event("refresh", SUCCESS, client);
+        let storage = &self.core.storage;
+        let outcome = storage
+            .rotate_refresh(RotateRequest {
+                presented_hash: &RefreshTokens::hash(refresh_token),
+                successor_hash: &RefreshTokens::hash(&successor),
+                now: t,
+                grace_secs: self.policy.reuse_grace,
+                refresh_ttl_secs: settings.refresh_token_ttl,
+                access_expires_at: exp,
+                audit: Some(&audit),
+            })
+            .await?;
+        let session = match outcome {
+            Rotation::Rotated(s) | Rotation::Replayed(s) => s,
+            Rotation::Reused(revoked) => {
+                tracing::warn!(sid = %revoked.sid, "refresh token reuse detected; session revoked");
+                let owner = storage.session(&revoked.sid).await.ok().flatten().map(|s| s.user_id);
+                let mut ev = event("refresh_reuse_detected", FAILURE, client)
+                    .detail(serde_json::json!({ "session": revoked.sid }));
+                ev.subject = owner;
+                self.core.apply_revocations(vec![revoked]);
+                self.core.audit(ev).await;
+                return Err(Error::RefreshTokenReused);
+            }
+            Rotation::Invalid => return Err(Error::RefreshTokenInvalid),
+        };
+        let user = storage
+            .user_by_id(&UserId::from_trusted(session.user_id.clone()))
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or(Error::RefreshTokenInvalid)?;
+        let access = self.issuer.issue(&user, &session.id, session.auth_time, settings.access_token_ttl, t)?;
+        debug_assert_eq!(access.claims.exp, exp);
+        Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl })
+    }
+
+    /// Verifies an access token and checks that its session has not been revoked.
+    ///
+    /// # Errors
+    /// Why the token is refused.
+    pub fn authenticate(&self, token: &str) -> Result<AccessClaims> {
+        let leeway = self.verifier.config().leeway_secs.min(60) as i64;
+        let verified = match self.verified.get(token, now(), leeway) {
+            Some(claims) => Ok(claims),
+            None => self.verifier.verify_access(token).inspect(|claims| self.verified.insert(token, claims)),
+        };
+        // The revocation check is never cached: it runs on every request.
+        let result = verified.map_err(Error::from).and_then(|claims| match self.core.revocations.check(&claims.sid) {
+            None => Ok(claims),
+            Some(Revocation::Revoked) => Err(Error::TokenRevoked),
+            Some(Revocation::UserDeleted) => Err(Error::Token(VerifyError::Invalid("user deleted"))),
+        });
+        match &result {
+            Ok(_) => metrics::counter!("gatepass_tokens_verified_total").increment(1),
+            Err(e) => metrics::counter!("gatepass_tokens_rejected_total", "reason" => e.code()).increment(1),
+        }
+        result
+    }
+
+    /// The account behind verified claims; a vanished account makes the token invalid.
+    pub async fn current_user(&self, claims: &AccessClaims) -> Result<User> {
+        self.core
+            .storage
+            .user_by_id(&UserId::from_trusted(claims.sub.clone()))
+            .await?
+            .ok_or(Error::Token(VerifyError::Invalid("user not found")))
+    }
+
+    /// Ends sessions per `scope`; returns how many ended.
+    pub async fn logout(&self, claims: &AccessClaims, scope: LogoutScope, client: &ClientInfo) -> Result<usize> {
+        let filter = match scope {
+            LogoutScope::Local => SessionFilter::One(&claims.sid),
+            LogoutScope::Global => SessionFilter::All,
+            LogoutScope::Others => {
+                self.require_fresh(claims)?;
+                SessionFilter::AllExcept(&claims.sid)
+            }
+        };
+        let ended = self.core.revoke(&claims.sub, filter).await?;
+        let scope = format!("{scope:?}").to_ascii_lowercase();
+        let detail = serde_json::json!({ "scope": scope, "sessions_ended": ended });
+        self.core.audit(event("logout", SUCCESS, client).actor(&claims.sub).subject(&claims.sub).detail(detail)).await;
+        Ok(ended)
+    }
+
+    /// The caller's live sessions.
+    pub async fn sessions(&self, claims: &AccessClaims) -> Result<Vec<SessionRecord>> {
+        Ok(self.core.storage.live_sessions(&claims.sub, now()).await?)
+    }
+
+    /// Ends one of the caller's sessions; another user's (or unknown) id is not found.
+    pub async fn end_session(&self, claims: &AccessClaims, sid: &str) -> Result<()> {
+        if sid != claims.sid {
+            self.require_fresh(claims)?;
+        }
+        match self.core.revoke(&claims.sub, SessionFilter::One(sid)).await? {
+            0 => Err(Error::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes expired rows and memory entries.
+    ///
+    /// # Errors
+    /// When storage fails; memory is swept regardless.
+    pub async fn sweep(&self) -> Result<()> {
+        let t = now();
+        self.core.revocations.sweep(t);
+        self.limiter.sweep();
+        self.core.storage.purge_expired(t).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,345 @@
+//! Runtime settings: the values an administrator can change while the server runs.
+//!
+//! [`RuntimeSettings`] is both what `GET /api/info` shows and what is in force;
+//! [`SettingsPatch`] is what `PATCH /api/info` takes and also how each stored value is
+//! read back, so one set of range checks guards both. Storage keeps one row per changed
+//! key (`access_token_ttl`, `rate_limit.ip_burst`, …) as JSON. The settings in force are
+//! always the configured ones with the stored ones laid over them, computed by the one
+//! routine [`Core::reload_settings`]: at start-up, on every maintenance tick, on a change
+//! notice from another instance, and after a `PATCH`.
+//!
+//! Adding a setting: a field in [`RuntimeSettings`], the same field in [`SettingsPatch`],
+//! and its range in [`SettingsPatch::apply`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::{Actor, Core};
+use crate::auth::ratelimit::{MAX_FAILURES_PER_HOUR_CAP, RateLimitSettings};
+use crate::domain::ValidationError;
+use crate::error::Result;
+
+/// Bounds of `access_token_ttl`, seconds (the verifier refuses lifetimes above a day).
+pub const ACCESS_TTL_RANGE: (i64, i64) = (1, 86_400);
+/// Bounds of `refresh_token_ttl`, seconds (up to a year).
+pub const REFRESH_TTL_RANGE: (i64, i64) = (60, 31_536_000);
+/// Bounds of `password_min_length`, bytes.
+pub const PASSWORD_MIN_LENGTH_RANGE: (i64, i64) = (1, 1024);
+
+/// Settings that can change while the server runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RuntimeSettings {
+    /// Access-token lifetime, seconds.
+    pub access_token_ttl: i64,
+    /// Refresh-token lifetime, seconds.
+    pub refresh_token_ttl: i64,
+    /// Whether self-registration is allowed.
+    pub registration_open: bool,
+    /// Shortest new password accepted, bytes.
+    pub password_min_length: usize,
+    /// Throttling of credential endpoints.
+    #[schema(value_type = RateLimitView)]
+    pub rate_limit: RateLimitSettings,
+}
+
+impl Default for RuntimeSettings {
+    /// The defaults of `gatepass serve`'s flags.
+    fn default() -> Self {
+        Self {
+            access_token_ttl: 900,
+            refresh_token_ttl: 30 * 86_400,
+            registration_open: true,
+            password_min_length: 8,
+            rate_limit: RateLimitSettings::default(),
+        }
+    }
+}
+
+/// The throttling settings as `GET /api/info` shows them.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RateLimitView {
+    /// Rate limiting on or off.
+    enabled: bool,
+    /// Per-IP refill, per minute.
+    ip_per_minute: u32,
+    /// Per-IP burst.
+    ip_burst: u32,
+    /// Per-username refill, per minute.
+    user_per_minute: u32,
+    /// Per-username burst.
+    user_burst: u32,
+    /// Failed logins before back-off.
+    lockout_threshold: u32,
+    /// Longest single back-off, seconds.
+    lockout_max_secs: u64,
+    /// Failed logins per account per hour.
+    max_failures_per_hour: u32,
+}
+
+/// A settings change: any of these keys, all-or-nothing. Unknown keys, wrong types and
+/// out-of-range values are refused and change nothing.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
+pub struct SettingsPatch {
+    /// Access-token lifetime, seconds.
+    #[schema(minimum = 1, maximum = 86400)]
+    pub access_token_ttl: Option<i64>,
+    /// Refresh-token lifetime, seconds.
+    #[schema(minimum = 60, maximum = 31536000)]
+    pub refresh_token_ttl: Option<i64>,
+    /// Whether `/api/register` is open.
+    pub registration_open: Option<bool>,
+    /// Shortest password accepted.
+    #[schema(minimum = 1, maximum = 1024)]
+    pub password_min_length: Option<i64>,
+    /// Rate-limit settings to change.
+    #[schema(inline)]
+    pub rate_limit: Option<RateLimitPatch>,
+}
+
+/// Rate-limit settings to change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
+pub struct RateLimitPatch {
+    /// Rate limiting on or off.
+    pub enabled: Option<bool>,
+    /// Per-IP refill.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub ip_per_minute: Option<u64>,
+    /// Per-IP burst.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub ip_burst: Option<u64>,
+    /// Per-username refill.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub user_per_minute: Option<u64>,
+    /// Per-username burst.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub user_burst: Option<u64>,
+    /// Failed logins before back-off.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub lockout_threshold: Option<u64>,
+    /// Longest single back-off, seconds.
+    #[schema(minimum = 1, maximum = 86400)]
+    pub lockout_max_secs: Option<u64>,
+    /// Failed logins per account per hour.
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_failures_per_hour: Option<u64>,
+}
+
+fn in_range<T: Copy + Into<i128>>(
+    field: &'static str,
+    name: &str,
+    v: T,
+    (lo, hi): (i64, i64),
+) -> Result<T, ValidationError> {
+    if (i128::from(lo)..=i128::from(hi)).contains(&v.into()) {
+        Ok(v)
+    } else {
+        Err(ValidationError::new(field, format!("{name} must be a whole number from {lo} to {hi}")))
+    }
+}
+
+impl SettingsPatch {
+    /// Reads a patch from a JSON object; `null` values are refused rather than read as
+    /// "no change", so a client never believes it changed something it did not.
+    ///
+    /// # Errors
+    /// An empty object, `null` values, unknown keys and wrong types.
+    pub fn from_json(body: Map<String, Value>) -> Result<Self, ValidationError> {
+        if body.is_empty() {
+            return Err(ValidationError::new("settings", "no setting given"));
+        }
+        let nested = body.get("rate_limit").and_then(Value::as_object).into_iter().flat_map(|m| m.values());
+        if body.values().chain(nested).any(Value::is_null) {
+            return Err(ValidationError::new("settings", "a setting must not be null"));
+        }
+        serde_json::from_value(Value::Object(body)).map_err(|e| {
+            let msg: String = e.to_string().chars().take(200).collect();
+            ValidationError::new("settings", msg)
+        })
+    }
+
+    /// Applies the patch to `s`, checking every range.
+    ///
+    /// # Errors
+    /// The first value out of range; `s` may then be partly changed, so callers apply to a
+    /// copy.
+    pub fn apply(&self, s: &mut RuntimeSettings) -> Result<(), ValidationError> {
+        if let Some(v) = self.access_token_ttl {
+            s.access_token_ttl = in_range("access_token_ttl", "access_token_ttl", v, ACCESS_TTL_RANGE)?;
+        }
+        if let Some(v) = self.refresh_token_ttl {
+            s.refresh_token_ttl = in_range("refresh_token_ttl", "refresh_token_ttl", v, REFRESH_TTL_RANGE)?;
+        }
+        if let Some(v) = self.registration_open {
+            s.registration_open = v;
+        }
+        if let Some(v) = self.password_min_length {
+            s.password_min_length =
+                in_range("password_min_length", "password_min_length", v, PASSWORD_MIN_LENGTH_RANGE)? as usize;
+        }
+        if let Some(p) = &self.rate_limit {
+            p.apply(&mut s.rate_limit)?;
+        }
+        Ok(())
+    }
+
+    /// The `(key, JSON)` rows storage keeps for this patch.
+    fn rows(&self) -> Vec<(String, String)> {
+        let Value::Object(map) = self.as_json() else { return Vec::new() };
+        let mut rows = Vec::new();
+        for (key, value) in map {
+            match value {
+                Value::Object(fields) if key == "rate_limit" => {
+                    rows.extend(fields.into_iter().map(|(f, v)| (format!("rate_limit.{f}"), v.to_string())))
+                }
+                v => rows.push((key, v.to_string())),
+            }
+        }
+        rows
+    }
+
+    /// The patch as JSON, without the keys it leaves alone.
+    fn as_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), v);
+            }
+        };
+        put("access_token_ttl", self.access_token_ttl.map(Value::from));
+        put("refresh_token_ttl", self.refresh_token_ttl.map(Value::from));
+        put("registration_open", self.registration_open.map(Value::from));
+        put("password_min_length", self.password_min_length.map(Value::from));
+        put("rate_limit", self.rate_limit.as_ref().map(RateLimitPatch::as_json));
+        Value::Object(m)
+    }
+
+    /// One stored row as a patch; `None` for an unknown key or an unreadable value.
+    fn from_row(key: &str, value: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(value).ok()?;
+        let body = match key.strip_prefix("rate_limit.") {
+            Some(field) => serde_json::json!({ "rate_limit": { field: value } }),
+            None => serde_json::json!({ key: value }),
+        };
+        let Value::Object(body) = body else { return None };
+        Self::from_json(body).ok()
+    }
+}
+
+impl RateLimitPatch {
+    fn apply(&self, r: &mut RateLimitSettings) -> Result<(), ValidationError> {
+        const COUNT: (i64, i64) = (1, 1_000_000);
+        let small = |name, v, range| in_range("rate_limit", name, v, range).map(|v: u64| v as u32);
+        if let Some(v) = self.enabled {
+            r.enabled = v;
+        }
+        if let Some(v) = self.ip_per_minute {
+            r.ip_per_minute = small("ip_per_minute", v, COUNT)?;
+        }
+        if let Some(v) = self.ip_burst {
+            r.ip_burst = small("ip_burst", v, COUNT)?;
+        }
+        if let Some(v) = self.user_per_minute {
+            r.user_per_minute = small("user_per_minute", v, COUNT)?;
+        }
+        if let Some(v) = self.user_burst {
+            r.user_burst = small("user_burst", v, COUNT)?;
+        }
+        if let Some(v) = self.lockout_threshold {
+            r.lockout_threshold = small("lockout_threshold", v, (1, 1_000))?;
+        }
+        if let Some(v) = self.lockout_max_secs {
+            r.lockout_max_secs = in_range("rate_limit", "lockout_max_secs", v, (1, 86_400))?;
+        }
+        if let Some(v) = self.max_failures_per_hour {
+            r.max_failures_per_hour = small("max_failures_per_hour", v, (1, i64::from(MAX_FAILURES_PER_HOUR_CAP)))?;
+        }
+        Ok(())
+    }
+
+    fn as_json(&self) -> Value {
+        let mut m = Map::new();
+        let fields = [
+            ("enabled", self.enabled.map(Value::from)),
+            ("ip_per_minute", self.ip_per_minute.map(Value::from)),
+            ("ip_burst", self.ip_burst.map(Value::from)),
+            ("user_per_minute", self.user_per_minute.map(Value::from)),
+            ("user_burst", self.user_burst.map(Value::from)),
+            ("lockout_threshold", self.lockout_threshold.map(Value::from)),
+            ("lockout_max_secs", self.lockout_max_secs.map(Value::from)),
+            ("max_failures_per_hour", self.max_failures_per_hour.map(Value::from)),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), v);
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// Lays stored rows over `settings`; unknown keys and values that are unreadable or out of
+/// range are skipped (the configured value stays in force).
+pub fn apply_stored(settings: &mut RuntimeSettings, stored: &[(String, String)]) {
+    for (key, value) in stored {
+        if let Some(patch) = SettingsPatch::from_row(key, value) {
+            let mut next = settings.clone();
+            if patch.apply(&mut next).is_ok() {
+                *settings = next;
+            }
+        }
+    }
+}
+
+impl Core {
+    /// The runtime settings in force.
+    pub fn settings(&self) -> RuntimeSettings {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts the configured settings, with the stored ones laid over them, in force. The
+    /// one way settings in memory change.
+    ///
+    /// # Errors
+    /// When storage cannot be read; the settings in force stay.
+    pub async fn reload_settings(&self) -> Result<()> {
+        // Under the update lock, so that a concurrent PATCH on this instance is never
+        // undone by a read that predates it.
+        let _one_at_a_time = self.settings_updates.lock().await;
+        self.reload_settings_locked().await
+    }
+
+    async fn reload_settings_locked(&self) -> Result<()> {
+        let mut next = self.configured.clone();
+        apply_stored(&mut next, &self.storage.settings().await?);
+        let mut current = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        if *current != next {
+            *current = next;
+        }
+        Ok(())
+    }
+
+    /// Validates a settings change, stores it and puts it in force; audited. Invalid input
+    /// changes nothing.
+    ///
+    /// # Errors
+    /// Validation errors; storage errors.
+    pub async fn update_settings(&self, by: &Actor, body: Map<String, Value>) -> Result<RuntimeSettings> {
+        let patch = SettingsPatch::from_json(body)?;
+        // One change at a time: each starts from the settings the previous one left.
+        let _one_at_a_time = self.settings_updates.lock().await;
+        let current = self.settings();
+        let mut next = current.clone();
+        patch.apply(&mut next)?;
+        self.storage.put_settings(&patch.rows()).await?;
+        self.reload_settings_locked().await?;
+        let detail = serde_json::json!({ "from": current, "to": self.settings() });
+        self.audit(by.event("settings_changed").detail(detail)).await;
+        Ok(self.settings())
+    }
+}
