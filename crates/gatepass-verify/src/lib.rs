@@ -24,6 +24,8 @@
 //! assert!(matches!(verifier.verify_access("not-a-token"), Err(VerifyError::Malformed(_))));
 //! ```
 
+#![warn(missing_docs)]
+
 mod claims;
 mod error;
 #[cfg(feature = "axum")]

@@ -109,14 +109,8 @@ pub async fn open_core_with(
     Ok(Core::open(storage, hasher, configured).await?)
 }
 
-/// Builds the service from the configuration: storage, secret, keys, settings.
-pub async fn build_service(args: &ServeArgs) -> anyhow::Result<Arc<AuthService>> {
-    let storage = open_storage(&args.store).await?;
-    build_service_on(args, storage).await
-}
-
-/// Like [`build_service`] over an already-open storage.
-pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<AuthService>> {
+/// Builds the service over `storage` from the configuration: secret, keys, settings.
+async fn build_service(args: &ServeArgs, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<AuthService>> {
     let sec = &args.security;
     let secret = config::signing_secret(sec, &args.store.data_dir)?;
     let secret = secret.expose_secret().as_bytes();
@@ -147,7 +141,7 @@ pub async fn build_service_on(args: &ServeArgs, storage: Arc<dyn Storage>) -> an
 }
 
 /// Runtime settings as configured by flags and environment, before stored overrides.
-pub fn configured_settings(args: &ServeArgs) -> RuntimeSettings {
+fn configured_settings(args: &ServeArgs) -> RuntimeSettings {
     RuntimeSettings {
         access_token_ttl: secs(args.security.access_token_ttl).clamp(1, 86_400),
         refresh_token_ttl: secs(args.refresh_token_ttl).max(1),
@@ -169,7 +163,13 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds everything. Nothing is served until [`Self::run_until`].
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
-        let service = build_service(&args).await?;
+        let storage = open_storage(&args.store).await?;
+        Self::build_on(args, storage).await
+    }
+
+    /// Like [`Self::build`] over an already-open storage (tests keep a handle to it).
+    pub async fn build_on(args: ServeArgs, storage: Arc<dyn Storage>) -> anyhow::Result<Self> {
+        let service = build_service(&args, storage).await?;
         let secret = config::signing_secret(&args.security, &args.store.data_dir)?;
         let listener = TcpListener::bind(args.listen).await?;
         let secure = args.cookie_secure.unwrap_or(!args.listen.ip().is_loopback());

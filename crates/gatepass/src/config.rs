@@ -94,14 +94,14 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "GATEPASS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Where the data is.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub store: StoreArgs,
+    /// Signing and hashing settings.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub security: SecurityArgs,
+    /// Throttling and connection limits.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub abuse: crate::limits::AbuseArgs,
     /// Refresh-token lifetime (each rotation starts a new one).
     #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]

@@ -11,6 +11,8 @@
 //! - [`cli`]: the `gatepass` command line, one file per command group.
 //! - [`app`]: the composition root that wires all of it into a server.
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod auth;
 pub mod cli;

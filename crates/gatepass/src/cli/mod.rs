@@ -20,8 +20,8 @@ pub use audit::{AuditAction, AuditArgs};
 #[derive(Debug, Parser)]
 #[command(name = "gatepass", version, about, long_about = None)]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
-    #[allow(missing_docs)]
     pub command: Command,
 }
 
@@ -55,11 +55,11 @@ pub enum Command {
         /// Check everything and report, but write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
+        /// Signing and hashing settings.
         #[command(flatten)]
-        #[allow(missing_docs)]
         security: SecurityArgs,
     },
     /// Walk register → login → profile → protected → refresh → logout against a running
@@ -76,20 +76,20 @@ pub enum Command {
 pub enum KeysCommand {
     /// Add a signing key: published at once, signing after GATEPASS_KEY_ACTIVATION_DELAY.
     Rotate {
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
+        /// Signing and hashing settings.
         #[command(flatten)]
-        #[allow(missing_docs)]
         security: SecurityArgs,
     },
     /// List signing keys with their state and dates.
     List {
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
+        /// Signing and hashing settings.
         #[command(flatten)]
-        #[allow(missing_docs)]
         security: SecurityArgs,
     },
 }
@@ -124,11 +124,11 @@ pub enum UserCommand {
         /// Extra roles (repeatable), e.g. --role admin.
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
+        /// Signing and hashing settings.
         #[command(flatten)]
-        #[allow(missing_docs)]
         security: SecurityArgs,
     },
     /// Replace an account's extra roles (`user` is always kept); ends its sessions.
@@ -138,32 +138,32 @@ pub enum UserCommand {
         /// Roles (repeatable); none leaves just `user`.
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
     },
     /// Disable an account; its sessions end within a second, even on a running server.
     Disable {
         /// Username or id.
         name: String,
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
     },
     /// Enable a disabled account.
     Enable {
         /// Username or id.
         name: String,
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
     },
     /// Delete an account and end its sessions.
     Delete {
         /// Username or id.
         name: String,
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
     },
     /// Set a new password (from stdin, or generated and printed once); ends its sessions.
@@ -173,11 +173,11 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
+        /// Signing and hashing settings.
         #[command(flatten)]
-        #[allow(missing_docs)]
         security: SecurityArgs,
     },
     /// List accounts.
@@ -185,8 +185,8 @@ pub enum UserCommand {
         /// Only names starting with this.
         #[arg(long)]
         prefix: Option<String>,
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
     },
 }
@@ -203,11 +203,11 @@ pub enum TokenCommand {
     Verify {
         /// The JWT.
         jwt: String,
+        /// Where the data is.
         #[command(flatten)]
-        #[allow(missing_docs)]
         store: StoreArgs,
+        /// Signing and hashing settings.
         #[command(flatten)]
-        #[allow(missing_docs)]
         security: SecurityArgs,
     },
 }

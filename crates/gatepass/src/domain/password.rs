@@ -23,7 +23,7 @@ const CONTEXT_WORDS: &[&str] = &["gatepass"];
 /// Rules for new passwords. Logins never apply them: an old password stays valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordPolicy {
-    /// Shortest accepted, bytes (never below 1; at most [`MAX_LEN`]).
+    /// Shortest accepted, bytes (never below 1; at most 1024).
     pub min_len: usize,
 }
 
@@ -34,7 +34,7 @@ impl Default for PasswordPolicy {
 }
 
 impl PasswordPolicy {
-    /// A policy with `min_len` (clamped to 1..=[`MAX_LEN`]).
+    /// A policy with `min_len` (clamped to 1..=1024).
     pub fn new(min_len: usize) -> Self {
         Self { min_len: min_len.clamp(1, MAX_LEN) }
     }
@@ -86,7 +86,7 @@ impl Password {
         Self::parse_existing(raw, field)
     }
 
-    /// Accepts any password up to [`MAX_LEN`] bytes: used to check a login, where a
+    /// Accepts any password up to 1024 bytes: used to check a login, where a
     /// too-short guess is simply wrong rather than a validation error.
     pub fn parse_existing(raw: &str, field: &'static str) -> Result<Self, ValidationError> {
         if raw.len() > MAX_LEN {

@@ -1,6 +1,6 @@
 //! `gatepass import --from sqlite:PATH`: moves users from a database shaped like the seed
 //! apps' (`users` table with `username`, `password` and optionally `email`). Accounts are
-//! created through [`Core::add_account`], so each is audited like any other creation.
+//! created through `Core::add_account`, so each is audited like any other creation.
 //!
 //! Plaintext passwords are hashed with Argon2id; bcrypt and werkzeug `pbkdf2:`/`scrypt:`
 //! hashes are kept as they are and replaced by Argon2id at the user's next login.

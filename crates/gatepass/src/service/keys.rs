@@ -143,7 +143,7 @@ impl AuthService {
         Ok(())
     }
 
-    /// Rotates the signing key (see [`rotate_signing_key`]) and reloads the ring.
+    /// Rotates the signing key (see [`Core::rotate_signing_key`]) and reloads the ring.
     pub async fn rotate_keys(&self) -> Result<KeyStatus> {
         if self.keys.master.is_none() {
             return Err(Error::BadRequest("key rotation needs an asymmetric GATEPASS_JWT_ALGORITHM".into()));

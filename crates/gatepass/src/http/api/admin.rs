@@ -231,7 +231,7 @@ async fn show(State(state): State<AppState>, _: AdminCaller, PathParam(id): Path
     Ok(Json(OneUser { user: view }).into_response())
 }
 
-/// The shape [`parse_patch`] accepts (it reads the JSON map itself, to tell an absent
+/// The shape `parse_patch` accepts (it reads the JSON map itself, to tell an absent
 /// `email` from `null`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
