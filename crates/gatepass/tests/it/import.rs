@@ -1,8 +1,6 @@
 //! `gatepass import`: users from a seed-style SQLite database can log in afterwards.
 
-mod common;
-
-use common::{TestApp, expect_error};
+use crate::common::{TestApp, expect_error};
 use serde_json::json;
 use sqlx::Connection;
 

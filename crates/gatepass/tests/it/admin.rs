@@ -1,11 +1,9 @@
 //! Issue: roles and administration. The role guard, the admin API, `/info` settings and
 //! `/run`, and CLI changes reaching a running server, all over HTTP.
 
-mod common;
-
+use crate::common::{self, TestApp, expect_error, s};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 

@@ -4,9 +4,7 @@
 //! Each test runs two in-process servers on the same database: the same PostgreSQL
 //! database with `GATEPASS_TEST_BACKEND=postgres`, otherwise the same SQLite file.
 
-mod common;
-
-use common::{TestApp, expect_error, s};
+use crate::common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

@@ -2,13 +2,11 @@
 //! revocation — over HTTP against a real server, with the `gatepass-verify` library as the
 //! client that caches the JWKS.
 
-mod common;
-
+use crate::common::{self, SECRET, TestApp, expect_error, s};
 use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clap::Parser;
-use common::{SECRET, TestApp, expect_error, s};
 use gatepass::domain::Roles;
 use gatepass_verify::{RemoteJwksOptions, Verifier, VerifierConfig, VerifyError};
 use serde_json::{Value, json};

@@ -1,9 +1,7 @@
 //! Issue: sessions. Rotating refresh tokens, reuse detection and its grace window,
 //! logout scopes, session listing, password change, revocation across restarts.
 
-mod common;
-
-use common::{TestApp, expect_error, s};
+use crate::common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 use std::time::Duration;
 

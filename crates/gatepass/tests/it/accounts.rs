@@ -1,11 +1,9 @@
 //! Issue: foundation. Every route and error code of accounts, tokens and the seed routes,
 //! driven over HTTP against a real server.
 
-mod common;
-
+use crate::common::{TestApp, expect_error, s};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 
 #[tokio::test]

@@ -12,6 +12,10 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
+/// `/metrics` is process-wide (one recorder for every server in this test binary), and a
+/// scrape sets gauges from the scraped server's state: tests that scrape it take turns.
+pub static METRICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A fixed master key for servers on PostgreSQL.
 pub const MASTER_KEY: &str = "3c1d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d";
 
@@ -41,6 +45,20 @@ pub struct TestApp {
     extra: Vec<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Routes the server's logs through the test harness's output capture (shown for failing
+/// tests, or with `--nocapture`). Installed before any server starts, so the global
+/// subscriber that `gatepass::cli::run` installs (`telemetry::init`, which ignores later
+/// calls) cannot make every test in this binary log straight to stderr.
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("GATEPASS_LOG")
+            .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
 }
 
 /// Cheap Argon2 so tests stay fast; the real cost is exercised by benchmarks.
@@ -106,6 +124,7 @@ impl TestApp {
         db: Option<std::sync::Arc<pg::TestDb>>,
         extra: Vec<String>,
     ) -> Self {
+        capture_logs();
         let mut argv = base_args(dir.path());
         if let Some(db) = &db {
             // An external database needs an explicit master key (nothing is generated).

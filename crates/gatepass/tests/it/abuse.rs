@@ -1,9 +1,7 @@
 //! Abuse resistance over HTTP: rate limits, account back-off, enumeration safety,
 //! password policy, CORS, connection limits and graceful shutdown.
 
-mod common;
-
-use common::{TestApp, expect_error, s};
+use crate::common::{TestApp, expect_error, s};
 use gatepass::auth::ratelimit::RateLimitSettings;
 use serde_json::{Value, json};
 use std::time::Duration;
