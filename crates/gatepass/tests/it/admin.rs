@@ -239,7 +239,7 @@ async fn info_reports_the_server_and_settings_changes_apply_persist_and_validate
 
     let info: Value = app.get_auth("/api/info", &token).await.json().await.unwrap();
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(info["storage_backend"], app.state.service.storage().backend());
+    assert_eq!(info["storage_backend"], app.storage.backend());
     assert_eq!(info["signing_algorithm"], "HS256");
     assert!(info["uptime_secs"].is_u64());
     assert_eq!(

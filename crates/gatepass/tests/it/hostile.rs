@@ -50,7 +50,7 @@ fn b64(v: &Value) -> String {
 }
 
 async fn counts(app: &TestApp) -> (i64, i64) {
-    let storage = app.state.service.storage();
+    let storage = &app.storage;
     (storage.count_users().await.unwrap(), storage.count_live_sessions(gatepass::service::now()).await.unwrap())
 }
 

@@ -87,7 +87,7 @@ async fn each_algorithm_signs_with_a_kid_and_publishes_only_public_keys() {
         assert_eq!(discovery["id_token_signing_alg_values_supported"], json!([alg]));
 
         // The private key is encrypted at rest; the master key file is private.
-        let stored = gatepass::storage::KeyStore::signing_keys(app.state.service.storage().as_ref()).await.unwrap();
+        let stored = gatepass::storage::KeyStore::signing_keys(app.storage.as_ref()).await.unwrap();
         assert_eq!(stored.len(), 1);
         let raw = STANDARD.decode(&stored[0].private_key).unwrap();
         assert!(Ed25519KeyPair::from_pkcs8(&raw).is_err());

@@ -116,8 +116,8 @@ async fn concurrent_refreshes_never_fork_the_session() {
         successors.insert(body["refresh_token"].as_str().unwrap().to_owned());
     }
     assert_eq!(successors.len(), 1, "one successor chain");
-    let user = app.state.service.storage().user_by_username("vera").await.unwrap().unwrap();
-    let live = app.state.service.storage().live_sessions(user.id.as_str(), gatepass::service::now()).await.unwrap();
+    let user = app.storage.user_by_username("vera").await.unwrap().unwrap();
+    let live = app.storage.live_sessions(user.id.as_str(), gatepass::service::now()).await.unwrap();
     assert_eq!(live.len(), 1);
 }
 

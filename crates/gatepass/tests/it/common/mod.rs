@@ -36,6 +36,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Server state, for white-box assertions.
     pub state: AppState,
+    /// The server's storage, for white-box assertions (the one place that knows where it
+    /// comes from).
+    pub storage: std::sync::Arc<dyn gatepass::storage::Storage>,
     /// Data directory (deleted on drop unless kept by `restart`).
     pub dir: std::sync::Arc<tempfile::TempDir>,
     /// This run's operator token (what the start-up banner prints).
@@ -140,6 +143,7 @@ impl TestApp {
         let app = Application::build(args).await.expect("server builds");
         let addr = app.local_addr().expect("bound");
         let state = app.state().clone();
+        let storage = app.state().service.storage().clone();
         let operator_token = app.operator_token().map(str::to_owned);
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
@@ -153,6 +157,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
             state,
+            storage,
             dir,
             operator_token,
             db,
