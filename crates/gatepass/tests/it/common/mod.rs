@@ -12,6 +12,10 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
+/// `/metrics` is process-wide (one recorder for every server in this test binary), and a
+/// scrape sets gauges from the scraped server's state: tests that scrape it take turns.
+pub static METRICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A fixed master key for servers on PostgreSQL.
 pub const MASTER_KEY: &str = "3c1d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d";
 
@@ -32,6 +36,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Server state, for white-box assertions.
     pub state: AppState,
+    /// The server's storage, for white-box assertions (the one place that knows where it
+    /// comes from).
+    pub storage: std::sync::Arc<dyn gatepass::storage::Storage>,
     /// Data directory (deleted on drop unless kept by `restart`).
     pub dir: std::sync::Arc<tempfile::TempDir>,
     /// This run's operator token (what the start-up banner prints).
@@ -41,6 +48,20 @@ pub struct TestApp {
     extra: Vec<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Routes the server's logs through the test harness's output capture (shown for failing
+/// tests, or with `--nocapture`). Installed before any server starts, so the global
+/// subscriber that `gatepass::cli::run` installs (`telemetry::init`, which ignores later
+/// calls) cannot make every test in this binary log straight to stderr.
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("GATEPASS_LOG")
+            .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
 }
 
 /// Cheap Argon2 so tests stay fast; the real cost is exercised by benchmarks.
@@ -106,6 +127,7 @@ impl TestApp {
         db: Option<std::sync::Arc<pg::TestDb>>,
         extra: Vec<String>,
     ) -> Self {
+        capture_logs();
         let mut argv = base_args(dir.path());
         if let Some(db) = &db {
             // An external database needs an explicit master key (nothing is generated).
@@ -121,6 +143,7 @@ impl TestApp {
         let app = Application::build(args).await.expect("server builds");
         let addr = app.local_addr().expect("bound");
         let state = app.state().clone();
+        let storage = app.state().service.storage().clone();
         let operator_token = app.operator_token().map(str::to_owned);
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
@@ -134,6 +157,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
             state,
+            storage,
             dir,
             operator_token,
             db,

@@ -2,9 +2,7 @@
 //! and outcome; the admin API filters and pages it; `gatepass audit verify` detects edited
 //! and removed entries; concurrent appends keep the chain linear.
 
-mod common;
-
-use common::{TestApp, expect_error, s};
+use crate::common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 
 async fn events(app: &TestApp, query: &str) -> Vec<Value> {

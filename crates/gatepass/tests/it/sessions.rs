@@ -1,9 +1,7 @@
 //! Issue: sessions. Rotating refresh tokens, reuse detection and its grace window,
 //! logout scopes, session listing, password change, revocation across restarts.
 
-mod common;
-
-use common::{TestApp, expect_error, s};
+use crate::common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -118,8 +116,8 @@ async fn concurrent_refreshes_never_fork_the_session() {
         successors.insert(body["refresh_token"].as_str().unwrap().to_owned());
     }
     assert_eq!(successors.len(), 1, "one successor chain");
-    let user = app.state.service.storage().user_by_username("vera").await.unwrap().unwrap();
-    let live = app.state.service.storage().live_sessions(user.id.as_str(), gatepass::service::now()).await.unwrap();
+    let user = app.storage.user_by_username("vera").await.unwrap().unwrap();
+    let live = app.storage.live_sessions(user.id.as_str(), gatepass::service::now()).await.unwrap();
     assert_eq!(live.len(), 1);
 }
 

@@ -3,9 +3,7 @@
 //! (a fresh database per test; skipped with a notice when `GATEPASS_TEST_POSTGRES_URL` is
 //! unset).
 
-mod common;
-
-use common::pg::{TestDb, admin_url, with_database};
+use crate::common::pg::{TestDb, admin_url, with_database};
 use gatepass::auth::Revocation;
 use gatepass::domain::{Email, Roles, User, UserId, Username};
 use gatepass::storage::audit::{AuditEvent, GENESIS_HASH, verify_chain};

@@ -1,9 +1,7 @@
 //! Abuse resistance over HTTP: rate limits, account back-off, enumeration safety,
 //! password policy, CORS, connection limits and graceful shutdown.
 
-mod common;
-
-use common::{TestApp, expect_error, s};
+use crate::common::{TestApp, expect_error, s};
 use gatepass::auth::ratelimit::RateLimitSettings;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -24,7 +22,7 @@ async fn expect_429(r: reqwest::Response) {
 }
 
 async fn user_count(app: &TestApp) -> i64 {
-    app.state.service.storage().count_users().await.unwrap()
+    app.storage.count_users().await.unwrap()
 }
 
 #[tokio::test]
@@ -215,7 +213,7 @@ async fn unknown_wrong_and_disabled_look_the_same() {
     app.register("heidi", "correct horse staple").await;
     let id = gatepass::domain::UserId::from_trusted(body["user"]["id"].as_str().unwrap().to_owned());
     let patch = gatepass::storage::UserPatch { disabled: Some(true), ..Default::default() };
-    app.state.service.storage().update_user(&id, &patch, 0).await.unwrap();
+    app.storage.update_user(&id, &patch, 0).await.unwrap();
     let unknown = shape(login_raw(&app, "nosuchuser", "correct horse staple", None).await).await;
     let wrong = shape(login_raw(&app, "heidi", "wrong password", None).await).await;
     let disabled = shape(login_raw(&app, "grace", "correct horse staple", None).await).await;

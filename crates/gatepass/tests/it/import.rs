@@ -1,8 +1,6 @@
 //! `gatepass import`: users from a seed-style SQLite database can log in afterwards.
 
-mod common;
-
-use common::{TestApp, expect_error};
+use crate::common::{TestApp, expect_error};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -40,7 +38,7 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
     let app = TestApp::spawn().await;
     let src = app.data_dir().join("seed.db");
     seed_source(&src).await;
-    let storage = app.state.service.storage().clone();
+    let storage = app.storage.clone();
     let hasher = app.state.service.hasher().clone();
 
     let dry = gatepass::import::import_sqlite(src.to_str().unwrap(), storage.as_ref(), &hasher, true, |_, _| {})

@@ -4,10 +4,8 @@
 //! it the test says it was skipped and passes; with it, any failure fails the test.
 //! Screenshots land in `target/screenshots/`.
 
-mod common;
-
+use crate::common::TestApp;
 use anyhow::{Context, Result, bail, ensure};
-use common::TestApp;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use std::path::PathBuf;

@@ -2,8 +2,7 @@
 //! banner on stdout (never in the log), first-admin creation with it, and refusal after a
 //! restart on the same data directory.
 
-mod common;
-
+use crate::common;
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::Duration;

@@ -4,18 +4,12 @@
 //! Tests that need a live Redis read `GATEPASS_TEST_REDIS_URL` and skip without it. Each
 //! test writes under its own random key prefix and deletes only those keys afterwards.
 
-mod common;
-
-use common::{TestApp, expect_error};
+use crate::common::{self, TestApp, expect_error};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-
-/// `/metrics` is process-wide: tests that read it take turns.
-static SERIAL: Mutex<()> = Mutex::const_new(());
 
 const BURST: &[&str] =
     &["--rate-limit-ip-burst", "3", "--rate-limit-ip-per-minute", "1", "--rate-limit-user-burst", "100"];
@@ -74,7 +68,7 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 #[tokio::test]
 async fn two_instances_share_one_burst_through_redis() {
     let Some(url) = redis_url().await else { return };
-    let _serial = SERIAL.lock().await;
+    let _serial = common::METRICS.lock().await;
     let prefix = unique_prefix();
     let a = TestApp::spawn_with(&args(&["--redis-url", &url, "--redis-prefix", &prefix])).await;
     let b = a.spawn_peer().await;
@@ -116,7 +110,7 @@ async fn without_redis_each_instance_has_its_own_burst() {
 
 #[tokio::test]
 async fn unreachable_redis_falls_back_to_local_limits_and_says_so() {
-    let _serial = SERIAL.lock().await;
+    let _serial = common::METRICS.lock().await;
     let app =
         TestApp::spawn_with(&args(&["--redis-url", "redis://127.0.0.1:1", "--redis-prefix", &unique_prefix()])).await;
     let body = info(&app).await;
@@ -177,7 +171,7 @@ impl Relay {
 #[tokio::test]
 async fn redis_outage_is_reported_and_recovery_is_automatic() {
     let Some(url) = redis_url().await else { return };
-    let _serial = SERIAL.lock().await;
+    let _serial = common::METRICS.lock().await;
     let target = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
     let relay = Relay::start(target).await;
     let prefix = unique_prefix();
@@ -219,7 +213,7 @@ async fn redis_outage_is_reported_and_recovery_is_automatic() {
 #[tokio::test]
 async fn instance_started_while_redis_is_down_switches_over_when_it_answers() {
     let Some(url) = redis_url().await else { return };
-    let _serial = SERIAL.lock().await;
+    let _serial = common::METRICS.lock().await;
     let target = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
     let relay = Relay::start(target).await;
     relay.cut();

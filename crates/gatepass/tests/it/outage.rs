@@ -6,10 +6,8 @@
 //! cuts (every connection dropped, new ones refused) and restores, so the shared
 //! PostgreSQL server other tests use is never stopped.
 
-mod common;
-
-use common::pg::{TestDb, admin_url};
-use common::{TestApp, expect_error, s};
+use crate::common::pg::{TestDb, admin_url};
+use crate::common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

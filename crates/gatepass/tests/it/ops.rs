@@ -1,13 +1,12 @@
 //! Operational endpoints: /metrics (open and token-protected), /healthz, request ids and
 //! security headers.
 
-mod common;
-
-use common::{TestApp, expect_error};
+use crate::common::{self, TestApp, expect_error};
 use serde_json::json;
 
 #[tokio::test]
 async fn metrics_count_requests_logins_and_rejections() {
+    let _metrics = common::METRICS.lock().await;
     let app = TestApp::spawn().await;
     app.register("metro", "password-1").await;
     app.login("metro", "password-1").await;
@@ -34,6 +33,7 @@ async fn metrics_count_requests_logins_and_rejections() {
 
 #[tokio::test]
 async fn metrics_can_require_a_bearer_secret() {
+    let _metrics = common::METRICS.lock().await;
     let app = TestApp::spawn_with(&["--metrics-token", "scrape-secret-123"]).await;
     expect_error(app.get("/metrics").await, 401, "token_missing").await;
     expect_error(app.get_auth("/metrics", "wrong").await, 401, "token_invalid").await;

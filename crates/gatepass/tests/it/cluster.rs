@@ -4,9 +4,7 @@
 //! Each test runs two in-process servers on the same database: the same PostgreSQL
 //! database with `GATEPASS_TEST_BACKEND=postgres`, otherwise the same SQLite file.
 
-mod common;
-
-use common::{TestApp, expect_error, s};
+use crate::common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -80,7 +78,7 @@ async fn password_change_and_user_deletion_propagate() {
     assert_eq!(status_on(&b, &new_token).await, 200, "the new session works everywhere");
 
     // Deleting the account (admin action on A's storage, applied by A) reaches B.
-    let storage = a.state.service.storage();
+    let storage = &a.storage;
     let user = storage.user_by_username("bob").await.expect("query").expect("bob");
     let revoked = storage.delete_user(&user.id, gatepass::service::now()).await.expect("delete").expect("existed");
     a.state.service.revoked(revoked);
@@ -141,7 +139,7 @@ async fn concurrent_registration_of_one_name_through_both_instances() {
         statuses.sort();
         assert_eq!(statuses, [201, 409], "round {round}");
     }
-    assert_eq!(a.state.service.storage().count_users().await.expect("count"), 5);
+    assert_eq!(a.storage.count_users().await.expect("count"), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -150,7 +148,7 @@ async fn settings_changes_propagate() {
     a.register("frank", "password-1").await;
     // A settings write through A's storage (what the settings API persists); B must pick
     // it up without a restart.
-    let storage = a.state.service.storage();
+    let storage = &a.storage;
     storage.put_settings(&[("registration_open".to_owned(), "false".to_owned())]).await.expect("put");
     eventually("B closes registration", || async { !b.state.service.settings().registration_open }).await;
     expect_error(

@@ -1,9 +1,7 @@
 //! `gatepass demo` walks the whole flow against a live server and succeeds; against a
 //! server that misbehaves (here: nothing listening) it fails.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 
 #[tokio::test]
 async fn demo_walkthrough_passes_against_a_live_server() {

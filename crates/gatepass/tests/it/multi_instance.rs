@@ -4,10 +4,8 @@
 //!
 //! Needs `GATEPASS_TEST_POSTGRES_URL` and an `nginx` binary; prints SKIPPED otherwise.
 
-mod common;
-
-use common::pg::{TestDb, admin_url};
-use common::{SECRET, expect_error, s};
+use crate::common::pg::{TestDb, admin_url};
+use crate::common::{SECRET, expect_error, s};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

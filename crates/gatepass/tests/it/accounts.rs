@@ -1,11 +1,9 @@
 //! Issue: foundation. Every route and error code of accounts, tokens and the seed routes,
 //! driven over HTTP against a real server.
 
-mod common;
-
+use crate::common::{TestApp, expect_error, s};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -125,7 +123,7 @@ async fn registration_validation_and_conflicts() {
     expect_error(r, 400, "invalid_json").await;
     let r = app.get("/api/profile").await;
     assert_eq!(r.status(), 401);
-    assert_eq!(app.state.service.storage().count_users().await.unwrap(), 1);
+    assert_eq!(app.storage.count_users().await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -177,7 +175,7 @@ async fn bad_bodies_get_json_errors_and_change_nothing() {
     assert!(s(&err, "error").contains("username"), "{err}");
     expect_error(app.get("/nope").await, 404, "not_found").await;
     expect_error(c.delete(app.url("/api/login")).send().await.unwrap(), 405, "method_not_allowed").await;
-    assert_eq!(app.state.service.storage().count_users().await.unwrap(), 0);
+    assert_eq!(app.storage.count_users().await.unwrap(), 0);
 }
 
 fn tamper(token: &str, f: impl FnOnce(&mut Value, &mut Value)) -> String {
@@ -260,7 +258,7 @@ async fn tokens_survive_a_restart_and_health_reports_ok() {
 async fn bcrypt_hashes_verify_and_are_upgraded() {
     let app = TestApp::spawn().await;
     app.register("gina", "password-1").await;
-    let storage = app.state.service.storage();
+    let storage = &app.storage;
     let user = storage.user_by_username("gina").await.unwrap().unwrap();
     let legacy = bcrypt::hash("legacy-password", 4).unwrap();
     storage.set_password_hash(&user.id, &legacy, 0).await.unwrap();
@@ -274,7 +272,7 @@ async fn bcrypt_hashes_verify_and_are_upgraded() {
 async fn deleted_user_token_is_invalid() {
     let app = TestApp::spawn().await;
     let body = app.register("henry", "password-1").await;
-    let storage = app.state.service.storage();
+    let storage = &app.storage;
     let user = storage.user_by_username("henry").await.unwrap().unwrap();
     let revoked = storage.delete_user(&user.id, gatepass::service::now()).await.unwrap().unwrap();
     app.state.service.revoked(revoked);

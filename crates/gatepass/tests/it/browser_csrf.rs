@@ -2,9 +2,7 @@
 //! fresh-login step-up and page-load renewal, driven over HTTP with a hand-kept cookie jar
 //! (so each test sees exactly which cookies a browser would send where).
 
-mod common;
-
-use common::{TestApp, expect_error, s};
+use crate::common::{TestApp, expect_error, s};
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

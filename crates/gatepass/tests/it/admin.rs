@@ -1,11 +1,9 @@
 //! Issue: roles and administration. The role guard, the admin API, `/info` settings and
 //! `/run`, and CLI changes reaching a running server, all over HTTP.
 
-mod common;
-
+use crate::common::{self, TestApp, expect_error, s};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestApp, expect_error, s};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -241,7 +239,7 @@ async fn info_reports_the_server_and_settings_changes_apply_persist_and_validate
 
     let info: Value = app.get_auth("/api/info", &token).await.json().await.unwrap();
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(info["storage_backend"], app.state.service.storage().backend());
+    assert_eq!(info["storage_backend"], app.storage.backend());
     assert_eq!(info["signing_algorithm"], "HS256");
     assert!(info["uptime_secs"].is_u64());
     assert_eq!(

@@ -2,11 +2,9 @@
 //! the response comes from gatepass), no case ever gets a 5xx, and after every case the
 //! number of accounts and live sessions is unchanged.
 
-mod common;
-
+use crate::common::{TestApp, s};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::{TestApp, s};
 use serde_json::{Value, json};
 
 /// What to send.
@@ -52,7 +50,7 @@ fn b64(v: &Value) -> String {
 }
 
 async fn counts(app: &TestApp) -> (i64, i64) {
-    let storage = app.state.service.storage();
+    let storage = &app.storage;
     (storage.count_users().await.unwrap(), storage.count_live_sessions(gatepass::service::now()).await.unwrap())
 }
 

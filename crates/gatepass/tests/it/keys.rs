@@ -2,13 +2,11 @@
 //! revocation — over HTTP against a real server, with the `gatepass-verify` library as the
 //! client that caches the JWKS.
 
-mod common;
-
+use crate::common::{self, SECRET, TestApp, expect_error, s};
 use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clap::Parser;
-use common::{SECRET, TestApp, expect_error, s};
 use gatepass::domain::Roles;
 use gatepass_verify::{RemoteJwksOptions, Verifier, VerifierConfig, VerifyError};
 use serde_json::{Value, json};
@@ -89,7 +87,7 @@ async fn each_algorithm_signs_with_a_kid_and_publishes_only_public_keys() {
         assert_eq!(discovery["id_token_signing_alg_values_supported"], json!([alg]));
 
         // The private key is encrypted at rest; the master key file is private.
-        let stored = gatepass::storage::KeyStore::signing_keys(app.state.service.storage().as_ref()).await.unwrap();
+        let stored = gatepass::storage::KeyStore::signing_keys(app.storage.as_ref()).await.unwrap();
         assert_eq!(stored.len(), 1);
         let raw = STANDARD.decode(&stored[0].private_key).unwrap();
         assert!(Ed25519KeyPair::from_pkcs8(&raw).is_err());

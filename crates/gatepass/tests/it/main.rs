@@ -1,0 +1,26 @@
+//! The integration tests, as one test binary (one link instead of one per file). Each
+//! module is one area; tests are named `it::<module>::<test>`, so
+//! `cargo test -p gatepass --test it sessions::` runs one area.
+
+mod common;
+
+mod abuse;
+mod accounts;
+mod admin;
+mod audit;
+mod browser_csrf;
+mod browser_e2e;
+mod cluster;
+mod config_reference;
+mod demo;
+mod hostile;
+mod import;
+mod keys;
+mod multi_instance;
+mod openapi;
+mod operator;
+mod ops;
+mod outage;
+mod redis_limits;
+mod sessions;
+mod storage_conformance;
