@@ -178,14 +178,14 @@ async fn limits_change_at_run_time() {
     for i in 0..3 {
         expect_error(login_raw(&app, &format!("u{i}"), "wrong password", None).await, 401, "invalid_credentials").await;
     }
-    let mut settings = app.state.service.settings();
-    settings.rate_limit = RateLimitSettings { ip_burst: 1, ip_per_minute: 1, ..settings.rate_limit };
-    app.state.service.set_settings(settings);
+    let patch = json!({"rate_limit": {"ip_burst": 1, "ip_per_minute": 1}});
+    let patch = patch.as_object().cloned().unwrap();
+    app.state.service.core().update_settings(&gatepass::service::Actor::cli(), patch).await.unwrap();
     expect_error(login_raw(&app, "u9", "wrong password", None).await, 401, "invalid_credentials").await;
     expect_429(login_raw(&app, "u9", "wrong password", None).await).await;
     // The stored-settings overlay understands the same keys.
     let mut s2 = app.state.service.settings();
-    gatepass::settings::apply_stored(
+    gatepass::service::settings::apply_stored(
         &mut s2,
         &[("rate_limit.ip_burst".into(), "50".into()), ("rate_limit.max_failures_per_hour".into(), "500".into())],
     );

@@ -274,7 +274,6 @@ async fn deleted_user_token_is_invalid() {
     let body = app.register("henry", "password-1").await;
     let storage = &app.storage;
     let user = storage.user_by_username("henry").await.unwrap().unwrap();
-    let revoked = storage.delete_user(&user.id, gatepass::service::now()).await.unwrap().unwrap();
-    app.state.service.revoked(revoked);
+    app.state.service.core().delete_user(&gatepass::service::Actor::cli(), &user).await.unwrap();
     expect_error(app.get_auth("/api/profile", s(&body, "token")).await, 401, "token_invalid").await;
 }

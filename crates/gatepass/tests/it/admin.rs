@@ -523,3 +523,53 @@ async fn settings_changed_on_one_instance_reach_another() {
     // The operator token is per process: A's is refused by B.
     expect_error(b.get_auth("/api/info", a.operator()).await, 401, "token_invalid").await;
 }
+
+/// Runs `gatepass user passwd NAME --password-stdin` (or `user add`) with `password` on stdin.
+fn cli_with_password(app: &TestApp, args: &[&str], password: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"))
+        .args(args)
+        .args(["--password-stdin", "--argon2-memory-kib", "1024", "--argon2-iterations", "1"])
+        .args(["--data-dir", app.data_dir().to_str().unwrap(), "--jwt-secret", common::SECRET])
+        .args(app.db.as_ref().map(|db| vec!["--database-url".to_owned(), db.url.clone()]).unwrap_or_default())
+        .env_remove("GATEPASS_DATABASE_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cli_passwords_follow_the_registration_policy() {
+    let app = TestApp::spawn().await;
+    let body = app.register("polly", "a-long-password").await;
+    let token = s(&body, "access_token").to_owned();
+    // What registration refuses...
+    for (weak, why) in [("password1", "common"), ("short", "at least"), ("polly-secret-9", "username")] {
+        let r = app.post("/api/register", json!({"username": "polly", "password": weak})).await;
+        assert_eq!(r.status(), 400, "registration accepted {weak:?}");
+        // ...the command line refuses too, and changes nothing.
+        let out = cli_with_password(&app, &["user", "passwd", "polly"], weak);
+        assert!(!out.status.success(), "passwd accepted {weak:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{weak:?}: {stderr}");
+        let out = cli_with_password(&app, &["user", "add", "newcomer"], weak);
+        assert!(!out.status.success(), "user add accepted {weak:?}");
+    }
+    assert_eq!(app.get_auth("/api/profile", &token).await.status(), 200, "a refused passwd ends no session");
+    app.login("polly", "a-long-password").await;
+    let audit: Value = app.get_auth("/api/admin/audit?event=password_reset", app.operator()).await.json().await.unwrap();
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 0);
+    // A password the policy accepts works, and is audited.
+    let out = cli_with_password(&app, &["user", "passwd", "polly"], "a-brand-new-phrase");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    app.login("polly", "a-brand-new-phrase").await;
+    let audit: Value = app.get_auth("/api/admin/audit?event=password_reset", app.operator()).await.json().await.unwrap();
+    assert_eq!(audit["entries"][0]["actor"], "cli");
+    assert_eq!(audit["entries"][0]["detail"]["sessions_ended"], 1);
+}

@@ -80,8 +80,7 @@ async fn password_change_and_user_deletion_propagate() {
     // Deleting the account (admin action on A's storage, applied by A) reaches B.
     let storage = &a.storage;
     let user = storage.user_by_username("bob").await.expect("query").expect("bob");
-    let revoked = storage.delete_user(&user.id, gatepass::service::now()).await.expect("delete").expect("existed");
-    a.state.service.revoked(revoked);
+    a.state.service.core().delete_user(&gatepass::service::Actor::cli(), &user).await.expect("delete");
     eventually("B refuses the deleted user's token", || async { status_on(&b, &new_token).await == 401 }).await;
     expect_error(b.get_auth("/api/profile", &new_token).await, 401, "token_invalid").await;
 }

@@ -39,9 +39,9 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
     let src = app.data_dir().join("seed.db");
     seed_source(&src).await;
     let storage = app.storage.clone();
-    let hasher = app.state.service.hasher().clone();
+    let core = app.state.service.core();
 
-    let dry = gatepass::import::import_sqlite(src.to_str().unwrap(), storage.as_ref(), &hasher, true, |_, _| {})
+    let dry = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), true, |_, _| {})
         .await
         .unwrap();
     assert_eq!((dry.read, dry.imported, dry.skipped.len()), (7, 3, 4));
@@ -49,7 +49,7 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
 
     let mut ticks = 0;
     let report =
-        gatepass::import::import_sqlite(src.to_str().unwrap(), storage.as_ref(), &hasher, false, |_, _| ticks += 1)
+        gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| ticks += 1)
             .await
             .unwrap();
     assert_eq!(ticks, 7);
@@ -59,6 +59,19 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
     assert!(reasons.iter().any(|r| r.starts_with("Admin2: empty password")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("md5user: unsupported")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("mail: invalid email")), "{reasons:?}");
+
+    // Every imported account is audited as a creation, like any other.
+    let audit: serde_json::Value =
+        app.get_auth("/api/admin/audit?event=user_created", app.operator()).await.json().await.unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    let mut created: Vec<&str> = entries.iter().map(|e| e["detail"]["username"].as_str().unwrap()).collect();
+    created.sort_unstable();
+    assert_eq!(created, ["admin", "bee", "flask"], "{audit}");
+    for e in entries {
+        assert_eq!(e["actor"], "cli");
+        assert_eq!(e["detail"]["imported"], true);
+        assert!(e["subject"].as_str().is_some_and(|s| !s.is_empty()));
+    }
 
     // Plaintext was hashed at import; legacy hashes are upgraded at first login.
     let admin = storage.user_by_username("admin").await.unwrap().unwrap();
@@ -78,7 +91,7 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
     .await;
 
     // Importing again skips everyone as existing.
-    let again = gatepass::import::import_sqlite(src.to_str().unwrap(), storage.as_ref(), &hasher, false, |_, _| {})
+    let again = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| {})
         .await
         .unwrap();
     assert_eq!(again.imported, 0);

@@ -209,7 +209,8 @@ async fn admin_route_rotates_and_lists_keys_for_admins_only() {
     expect_error(app.post("/api/admin/keys/rotate", json!({})).await, 401, "token_missing").await;
     assert_eq!(jwks(&app).await["keys"].as_array().unwrap().len(), 1, "a refused rotation changes nothing");
 
-    app.state.service.create_user("root", PASSWORD, None, Roles::parse(&["admin"]).unwrap()).await.unwrap();
+    let by = gatepass::service::Actor::cli();
+    app.state.service.core().create_user(&by, "root", PASSWORD, None, Roles::parse(&["admin"]).unwrap()).await.unwrap();
     let admin = s(&app.login("root", PASSWORD).await, "access_token").to_owned();
     let r = app.post_auth("/api/admin/keys/rotate", &admin, json!({})).await;
     assert_eq!(r.status(), 201);

@@ -255,10 +255,10 @@ async fn sweeping_drops_only_expired_revocations() {
     let app = TestApp::spawn_with(&["--access-token-ttl", "1s"]).await;
     let reg = app.register("cleo", "password-1").await;
     app.post_auth("/api/logout", s(&reg, "token"), json!({})).await;
-    assert_eq!(app.state.service.revocations().len(), 1);
+    assert_eq!(app.state.service.core().revocations().len(), 1);
     app.state.service.sweep().await.unwrap();
     // Still inside exp + margin: kept.
-    assert_eq!(app.state.service.revocations().len(), 1);
+    assert_eq!(app.state.service.core().revocations().len(), 1);
     let far_future = gatepass::service::now() + 3600;
     assert_eq!(app.state.service.revocations().sweep(far_future), 1);
     assert!(app.state.service.revocations().is_empty());

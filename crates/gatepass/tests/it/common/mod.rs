@@ -140,10 +140,10 @@ impl TestApp {
         }
         argv.extend(extra.iter().cloned());
         let args = Wrapper::try_parse_from(&argv).expect("valid test arguments").args;
-        let app = Application::build(args).await.expect("server builds");
+        let storage = gatepass::app::open_storage(&args.store).await.expect("storage opens");
+        let app = Application::build_on(args, storage.clone()).await.expect("server builds");
         let addr = app.local_addr().expect("bound");
         let state = app.state().clone();
-        let storage = app.state().service.storage().clone();
         let operator_token = app.operator_token().map(str::to_owned);
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
