@@ -19,9 +19,7 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::extract::{Client, JsonBody, PathParam};
 use crate::http::guard::{AdminCaller, Caller};
-use crate::http::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized, UnsupportedMediaType,
-};
+use crate::http::openapi::{AccessErrors, BadRequest, BodyErrors, Conflict, NotFound};
 use crate::service::{ClientInfo, now};
 use crate::storage::UserPatch;
 use crate::storage::audit::{AuditEntry, AuditQuery};
@@ -140,13 +138,7 @@ pub struct CreateRequest {
     request_body = CreateRequest,
     responses(
         (status = 201, description = "Created", body = Created),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 409, response = inline(Conflict)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BodyErrors, Conflict,
     )
 )]
 async fn create(
@@ -210,10 +202,7 @@ fn page_limit(limit: Option<i64>) -> Result<i64> {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of accounts", body = UserPage),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BadRequest,
     )
 )]
 async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQuery) -> Result<Response> {
@@ -244,10 +233,7 @@ async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQ
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "The account", body = OneUser),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, NotFound,
     )
 )]
 async fn show(State(state): State<AppState>, _: AdminCaller, PathParam(id): PathParam) -> Result<Response> {
@@ -317,13 +303,7 @@ fn parse_patch(body: &Map<String, Value>) -> Result<UserPatch> {
     request_body = UserPatchRequest,
     responses(
         (status = 200, description = "Changed", body = Updated),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BodyErrors, NotFound,
     )
 )]
 async fn update(
@@ -351,10 +331,7 @@ async fn update(
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Deleted", body = Ended),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, NotFound,
     )
 )]
 async fn remove(
@@ -379,10 +356,7 @@ async fn remove(
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Sessions ended", body = Ended),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, NotFound,
     )
 )]
 async fn logout_all(
@@ -492,10 +466,7 @@ pub struct AuditPage {
     params(AuditParams),
     responses(
         (status = 200, description = "A page of entries", body = AuditPage),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BadRequest,
     )
 )]
 async fn audit_log(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQuery) -> Result<Response> {

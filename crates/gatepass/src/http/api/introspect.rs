@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::extract::{Client, JsonOrForm};
-use crate::http::openapi::{BadRequest, PayloadTooLarge, ServiceUnavailable, Unauthorized, UnsupportedMediaType};
+use crate::http::openapi::{BodyErrors, ServiceUnavailable, Unauthorized};
 
 /// Introspection and revocation routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -155,10 +155,7 @@ pub struct Introspection {
     )),
     responses(
         (status = 200, description = "The verdict", body = Introspection),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
+        BodyErrors, Unauthorized,
     )
 )]
 async fn introspect(
@@ -214,10 +211,7 @@ pub struct Empty {}
     )),
     responses(
         (status = 200, description = "Done (or nothing to do)", body = Empty),
-        (status = 400, response = inline(BadRequest)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        BodyErrors, ServiceUnavailable,
     )
 )]
 async fn revoke(

@@ -20,10 +20,7 @@ use crate::error::{Error, Result};
 use crate::http::api::set_grant_cookies;
 use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Client, PathParam, RawBody};
-use crate::http::openapi::{
-    FormBadRequest, FormConflict, FormForbidden, FormTooManyRequests, FormUnauthorized, PayloadTooLarge,
-    ServiceUnavailable, UnsupportedMediaType,
-};
+use crate::http::openapi::{FormConflict, FormErrors, FormPasswordErrors, FormRedirect, FormTooManyRequests};
 use crate::http::{AppState, csrf, no_store};
 use crate::service::{LogoutScope, TokenGrant};
 use crate::storage::SessionFilter;
@@ -117,14 +114,7 @@ struct LoginForm {
     tag = "pages",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 401, response = inline(FormUnauthorized)),
-        (status = 429, response = inline(FormTooManyRequests)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormPasswordErrors,
     )
 )]
 async fn login(
@@ -169,14 +159,7 @@ struct RegisterForm {
     tag = "pages",
     request_body(content = RegisterForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 409, response = inline(FormConflict)),
-        (status = 429, response = inline(FormTooManyRequests)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors, FormConflict, FormTooManyRequests,
     )
 )]
 async fn register(
@@ -253,12 +236,7 @@ struct CsrfForm {
     tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors,
     )
 )]
 async fn logout(
@@ -303,14 +281,7 @@ struct PasswordForm {
     tag = "pages",
     request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 401, response = inline(FormUnauthorized)),
-        (status = 429, response = inline(FormTooManyRequests)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormPasswordErrors,
     )
 )]
 async fn change_password(
@@ -379,14 +350,7 @@ struct ReauthForm {
     tag = "pages",
     request_body(content = ReauthForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 401, response = inline(FormUnauthorized)),
-        (status = 429, response = inline(FormTooManyRequests)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormPasswordErrors,
     )
 )]
 async fn reauth(State(state): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response> {
@@ -429,12 +393,7 @@ async fn reauth(State(state): State<AppState>, headers: HeaderMap, RawBody(body)
     params(("id" = String, Path, description = "Session id")),
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors,
     )
 )]
 async fn end_session(
@@ -465,12 +424,7 @@ async fn end_session(
     tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors,
     )
 )]
 async fn end_others(
@@ -502,12 +456,7 @@ async fn end_others(
     tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors,
     )
 )]
 async fn page_refresh(
