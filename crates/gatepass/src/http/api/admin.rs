@@ -1,10 +1,9 @@
 //! The admin API (role `admin` or the operator token): accounts and the audit trail.
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -17,7 +16,7 @@ use crate::admin::{self, Actor};
 use crate::domain::{Email, Roles, User, ValidationError};
 use crate::error::{Error, Result};
 use crate::http::AppState;
-use crate::http::extract::{Client, JsonBody, PathParam};
+use crate::http::extract::{Client, JsonBody, PathParam, QueryParams};
 use crate::http::guard::{AdminCaller, Caller};
 use crate::http::openapi::{AccessErrors, BadRequest, BodyErrors, Conflict, NotFound};
 use crate::service::{ClientInfo, now};
@@ -40,12 +39,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The actor of an admin request, for the audit trail.
 pub fn actor(caller: &Caller, client: ClientInfo) -> Actor {
     Actor { id: caller.actor_id().to_owned(), ip: client.ip, user_agent: client.user_agent }
-}
-
-/// Parses the query string strictly: unknown or malformed parameters are a 400.
-pub fn query<T: DeserializeOwned>(raw: Option<String>) -> Result<T> {
-    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))
 }
 
 /// An account as administrators see it.
@@ -205,8 +198,11 @@ fn page_limit(limit: Option<i64>) -> Result<i64> {
         AccessErrors, BadRequest,
     )
 )]
-async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQuery) -> Result<Response> {
-    let q: ListQuery = query(raw)?;
+async fn list(
+    State(state): State<AppState>,
+    _: AdminCaller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Response> {
     let limit = page_limit(q.limit)?;
     let offset = q.offset.unwrap_or(0);
     if offset < 0 {
@@ -469,8 +465,11 @@ pub struct AuditPage {
         AccessErrors, BadRequest,
     )
 )]
-async fn audit_log(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQuery) -> Result<Response> {
-    let p: AuditParams = query(raw)?;
+async fn audit_log(
+    State(state): State<AppState>,
+    _: AdminCaller,
+    QueryParams(p): QueryParams<AuditParams>,
+) -> Result<Response> {
     let q = AuditQuery {
         user: p.user.filter(|s| !s.is_empty()),
         event: p.event.filter(|s| !s.is_empty()),
