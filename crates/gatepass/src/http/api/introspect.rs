@@ -97,6 +97,15 @@ pub struct TokenRequest {
     token_type_hint: Option<String>,
 }
 
+impl TokenRequest {
+    /// The `token` parameter, which both endpoints require.
+    fn required_token(self) -> Result<String> {
+        self.token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::BadRequest("the `token` parameter is required".into()))
+    }
+}
+
 /// An introspection answer (RFC 7662 §2.2): only `active` when it is false.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct Introspection {
@@ -167,11 +176,7 @@ async fn introspect(
     if !state.introspection.check(&id, &secret) {
         return Err(Error::InvalidClient);
     }
-    let token = body
-        .value
-        .token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::BadRequest("the `token` parameter is required".into()))?;
+    let token = body.value.required_token()?;
     let response = match state.service.authenticate(&token) {
         Ok(c) => Introspection {
             active: true,
@@ -219,11 +224,7 @@ async fn revoke(
     Client(client): Client,
     body: JsonOrForm<TokenRequest>,
 ) -> Result<Response> {
-    let token = body
-        .value
-        .token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::BadRequest("the `token` parameter is required".into()))?;
+    let token = body.value.required_token()?;
     if token.starts_with("gpr_") {
         state.service.revoke_refresh_token(&token).await?;
     } else if let Ok(claims) = state.service.authenticate(&token) {
