@@ -30,7 +30,7 @@ pub struct LoggedInAs {
     security(("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "The caller's username", body = LoggedInAs),
-        (status = 401, response = inline(Unauthorized)),
+        Unauthorized,
     )
 )]
 async fn protected(auth: Auth) -> Response {
@@ -45,7 +45,7 @@ async fn protected(auth: Auth) -> Response {
     security(("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "`JWT Authorized`", body = String, content_type = "text/plain"),
-        (status = 401, response = inline(Unauthorized)),
+        Unauthorized,
     )
 )]
 async fn auth_check(_: Auth) -> &'static str {

@@ -2,8 +2,8 @@
 //!
 //! A request that authenticates with a cookie and is not a safe method must (1) not come
 //! from another site according to `Sec-Fetch-Site` or `Origin`, and (2) carry the session's
-//! CSRF token in `X-CSRF-Token` (or, for HTML forms, the `csrf_token` field, checked by the
-//! page handlers). Bearer-header requests need neither: browsers never add that header on
+//! CSRF token in `X-CSRF-Token` (or, for HTML forms, the `csrf_token` field, checked by
+//! `pages::actions::SignedInForm`). Bearer-header requests need neither: browsers never add that header on
 //! their own.
 
 use axum::http::{HeaderMap, Method, header, request::Parts};
@@ -36,15 +36,6 @@ pub fn check(parts: &Parts, app: &AppState, sid: &str) -> Result<(), Error> {
 pub fn same_origin_required(headers: &HeaderMap) -> bool {
     let present = headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN);
     present && same_origin(headers)
-}
-
-/// Checks an HTML form post for session `sid`: same origin (required) and the hidden
-/// `csrf_token` field, compared in constant time.
-pub fn check_form(headers: &HeaderMap, app: &AppState, sid: &str, presented: &str) -> Result<(), Error> {
-    if !same_origin_required(headers) || !app.csrf.verify(sid, presented) {
-        return Err(Error::CsrfFailed);
-    }
-    Ok(())
 }
 
 /// Safe methods never change state, so they need no token.

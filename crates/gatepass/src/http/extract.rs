@@ -3,7 +3,7 @@
 //! error shape.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts};
 use gatepass_verify::{AccessClaims, TokenSource, token_from_headers};
 use serde::de::DeserializeOwned;
@@ -15,28 +15,21 @@ use crate::limits::TrustedProxies;
 use crate::service::ClientInfo;
 
 /// A JSON body (`Content-Type: application/json`) mapped onto our error codes.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(Error))]
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = Error;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Error::UnsupportedMediaType("application/json"),
+            JsonRejection::JsonDataError(e) => Error::InvalidJson(strip_prefix(e.body_text())),
+            JsonRejection::JsonSyntaxError(e) => Error::InvalidJson(strip_prefix(e.body_text())),
+            JsonRejection::BytesRejection(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Error::PayloadTooLarge
+            }
+            other => Error::BadRequest(other.body_text()),
         }
-    }
-}
-
-fn json_rejection(rejection: JsonRejection) -> Error {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => Error::UnsupportedMediaType("application/json"),
-        JsonRejection::JsonDataError(e) => Error::InvalidJson(strip_prefix(e.body_text())),
-        JsonRejection::JsonSyntaxError(e) => Error::InvalidJson(strip_prefix(e.body_text())),
-        JsonRejection::BytesRejection(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            Error::PayloadTooLarge
-        }
-        other => Error::BadRequest(other.body_text()),
     }
 }
 
@@ -132,19 +125,14 @@ pub struct Auth {
     pub source: TokenSource,
 }
 
-impl<S> FromRequestParts<S> for Auth
-where
-    AppState: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<AppState> for Auth {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let app = AppState::from_ref(state);
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
         let (token, source) = token_from_headers(&parts.headers)?.ok_or(Error::TokenMissing)?;
         let claims = app.service.authenticate(&token)?;
         if source == TokenSource::Cookie {
-            crate::http::csrf::check(parts, &app, &claims.sid)?;
+            crate::http::csrf::check(parts, app, &claims.sid)?;
         }
         Ok(Auth { claims, source })
     }

@@ -5,7 +5,7 @@
 //! every other protected route. The operator token is accepted only from the
 //! `Authorization` header, never from a cookie, and each use is audited.
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use gatepass_verify::{TokenSource, VerifyError, token_from_headers};
 
@@ -51,19 +51,14 @@ impl Caller {
     }
 }
 
-impl<S> FromRequestParts<S> for Caller
-where
-    AppState: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let app = AppState::from_ref(state);
-        if let Some(ops) = &app.operator
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if let Some(ops) = &state.operator
             && let Ok(Some((token, TokenSource::Header))) = token_from_headers(&parts.headers)
         {
-            match ops.verify(app.service.verifier(), &token) {
+            match ops.verify(state.service.verifier(), &token) {
                 Ok(_) => {}
                 // Not an operator token at all: judge it as an access token below.
                 Err(VerifyError::Invalid(WRONG_TYPE)) => {
@@ -74,7 +69,8 @@ where
             }
             let Client(client) = Client::from_request_parts(parts, state).await?;
             let detail = serde_json::json!({ "method": parts.method.as_str(), "path": parts.uri.path() });
-            app.service
+            state
+                .service
                 .core()
                 .audit(
                     AuditEvent::new("operator_token_used", SUCCESS)
@@ -95,14 +91,10 @@ where
 #[derive(Debug, Clone)]
 pub struct AdminCaller(pub Caller);
 
-impl<S> FromRequestParts<S> for AdminCaller
-where
-    AppState: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let caller = Caller::from_request_parts(parts, state).await?;
         if !caller.is_admin() {
             return Err(Error::InsufficientRole);

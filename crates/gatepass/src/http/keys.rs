@@ -19,7 +19,7 @@ use crate::domain::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::guard::AdminCaller;
-use crate::http::openapi::{BadRequest, Forbidden, ServiceUnavailable, Unauthorized};
+use crate::http::openapi::{AccessErrors, BadRequest};
 
 /// How long clients may cache the JWKS. Rotation publishes new keys well before they sign
 /// (GATEPASS_KEY_ACTIVATION_DELAY, default 10 min > 5 min).
@@ -82,7 +82,7 @@ pub struct Discovery {
     tag = "tokens",
     responses(
         (status = 200, description = "The metadata", body = Discovery),
-        (status = 400, response = inline(BadRequest)),
+        BadRequest,
     )
 )]
 async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
@@ -191,9 +191,7 @@ pub struct RotatedKey {
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "The keys", body = KeyList),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors,
     )
 )]
 async fn list(State(state): State<AppState>, _admin: AdminCaller) -> Result<Response> {
@@ -211,10 +209,7 @@ async fn list(State(state): State<AppState>, _admin: AdminCaller) -> Result<Resp
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 201, description = "The new key", body = RotatedKey),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BadRequest,
     )
 )]
 async fn rotate(State(state): State<AppState>, AdminCaller(caller): AdminCaller) -> Result<Response> {

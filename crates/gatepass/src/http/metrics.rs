@@ -59,7 +59,7 @@ pub async fn track(req: Request, next: Next) -> Response {
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),
-        (status = 401, response = inline(crate::http::openapi::Unauthorized)),
+        crate::http::openapi::Unauthorized,
     )
 )]
 pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {

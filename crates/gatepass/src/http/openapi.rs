@@ -8,6 +8,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
@@ -15,7 +16,8 @@ use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, RefOr};
-use utoipa::{PartialSchema, ToResponse};
+use utoipa::{IntoResponses, PartialSchema};
+use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::error::{ErrorBody, ErrorCode};
 
@@ -130,6 +132,30 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .flatten()
 }
 
+/// Serves `routes` (the operations of one path, from `routes!`) at the seed path `alias`
+/// too, through the same handlers. The alias is described as a copy of the main path in
+/// which each operation gets the id `<id>_root` and the summary
+/// ``<title> (seed alias of `<main path>`)``, `titles` giving the title by operation id.
+pub fn with_alias<S>(
+    (schemas, mut paths, router): UtoipaMethodRouter<S>,
+    alias: &str,
+    titles: &[(&str, &str)],
+) -> UtoipaMethodRouter<S> {
+    let main = paths.paths.iter().next().map(|(path, item)| (path.clone(), item.clone()));
+    if let Some((main, mut item)) = main {
+        for op in operations(&mut item) {
+            let id = op.operation_id.take().unwrap_or_default();
+            if let Some((_, title)) = titles.iter().find(|(of, _)| *of == id) {
+                op.summary = Some(format!("{title} (seed alias of `{main}`)"));
+            }
+            op.description = None;
+            op.operation_id = Some(format!("{id}_root"));
+        }
+        paths.paths.insert(alias.to_owned(), item);
+    }
+    (schemas, paths, router)
+}
+
 /// The codes that map to `status`, read from the derived [`ErrorCode`] schema.
 pub fn codes_for(status: StatusCode) -> Vec<ErrorCode> {
     let values = match ErrorCode::schema() {
@@ -202,14 +228,18 @@ fn with_headers(status: StatusCode, builder: ResponseBuilder) -> ResponseBuilder
     }
 }
 
+/// Responses by status code, as [`IntoResponses`] gives them.
+type ResponseMap = BTreeMap<String, RefOr<Response>>;
+
 macro_rules! error_responses {
     ($($(#[$doc:meta])* $name:ident = $status:ident, $description:literal, $builder:ident;)*) => {$(
         $(#[$doc])*
         pub struct $name;
 
-        impl<'r> ToResponse<'r> for $name {
-            fn response() -> (&'r str, RefOr<Response>) {
-                (stringify!($name), RefOr::T($builder(StatusCode::$status, $description)))
+        impl IntoResponses for $name {
+            fn responses() -> ResponseMap {
+                let response = $builder(StatusCode::$status, $description);
+                ResponseMap::from([(StatusCode::$status.as_str().to_owned(), RefOr::T(response))])
             }
         }
     )*};
@@ -244,6 +274,55 @@ error_responses! {
     FormConflict = CONFLICT, "The form again: the username is taken (HTML)", html_only_response;
     /// 429 from a form route.
     FormTooManyRequests = TOO_MANY_REQUESTS, "The form again: rate limited (HTML)", html_only_response;
+}
+
+/// 303 from a form route: the usual outcome, success or not.
+pub struct FormRedirect;
+
+impl IntoResponses for FormRedirect {
+    fn responses() -> ResponseMap {
+        let string = || HeaderBuilder::new().schema(Some(String::schema()));
+        let response = ResponseBuilder::new()
+            .description("Done, or not signed in: see `Location`")
+            .header("Location", string().build())
+            .header("Set-Cookie", string().description(Some("Changed cookies, if any".to_owned())).build())
+            .build();
+        ResponseMap::from([(StatusCode::SEE_OTHER.as_str().to_owned(), RefOr::T(response))])
+    }
+}
+
+/// Named unions of the responses above, so that a route lists its errors in one line:
+/// `responses((status = 200, body = X), AccessErrors, BodyErrors)`.
+macro_rules! response_sets {
+    ($($(#[$doc:meta])* $name:ident = $($part:ident)|+;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> ResponseMap {
+                let mut all = ResponseMap::new();
+                $(all.extend(<$part as IntoResponses>::responses());)+
+                all
+            }
+        }
+    )*};
+}
+
+response_sets! {
+    /// A route with a request body: malformed (400), too large (413), wrong type (415).
+    BodyErrors = BadRequest | PayloadTooLarge | UnsupportedMediaType;
+    /// A signed-in route that reads storage: 401 and 503.
+    AuthErrors = Unauthorized | ServiceUnavailable;
+    /// A signed-in route that may also refuse the caller (role, recent login, CSRF): 401,
+    /// 403 and 503.
+    AccessErrors = AuthErrors | Forbidden;
+    /// A route that issues tokens from a body: [`BodyErrors`], 403 (login CSRF), 429 and 503.
+    GrantErrors = BodyErrors | Forbidden | TooManyRequests | ServiceUnavailable;
+    /// An HTML form post: the form again or a malformed body (400), CSRF (403), 413, 415
+    /// and 503.
+    FormErrors = FormBadRequest | FormForbidden | PayloadTooLarge | UnsupportedMediaType | ServiceUnavailable;
+    /// An HTML form post that checks a password: [`FormErrors`], 401 and 429.
+    FormPasswordErrors = FormErrors | FormUnauthorized | FormTooManyRequests;
 }
 
 fn html_only_response(status: StatusCode, description: &str) -> Response {

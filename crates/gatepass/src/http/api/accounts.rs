@@ -13,19 +13,14 @@ use super::{Delivery, GrantBody, UserView, token_response};
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
 use crate::http::extract::{Auth, Client, JsonBody, JsonOrForm, QueryParams};
-use crate::http::openapi::{
-    BadRequest, Conflict, Forbidden, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
-    UnsupportedMediaType,
-};
+use crate::http::openapi::{AuthErrors, Conflict, GrantErrors, Unauthorized, with_alias};
 use crate::http::{AppState, csrf};
 
 /// Routes for accounts; `/register` and `/login` are also served at the root for the seeds.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(register))
-        .routes(routes!(register_root))
-        .routes(routes!(login))
-        .routes(routes!(login_root))
+        .routes(with_alias(routes!(register), "/register", &[("register", "Register")]))
+        .routes(with_alias(routes!(login), "/login", &[("login", "Log in")]))
         .routes(routes!(profile))
         .routes(routes!(protected))
         .routes(routes!(change_password))
@@ -111,13 +106,7 @@ fn refuse_cross_site_form(headers: &HeaderMap, from_form: bool) -> Result<()> {
     responses(
         (status = 201, description = "Account created and signed in", body = GrantBody,
             headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
-        (status = 400, response = inline(BadRequest)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 409, response = inline(Conflict)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 429, response = inline(TooManyRequests)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        GrantErrors, Conflict,
     )
 )]
 async fn register(
@@ -136,36 +125,6 @@ async fn register(
     Ok(token_response(&state, StatusCode::CREATED, "User created successfully", &grant, delivery))
 }
 
-/// Register (seed alias of `/api/register`)
-#[utoipa::path(
-    post,
-    path = "/register",
-    operation_id = "register_root",
-    tag = "accounts",
-    params(DeliveryQuery),
-    request_body(content((RegisterRequest = "application/json"), (RegisterRequest = "application/x-www-form-urlencoded"))),
-    responses(
-        (status = 201, description = "Account created and signed in", body = GrantBody,
-            headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
-        (status = 400, response = inline(BadRequest)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 409, response = inline(Conflict)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 429, response = inline(TooManyRequests)),
-        (status = 503, response = inline(ServiceUnavailable)),
-    )
-)]
-async fn register_root(
-    state: State<AppState>,
-    client: Client,
-    query: QueryParams<DeliveryQuery>,
-    headers: HeaderMap,
-    body: JsonOrForm<RegisterRequest>,
-) -> Result<Response> {
-    register(state, client, query, headers, body).await
-}
-
 /// Log in
 ///
 /// Checks the password and starts a session. A form post (a browser) gets cookies; JSON
@@ -179,13 +138,7 @@ async fn register_root(
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Signed in", body = GrantBody, headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 429, response = inline(TooManyRequests)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        GrantErrors, Unauthorized,
     )
 )]
 async fn login(
@@ -204,35 +157,6 @@ async fn login(
     Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery))
 }
 
-/// Log in (seed alias of `/api/login`)
-#[utoipa::path(
-    post,
-    path = "/login",
-    operation_id = "login_root",
-    tag = "accounts",
-    params(DeliveryQuery),
-    request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
-    responses(
-        (status = 200, description = "Signed in", body = GrantBody, headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 429, response = inline(TooManyRequests)),
-        (status = 503, response = inline(ServiceUnavailable)),
-    )
-)]
-async fn login_root(
-    state: State<AppState>,
-    client: Client,
-    query: QueryParams<DeliveryQuery>,
-    headers: HeaderMap,
-    body: JsonOrForm<LoginRequest>,
-) -> Result<Response> {
-    login(state, client, query, headers, body).await
-}
-
 /// Body of the profile.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Profile {
@@ -248,8 +172,7 @@ pub struct Profile {
     security(("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "The account", body = Profile),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AuthErrors,
     )
 )]
 async fn profile(State(state): State<AppState>, auth: Auth) -> Result<Response> {
@@ -274,7 +197,7 @@ pub struct Greeting {
     security(("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "A greeting", body = Greeting),
-        (status = 401, response = inline(Unauthorized)),
+        Unauthorized,
     )
 )]
 async fn protected(auth: Auth) -> Response {
@@ -317,13 +240,7 @@ impl PasswordRequest {
     responses(
         (status = 200, description = "Changed; a new grant for this session", body = GrantBody,
             headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 429, response = inline(TooManyRequests)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        GrantErrors, Unauthorized,
     )
 )]
 async fn change_password(

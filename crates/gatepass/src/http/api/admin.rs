@@ -1,10 +1,9 @@
 //! The admin API (role `admin` or the operator token): accounts and the audit trail.
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -16,11 +15,9 @@ use super::sessions::Ended;
 use crate::domain::{Email, Roles, User, ValidationError};
 use crate::error::{Error, Result};
 use crate::http::AppState;
-use crate::http::extract::{Client, JsonBody, PathParam};
+use crate::http::extract::{Client, JsonBody, PathParam, QueryParams};
 use crate::http::guard::{AdminCaller, Caller};
-use crate::http::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized, UnsupportedMediaType,
-};
+use crate::http::openapi::{AccessErrors, BadRequest, BodyErrors, Conflict, NotFound};
 use crate::service::admin::{UserQuery, page_limit};
 use crate::service::{Actor, ClientInfo};
 use crate::storage::UserPatch;
@@ -38,12 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The actor of an admin request, for the audit trail.
 pub fn actor(caller: &Caller, client: ClientInfo) -> Actor {
     Actor::user(caller.actor_id(), &client)
-}
-
-/// Parses the query string strictly: unknown or malformed parameters are a 400.
-pub fn query<T: DeserializeOwned>(raw: Option<String>) -> Result<T> {
-    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))
 }
 
 /// An account as administrators see it.
@@ -131,13 +122,7 @@ pub struct CreateRequest {
     request_body = CreateRequest,
     responses(
         (status = 201, description = "Created", body = Created),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 409, response = inline(Conflict)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BodyErrors, Conflict,
     )
 )]
 async fn create(
@@ -193,14 +178,14 @@ pub struct UserPage {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of accounts", body = UserPage),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BadRequest,
     )
 )]
-async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQuery) -> Result<Response> {
-    let q: ListQuery = query(raw)?;
+async fn list(
+    State(state): State<AppState>,
+    _: AdminCaller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Response> {
     let page =
         state.service.core().list_users(&UserQuery { prefix: q.prefix, limit: q.limit, offset: q.offset }).await?;
     let users = page.users.iter().map(admin_view).collect();
@@ -217,10 +202,7 @@ async fn list(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQ
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "The account", body = OneUser),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, NotFound,
     )
 )]
 async fn show(State(state): State<AppState>, _: AdminCaller, PathParam(id): PathParam) -> Result<Response> {
@@ -290,13 +272,7 @@ fn parse_patch(body: &Map<String, Value>) -> Result<UserPatch> {
     request_body = UserPatchRequest,
     responses(
         (status = 200, description = "Changed", body = Updated),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BodyErrors, NotFound,
     )
 )]
 async fn update(
@@ -322,10 +298,7 @@ async fn update(
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Deleted", body = Ended),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, NotFound,
     )
 )]
 async fn remove(
@@ -349,10 +322,7 @@ async fn remove(
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Sessions ended", body = Ended),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, NotFound,
     )
 )]
 async fn logout_all(
@@ -461,14 +431,14 @@ pub struct AuditPage {
     params(AuditParams),
     responses(
         (status = 200, description = "A page of entries", body = AuditPage),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BadRequest,
     )
 )]
-async fn audit_log(State(state): State<AppState>, _: AdminCaller, RawQuery(raw): RawQuery) -> Result<Response> {
-    let p: AuditParams = query(raw)?;
+async fn audit_log(
+    State(state): State<AppState>,
+    _: AdminCaller,
+    QueryParams(p): QueryParams<AuditParams>,
+) -> Result<Response> {
     let q = AuditQuery {
         user: p.user.filter(|s| !s.is_empty()),
         event: p.event.filter(|s| !s.is_empty()),

@@ -19,9 +19,7 @@ use crate::error::Result;
 use crate::http::AppState;
 use crate::http::extract::{Client, JsonBody};
 use crate::http::guard::{AdminCaller, Caller};
-use crate::http::openapi::{
-    BadRequest, Forbidden, PayloadTooLarge, ServiceUnavailable, Unauthorized, UnsupportedMediaType,
-};
+use crate::http::openapi::{AccessErrors, BodyErrors, Forbidden, Unauthorized, with_alias};
 use crate::service::now;
 use crate::service::settings::{RuntimeSettings, SettingsPatch};
 use crate::storage::audit::hex;
@@ -29,10 +27,12 @@ use crate::storage::audit::hex;
 /// Info and run routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(info, patch_info))
-        .routes(routes!(info_root, patch_info_root))
-        .routes(routes!(run))
-        .routes(routes!(run_root))
+        .routes(with_alias(
+            routes!(info, patch_info),
+            "/info",
+            &[("info", "Server facts"), ("patch_info", "Change runtime settings")],
+        ))
+        .routes(with_alias(routes!(run), "/run", &[("run", "Analyse a text")]))
 }
 
 /// Account and session counts.
@@ -104,9 +104,7 @@ async fn info_body(state: &AppState) -> Result<Info> {
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "Server facts and settings", body = Info),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors,
     )
 )]
 async fn info(State(state): State<AppState>, _: AdminCaller) -> Result<Response> {
@@ -125,12 +123,7 @@ async fn info(State(state): State<AppState>, _: AdminCaller) -> Result<Response>
     request_body = SettingsPatch,
     responses(
         (status = 200, description = "Changed; the new facts and settings", body = Info),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BodyErrors,
     )
 )]
 async fn patch_info(
@@ -141,51 +134,6 @@ async fn patch_info(
 ) -> Result<Response> {
     state.service.core().update_settings(&actor(&caller, client), patch).await?;
     Ok(Json(info_body(&state).await?).into_response())
-}
-
-/// Server facts (seed alias of `/api/info`)
-#[utoipa::path(
-    get,
-    path = "/info",
-    operation_id = "info_root",
-    tag = "admin",
-    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 200, description = "Server facts and settings", body = Info),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 503, response = inline(ServiceUnavailable)),
-    )
-)]
-async fn info_root(state: State<AppState>, caller: AdminCaller) -> Result<Response> {
-    info(state, caller).await
-}
-
-/// Change runtime settings (seed alias of `/api/info`)
-#[utoipa::path(
-    patch,
-    path = "/info",
-    operation_id = "patch_info_root",
-    tag = "admin",
-    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    request_body = SettingsPatch,
-    responses(
-        (status = 200, description = "Changed; the new facts and settings", body = Info),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
-    )
-)]
-async fn patch_info_root(
-    state: State<AppState>,
-    client: Client,
-    caller: AdminCaller,
-    patch: JsonBody<Map<String, Value>>,
-) -> Result<Response> {
-    patch_info(state, client, caller, patch).await
 }
 
 /// Body of `run`.
@@ -238,11 +186,7 @@ pub struct RunResult<'a> {
     request_body = RunRequest,
     responses(
         (status = 200, description = "The analysis", body = RunResult),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
+        BodyErrors, Unauthorized, Forbidden,
     )
 )]
 async fn run(caller: Caller, JsonBody(req): JsonBody<RunRequest>) -> Result<Response> {
@@ -261,27 +205,6 @@ async fn run(caller: Caller, JsonBody(req): JsonBody<RunRequest>) -> Result<Resp
         ran_at: rfc3339(now()),
     })
     .into_response())
-}
-
-/// Analyse a text (seed alias of `/api/run`)
-#[utoipa::path(
-    post,
-    path = "/run",
-    operation_id = "run_root",
-    tag = "accounts",
-    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    request_body = RunRequest,
-    responses(
-        (status = 200, description = "The analysis", body = RunResult),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-    )
-)]
-async fn run_root(caller: Caller, body: JsonBody<RunRequest>) -> Result<Response> {
-    run(caller, body).await
 }
 
 #[cfg(test)]

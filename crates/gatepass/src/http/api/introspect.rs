@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::extract::{Client, JsonOrForm};
-use crate::http::openapi::{BadRequest, PayloadTooLarge, ServiceUnavailable, Unauthorized, UnsupportedMediaType};
+use crate::http::openapi::{BodyErrors, ServiceUnavailable, Unauthorized};
 
 /// Introspection and revocation routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -55,6 +55,15 @@ pub struct TokenRequest {
     #[serde(default)]
     #[allow(dead_code)]
     token_type_hint: Option<String>,
+}
+
+impl TokenRequest {
+    /// The `token` parameter, which both endpoints require.
+    fn required_token(self) -> Result<String> {
+        self.token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::BadRequest("the `token` parameter is required".into()))
+    }
 }
 
 /// An introspection answer (RFC 7662 §2.2): only `active` when it is false.
@@ -115,10 +124,7 @@ pub struct Introspection {
     )),
     responses(
         (status = 200, description = "The verdict", body = Introspection),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
+        BodyErrors, Unauthorized,
     )
 )]
 async fn introspect(
@@ -130,11 +136,7 @@ async fn introspect(
     if !state.introspection.check(&id, &secret) {
         return Err(Error::InvalidClient);
     }
-    let token = body
-        .value
-        .token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::BadRequest("the `token` parameter is required".into()))?;
+    let token = body.value.required_token()?;
     let response = match state.service.authenticate(&token) {
         Ok(c) => Introspection {
             active: true,
@@ -174,10 +176,7 @@ pub struct Empty {}
     )),
     responses(
         (status = 200, description = "Done (or nothing to do)", body = Empty),
-        (status = 400, response = inline(BadRequest)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        BodyErrors, ServiceUnavailable,
     )
 )]
 async fn revoke(
@@ -185,11 +184,7 @@ async fn revoke(
     Client(client): Client,
     body: JsonOrForm<TokenRequest>,
 ) -> Result<Response> {
-    let token = body
-        .value
-        .token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::BadRequest("the `token` parameter is required".into()))?;
+    let token = body.value.required_token()?;
     if token.starts_with("gpr_") {
         state.service.revoke_refresh_token(&token).await?;
     } else if let Ok(claims) = state.service.authenticate(&token) {

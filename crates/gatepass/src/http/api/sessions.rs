@@ -14,10 +14,7 @@ use crate::auth::ratelimit::Action;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Auth, Client, PathParam, QueryParams, RawBody};
-use crate::http::openapi::{
-    BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
-    UnsupportedMediaType,
-};
+use crate::http::openapi::{AccessErrors, AuthErrors, BadRequest, GrantErrors, NotFound, Unauthorized};
 use crate::http::{AppState, csrf};
 use crate::service::LogoutScope;
 
@@ -48,13 +45,7 @@ pub struct RefreshRequest {
     responses(
         (status = 200, description = "A new access token and the successor refresh token", body = GrantBody,
             headers(("Set-Cookie" = String, description = "New cookies (cookie refresh only)"))),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 429, response = inline(TooManyRequests)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        GrantErrors, Unauthorized,
     )
 )]
 async fn refresh(
@@ -138,10 +129,7 @@ pub struct Ended {
     responses(
         (status = 200, description = "Logged out", body = Ended,
             headers(("Set-Cookie" = String, description = "Cleared cookies"))),
-        (status = 400, response = inline(BadRequest)),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, BadRequest,
     )
 )]
 async fn logout(
@@ -197,8 +185,7 @@ pub struct SessionList {
     security(("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "Live sessions", body = SessionList),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AuthErrors,
     )
 )]
 async fn list(State(state): State<AppState>, auth: Auth) -> Result<Response> {
@@ -236,10 +223,7 @@ pub struct Message {
     security(("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "Ended", body = Message),
-        (status = 401, response = inline(Unauthorized)),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        AccessErrors, NotFound,
     )
 )]
 async fn end_one(State(state): State<AppState>, auth: Auth, PathParam(id): PathParam) -> Result<Response> {

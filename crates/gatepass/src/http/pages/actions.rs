@@ -1,10 +1,11 @@
 //! The HTML form routes (`/ui/*` and the page-refresh route). Each one checks that the
-//! post comes from our own origin, checks the hidden `csrf_token` field of signed-in forms
-//! in constant time, acts through [`AuthService`](crate::service::AuthService), and
+//! post comes from our own origin ([`SameOriginForm`]), and for signed-in forms the
+//! session and its hidden `csrf_token` field ([`SignedInForm`]), then acts through [`AuthService`](crate::service::AuthService), and
 //! answers with a 303 redirect, or re-renders the form with the errors next to its
 //! fields. CSRF failures and malformed requests are the usual JSON errors.
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,10 +21,7 @@ use crate::error::{Error, Result};
 use crate::http::api::set_grant_cookies;
 use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Client, PathParam, RawBody};
-use crate::http::openapi::{
-    FormBadRequest, FormConflict, FormForbidden, FormTooManyRequests, FormUnauthorized, PayloadTooLarge,
-    ServiceUnavailable, UnsupportedMediaType,
-};
+use crate::http::openapi::{FormConflict, FormErrors, FormPasswordErrors, FormRedirect, FormTooManyRequests};
 use crate::http::{AppState, csrf, no_store};
 use crate::service::{LogoutScope, TokenGrant};
 use crate::storage::SessionFilter;
@@ -64,40 +62,103 @@ fn redirect_clearing_cookies(state: &AppState, location: &'static str) -> Respon
     see_other_with(location, headers)
 }
 
-/// Parses an `application/x-www-form-urlencoded` body.
-fn form<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(Error::UnsupportedMediaType("application/x-www-form-urlencoded"));
+/// The body of a form post, read once the checks that need only the headers have passed.
+struct FormBody {
+    /// Whether it is declared `application/x-www-form-urlencoded`.
+    is_form: bool,
+    bytes: Bytes,
+}
+
+impl FormBody {
+    async fn read<S: Send + Sync>(req: Request, state: &S) -> Result<Self> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        Ok(FormBody { is_form, bytes })
     }
-    serde_urlencoded::from_bytes(body).map_err(|e| Error::BadRequest(format!("invalid form body: {e}")))
+
+    /// The `csrf_token` field, read leniently: a body that is no form has none.
+    fn csrf_token(&self) -> String {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&self.bytes).unwrap_or_default();
+        pairs.into_iter().find(|(name, _)| name == "csrf_token").map(|(_, value)| value).unwrap_or_default()
+    }
+
+    /// The whole form: 415 for another content type, 400 for a malformed one.
+    fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        if !self.is_form {
+            return Err(Error::UnsupportedMediaType("application/x-www-form-urlencoded"));
+        }
+        serde_urlencoded::from_bytes(&self.bytes).map_err(|e| Error::BadRequest(format!("invalid form body: {e}")))
+    }
 }
 
 fn require_same_origin(headers: &HeaderMap) -> Result<()> {
     if csrf::same_origin_required(headers) { Ok(()) } else { Err(Error::CsrfFailed) }
 }
 
-/// Outcome of checking a signed-in form post.
-enum Signed {
-    /// Valid session and CSRF token.
-    In(AccessClaims),
-    /// No usable session: the answer is this redirect.
-    Out(Response),
+/// A form post that needs no session (login, registration, page renewal): same origin
+/// first, so a cross-site post learns nothing, then the form.
+pub struct SameOriginForm<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for SameOriginForm<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        require_same_origin(req.headers())?;
+        FormBody::read(req, state).await?.parse().map(SameOriginForm)
+    }
 }
 
-/// Origin first (so a cross-site post learns nothing), then the session, then the token.
-fn signed_in(state: &AppState, headers: &HeaderMap, csrf_token: &str) -> Result<Signed> {
-    require_same_origin(headers)?;
-    match page_session(state, headers) {
-        PageSession::Active(claims) => {
-            csrf::check_form(headers, state, &claims.sid, csrf_token)?;
-            Ok(Signed::In(claims))
+/// A form post from a signed-in browser, checked in this order: same origin, an active
+/// session, the session's token in the `csrf_token` field (constant time), then the form.
+pub struct SignedInForm<T> {
+    /// The session's claims.
+    pub claims: AccessClaims,
+    /// The parsed form.
+    pub form: T,
+}
+
+/// Why a [`SignedInForm`] was refused.
+pub enum FormRejection {
+    /// A failed check or a malformed form: the JSON error.
+    Error(Error),
+    /// No active session; what the cookies showed instead.
+    SignedOut(PageSession),
+}
+
+impl From<Error> for FormRejection {
+    fn from(e: Error) -> Self {
+        FormRejection::Error(e)
+    }
+}
+
+impl IntoResponse for FormRejection {
+    fn into_response(self) -> Response {
+        match self {
+            FormRejection::Error(e) => e.into_response(),
+            // `/` renews an expired sign-in or shows the login page with the right message.
+            FormRejection::SignedOut(_) => see_other("/"),
         }
-        // `/` renews an expired sign-in or shows the login page with the right message.
-        _ => Ok(Signed::Out(see_other("/"))),
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for SignedInForm<T> {
+    type Rejection = FormRejection;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, FormRejection> {
+        require_same_origin(req.headers())?;
+        let claims = match page_session(state, req.headers()) {
+            PageSession::Active(claims) => claims,
+            other => return Err(FormRejection::SignedOut(other)),
+        };
+        let body = FormBody::read(req, state).await?;
+        if !state.csrf.verify(&claims.sid, &body.csrf_token()) {
+            return Err(Error::CsrfFailed.into());
+        }
+        Ok(SignedInForm { form: body.parse()?, claims })
     }
 }
 
@@ -117,25 +178,15 @@ struct LoginForm {
     tag = "pages",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 401, response = inline(FormUnauthorized)),
-        (status = 429, response = inline(FormTooManyRequests)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormPasswordErrors,
     )
 )]
 async fn login(
     State(state): State<AppState>,
     Client(client): Client,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Result<Response> {
     // Login CSRF: there is no session yet to bind a token to, so the origin check is it.
-    require_same_origin(&headers)?;
-    let f: LoginForm = form(&headers, &body)?;
+    SameOriginForm(f): SameOriginForm<LoginForm>,
+) -> Result<Response> {
     let username = f.username.unwrap_or_default();
     let password = f.password.unwrap_or_default();
     if username.is_empty() || password.is_empty() {
@@ -169,24 +220,14 @@ struct RegisterForm {
     tag = "pages",
     request_body(content = RegisterForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 409, response = inline(FormConflict)),
-        (status = 429, response = inline(FormTooManyRequests)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors, FormConflict, FormTooManyRequests,
     )
 )]
 async fn register(
     State(state): State<AppState>,
     Client(client): Client,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    SameOriginForm(f): SameOriginForm<RegisterForm>,
 ) -> Result<Response> {
-    require_same_origin(&headers)?;
-    let f: RegisterForm = form(&headers, &body)?;
     let username = f.username.unwrap_or_default();
     let password = f.password.unwrap_or_default();
     let email = f.email.unwrap_or_default();
@@ -253,43 +294,40 @@ struct CsrfForm {
     tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors,
     )
 )]
 async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    signed: Result<SignedInForm<CsrfForm>, FormRejection>,
 ) -> Result<Response> {
-    let f: CsrfForm = form(&headers, &body)?;
-    require_same_origin(&headers)?;
-    match page_session(&state, &headers) {
-        PageSession::Active(claims) => {
-            csrf::check_form(&headers, &state, &claims.sid, &f.csrf_token)?;
+    match signed {
+        Ok(SignedInForm { claims, .. }) => {
             state.service.logout(&claims, LogoutScope::Local, &client).await?;
             Ok(redirect_clearing_cookies(&state, "/?notice=logged_out"))
         }
+        Err(FormRejection::Error(e)) => Err(e),
         // Without a verifiable access token we cannot tell which session to end; `/`
         // renews the sign-in first, then the person presses Log out again.
-        PageSession::Expired => Ok(see_other("/?notice=logout_retry")),
+        Err(FormRejection::SignedOut(PageSession::Expired)) => Ok(see_other("/?notice=logout_retry")),
         // A session cookie that names no live session: drop the cookies.
-        PageSession::Invalid => Ok(redirect_clearing_cookies(&state, "/?notice=logged_out")),
-        PageSession::None if CookieSettings::get(&headers, state.cookies.csrf_name()).is_some() => {
+        Err(FormRejection::SignedOut(PageSession::Invalid)) => {
+            Ok(redirect_clearing_cookies(&state, "/?notice=logged_out"))
+        }
+        Err(FormRejection::SignedOut(_)) if CookieSettings::get(&headers, state.cookies.csrf_name()).is_some() => {
             Ok(see_other("/?notice=logout_retry"))
         }
-        PageSession::None => Ok(see_other("/")),
+        Err(FormRejection::SignedOut(_)) => Ok(see_other("/")),
     }
 }
 
 #[derive(Deserialize, ToSchema)]
 struct PasswordForm {
+    // Checked by `SignedInForm` before the form is parsed; listed for the description.
     #[serde(default)]
+    #[allow(dead_code)]
     csrf_token: String,
     current_password: Option<String>,
     new_password: Option<String>,
@@ -303,27 +341,14 @@ struct PasswordForm {
     tag = "pages",
     request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 401, response = inline(FormUnauthorized)),
-        (status = 429, response = inline(FormTooManyRequests)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormPasswordErrors,
     )
 )]
 async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    SignedInForm { claims, form: f }: SignedInForm<PasswordForm>,
 ) -> Result<Response> {
-    let f: PasswordForm = form(&headers, &body)?;
-    let claims = match signed_in(&state, &headers, &f.csrf_token)? {
-        Signed::In(c) => c,
-        Signed::Out(r) => return Ok(r),
-    };
     let current = f.current_password.unwrap_or_default();
     let new = f.new_password.unwrap_or_default();
     let mut errors = HomeErrors::default();
@@ -364,7 +389,9 @@ async fn change_password(
 
 #[derive(Deserialize, ToSchema)]
 struct ReauthForm {
+    // Checked by `SignedInForm` before the form is parsed; listed for the description.
     #[serde(default)]
+    #[allow(dead_code)]
     csrf_token: String,
     password: Option<String>,
 }
@@ -379,22 +406,13 @@ struct ReauthForm {
     tag = "pages",
     request_body(content = ReauthForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 401, response = inline(FormUnauthorized)),
-        (status = 429, response = inline(FormTooManyRequests)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormPasswordErrors,
     )
 )]
-async fn reauth(State(state): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response> {
-    let f: ReauthForm = form(&headers, &body)?;
-    let claims = match signed_in(&state, &headers, &f.csrf_token)? {
-        Signed::In(c) => c,
-        Signed::Out(r) => return Ok(r),
-    };
+async fn reauth(
+    State(state): State<AppState>,
+    SignedInForm { claims, form: f }: SignedInForm<ReauthForm>,
+) -> Result<Response> {
     let password = f.password.unwrap_or_default();
     let refused = |msg: &str| HomeErrors { reauth: Some(msg.to_owned()), ..HomeErrors::default() };
     if password.is_empty() {
@@ -429,25 +447,14 @@ async fn reauth(State(state): State<AppState>, headers: HeaderMap, RawBody(body)
     params(("id" = String, Path, description = "Session id")),
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors,
     )
 )]
 async fn end_session(
     State(state): State<AppState>,
     PathParam(id): PathParam,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    SignedInForm { claims, .. }: SignedInForm<CsrfForm>,
 ) -> Result<Response> {
-    let f: CsrfForm = form(&headers, &body)?;
-    let claims = match signed_in(&state, &headers, &f.csrf_token)? {
-        Signed::In(c) => c,
-        Signed::Out(r) => return Ok(r),
-    };
     match state.service.end_session(&claims, &id).await {
         Ok(()) if id == claims.sid => Ok(redirect_clearing_cookies(&state, "/?notice=logged_out")),
         Ok(()) => Ok(see_other("/?notice=session_ended")),
@@ -465,25 +472,14 @@ async fn end_session(
     tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors,
     )
 )]
 async fn end_others(
     State(state): State<AppState>,
     Client(client): Client,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    SignedInForm { claims, .. }: SignedInForm<CsrfForm>,
 ) -> Result<Response> {
-    let f: CsrfForm = form(&headers, &body)?;
-    let claims = match signed_in(&state, &headers, &f.csrf_token)? {
-        Signed::In(c) => c,
-        Signed::Out(r) => return Ok(r),
-    };
     match state.service.logout(&claims, LogoutScope::Others, &client).await {
         Ok(_) => Ok(see_other("/?notice=sessions_ended")),
         Err(Error::FreshLoginRequired) => Ok(see_other("/?notice=fresh")),
@@ -502,22 +498,15 @@ async fn end_others(
     tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done, or not signed in: see `Location`", headers(("Location" = String), ("Set-Cookie" = String, description = "Changed cookies, if any"))),
-        (status = 400, response = inline(FormBadRequest)),
-        (status = 403, response = inline(FormForbidden)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 503, response = inline(ServiceUnavailable)),
+        FormRedirect, FormErrors,
     )
 )]
 async fn page_refresh(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    SameOriginForm(f): SameOriginForm<CsrfForm>,
 ) -> Result<Response> {
-    let f: CsrfForm = form(&headers, &body)?;
-    require_same_origin(&headers)?;
     // Double submit: the field must equal the CSRF cookie, which another site can neither
     // read nor (with `__Host-` names) set.
     let cookie = CookieSettings::get(&headers, state.cookies.csrf_name()).unwrap_or_default();

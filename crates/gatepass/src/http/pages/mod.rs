@@ -203,7 +203,7 @@ fn describe_agent(ua: &str) -> String {
     params(("notice" = Option<String>, Query, description = "A message to show, from a fixed list")),
     responses(
         (status = 200, description = "The page", body = String, content_type = "text/html"),
-        (status = 503, response = inline(ServiceUnavailable)),
+        ServiceUnavailable,
     )
 )]
 async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
