@@ -2,7 +2,6 @@
 //! password policy, CORS, connection limits and graceful shutdown.
 
 use crate::common::{TestApp, expect_error, s};
-use gatepass::auth::ratelimit::RateLimitSettings;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
