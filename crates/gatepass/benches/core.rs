@@ -7,8 +7,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatepass::auth::keys::{KeyRing, MasterKey, SigningAlgorithm};
 use gatepass::auth::passwords::HashCost;
-use gatepass::auth::{PasswordHasher, Revocation, RevocationSet, TokenIssuer};
-use gatepass::domain::{Password, Roles, User, UserId, Username};
+use gatepass::auth::{PasswordHasher, RevocationSet, TokenIssuer};
+use gatepass::domain::{Password, Revocation, Roles, User, UserId, Username};
 use gatepass_verify::VerifierConfig;
 use std::hint::black_box;
 

@@ -10,8 +10,8 @@ use crate::auth::ratelimit::{self, Action, Limiter, LocalLimiter, RateLimitSetti
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::tokens::IssuedToken;
 use crate::auth::verified_cache::VerifiedCache;
-use crate::auth::{PasswordHasher, Revocation, RevocationSet, TokenIssuer};
-use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username};
+use crate::auth::{PasswordHasher, RevocationSet, TokenIssuer};
+use crate::domain::{Email, Password, PasswordPolicy, Revocation, Roles, User, UserId, Username};
 use crate::error::{Error, Result};
 use crate::storage::audit::{AuditEvent, FAILURE, SUCCESS};
 use crate::storage::{RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError};

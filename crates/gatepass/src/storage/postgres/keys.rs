@@ -4,7 +4,7 @@ use crate::storage::rows::KeyRow;
 use async_trait::async_trait;
 
 use super::{PostgresStorage, map_err};
-use crate::auth::keys::StoredKey;
+use crate::domain::StoredKey;
 use crate::storage::{KeyStore, StorageResult};
 
 #[async_trait]

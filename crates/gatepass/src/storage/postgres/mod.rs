@@ -25,8 +25,7 @@ use super::{
     REVOCATION_MARGIN_SECS, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage,
     StorageError, StorageResult, UserPatch, reason_from_str, reason_to_str,
 };
-use crate::auth::Revocation;
-use crate::domain::{Roles, User, UserId};
+use crate::domain::{Revocation, Roles, User, UserId};
 use crate::storage::audit::AuditEvent;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

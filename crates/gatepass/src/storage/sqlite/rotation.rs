@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::next_audit_link;
 use super::{Tx, map_err, revoke_in_tx};
-use crate::auth::Revocation;
+use crate::domain::Revocation;
 use crate::storage::audit::AuditEvent;
 use crate::storage::rows::SessionRow;
 use crate::storage::{RotateRequest, Rotation, SessionFilter, SessionRecord, StorageError, StorageResult};
