@@ -10,6 +10,7 @@ mod keys;
 mod postgres;
 pub mod revocation_feed;
 mod rows;
+mod shared;
 mod sqlite;
 
 pub use audit::AuditStore;
