@@ -7,8 +7,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatepass::auth::keys::{KeyRing, MasterKey, SigningAlgorithm};
 use gatepass::auth::passwords::HashCost;
-use gatepass::auth::{PasswordHasher, Revocation, RevocationSet, TokenIssuer};
-use gatepass::domain::{Password, Roles, User, UserId, Username};
+use gatepass::auth::{PasswordHasher, RevocationSet, TokenIssuer};
+use gatepass::domain::{Password, Revocation, Roles, User, UserId, Username};
 use gatepass_verify::VerifierConfig;
 use std::hint::black_box;
 
@@ -41,7 +41,7 @@ fn issuer(alg: SigningAlgorithm, now: i64) -> (TokenIssuer, gatepass_verify::Ver
 
 fn tokens(c: &mut Criterion) {
     let user = user();
-    let now = gatepass::service::now();
+    let now = gatepass::domain::clock::now();
     let algorithms =
         [SigningAlgorithm::Hs256, SigningAlgorithm::EdDsa, SigningAlgorithm::Es256, SigningAlgorithm::Rs256];
     for alg in algorithms {

@@ -249,7 +249,7 @@ fn operator_token(
         anyhow::bail!("GATEPASS_OPERATOR_TOKEN_TTL must be between 1s and 24h");
     }
     let tokens = OperatorTokens::new();
-    let token = tokens.mint(service.issuer(), service.verifier(), ttl, crate::service::now())?;
+    let token = tokens.mint(service.issuer(), service.verifier(), ttl, crate::domain::clock::now())?;
     Ok((Some(Arc::new(tokens)), Some(token)))
 }
 

@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
+use crate::domain::StoredKey;
+
 /// The algorithms gatepass signs with (`GATEPASS_JWT_ALGORITHM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SigningAlgorithm {
@@ -117,34 +119,6 @@ impl MasterKey {
 
 fn aad(kid: &str, alg: &str) -> Vec<u8> {
     format!("gatepass-key\0{kid}\0{alg}").into_bytes()
-}
-
-/// A signing key as the storage backend keeps it: the private key only encrypted.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredKey {
-    /// Key id (`kid`).
-    pub kid: String,
-    /// JOSE algorithm name.
-    pub alg: String,
-    /// The public JWK (JSON text) as published.
-    pub public_jwk: String,
-    /// base64(nonce ‖ AES-256-GCM ciphertext ‖ tag) of the PKCS#8 private key.
-    pub private_key: String,
-    /// When it was generated.
-    pub created_at: i64,
-    /// From when it signs (before that it is only published).
-    pub activates_at: i64,
-}
-
-impl std::fmt::Debug for StoredKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .field("created_at", &self.created_at)
-            .field("activates_at", &self.activates_at)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Generates a new key pair for `alg` and returns it sealed under `master`.

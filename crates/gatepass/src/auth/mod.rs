@@ -15,5 +15,5 @@ pub mod tokens;
 pub mod verified_cache;
 
 pub use passwords::PasswordHasher;
-pub use revocation::{Revocation, RevocationSet};
+pub use revocation::RevocationSet;
 pub use tokens::TokenIssuer;

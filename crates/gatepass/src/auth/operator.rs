@@ -113,7 +113,7 @@ mod tests {
     fn operator_and_access_tokens_never_pass_as_each_other() {
         let (issuer, verifier) = TokenIssuer::hs256(SECRET, VerifierConfig::new("gatepass")).unwrap();
         let ops = OperatorTokens::new();
-        let now = crate::service::now();
+        let now = crate::domain::clock::now();
         let token = ops.mint(&issuer, &verifier, 3600, now).unwrap();
         assert!(ops.verify(&verifier, &token).is_ok());
         assert!(verifier.verify_access(&token).is_err());

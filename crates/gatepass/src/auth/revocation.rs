@@ -13,14 +13,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-/// Why a session's tokens are refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revocation {
-    /// Logged out, rotated-token reuse, password change, admin action: `token_revoked`.
-    Revoked,
-    /// The account was deleted: the token is simply `token_invalid`.
-    UserDeleted,
-}
+use crate::domain::Revocation;
 
 /// Revoked session ids with the time after which no token of theirs can still be valid.
 #[derive(Debug, Default)]

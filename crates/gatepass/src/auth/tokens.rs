@@ -79,7 +79,7 @@ impl TokenIssuer {
     /// Signs arbitrary claims with JOSE type `typ` (each token kind has its own), with the
     /// key active now; the header always carries its `kid`.
     pub fn sign<C: serde::Serialize>(&self, typ: &str, claims: &C) -> anyhow::Result<String> {
-        let now = crate::service::now();
+        let now = crate::domain::clock::now();
         let key = self.ring().signer(now).ok_or_else(|| anyhow::anyhow!("no signing key is active"))?;
         key.sign_jwt(typ, claims)
     }

@@ -1,15 +1,20 @@
-//! Validated domain types. Constructing one proves its invariant; no I/O happens here.
+//! Validated domain types (constructing one proves its invariant) and the plain values that
+//! auth, storage and the service share. No I/O happens here beyond reading the clock.
 
 pub mod clock;
 mod email;
+mod keys;
 mod password;
 mod role;
+mod session;
 mod user;
 mod username;
 
 pub use email::Email;
+pub use keys::StoredKey;
 pub use password::{Password, PasswordPolicy};
 pub use role::{Role, Roles};
+pub use session::Revocation;
 pub use user::{User, UserId};
 pub use username::Username;
 

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use super::{AuthService, Core, now};
-use crate::auth::keys::{self, KeyRing, KeyState, KeyStatus, MasterKey, SigningAlgorithm, StoredKey};
+use crate::auth::keys::{self, KeyRing, KeyState, KeyStatus, MasterKey, SigningAlgorithm};
 use crate::auth::refresh::RefreshTokens;
+use crate::domain::StoredKey;
 use crate::error::{Error, Result};
 use crate::storage::SessionFilter;
 

@@ -35,7 +35,7 @@ pub use keys::KeyManagement;
 pub use sessions::LogoutScope;
 pub use settings::RuntimeSettings;
 
-pub use crate::domain::clock::now;
+use crate::domain::clock::now;
 
 /// Fixed session rules.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@
 use gatepass_verify::{AccessClaims, VerifyError};
 
 use super::{AuthService, ClientInfo, Core, TokenGrant, event, now};
-use crate::auth::Revocation;
 use crate::auth::refresh::RefreshTokens;
+use crate::domain::Revocation;
 use crate::domain::{User, UserId};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::StorageResult;
-use crate::auth::keys::StoredKey;
+use crate::domain::StoredKey;
 
 /// Signing keys shared by every instance of a cluster.
 #[async_trait]

@@ -10,6 +10,7 @@ mod keys;
 mod postgres;
 pub mod revocation_feed;
 mod rows;
+mod shared;
 mod sqlite;
 
 pub use audit::AuditStore;
@@ -21,8 +22,7 @@ pub use sqlite::SqliteStorage;
 
 use async_trait::async_trait;
 
-use crate::auth::Revocation;
-use crate::domain::{Email, Roles, User, UserId};
+use crate::domain::{Email, Revocation, Roles, User, UserId};
 use crate::storage::audit::AuditEvent;
 
 /// Storage failures. Details stay in logs; clients see a generic message.

@@ -5,7 +5,7 @@ use sqlx::FromRow;
 
 use super::audit::{AuditEntry, AuditEvent};
 use super::{SessionRecord, StorageError, StorageResult};
-use crate::domain::{Email, Roles, User, UserId, Username};
+use crate::domain::{Email, Roles, StoredKey, User, UserId, Username};
 
 #[derive(FromRow)]
 pub(crate) struct UserRow {
@@ -101,10 +101,23 @@ impl From<AuditRow> for AuditEntry {
 
 #[derive(FromRow)]
 pub(crate) struct KeyRow {
-    pub(crate) kid: String,
-    pub(crate) alg: String,
-    pub(crate) public_jwk: String,
-    pub(crate) private_key: String,
-    pub(crate) created_at: i64,
-    pub(crate) activates_at: i64,
+    kid: String,
+    alg: String,
+    public_jwk: String,
+    private_key: String,
+    created_at: i64,
+    activates_at: i64,
+}
+
+impl From<KeyRow> for StoredKey {
+    fn from(r: KeyRow) -> Self {
+        StoredKey {
+            kid: r.kid,
+            alg: r.alg,
+            public_jwk: r.public_jwk,
+            private_key: r.private_key,
+            created_at: r.created_at,
+            activates_at: r.activates_at,
+        }
+    }
 }

@@ -563,13 +563,15 @@ async fn cli_passwords_follow_the_registration_policy() {
     }
     assert_eq!(app.get_auth("/api/profile", &token).await.status(), 200, "a refused passwd ends no session");
     app.login("polly", "a-long-password").await;
-    let audit: Value = app.get_auth("/api/admin/audit?event=password_reset", app.operator()).await.json().await.unwrap();
+    let audit: Value =
+        app.get_auth("/api/admin/audit?event=password_reset", app.operator()).await.json().await.unwrap();
     assert_eq!(audit["entries"].as_array().unwrap().len(), 0);
     // A password the policy accepts works, and is audited.
     let out = cli_with_password(&app, &["user", "passwd", "polly"], "a-brand-new-phrase");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     app.login("polly", "a-brand-new-phrase").await;
-    let audit: Value = app.get_auth("/api/admin/audit?event=password_reset", app.operator()).await.json().await.unwrap();
+    let audit: Value =
+        app.get_auth("/api/admin/audit?event=password_reset", app.operator()).await.json().await.unwrap();
     assert_eq!(audit["entries"][0]["actor"], "cli");
     assert_eq!(audit["entries"][0]["detail"]["sessions_ended"], 1);
 }

@@ -51,7 +51,7 @@ fn b64(v: &Value) -> String {
 
 async fn counts(app: &TestApp) -> (i64, i64) {
     let storage = &app.storage;
-    (storage.count_users().await.unwrap(), storage.count_live_sessions(gatepass::service::now()).await.unwrap())
+    (storage.count_users().await.unwrap(), storage.count_live_sessions(gatepass::domain::clock::now()).await.unwrap())
 }
 
 fn body_cases() -> Vec<Case> {

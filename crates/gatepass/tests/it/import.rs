@@ -41,17 +41,13 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
     let storage = app.storage.clone();
     let core = app.state.service.core();
 
-    let dry = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), true, |_, _| {})
-        .await
-        .unwrap();
+    let dry = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), true, |_, _| {}).await.unwrap();
     assert_eq!((dry.read, dry.imported, dry.skipped.len()), (7, 3, 4));
     assert_eq!(storage.count_users().await.unwrap(), 0, "dry run writes nothing");
 
     let mut ticks = 0;
     let report =
-        gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| ticks += 1)
-            .await
-            .unwrap();
+        gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| ticks += 1).await.unwrap();
     assert_eq!(ticks, 7);
     assert_eq!(report.imported, 3);
     let reasons: Vec<String> = report.skipped.iter().map(|(u, r)| format!("{u}: {r}")).collect();
@@ -91,8 +87,6 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
     .await;
 
     // Importing again skips everyone as existing.
-    let again = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| {})
-        .await
-        .unwrap();
+    let again = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| {}).await.unwrap();
     assert_eq!(again.imported, 0);
 }

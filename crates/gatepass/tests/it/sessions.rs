@@ -117,7 +117,7 @@ async fn concurrent_refreshes_never_fork_the_session() {
     }
     assert_eq!(successors.len(), 1, "one successor chain");
     let user = app.storage.user_by_username("vera").await.unwrap().unwrap();
-    let live = app.storage.live_sessions(user.id.as_str(), gatepass::service::now()).await.unwrap();
+    let live = app.storage.live_sessions(user.id.as_str(), gatepass::domain::clock::now()).await.unwrap();
     assert_eq!(live.len(), 1);
 }
 
@@ -259,7 +259,7 @@ async fn sweeping_drops_only_expired_revocations() {
     app.state.service.sweep().await.unwrap();
     // Still inside exp + margin: kept.
     assert_eq!(app.state.service.core().revocations().len(), 1);
-    let far_future = gatepass::service::now() + 3600;
+    let far_future = gatepass::domain::clock::now() + 3600;
     assert_eq!(app.state.service.core().revocations().sweep(far_future), 1);
     assert!(app.state.service.core().revocations().is_empty());
 }

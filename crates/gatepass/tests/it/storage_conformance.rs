@@ -4,8 +4,7 @@
 //! unset).
 
 use crate::common::pg::{TestDb, admin_url, with_database};
-use gatepass::auth::Revocation;
-use gatepass::domain::{Email, Roles, User, UserId, Username};
+use gatepass::domain::{Email, Revocation, Roles, User, UserId, Username};
 use gatepass::storage::audit::{AuditEvent, GENESIS_HASH, verify_chain};
 use gatepass::storage::{
     PostgresStorage, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError,

@@ -15,12 +15,12 @@ use utoipa_axum::routes;
 use super::admin::actor;
 use super::rfc3339;
 use crate::domain::ValidationError;
+use crate::domain::clock::now;
 use crate::error::Result;
 use crate::http::AppState;
 use crate::http::extract::{Client, JsonBody};
 use crate::http::guard::{AdminCaller, Caller};
 use crate::http::openapi::{AccessErrors, BodyErrors, Forbidden, Unauthorized, with_alias};
-use crate::service::now;
 use crate::service::settings::{RuntimeSettings, SettingsPatch};
 use crate::storage::audit::hex;
 

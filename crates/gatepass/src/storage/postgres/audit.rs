@@ -2,47 +2,20 @@
 //! their transaction, read the last entry and insert the next one, so concurrent writers on
 //! every instance queue and the chain stays linear.
 
-use crate::storage::rows::AuditRow;
 use async_trait::async_trait;
 
-use super::{PostgresStorage, Tx, map_err};
+use super::{PostgresStorage, Q, Tx, map_err};
 use crate::storage::StorageResult;
-use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, AuditStore, GENESIS_HASH, entry_hash};
+use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, AuditStore};
 
 /// Appends `event` inside `tx`, taking the table lock that keeps the chain linear; the lock
 /// is held until `tx` ends.
 pub(super) async fn append_in_tx(tx: &mut Tx, event: &AuditEvent, at: i64) -> StorageResult<AuditEntry> {
-    // Readers are not blocked; only other appends wait.
+    // Row locks cannot order appends across instances; the table lock does. Readers are
+    // not blocked; only other appends wait.
     sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE").execute(&mut **tx).await.map_err(map_err)?;
-    let last: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(map_err)?;
-    let (last_id, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
-    let id = last_id + 1;
-    let hash = entry_hash(id, at, event, &prev_hash);
-    sqlx::query(
-        "INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(id)
-    .bind(at)
-    .bind(&event.event)
-    .bind(&event.actor)
-    .bind(&event.subject)
-    .bind(&event.ip)
-    .bind(&event.user_agent)
-    .bind(&event.outcome)
-    .bind(&event.detail)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(AuditEntry { id, at, event: event.clone(), prev_hash, hash })
+    Q::append_audit_in_tx(tx, event, at).await
 }
-
-const COLUMNS: &str = "id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash";
 
 #[async_trait]
 impl AuditStore for PostgresStorage {
@@ -54,36 +27,10 @@ impl AuditStore for PostgresStorage {
     }
 
     async fn audit_entries(&self, q: &AuditQuery) -> StorageResult<Vec<AuditEntry>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE \
-               ($1::TEXT IS NULL OR actor = $1 OR subject = $1) \
-               AND ($2::TEXT IS NULL OR event = $2) \
-               AND ($3::BIGINT IS NULL OR at >= $3) \
-               AND ($4::BIGINT IS NULL OR at <= $4) \
-               AND ($5::BIGINT IS NULL OR id < $5) \
-             ORDER BY id DESC LIMIT $6"
-        );
-        let rows = sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql))
-            .bind(&q.user)
-            .bind(&q.event)
-            .bind(q.from)
-            .bind(q.to)
-            .bind(q.before_id)
-            .bind(q.limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(rows.into_iter().map(AuditEntry::from).collect())
+        Q::audit_entries(&self.pool, q).await
     }
 
     async fn audit_chain(&self, after_id: i64, limit: i64) -> StorageResult<Vec<AuditEntry>> {
-        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2");
-        let rows = sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql))
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(rows.into_iter().map(AuditEntry::from).collect())
+        Q::audit_chain(&self.pool, after_id, limit).await
     }
 }

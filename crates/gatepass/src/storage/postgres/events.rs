@@ -61,7 +61,7 @@ impl ChangeFeed for PostgresStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Revocation;
+    use crate::domain::Revocation;
 
     #[test]
     fn decodes_payloads() {

@@ -1,52 +1,23 @@
 //! PostgreSQL implementation of [`KeyStore`].
 
-use crate::storage::rows::KeyRow;
 use async_trait::async_trait;
 
-use super::{PostgresStorage, map_err};
-use crate::auth::keys::StoredKey;
+use super::{PostgresStorage, Q, map_err};
+use crate::domain::StoredKey;
 use crate::storage::{KeyStore, StorageResult};
 
 #[async_trait]
 impl KeyStore for PostgresStorage {
     async fn insert_signing_key(&self, key: &StoredKey) -> StorageResult<()> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, activates_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.public_jwk)
-        .bind(&key.private_key)
-        .bind(key.created_at)
-        .bind(key.activates_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(())
+        Q::insert_signing_key(&self.pool, key).await
     }
 
     async fn signing_keys(&self) -> StorageResult<Vec<StoredKey>> {
-        let rows = sqlx::query_as::<_, KeyRow>(
-            "SELECT kid, alg, public_jwk, private_key, created_at, activates_at FROM signing_keys",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StoredKey {
-                kid: r.kid,
-                alg: r.alg,
-                public_jwk: r.public_jwk,
-                private_key: r.private_key,
-                created_at: r.created_at,
-                activates_at: r.activates_at,
-            })
-            .collect())
+        Q::signing_keys(&self.pool).await
     }
 
     async fn delete_signing_keys(&self, kids: &[String]) -> StorageResult<u64> {
+        // One statement with an array parameter, which SQLite lacks.
         let r = sqlx::query("DELETE FROM signing_keys WHERE kid = ANY($1)")
             .bind(kids)
             .execute(&self.pool)
@@ -56,14 +27,6 @@ impl KeyStore for PostgresStorage {
     }
 
     async fn session_of_refresh_token(&self, token_hash: &str, now: i64) -> StorageResult<Option<(String, String)>> {
-        sqlx::query_as::<_, (String, String)>(
-            "SELECT s.id, s.user_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
-             WHERE r.token_hash = $1 AND r.expires_at > $2 AND s.revoked_at IS NULL",
-        )
-        .bind(token_hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)
+        Q::session_of_refresh_token(&self.pool, token_hash, now).await
     }
 }

@@ -15,9 +15,8 @@
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::next_audit_link;
-use super::{Tx, map_err, revoke_in_tx};
-use crate::auth::Revocation;
+use super::{Q, Tx, map_err};
+use crate::domain::Revocation;
 use crate::storage::audit::AuditEvent;
 use crate::storage::rows::SessionRow;
 use crate::storage::{RotateRequest, Rotation, SessionFilter, SessionRecord, StorageError, StorageResult};
@@ -199,7 +198,7 @@ async fn rotate_in_tx(tx: &mut Tx, job: &Job, audit_head: &mut Option<(i64, Stri
         }
         Some(_) => {
             let mut revoked =
-                revoke_in_tx(tx, &session.user_id, SessionFilter::One(&session.id), job.now, Revocation::Revoked)
+                Q::revoke_in_tx(tx, &session.user_id, SessionFilter::One(&session.id), job.now, Revocation::Revoked)
                     .await?;
             return Ok(match revoked.pop() {
                 Some(r) => Rotation::Reused(r),
@@ -228,19 +227,7 @@ async fn rotate_in_tx(tx: &mut Tx, job: &Job, audit_head: &mut Option<(i64, Stri
         q.execute(&mut **tx).await.map_err(map_err)?;
         return Ok(outcome);
     };
-    let (id, prev_hash, hash) = next_audit_link(tx, &event, job.now, audit_head).await?;
-    q.bind(id)
-        .bind(&event.event)
-        .bind(&event.actor)
-        .bind(&event.subject)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(&event.outcome)
-        .bind(&event.detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+    let (id, prev_hash, hash) = Q::next_audit_link(tx, &event, job.now, audit_head).await?;
+    Q::bind_audit(q.bind(id), &event, &prev_hash, &hash).execute(&mut **tx).await.map_err(map_err)?;
     Ok(outcome)
 }

@@ -1,0 +1,514 @@
+//! Queries that are the same on SQLite and PostgreSQL, written once and generic over the
+//! sqlx database.
+//!
+//! SQL here uses numbered `$n` placeholders: PostgreSQL's own form, and one SQLite accepts
+//! as well (sqlx binds SQLite's `$n` by its number, exactly like `?n`). What really differs
+//! between the backends stays in their modules: how a write transaction takes its locks,
+//! dialect functions (`MAX` / `GREATEST`, `substr` / `starts_with`), collations, array
+//! parameters, and the SQLite rotation batching.
+
+use std::marker::PhantomData;
+
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
+
+use super::audit::{AuditEntry, AuditEvent, AuditQuery, GENESIS_HASH, entry_hash};
+use super::rows::{AuditRow, KeyRow, SessionRow, UserRow};
+use super::{
+    REVOCATION_MARGIN_SECS, RevokedSession, SessionFilter, SessionRecord, StorageError, StorageResult, UserPatch,
+    reason_from_str, reason_to_str,
+};
+use crate::domain::{Revocation, Roles, StoredKey, User, UserId};
+
+/// A database gatepass stores in, with its own reading of driver errors.
+pub(super) trait Backend: Database {
+    /// Classifies a driver error; which conditions mean "unavailable" depends on the backend.
+    fn map_err(e: sqlx::Error) -> StorageError;
+    /// Rows a statement changed (sqlx has no common trait for query results).
+    fn rows_affected(r: &Self::QueryResult) -> u64;
+}
+
+/// The transaction type of a backend.
+pub(super) type Tx<DB> = sqlx::Transaction<'static, DB>;
+
+/// A query of `DB` with its arguments, as `sqlx::query` builds it.
+pub(super) type Query<DB> = sqlx::query::Query<'static, DB, <DB as Database>::Arguments>;
+
+const INSERT_USER: &str = "INSERT INTO users (id, username, username_canonical, email, password_hash, \
+     roles, disabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
+const USER_SELECT: &str = "SELECT id, username, email, password_hash, roles, disabled, created_at FROM users";
+const SET_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3";
+const UPDATE_USER: &str = "UPDATE users SET \
+       roles = COALESCE($1, roles), \
+       disabled = COALESCE($2, disabled), \
+       email = CASE WHEN $3 THEN $4 ELSE email END, \
+       updated_at = $5 \
+     WHERE id = $6";
+const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
+     auth_time, access_expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const INSERT_REFRESH: &str =
+    "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+const SESSION_SELECT: &str = "SELECT id, user_id, created_at, last_used_at, expires_at, auth_time, \
+     access_expires_at, user_agent, ip, revoked_at FROM sessions";
+const INSERT_REVOCATION: &str = "INSERT INTO revocations (session_id, until, reason) VALUES ($1, $2, $3) \
+     ON CONFLICT (session_id) DO UPDATE SET until = excluded.until, reason = excluded.reason";
+const PURGE: [&str; 3] = [
+    "DELETE FROM revocations WHERE until <= $1",
+    "DELETE FROM refresh_tokens WHERE expires_at <= $1",
+    // A session row is kept while its revocation matters or it is still live.
+    "DELETE FROM sessions WHERE (expires_at <= $1 OR revoked_at IS NOT NULL) AND access_expires_at + 60 <= $1",
+];
+const AUDIT_COLUMNS: &str = "id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash";
+
+/// Queries shared by both backends; `Shared::<Sqlite>` and `Shared::<Postgres>` are the
+/// two instances. The bounds say which Rust types each database must bind and decode.
+pub(super) struct Shared<DB>(PhantomData<DB>);
+
+impl<DB> Shared<DB>
+where
+    DB: Backend,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    for<'a> String: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<String>: Encode<'a, DB> + Type<DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
+    for<'a> bool: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<bool>: Encode<'a, DB> + Type<DB>,
+    for<'r> UserRow: FromRow<'r, DB::Row>,
+    for<'r> SessionRow: FromRow<'r, DB::Row>,
+    for<'r> AuditRow: FromRow<'r, DB::Row>,
+    for<'r> KeyRow: FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, String): FromRow<'r, DB::Row>,
+    for<'r> (String, i64, String): FromRow<'r, DB::Row>,
+{
+    pub(super) async fn insert_user<'c>(ex: impl Executor<'c, Database = DB>, user: &User) -> StorageResult<()> {
+        sqlx::query::<DB>(INSERT_USER)
+            .bind(user.id.as_str())
+            .bind(user.username.as_str())
+            .bind(user.username.canonical())
+            .bind(user.email.as_ref().map(|e| e.as_str()))
+            .bind(user.password_hash.as_str())
+            .bind(user.roles.to_stored())
+            .bind(user.disabled)
+            .bind(user.created_at)
+            .execute(ex)
+            .await
+            .map_err(DB::map_err)?;
+        Ok(())
+    }
+
+    /// The user whose `column` (`id` or `username_canonical`) equals `key`.
+    pub(super) async fn user_where<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        column: &'static str,
+        key: &str,
+    ) -> StorageResult<Option<User>> {
+        let sql = format!("{USER_SELECT} WHERE {column} = $1");
+        sqlx::query_as::<DB, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(ex)
+            .await
+            .map_err(DB::map_err)?
+            .map(UserRow::into_user)
+            .transpose()
+    }
+
+    /// Users matching `filter` (which may use the name prefix as `$1`, `NULL` for none),
+    /// paged by `$2` (limit) and `$3` (offset); prefix matching and ordering are dialect.
+    pub(super) async fn list_users<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        filter: &'static str,
+        prefix: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StorageResult<Vec<User>> {
+        let sql = format!("{USER_SELECT} {filter}");
+        let rows = sqlx::query_as::<DB, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(prefix.map(str::to_ascii_lowercase))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(ex)
+            .await
+            .map_err(DB::map_err)?;
+        rows.into_iter().map(UserRow::into_user).collect()
+    }
+
+    pub(super) async fn count_users<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<i64> {
+        sqlx::query_scalar::<DB, i64>("SELECT COUNT(*) FROM users").fetch_one(ex).await.map_err(DB::map_err)
+    }
+
+    pub(super) async fn set_password_hash<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        id: &UserId,
+        hash: &str,
+        now: i64,
+    ) -> StorageResult<bool> {
+        let r = sqlx::query::<DB>(SET_PASSWORD_HASH)
+            .bind(hash)
+            .bind(now)
+            .bind(id.as_str())
+            .execute(ex)
+            .await
+            .map_err(DB::map_err)?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    pub(super) async fn update_user<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        id: &UserId,
+        patch: &UserPatch,
+        now: i64,
+    ) -> StorageResult<bool> {
+        let email = patch.email.as_ref().map(|e| e.as_ref().map(|e| e.as_str().to_owned()));
+        let r = sqlx::query::<DB>(UPDATE_USER)
+            .bind(patch.roles.as_ref().map(Roles::to_stored))
+            .bind(patch.disabled)
+            .bind(email.is_some())
+            .bind(email.flatten())
+            .bind(now)
+            .bind(id.as_str())
+            .execute(ex)
+            .await
+            .map_err(DB::map_err)?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    /// Deletes a user inside `tx`, after revoking every session whose access tokens may
+    /// still be valid; `None` (and nothing to commit) when there is no such user. The
+    /// caller's transaction must already exclude concurrent logins of this user.
+    pub(super) async fn delete_user_in_tx(
+        tx: &mut Tx<DB>,
+        id: &UserId,
+        now: i64,
+    ) -> StorageResult<Option<Vec<RevokedSession>>> {
+        // Every session, live or not: an access token may outlive a refresh-ended session.
+        sqlx::query::<DB>("UPDATE sessions SET revoked_at = NULL WHERE user_id = $1 AND access_expires_at > $2")
+            .bind(id.as_str())
+            .bind(now - REVOCATION_MARGIN_SECS)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        let revoked = Self::revoke_in_tx(tx, id.as_str(), SessionFilter::All, now, Revocation::UserDeleted).await?;
+        let r = sqlx::query::<DB>("DELETE FROM users WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        Ok((DB::rows_affected(&r) > 0).then_some(revoked))
+    }
+
+    /// Inserts a session and its first refresh token inside `tx`.
+    pub(super) async fn insert_session(
+        tx: &mut Tx<DB>,
+        s: &SessionRecord,
+        refresh_hash: &str,
+        refresh_expires_at: i64,
+    ) -> StorageResult<()> {
+        sqlx::query::<DB>(INSERT_SESSION)
+            .bind(s.id.as_str())
+            .bind(s.user_id.as_str())
+            .bind(s.created_at)
+            .bind(s.last_used_at)
+            .bind(s.expires_at)
+            .bind(s.auth_time)
+            .bind(s.access_expires_at)
+            .bind(s.user_agent.as_deref())
+            .bind(s.ip.as_deref())
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        Self::insert_refresh(&mut **tx, refresh_hash, &s.id, s.created_at, refresh_expires_at).await
+    }
+
+    /// Inserts a refresh token of session `sid`.
+    pub(super) async fn insert_refresh<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        token_hash: &str,
+        sid: &str,
+        created_at: i64,
+        expires_at: i64,
+    ) -> StorageResult<()> {
+        sqlx::query::<DB>(INSERT_REFRESH)
+            .bind(token_hash)
+            .bind(sid)
+            .bind(created_at)
+            .bind(expires_at)
+            .execute(ex)
+            .await
+            .map_err(DB::map_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn session<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        sid: &str,
+    ) -> StorageResult<Option<SessionRecord>> {
+        let sql = format!("{SESSION_SELECT} WHERE id = $1");
+        Ok(sqlx::query_as::<DB, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(sid)
+            .fetch_optional(ex)
+            .await
+            .map_err(DB::map_err)?
+            .map(Into::into))
+    }
+
+    /// A user's live sessions in `order` (newest first; how ids compare bytewise is dialect).
+    pub(super) async fn live_sessions<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        order: &'static str,
+        user_id: &str,
+        now: i64,
+    ) -> StorageResult<Vec<SessionRecord>> {
+        let sql =
+            format!("{SESSION_SELECT} WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY {order}");
+        let rows = sqlx::query_as::<DB, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(ex)
+            .await
+            .map_err(DB::map_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub(super) async fn count_live_sessions<'c>(ex: impl Executor<'c, Database = DB>, now: i64) -> StorageResult<i64> {
+        sqlx::query_scalar::<DB, i64>("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > $1")
+            .bind(now)
+            .fetch_one(ex)
+            .await
+            .map_err(DB::map_err)
+    }
+
+    /// Marks the selected live sessions revoked and persists their revocations, inside `tx`.
+    pub(super) async fn revoke_in_tx(
+        tx: &mut Tx<DB>,
+        user_id: &str,
+        filter: SessionFilter<'_>,
+        now: i64,
+        reason: Revocation,
+    ) -> StorageResult<Vec<RevokedSession>> {
+        let (sql, sid) = match filter {
+            SessionFilter::One(sid) => (
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id = $3 \
+                 RETURNING id, access_expires_at",
+                Some(sid),
+            ),
+            SessionFilter::All => (
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+                 RETURNING id, access_expires_at",
+                None,
+            ),
+            SessionFilter::AllExcept(sid) => (
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3 \
+                 RETURNING id, access_expires_at",
+                Some(sid),
+            ),
+        };
+        let mut q = sqlx::query_as::<DB, (String, i64)>(sql).bind(now).bind(user_id);
+        if let Some(sid) = sid {
+            q = q.bind(sid);
+        }
+        let rows = q.fetch_all(&mut **tx).await.map_err(DB::map_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (sid, access_exp) in rows {
+            let until = access_exp + REVOCATION_MARGIN_SECS;
+            sqlx::query::<DB>(INSERT_REVOCATION)
+                .bind(sid.as_str())
+                .bind(until)
+                .bind(reason_to_str(reason))
+                .execute(&mut **tx)
+                .await
+                .map_err(DB::map_err)?;
+            out.push(RevokedSession { sid, until, reason });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn live_revocations<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        now: i64,
+    ) -> StorageResult<Vec<RevokedSession>> {
+        let rows = sqlx::query_as::<DB, (String, i64, String)>(
+            "SELECT session_id, until, reason FROM revocations WHERE until > $1",
+        )
+        .bind(now)
+        .fetch_all(ex)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(sid, until, reason)| RevokedSession { sid, until, reason: reason_from_str(&reason) })
+            .collect())
+    }
+
+    /// Deletes expired revocations, refresh tokens and sessions inside `tx`.
+    pub(super) async fn purge_in_tx(tx: &mut Tx<DB>, now: i64) -> StorageResult<u64> {
+        let mut n = 0;
+        for sql in PURGE {
+            let r = sqlx::query::<DB>(sql).bind(now).execute(&mut **tx).await.map_err(DB::map_err)?;
+            n += DB::rows_affected(&r);
+        }
+        Ok(n)
+    }
+
+    /// Upserts runtime settings inside `tx`.
+    pub(super) async fn put_settings_in_tx(tx: &mut Tx<DB>, values: &[(String, String)]) -> StorageResult<()> {
+        for (k, v) in values {
+            sqlx::query::<DB>(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(k.as_str())
+            .bind(v.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn insert_signing_key<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        key: &StoredKey,
+    ) -> StorageResult<()> {
+        sqlx::query::<DB>(
+            "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, activates_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.kid.as_str())
+        .bind(key.alg.as_str())
+        .bind(key.public_jwk.as_str())
+        .bind(key.private_key.as_str())
+        .bind(key.created_at)
+        .bind(key.activates_at)
+        .execute(ex)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn signing_keys<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<Vec<StoredKey>> {
+        let rows = sqlx::query_as::<DB, KeyRow>(
+            "SELECT kid, alg, public_jwk, private_key, created_at, activates_at FROM signing_keys",
+        )
+        .fetch_all(ex)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(rows.into_iter().map(StoredKey::from).collect())
+    }
+
+    pub(super) async fn session_of_refresh_token<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        token_hash: &str,
+        now: i64,
+    ) -> StorageResult<Option<(String, String)>> {
+        sqlx::query_as::<DB, (String, String)>(
+            "SELECT s.id, s.user_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+             WHERE r.token_hash = $1 AND r.expires_at > $2 AND s.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(ex)
+        .await
+        .map_err(DB::map_err)
+    }
+
+    /// The chain link of the entry that appends `event` at `at`: its id, the previous
+    /// entry's hash and its own hash. The position comes from `head` when known, else from
+    /// the table (inside `tx`, which must keep other appends out); `head` moves to the new
+    /// entry, so several appends in one transaction read the table only once.
+    pub(super) async fn next_audit_link(
+        tx: &mut Tx<DB>,
+        event: &AuditEvent,
+        at: i64,
+        head: &mut Option<(i64, String)>,
+    ) -> StorageResult<(i64, String, String)> {
+        let (last_id, prev_hash) = match head.take() {
+            Some(h) => h,
+            None => sqlx::query_as::<DB, (i64, String)>("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(DB::map_err)?
+                .unwrap_or((0, GENESIS_HASH.to_owned())),
+        };
+        let id = last_id + 1;
+        let hash = entry_hash(id, at, event, &prev_hash);
+        *head = Some((id, hash.clone()));
+        Ok((id, prev_hash, hash))
+    }
+
+    /// Binds the audit columns after id (event … hash) to `q`, in table order.
+    pub(super) fn bind_audit(q: Query<DB>, event: &AuditEvent, prev_hash: &str, hash: &str) -> Query<DB> {
+        q.bind(event.event.as_str())
+            .bind(event.actor.as_deref())
+            .bind(event.subject.as_deref())
+            .bind(event.ip.as_deref())
+            .bind(event.user_agent.as_deref())
+            .bind(event.outcome.as_str())
+            .bind(event.detail.as_deref())
+            .bind(prev_hash)
+            .bind(hash)
+    }
+
+    /// Appends `event` inside `tx`, which must already keep other appends out (each
+    /// backend takes its own lock for that).
+    pub(super) async fn append_audit_in_tx(tx: &mut Tx<DB>, event: &AuditEvent, at: i64) -> StorageResult<AuditEntry> {
+        let (id, prev_hash, hash) = Self::next_audit_link(tx, event, at, &mut None).await?;
+        let q = sqlx::query::<DB>(
+            "INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(id)
+        .bind(at);
+        Self::bind_audit(q, event, &prev_hash, &hash).execute(&mut **tx).await.map_err(DB::map_err)?;
+        Ok(AuditEntry { id, at, event: event.clone(), prev_hash, hash })
+    }
+
+    /// Audit entries matching `q`, newest first. The parameters are cast because
+    /// PostgreSQL cannot type a parameter that is only compared with NULL; `CAST` is
+    /// spelled the way both databases read.
+    pub(super) async fn audit_entries<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        q: &AuditQuery,
+    ) -> StorageResult<Vec<AuditEntry>> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE \
+               (CAST($1 AS TEXT) IS NULL OR actor = $1 OR subject = $1) \
+               AND (CAST($2 AS TEXT) IS NULL OR event = $2) \
+               AND (CAST($3 AS BIGINT) IS NULL OR at >= $3) \
+               AND (CAST($4 AS BIGINT) IS NULL OR at <= $4) \
+               AND (CAST($5 AS BIGINT) IS NULL OR id < $5) \
+             ORDER BY id DESC LIMIT $6"
+        );
+        let rows = sqlx::query_as::<DB, AuditRow>(sqlx::AssertSqlSafe(sql))
+            .bind(q.user.as_deref())
+            .bind(q.event.as_deref())
+            .bind(q.from)
+            .bind(q.to)
+            .bind(q.before_id)
+            .bind(q.limit)
+            .fetch_all(ex)
+            .await
+            .map_err(DB::map_err)?;
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
+    }
+
+    /// Audit entries after `after_id`, oldest first.
+    pub(super) async fn audit_chain<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        after_id: i64,
+        limit: i64,
+    ) -> StorageResult<Vec<AuditEntry>> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2");
+        let rows = sqlx::query_as::<DB, AuditRow>(sqlx::AssertSqlSafe(sql))
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(ex)
+            .await
+            .map_err(DB::map_err)?;
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
+    }
+}
