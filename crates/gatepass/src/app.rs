@@ -66,7 +66,7 @@ pub async fn token_keys(
     if create {
         core.ensure_signing_key(&km).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     }
-    let ring = core.key_ring(&km).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let ring = core.key_ring(&km).await?;
     let verifier_config = gatepass_verify::VerifierConfig {
         issuer: sec.issuer.clone(),
         audience: sec.audience.clone(),

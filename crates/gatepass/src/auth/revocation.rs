@@ -5,10 +5,12 @@
 //! happen), and entries are swept once every access token of that session has expired,
 //! so memory is bounded by revoked-but-still-unexpired sessions.
 //!
-//! Scale-out: each instance keeps its own copy. A revocation written through one instance
-//! is published (PostgreSQL `NOTIFY gatepass_revocations` with the session id, or a Redis
-//! pub/sub message) and every instance inserts it on receipt; after a reconnect an instance
-//! reloads the whole set from storage, because messages sent while it was away are lost.
+//! Scale-out: each instance keeps its own copy. On PostgreSQL a revocation written through
+//! one instance is published (`NOTIFY` with the session id) and every instance inserts it
+//! on receipt; after a reconnect an instance reloads the whole set from storage, because
+//! messages sent while it was away are lost. On SQLite a once-a-second check of the
+//! revocations' version reloads the set when it changed (see `service::sync`). Redis
+//! carries rate limits only, never revocations.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -96,13 +96,14 @@ impl Core {
         Ok(())
     }
 
-    /// The key ring over the stored keys now.
+    /// The key ring over the stored keys now. Its errors say what is wrong (a key that
+    /// cannot be decrypted, say) since they stop start-up rather than reach a client.
     ///
     /// # Errors
     /// Keys that cannot be read or decrypted; HS256 without a secret.
-    pub async fn key_ring(&self, km: &KeyManagement) -> Result<KeyRing> {
+    pub async fn key_ring(&self, km: &KeyManagement) -> anyhow::Result<KeyRing> {
         let stored = self.storage.signing_keys().await?;
-        Ok(km.ring(&stored, now(), None)?)
+        km.ring(&stored, now(), None)
     }
 
     /// Every stored key with its state now.

@@ -558,8 +558,10 @@ async fn cli_passwords_follow_the_registration_policy() {
         assert!(!out.status.success(), "passwd accepted {weak:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(why), "{weak:?}: {stderr}");
-        let out = cli_with_password(&app, &["user", "add", "newcomer"], weak);
+        let out = cli_with_password(&app, &["user", "add", "polly"], weak);
         assert!(!out.status.success(), "user add accepted {weak:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "user add {weak:?}: {stderr}");
     }
     assert_eq!(app.get_auth("/api/profile", &token).await.status(), 200, "a refused passwd ends no session");
     app.login("polly", "a-long-password").await;
@@ -573,5 +575,5 @@ async fn cli_passwords_follow_the_registration_policy() {
     let audit: Value =
         app.get_auth("/api/admin/audit?event=password_reset", app.operator()).await.json().await.unwrap();
     assert_eq!(audit["entries"][0]["actor"], "cli");
-    assert_eq!(audit["entries"][0]["detail"]["sessions_ended"], 1);
+    assert_eq!(audit["entries"][0]["detail"]["sessions_ended"], 2, "the registration and the later login");
 }

@@ -1,7 +1,7 @@
 //! PostgreSQL storage: for several gatepass instances sharing one database.
 //!
 //! Same semantics as the SQLite backend, method for method (the conformance suite in
-//! `tests/storage_conformance.rs` runs against both). Concurrency comes from row locks
+//! `tests/it/storage_conformance.rs` runs against both). Concurrency comes from row locks
 //! rather than a database-wide write lock: `rotate_refresh` locks the presented token's
 //! row (`SELECT … FOR UPDATE`), so two instances presenting one token at once serialize
 //! and the second sees the first's rotation. Connection-level failures map to
