@@ -23,42 +23,23 @@ pub struct LoggedInAs {
 }
 
 /// Who is signed in (seed 002)
-#[utoipa::path(
-    get,
-    path = "/protected",
-    tag = "compat",
-    security(("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 200, description = "The caller's username", body = LoggedInAs),
-        Unauthorized,
-    )
-)]
+#[utoipa::path(get, path = "/protected", tag = "compat", security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The caller's username", body = LoggedInAs), Unauthorized))]
 async fn protected(auth: Auth) -> Response {
     axum::Json(LoggedInAs { logged_in_as: auth.claims.username }).into_response()
 }
 
 /// Token check (seed 001)
-#[utoipa::path(
-    get,
-    path = "/auth",
-    tag = "compat",
-    security(("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 200, description = "`JWT Authorized`", body = String, content_type = "text/plain"),
-        Unauthorized,
-    )
-)]
+#[utoipa::path(get, path = "/auth", tag = "compat", security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "`JWT Authorized`", body = String, content_type = "text/plain"),
+        Unauthorized))]
 async fn auth_check(_: Auth) -> &'static str {
     "JWT Authorized"
 }
 
 /// Public content (seed 001)
-#[utoipa::path(
-    get,
-    path = "/public",
-    tag = "compat",
-    responses((status = 200, description = "`Public Content`", body = String, content_type = "text/plain"))
-)]
+#[utoipa::path(get, path = "/public", tag = "compat",
+    responses((status = 200, description = "`Public Content`", body = String, content_type = "text/plain")))]
 async fn public() -> &'static str {
     "Public Content"
 }

@@ -14,6 +14,7 @@ use crate::domain::Role;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::{Auth, Client};
+use crate::service::Actor;
 use crate::storage::audit::{AuditEvent, SUCCESS};
 
 /// An authenticated caller.
@@ -100,5 +101,20 @@ impl FromRequestParts<AppState> for AdminCaller {
             return Err(Error::InsufficientRole);
         }
         Ok(AdminCaller(caller))
+    }
+}
+
+/// An [`AdminCaller`] as the audit trail names it: who (a user id or `operator`) and from
+/// where. For admin actions that change something.
+#[derive(Debug, Clone)]
+pub struct AdminActor(pub Actor);
+
+impl FromRequestParts<AppState> for AdminActor {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let AdminCaller(caller) = AdminCaller::from_request_parts(parts, state).await?;
+        let Client(client) = Client::from_request_parts(parts, state).await?;
+        Ok(AdminActor(Actor::user(caller.actor_id(), &client)))
     }
 }

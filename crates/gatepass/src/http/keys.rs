@@ -40,12 +40,8 @@ pub struct JwkSet {
 }
 
 /// Public signing keys (JWKS)
-#[utoipa::path(
-    get,
-    path = "/.well-known/jwks.json",
-    tag = "tokens",
-    responses((status = 200, description = "The key set; cacheable for 5 minutes", body = JwkSet))
-)]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens",
+    responses((status = 200, description = "The key set; cacheable for 5 minutes", body = JwkSet)))]
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.service.jwks()).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(JWKS_CACHE));
@@ -76,15 +72,8 @@ pub struct Discovery {
 /// The minimal OpenID-Provider-style metadata that JWT middleware reads. URLs are based on
 /// the issuer when it is an `http(s)` URL; otherwise on the request's `Host`, in which case
 /// the document is not cacheable by shared caches (a forged `Host` must not poison one).
-#[utoipa::path(
-    get,
-    path = "/.well-known/openid-configuration",
-    tag = "tokens",
-    responses(
-        (status = 200, description = "The metadata", body = Discovery),
-        BadRequest,
-    )
-)]
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "tokens",
+    responses((status = 200, description = "The metadata", body = Discovery), BadRequest))]
 async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
     let issuer = state.service.verifier().config().issuer.clone();
     let (base, cache) = if issuer.starts_with("https://") || issuer.starts_with("http://") {
@@ -184,16 +173,9 @@ pub struct RotatedKey {
 /// List signing keys
 ///
 /// Every stored key with its state (admin only).
-#[utoipa::path(
-    get,
-    path = "/api/admin/keys",
-    tag = "admin",
+#[utoipa::path(get, path = "/api/admin/keys", tag = "admin",
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 200, description = "The keys", body = KeyList),
-        AccessErrors,
-    )
-)]
+    responses((status = 200, description = "The keys", body = KeyList), AccessErrors))]
 async fn list(State(state): State<AppState>, _admin: AdminCaller) -> Result<Response> {
     let keys = state.service.key_statuses().await?;
     Ok(Json(KeyList { keys: keys.iter().map(view).collect() }).into_response())
@@ -202,16 +184,9 @@ async fn list(State(state): State<AppState>, _admin: AdminCaller) -> Result<Resp
 /// Rotate the signing key
 ///
 /// Adds a key that signs after the activation delay.
-#[utoipa::path(
-    post,
-    path = "/api/admin/keys/rotate",
-    tag = "admin",
+#[utoipa::path(post, path = "/api/admin/keys/rotate", tag = "admin",
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 201, description = "The new key", body = RotatedKey),
-        AccessErrors, BadRequest,
-    )
-)]
+    responses((status = 201, description = "The new key", body = RotatedKey), AccessErrors, BadRequest))]
 async fn rotate(State(state): State<AppState>, AdminCaller(caller): AdminCaller) -> Result<Response> {
     let key = state.service.rotate_keys().await?;
     tracing::info!(kid = %key.kid, by = %caller.actor_id(), "signing key rotated");

@@ -51,17 +51,11 @@ pub async fn track(req: Request, next: Next) -> Response {
 ///
 /// Text exposition format. When `GATEPASS_METRICS_TOKEN` is set, it must be presented as
 /// `Authorization: Bearer <token>`.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "ops",
-    security((), ("metrics_token" = [])),
+#[utoipa::path(get, path = "/metrics", tag = "ops", security((), ("metrics_token" = [])),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),
-        crate::http::openapi::Unauthorized,
-    )
-)]
+        crate::http::openapi::Unauthorized))]
 pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
     if let Some(expected) = &state.metrics_token {
         let presented = headers

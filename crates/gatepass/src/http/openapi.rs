@@ -20,6 +20,7 @@ use utoipa::{IntoResponses, PartialSchema};
 use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::error::{ErrorBody, ErrorCode};
+use crate::http::api::GrantBody;
 
 /// Security scheme: an access token in `Authorization: Bearer`.
 pub const BEARER: &str = "bearer";
@@ -44,7 +45,7 @@ pub const BASIC: &str = "introspection_client";
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0")
     ),
     modifiers(&Document),
-    components(schemas(ErrorBody, ErrorCode)),
+    components(schemas(ErrorBody, ErrorCode, GrantBody)),
     tags(
         (name = "accounts", description = "Registration, login, profile, password change"),
         (name = "sessions", description = "Refresh-token rotation, logout, the caller's sessions"),
@@ -291,6 +292,47 @@ impl IntoResponses for FormRedirect {
     }
 }
 
+/// A grant in the body (or, for cookie delivery, cookies), with the `Set-Cookie` header.
+fn grant_response(description: &str, cookies: &str) -> Response {
+    let body = Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("GrantBody"))));
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", body)
+        .header(
+            "Set-Cookie",
+            HeaderBuilder::new().schema(Some(String::schema())).description(Some(cookies.to_owned())).build(),
+        )
+        .build()
+}
+
+macro_rules! grant_responses {
+    ($($(#[$doc:meta])* $name:ident = $status:ident, $description:literal, $cookies:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> ResponseMap {
+                let response = grant_response($description, $cookies);
+                ResponseMap::from([(StatusCode::$status.as_str().to_owned(), RefOr::T(response))])
+            }
+        }
+    )*};
+}
+
+/// What `Set-Cookie` carries when a grant is delivered as cookies.
+const GRANT_COOKIES: &str = "Session, refresh and CSRF cookies (cookie delivery only)";
+
+grant_responses! {
+    /// 201 from registration: the new account's first grant.
+    Registered = CREATED, "Account created and signed in", GRANT_COOKIES;
+    /// 200 from login.
+    SignedIn = OK, "Signed in", GRANT_COOKIES;
+    /// 200 from a password change.
+    PasswordChanged = OK, "Changed; a new grant for this session", GRANT_COOKIES;
+    /// 200 from refresh.
+    Refreshed = OK, "A new access token and the successor refresh token", "New cookies (cookie refresh only)";
+}
+
 /// Named unions of the responses above, so that a route lists its errors in one line:
 /// `responses((status = 200, body = X), AccessErrors, BodyErrors)`.
 macro_rules! response_sets {
@@ -365,12 +407,8 @@ fn document_json() -> &'static str {
 }
 
 /// This OpenAPI 3.1 description of the server.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "ops",
-    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
-)]
+#[utoipa::path(get, path = "/openapi.json", tag = "ops",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json() -> HttpResponse {
     let mut response = ([(header::CONTENT_TYPE, "application/json")], document_json()).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));

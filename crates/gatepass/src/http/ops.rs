@@ -35,15 +35,9 @@ pub struct Health {
 /// Health check
 ///
 /// 200 when the database answers, else 503.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "ops",
-    responses(
-        (status = 200, description = "The database answers", body = Health),
-        (status = 503, description = "The database does not answer", body = Health),
-    )
-)]
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "The database answers", body = Health),
+        (status = 503, description = "The database does not answer", body = Health)))]
 async fn healthz(State(state): State<AppState>) -> Response {
     match state.service.ping().await {
         Ok(()) => axum::Json(Health { status: HealthStatus::Ok }).into_response(),

@@ -20,7 +20,7 @@ pub const SUCCESS: &str = "success";
 pub const FAILURE: &str = "failure";
 
 /// A security event about to be recorded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEvent {
     /// Event name, e.g. `login_failed`, `user_disabled`.
     pub event: String,
@@ -70,14 +70,15 @@ impl AuditEvent {
     }
 }
 
-/// A recorded entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A recorded entry (read from a row of `audit_log` as it is).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEntry {
     /// Position in the chain, from 1.
     pub id: i64,
     /// When, seconds since the epoch.
     pub at: i64,
     /// What was recorded.
+    #[sqlx(flatten)]
     pub event: AuditEvent,
     /// Hash of the previous entry ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,

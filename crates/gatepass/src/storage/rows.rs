@@ -3,7 +3,6 @@
 
 use sqlx::FromRow;
 
-use super::audit::{AuditEntry, AuditEvent};
 use super::{SessionRecord, StorageError, StorageResult};
 use crate::domain::{Email, Roles, StoredKey, User, UserId, Username};
 
@@ -60,41 +59,6 @@ impl From<SessionRow> for SessionRecord {
             user_agent: r.user_agent,
             ip: r.ip,
             revoked_at: r.revoked_at,
-        }
-    }
-}
-
-#[derive(FromRow)]
-pub(crate) struct AuditRow {
-    id: i64,
-    at: i64,
-    event: String,
-    actor: Option<String>,
-    subject: Option<String>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    outcome: String,
-    detail: Option<String>,
-    prev_hash: String,
-    hash: String,
-}
-
-impl From<AuditRow> for AuditEntry {
-    fn from(r: AuditRow) -> Self {
-        AuditEntry {
-            id: r.id,
-            at: r.at,
-            event: AuditEvent {
-                event: r.event,
-                actor: r.actor,
-                subject: r.subject,
-                ip: r.ip,
-                user_agent: r.user_agent,
-                outcome: r.outcome,
-                detail: r.detail,
-            },
-            prev_hash: r.prev_hash,
-            hash: r.hash,
         }
     }
 }

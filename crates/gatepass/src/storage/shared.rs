@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::audit::{AuditEntry, AuditEvent, AuditQuery, GENESIS_HASH, entry_hash};
-use super::rows::{AuditRow, KeyRow, SessionRow, UserRow};
+use super::rows::{KeyRow, SessionRow, UserRow};
 use super::{
     REVOCATION_MARGIN_SECS, RevokedSession, SessionFilter, SessionRecord, StorageError, StorageResult, UserPatch,
     reason_from_str, reason_to_str,
@@ -78,7 +78,7 @@ where
     for<'a> Option<bool>: Encode<'a, DB> + Type<DB>,
     for<'r> UserRow: FromRow<'r, DB::Row>,
     for<'r> SessionRow: FromRow<'r, DB::Row>,
-    for<'r> AuditRow: FromRow<'r, DB::Row>,
+    for<'r> AuditEntry: FromRow<'r, DB::Row>,
     for<'r> KeyRow: FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
@@ -483,7 +483,7 @@ where
                AND (CAST($5 AS BIGINT) IS NULL OR id < $5) \
              ORDER BY id DESC LIMIT $6"
         );
-        let rows = sqlx::query_as::<DB, AuditRow>(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as::<DB, AuditEntry>(sqlx::AssertSqlSafe(sql))
             .bind(q.user.as_deref())
             .bind(q.event.as_deref())
             .bind(q.from)
@@ -492,8 +492,7 @@ where
             .bind(q.limit)
             .fetch_all(ex)
             .await
-            .map_err(DB::map_err)?;
-        Ok(rows.into_iter().map(AuditEntry::from).collect())
+            .map_err(DB::map_err)
     }
 
     /// Audit entries after `after_id`, oldest first.
@@ -503,12 +502,11 @@ where
         limit: i64,
     ) -> StorageResult<Vec<AuditEntry>> {
         let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2");
-        let rows = sqlx::query_as::<DB, AuditRow>(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as::<DB, AuditEntry>(sqlx::AssertSqlSafe(sql))
             .bind(after_id)
             .bind(limit)
             .fetch_all(ex)
             .await
-            .map_err(DB::map_err)?;
-        Ok(rows.into_iter().map(AuditEntry::from).collect())
+            .map_err(DB::map_err)
     }
 }

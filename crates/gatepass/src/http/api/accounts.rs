@@ -9,11 +9,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Delivery, GrantBody, UserView, token_response};
+use super::{Delivery, UserView, token_response};
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
 use crate::http::extract::{Auth, Client, JsonBody, JsonOrForm, QueryParams};
-use crate::http::openapi::{AuthErrors, Conflict, GrantErrors, Unauthorized, with_alias};
+use crate::http::openapi::{
+    AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedIn, Unauthorized, with_alias,
+};
 use crate::http::{AppState, csrf};
 
 /// Routes for accounts; `/register` and `/login` are also served at the root for the seeds.
@@ -96,19 +98,10 @@ fn refuse_cross_site_form(headers: &HeaderMap, from_form: bool) -> Result<()> {
 ///
 /// Creates an account and signs it in. A form post (a browser) gets cookies; JSON gets
 /// the tokens in the body unless `?cookie=true`.
-#[utoipa::path(
-    post,
-    path = "/api/register",
-    operation_id = "register",
-    tag = "accounts",
-    params(DeliveryQuery),
-    request_body(content((RegisterRequest = "application/json"), (RegisterRequest = "application/x-www-form-urlencoded"))),
-    responses(
-        (status = 201, description = "Account created and signed in", body = GrantBody,
-            headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
-        GrantErrors, Conflict,
-    )
-)]
+#[utoipa::path(post, path = "/api/register", operation_id = "register", tag = "accounts", params(DeliveryQuery),
+    request_body(content((RegisterRequest = "application/json"),
+            (RegisterRequest = "application/x-www-form-urlencoded"))),
+    responses(Registered, GrantErrors, Conflict))]
 async fn register(
     State(state): State<AppState>,
     Client(client): Client,
@@ -129,18 +122,9 @@ async fn register(
 ///
 /// Checks the password and starts a session. A form post (a browser) gets cookies; JSON
 /// gets the tokens in the body unless `?cookie=true`.
-#[utoipa::path(
-    post,
-    path = "/api/login",
-    operation_id = "login",
-    tag = "accounts",
-    params(DeliveryQuery),
+#[utoipa::path(post, path = "/api/login", operation_id = "login", tag = "accounts", params(DeliveryQuery),
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
-    responses(
-        (status = 200, description = "Signed in", body = GrantBody, headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
-        GrantErrors, Unauthorized,
-    )
-)]
+    responses(SignedIn, GrantErrors, Unauthorized))]
 async fn login(
     State(state): State<AppState>,
     Client(client): Client,
@@ -165,16 +149,8 @@ pub struct Profile {
 }
 
 /// The caller's account
-#[utoipa::path(
-    get,
-    path = "/api/profile",
-    tag = "accounts",
-    security(("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 200, description = "The account", body = Profile),
-        AuthErrors,
-    )
-)]
+#[utoipa::path(get, path = "/api/profile", tag = "accounts", security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The account", body = Profile), AuthErrors))]
 async fn profile(State(state): State<AppState>, auth: Auth) -> Result<Response> {
     let user = state.service.current_user(&auth.claims).await?;
     Ok(Json(Profile { user: UserView::from(&user) }).into_response())
@@ -190,16 +166,8 @@ pub struct Greeting {
 }
 
 /// An example protected route
-#[utoipa::path(
-    get,
-    path = "/api/protected",
-    tag = "accounts",
-    security(("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 200, description = "A greeting", body = Greeting),
-        Unauthorized,
-    )
-)]
+#[utoipa::path(get, path = "/api/protected", tag = "accounts", security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "A greeting", body = Greeting), Unauthorized))]
 async fn protected(auth: Auth) -> Response {
     Json(Greeting {
         message: format!("Hello {}! This is a protected route.", auth.claims.username),
@@ -231,18 +199,9 @@ impl PasswordRequest {
 ///
 /// Needs the current password; ends every other session and returns a new grant
 /// (cookies when the caller used the session cookie).
-#[utoipa::path(
-    post,
-    path = "/api/password",
-    tag = "accounts",
-    security(("bearer" = []), ("session_cookie" = [])),
+#[utoipa::path(post, path = "/api/password", tag = "accounts", security(("bearer" = []), ("session_cookie" = [])),
     request_body = PasswordRequest,
-    responses(
-        (status = 200, description = "Changed; a new grant for this session", body = GrantBody,
-            headers(("Set-Cookie" = String, description = "Session, refresh and CSRF cookies (cookie delivery only)"))),
-        GrantErrors, Unauthorized,
-    )
-)]
+    responses(PasswordChanged, GrantErrors, Unauthorized))]
 async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,

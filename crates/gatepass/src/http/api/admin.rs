@@ -15,11 +15,10 @@ use super::sessions::Ended;
 use crate::domain::{Email, Roles, User, ValidationError};
 use crate::error::{Error, Result};
 use crate::http::AppState;
-use crate::http::extract::{Client, JsonBody, PathParam, QueryParams};
-use crate::http::guard::{AdminCaller, Caller};
+use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::http::guard::{AdminActor, AdminCaller};
 use crate::http::openapi::{AccessErrors, BadRequest, BodyErrors, Conflict, NotFound};
 use crate::service::admin::{UserQuery, page_limit};
-use crate::service::{Actor, ClientInfo};
 use crate::storage::UserPatch;
 use crate::storage::audit::{AuditEntry, AuditQuery};
 
@@ -30,11 +29,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show, update, remove))
         .routes(routes!(logout_all))
         .routes(routes!(audit_log))
-}
-
-/// The actor of an admin request, for the audit trail.
-pub fn actor(caller: &Caller, client: ClientInfo) -> Actor {
-    Actor::user(caller.actor_id(), &client)
 }
 
 /// An account as administrators see it.
@@ -114,21 +108,12 @@ pub struct CreateRequest {
 }
 
 /// Create an account (admin)
-#[utoipa::path(
-    post,
-    path = "/api/admin/users",
-    tag = "admin",
-    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    request_body = CreateRequest,
-    responses(
-        (status = 201, description = "Created", body = Created),
-        AccessErrors, BodyErrors, Conflict,
-    )
-)]
+#[utoipa::path(post, path = "/api/admin/users", tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])), request_body = CreateRequest,
+    responses((status = 201, description = "Created", body = Created), AccessErrors, BodyErrors, Conflict))]
 async fn create(
     State(state): State<AppState>,
-    Client(client): Client,
-    AdminCaller(caller): AdminCaller,
+    AdminActor(by): AdminActor,
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> Result<Response> {
     let username = req.username.as_deref().filter(|s| !s.is_empty());
@@ -136,7 +121,6 @@ async fn create(
     let password = req.password.as_deref().filter(|s| !s.is_empty());
     let password = password.ok_or_else(|| ValidationError::new("password", "is required"))?;
     let roles = Roles::parse(&req.roles)?;
-    let by = actor(&caller, client);
     let user = state.service.core().create_user(&by, username, password, req.email.as_deref(), roles).await?;
     Ok((StatusCode::CREATED, Json(Created { message: "User created", user: admin_view(&user) })).into_response())
 }
@@ -170,17 +154,9 @@ pub struct UserPage {
 }
 
 /// List accounts (admin)
-#[utoipa::path(
-    get,
-    path = "/api/admin/users",
-    tag = "admin",
-    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    params(ListQuery),
-    responses(
-        (status = 200, description = "A page of accounts", body = UserPage),
-        AccessErrors, BadRequest,
-    )
-)]
+#[utoipa::path(get, path = "/api/admin/users", tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])), params(ListQuery),
+    responses((status = 200, description = "A page of accounts", body = UserPage), AccessErrors, BadRequest))]
 async fn list(
     State(state): State<AppState>,
     _: AdminCaller,
@@ -194,17 +170,10 @@ async fn list(
 }
 
 /// One account with its live-session count (admin)
-#[utoipa::path(
-    get,
-    path = "/api/admin/users/{id}",
-    tag = "admin",
+#[utoipa::path(get, path = "/api/admin/users/{id}", tag = "admin",
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     params(("id" = String, Path, description = "User id")),
-    responses(
-        (status = 200, description = "The account", body = OneUser),
-        AccessErrors, NotFound,
-    )
-)]
+    responses((status = 200, description = "The account", body = OneUser), AccessErrors, NotFound))]
 async fn show(State(state): State<AppState>, _: AdminCaller, PathParam(id): PathParam) -> Result<Response> {
     let user = state.service.core().user(&id).await?;
     let sessions = state.service.core().live_session_count(&user).await?;
@@ -263,77 +232,50 @@ fn parse_patch(body: &Map<String, Value>) -> Result<UserPatch> {
 /// Change roles, disabled flag or e-mail (admin)
 ///
 /// Takes `{roles?, disabled?, email?}`; unknown keys and wrong types are refused.
-#[utoipa::path(
-    patch,
-    path = "/api/admin/users/{id}",
-    tag = "admin",
+#[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin",
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    params(("id" = String, Path, description = "User id")),
-    request_body = UserPatchRequest,
-    responses(
-        (status = 200, description = "Changed", body = Updated),
-        AccessErrors, BodyErrors, NotFound,
-    )
-)]
+    params(("id" = String, Path, description = "User id")), request_body = UserPatchRequest,
+    responses((status = 200, description = "Changed", body = Updated), AccessErrors, BodyErrors, NotFound))]
 async fn update(
     State(state): State<AppState>,
-    Client(client): Client,
-    AdminCaller(caller): AdminCaller,
+    AdminActor(by): AdminActor,
     PathParam(id): PathParam,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Response> {
     let core = state.service.core();
     let user = core.user(&id).await?;
     let patch = parse_patch(&body)?;
-    let (user, ended) = core.update_user(&actor(&caller, client), &user, &patch).await?;
+    let (user, ended) = core.update_user(&by, &user, &patch).await?;
     Ok(Json(Updated { user: admin_view(&user), sessions_ended: ended }).into_response())
 }
 
 /// Delete an account and end its sessions (admin)
-#[utoipa::path(
-    delete,
-    path = "/api/admin/users/{id}",
-    tag = "admin",
+#[utoipa::path(delete, path = "/api/admin/users/{id}", tag = "admin",
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     params(("id" = String, Path, description = "User id")),
-    responses(
-        (status = 200, description = "Deleted", body = Ended),
-        AccessErrors, NotFound,
-    )
-)]
+    responses((status = 200, description = "Deleted", body = Ended), AccessErrors, NotFound))]
 async fn remove(
     State(state): State<AppState>,
-    Client(client): Client,
-    AdminCaller(caller): AdminCaller,
+    AdminActor(by): AdminActor,
     PathParam(id): PathParam,
 ) -> Result<Response> {
     let core = state.service.core();
-    let user = core.user(&id).await?;
-    let ended = core.delete_user(&actor(&caller, client), &user).await?;
+    let ended = core.delete_user(&by, &core.user(&id).await?).await?;
     Ok(Json(Ended { message: "User deleted", sessions_ended: ended }).into_response())
 }
 
 /// End every session of an account (admin)
-#[utoipa::path(
-    post,
-    path = "/api/admin/users/{id}/logout",
-    tag = "admin",
+#[utoipa::path(post, path = "/api/admin/users/{id}/logout", tag = "admin",
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     params(("id" = String, Path, description = "User id")),
-    responses(
-        (status = 200, description = "Sessions ended", body = Ended),
-        AccessErrors, NotFound,
-    )
-)]
+    responses((status = 200, description = "Sessions ended", body = Ended), AccessErrors, NotFound))]
 async fn logout_all(
     State(state): State<AppState>,
-    Client(client): Client,
-    AdminCaller(caller): AdminCaller,
+    AdminActor(by): AdminActor,
     PathParam(id): PathParam,
 ) -> Result<Response> {
     let core = state.service.core();
-    let user = core.user(&id).await?;
-    let ended = core.logout_user(&actor(&caller, client), &user).await?;
+    let ended = core.logout_user(&by, &core.user(&id).await?).await?;
     Ok(Json(Ended { message: "Sessions ended", sessions_ended: ended }).into_response())
 }
 
@@ -423,17 +365,9 @@ pub struct AuditPage {
 }
 
 /// The audit trail (admin)
-#[utoipa::path(
-    get,
-    path = "/api/admin/audit",
-    tag = "admin",
-    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    params(AuditParams),
-    responses(
-        (status = 200, description = "A page of entries", body = AuditPage),
-        AccessErrors, BadRequest,
-    )
-)]
+#[utoipa::path(get, path = "/api/admin/audit", tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])), params(AuditParams),
+    responses((status = 200, description = "A page of entries", body = AuditPage), AccessErrors, BadRequest))]
 async fn audit_log(
     State(state): State<AppState>,
     _: AdminCaller,

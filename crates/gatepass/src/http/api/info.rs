@@ -12,14 +12,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::admin::actor;
 use super::rfc3339;
 use crate::domain::ValidationError;
 use crate::domain::clock::now;
 use crate::error::Result;
 use crate::http::AppState;
-use crate::http::extract::{Client, JsonBody};
-use crate::http::guard::{AdminCaller, Caller};
+use crate::http::extract::JsonBody;
+use crate::http::guard::{AdminActor, AdminCaller, Caller};
 use crate::http::openapi::{AccessErrors, BodyErrors, Forbidden, Unauthorized, with_alias};
 use crate::service::settings::{RuntimeSettings, SettingsPatch};
 use crate::storage::audit::hex;
@@ -96,17 +95,9 @@ async fn info_body(state: &AppState) -> Result<Info> {
 }
 
 /// Server facts and runtime settings (admin)
-#[utoipa::path(
-    get,
-    path = "/api/info",
-    operation_id = "info",
-    tag = "admin",
+#[utoipa::path(get, path = "/api/info", operation_id = "info", tag = "admin",
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 200, description = "Server facts and settings", body = Info),
-        AccessErrors,
-    )
-)]
+    responses((status = 200, description = "Server facts and settings", body = Info), AccessErrors))]
 async fn info(State(state): State<AppState>, _: AdminCaller) -> Result<Response> {
     Ok(Json(info_body(&state).await?).into_response())
 }
@@ -114,25 +105,16 @@ async fn info(State(state): State<AppState>, _: AdminCaller) -> Result<Response>
 /// Change runtime settings (admin)
 ///
 /// Takes the keys of `settings` as `GET` shows them; all-or-nothing.
-#[utoipa::path(
-    patch,
-    path = "/api/info",
-    operation_id = "patch_info",
-    tag = "admin",
-    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    request_body = SettingsPatch,
-    responses(
-        (status = 200, description = "Changed; the new facts and settings", body = Info),
-        AccessErrors, BodyErrors,
-    )
-)]
+#[utoipa::path(patch, path = "/api/info", operation_id = "patch_info", tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])), request_body = SettingsPatch,
+    responses((status = 200, description = "Changed; the new facts and settings", body = Info), AccessErrors,
+        BodyErrors))]
 async fn patch_info(
     State(state): State<AppState>,
-    Client(client): Client,
-    AdminCaller(caller): AdminCaller,
+    AdminActor(by): AdminActor,
     JsonBody(patch): JsonBody<Map<String, Value>>,
 ) -> Result<Response> {
-    state.service.core().update_settings(&actor(&caller, client), patch).await?;
+    state.service.core().update_settings(&by, patch).await?;
     Ok(Json(info_body(&state).await?).into_response())
 }
 
@@ -177,18 +159,9 @@ pub struct RunResult<'a> {
 ///
 /// Counts characters, bytes, words and lines and hashes the text; any authenticated
 /// caller.
-#[utoipa::path(
-    post,
-    path = "/api/run",
-    operation_id = "run",
-    tag = "accounts",
-    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
-    request_body = RunRequest,
-    responses(
-        (status = 200, description = "The analysis", body = RunResult),
-        BodyErrors, Unauthorized, Forbidden,
-    )
-)]
+#[utoipa::path(post, path = "/api/run", operation_id = "run", tag = "accounts",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])), request_body = RunRequest,
+    responses((status = 200, description = "The analysis", body = RunResult), BodyErrors, Unauthorized, Forbidden))]
 async fn run(caller: Caller, JsonBody(req): JsonBody<RunRequest>) -> Result<Response> {
     let text = req.text.ok_or_else(|| ValidationError::new("text", "is required"))?;
     let (id, name) = match &caller {

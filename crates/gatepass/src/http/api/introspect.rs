@@ -113,20 +113,9 @@ pub struct Introspection {
 ///
 /// `{"active": true, …claims}` for a valid, unrevoked access token right now;
 /// `{"active": false}` for anything else. Needs an introspection client's Basic credentials.
-#[utoipa::path(
-    post,
-    path = "/api/introspect",
-    tag = "tokens",
-    security(("introspection_client" = [])),
-    request_body(content(
-        (TokenRequest = "application/x-www-form-urlencoded"),
-        (TokenRequest = "application/json"),
-    )),
-    responses(
-        (status = 200, description = "The verdict", body = Introspection),
-        BodyErrors, Unauthorized,
-    )
-)]
+#[utoipa::path(post, path = "/api/introspect", tag = "tokens", security(("introspection_client" = [])),
+    request_body(content((TokenRequest = "application/x-www-form-urlencoded"), (TokenRequest = "application/json"))),
+    responses((status = 200, description = "The verdict", body = Introspection), BodyErrors, Unauthorized))]
 async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -166,19 +155,9 @@ pub struct Empty {}
 ///
 /// Ends the session of a refresh token (or of an access token). Answers 200 whether or
 /// not the token was known (RFC 7009 §2.2).
-#[utoipa::path(
-    post,
-    path = "/api/revoke",
-    tag = "tokens",
-    request_body(content(
-        (TokenRequest = "application/x-www-form-urlencoded"),
-        (TokenRequest = "application/json"),
-    )),
-    responses(
-        (status = 200, description = "Done (or nothing to do)", body = Empty),
-        BodyErrors, ServiceUnavailable,
-    )
-)]
+#[utoipa::path(post, path = "/api/revoke", tag = "tokens",
+    request_body(content((TokenRequest = "application/x-www-form-urlencoded"), (TokenRequest = "application/json"))),
+    responses((status = 200, description = "Done (or nothing to do)", body = Empty), BodyErrors, ServiceUnavailable))]
 async fn revoke(
     State(state): State<AppState>,
     Client(client): Client,

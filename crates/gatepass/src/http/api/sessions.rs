@@ -9,12 +9,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Delivery, GrantBody, rfc3339, token_response};
+use super::{Delivery, rfc3339, token_response};
 use crate::auth::ratelimit::Action;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Auth, Client, PathParam, QueryParams, RawBody};
-use crate::http::openapi::{AccessErrors, AuthErrors, BadRequest, GrantErrors, NotFound, Unauthorized};
+use crate::http::openapi::{AccessErrors, AuthErrors, BadRequest, GrantErrors, NotFound, Refreshed, Unauthorized};
 use crate::http::{AppState, csrf};
 use crate::service::LogoutScope;
 
@@ -37,17 +37,9 @@ pub struct RefreshRequest {
 /// (then from the same origin). An access token alone (seed 003's refresh) is refused
 /// with a message that says what to send: an access token must never extend itself. A
 /// refresh token used twice ends its session.
-#[utoipa::path(
-    post,
-    path = "/api/refresh",
-    tag = "sessions",
+#[utoipa::path(post, path = "/api/refresh", tag = "sessions",
     request_body(content = Option<RefreshRequest>, content_type = "application/json"),
-    responses(
-        (status = 200, description = "A new access token and the successor refresh token", body = GrantBody,
-            headers(("Set-Cookie" = String, description = "New cookies (cookie refresh only)"))),
-        GrantErrors, Unauthorized,
-    )
-)]
+    responses(Refreshed, GrantErrors, Unauthorized))]
 async fn refresh(
     State(state): State<AppState>,
     Client(client): Client,
@@ -120,18 +112,12 @@ pub struct Ended {
 ///
 /// Ends this session (`scope=local`, the default), every session (`global`) or every
 /// other one (`others`, which needs a recent login). Clears the cookies unless `others`.
-#[utoipa::path(
-    post,
-    path = "/api/logout",
-    tag = "sessions",
-    params(LogoutQuery),
+#[utoipa::path(post, path = "/api/logout", tag = "sessions", params(LogoutQuery),
     security(("bearer" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "Logged out", body = Ended,
             headers(("Set-Cookie" = String, description = "Cleared cookies"))),
-        AccessErrors, BadRequest,
-    )
-)]
+        AccessErrors, BadRequest))]
 async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
@@ -178,16 +164,8 @@ pub struct SessionList {
 }
 
 /// The caller's live sessions
-#[utoipa::path(
-    get,
-    path = "/api/sessions",
-    tag = "sessions",
-    security(("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 200, description = "Live sessions", body = SessionList),
-        AuthErrors,
-    )
-)]
+#[utoipa::path(get, path = "/api/sessions", tag = "sessions", security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "Live sessions", body = SessionList), AuthErrors))]
 async fn list(State(state): State<AppState>, auth: Auth) -> Result<Response> {
     let sessions = state.service.sessions(&auth.claims).await?;
     let sessions = sessions
@@ -215,17 +193,9 @@ pub struct Message {
 /// End one of the caller's sessions
 ///
 /// Ending another session than the current one needs a recent login.
-#[utoipa::path(
-    delete,
-    path = "/api/sessions/{id}",
-    tag = "sessions",
-    params(("id" = String, Path, description = "Session id")),
-    security(("bearer" = []), ("session_cookie" = [])),
-    responses(
-        (status = 200, description = "Ended", body = Message),
-        AccessErrors, NotFound,
-    )
-)]
+#[utoipa::path(delete, path = "/api/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")), security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "Ended", body = Message), AccessErrors, NotFound))]
 async fn end_one(State(state): State<AppState>, auth: Auth, PathParam(id): PathParam) -> Result<Response> {
     state.service.end_session(&auth.claims, &id).await?;
     Ok(Json(Message { message: "Session ended" }).into_response())

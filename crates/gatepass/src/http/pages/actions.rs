@@ -171,16 +171,9 @@ struct LoginForm {
 /// Login form post
 ///
 /// Same-origin only; signs in and redirects to `/`, or shows the form again.
-#[utoipa::path(
-    post,
-    path = "/ui/login",
-    operation_id = "ui_login",
-    tag = "pages",
+#[utoipa::path(post, path = "/ui/login", operation_id = "ui_login", tag = "pages",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        FormRedirect, FormPasswordErrors,
-    )
-)]
+    responses(FormRedirect, FormPasswordErrors))]
 async fn login(
     State(state): State<AppState>,
     Client(client): Client,
@@ -213,16 +206,9 @@ struct RegisterForm {
 /// Registration form post
 ///
 /// Same-origin only; creates the account and redirects to `/`, or shows the form again.
-#[utoipa::path(
-    post,
-    path = "/ui/register",
-    operation_id = "ui_register",
-    tag = "pages",
+#[utoipa::path(post, path = "/ui/register", operation_id = "ui_register", tag = "pages",
     request_body(content = RegisterForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        FormRedirect, FormErrors, FormConflict, FormTooManyRequests,
-    )
-)]
+    responses(FormRedirect, FormErrors, FormConflict, FormTooManyRequests))]
 async fn register(
     State(state): State<AppState>,
     Client(client): Client,
@@ -287,16 +273,9 @@ struct CsrfForm {
 }
 
 /// Log out (form post)
-#[utoipa::path(
-    post,
-    path = "/ui/logout",
-    operation_id = "ui_logout",
-    tag = "pages",
+#[utoipa::path(post, path = "/ui/logout", operation_id = "ui_logout", tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        FormRedirect, FormErrors,
-    )
-)]
+    responses(FormRedirect, FormErrors))]
 async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
@@ -334,16 +313,9 @@ struct PasswordForm {
 }
 
 /// Change the password (form post)
-#[utoipa::path(
-    post,
-    path = "/ui/password",
-    operation_id = "ui_password",
-    tag = "pages",
+#[utoipa::path(post, path = "/ui/password", operation_id = "ui_password", tag = "pages",
     request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        FormRedirect, FormPasswordErrors,
-    )
-)]
+    responses(FormRedirect, FormPasswordErrors))]
 async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,
@@ -399,16 +371,9 @@ struct ReauthForm {
 /// Confirm the password (form post)
 ///
 /// Step-up: re-enter the password to make the login fresh again.
-#[utoipa::path(
-    post,
-    path = "/ui/reauth",
-    operation_id = "ui_reauth",
-    tag = "pages",
+#[utoipa::path(post, path = "/ui/reauth", operation_id = "ui_reauth", tag = "pages",
     request_body(content = ReauthForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        FormRedirect, FormPasswordErrors,
-    )
-)]
+    responses(FormRedirect, FormPasswordErrors))]
 async fn reauth(
     State(state): State<AppState>,
     SignedInForm { claims, form: f }: SignedInForm<ReauthForm>,
@@ -439,17 +404,10 @@ async fn reauth(
 }
 
 /// End one session (form post)
-#[utoipa::path(
-    post,
-    path = "/ui/sessions/{id}/end",
-    operation_id = "ui_sessions_id_end",
-    tag = "pages",
+#[utoipa::path(post, path = "/ui/sessions/{id}/end", operation_id = "ui_sessions_id_end", tag = "pages",
     params(("id" = String, Path, description = "Session id")),
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        FormRedirect, FormErrors,
-    )
-)]
+    responses(FormRedirect, FormErrors))]
 async fn end_session(
     State(state): State<AppState>,
     PathParam(id): PathParam,
@@ -465,16 +423,9 @@ async fn end_session(
 }
 
 /// End every other session (form post)
-#[utoipa::path(
-    post,
-    path = "/ui/sessions/end-others",
-    operation_id = "ui_sessions_end_others",
-    tag = "pages",
+#[utoipa::path(post, path = "/ui/sessions/end-others", operation_id = "ui_sessions_end_others", tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        FormRedirect, FormErrors,
-    )
-)]
+    responses(FormRedirect, FormErrors))]
 async fn end_others(
     State(state): State<AppState>,
     Client(client): Client,
@@ -491,16 +442,9 @@ async fn end_others(
 ///
 /// Renews an expired browser sign-in with the refresh cookie, exactly as
 /// `POST /api/refresh` does (same rotation and reuse detection), then goes back to `/`.
-#[utoipa::path(
-    post,
-    path = "/api/refresh/page",
-    operation_id = "page_refresh",
-    tag = "pages",
+#[utoipa::path(post, path = "/api/refresh/page", operation_id = "page_refresh", tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        FormRedirect, FormErrors,
-    )
-)]
+    responses(FormRedirect, FormErrors))]
 async fn page_refresh(
     State(state): State<AppState>,
     Client(client): Client,

@@ -196,16 +196,10 @@ fn describe_agent(ua: &str) -> String {
 ///
 /// Signed in (session cookie): the account and its sessions. Otherwise the login form,
 /// or a page that renews an expired sign-in.
-#[utoipa::path(
-    get,
-    path = "/",
-    tag = "pages",
+#[utoipa::path(get, path = "/", tag = "pages",
     params(("notice" = Option<String>, Query, description = "A message to show, from a fixed list")),
-    responses(
-        (status = 200, description = "The page", body = String, content_type = "text/html"),
-        ServiceUnavailable,
-    )
-)]
+    responses((status = 200, description = "The page", body = String, content_type = "text/html"),
+        ServiceUnavailable))]
 async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let notice = Notice::from_query(uri.query());
     match page_session(&state, &headers) {
@@ -224,16 +218,9 @@ async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
 }
 
 /// The registration page
-#[utoipa::path(
-    get,
-    path = "/register",
-    operation_id = "register_page",
-    tag = "pages",
-    responses(
-        (status = 200, description = "The form", body = String, content_type = "text/html"),
-        (status = 303, description = "Already signed in: to `/`", headers(("Location" = String))),
-    )
-)]
+#[utoipa::path(get, path = "/register", operation_id = "register_page", tag = "pages",
+    responses((status = 200, description = "The form", body = String, content_type = "text/html"),
+        (status = 303, description = "Already signed in: to `/`", headers(("Location" = String)))))]
 async fn register_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let PageSession::Active(_) = page_session(&state, &headers) {
         return actions::see_other("/");
@@ -242,13 +229,9 @@ async fn register_page(State(state): State<AppState>, headers: HeaderMap) -> Res
 }
 
 /// The stylesheet
-#[utoipa::path(
-    get,
-    path = "/static/gatepass.css",
-    tag = "pages",
+#[utoipa::path(get, path = "/static/gatepass.css", tag = "pages",
     params(("v" = Option<String>, Query, description = "Cache-busting digest; any value")),
-    responses((status = 200, description = "CSS, cacheable for a year", body = String, content_type = "text/css"))
-)]
+    responses((status = 200, description = "CSS, cacheable for a year", body = String, content_type = "text/css")))]
 async fn stylesheet() -> Response {
     let mut response = ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response();
     response
