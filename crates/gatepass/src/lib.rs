@@ -22,9 +22,9 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod limits;
-pub mod server;
+pub(crate) mod server;
 pub mod service;
 pub mod storage;
-pub mod telemetry;
+pub(crate) mod telemetry;
 
 pub use gatepass_verify as verify;

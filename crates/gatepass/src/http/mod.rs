@@ -2,16 +2,16 @@
 //! API), `compat.rs` (the seed tutorials' routes), `pages.rs` (HTML) and `ops.rs`.
 
 pub mod api;
-pub mod compat;
+pub(crate) mod compat;
 pub mod cookies;
-pub mod csrf;
-pub mod edge;
-pub mod extract;
-pub mod guard;
-pub mod keys;
-pub mod metrics;
-pub mod openapi;
-pub mod ops;
+pub(crate) mod csrf;
+pub(crate) mod edge;
+pub(crate) mod extract;
+pub(crate) mod guard;
+pub(crate) mod keys;
+pub(crate) mod metrics;
+pub(crate) mod openapi;
+pub(crate) mod ops;
 pub mod pages;
 
 use axum::Router;
@@ -62,7 +62,7 @@ impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {
     }
 }
 
-/// Every route, each registered with its OpenAPI description (see [`openapi`]).
+/// Every route, each registered with its OpenAPI description (see `http::openapi`).
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(api::router())
