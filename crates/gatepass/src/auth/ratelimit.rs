@@ -40,7 +40,7 @@ pub enum Action {
 }
 
 /// Tunables; part of the runtime settings (changeable through the admin API).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RateLimitSettings {
     /// Master switch (off only for benchmarks and tests that measure something else).
     pub enabled: bool,

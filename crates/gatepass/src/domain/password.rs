@@ -67,7 +67,8 @@ impl PasswordPolicy {
 /// Longest password accepted, in bytes (hashing cost stays bounded).
 pub const MAX_LEN: usize = 1024;
 
-/// A password that passed the length policy. Its `Debug` output is redacted.
+/// A password no longer than 1024 bytes; new ones come from [`PasswordPolicy::check`], the
+/// one set of rules for every way a password is set. Its `Debug` output is redacted.
 #[derive(Clone)]
 pub struct Password(SecretString);
 
@@ -78,14 +79,6 @@ impl std::fmt::Debug for Password {
 }
 
 impl Password {
-    /// Checks the policy for a *new* password (`field` names the request field).
-    pub fn parse_new(raw: &str, field: &'static str) -> Result<Self, ValidationError> {
-        if raw.len() < MIN_LEN {
-            return Err(ValidationError::new(field, format!("must be at least {MIN_LEN} bytes long")));
-        }
-        Self::parse_existing(raw, field)
-    }
-
     /// Accepts any password up to 1024 bytes: used to check a login, where a
     /// too-short guess is simply wrong rather than a validation error.
     pub fn parse_existing(raw: &str, field: &'static str) -> Result<Self, ValidationError> {
@@ -119,11 +112,12 @@ mod tests {
 
     #[test]
     fn length_policy_in_bytes_without_trimming() {
-        assert!(Password::parse_new("1234567", "password").is_err());
-        assert!(Password::parse_new("12345678", "password").is_ok());
-        assert_eq!(Password::parse_new("  pass  ", "password").unwrap().expose(), "  pass  ");
-        assert!(Password::parse_new(&"x".repeat(1025), "password").is_err());
+        let p = PasswordPolicy::default();
+        assert!(p.check("1234567x", "bob", "password").is_ok());
+        assert!(p.check("123456x", "bob", "password").is_err());
+        assert_eq!(p.check(" pass x ", "bob", "password").unwrap().expose(), " pass x ");
+        assert!(p.check(&"x".repeat(1025), "bob", "password").is_err());
         assert!(Password::parse_existing("x", "password").is_ok());
-        assert_eq!(format!("{:?}", Password::parse_new("hunter2hunter2", "p").unwrap()), "Password(<redacted>)");
+        assert_eq!(format!("{:?}", p.check("hunter2hunter2", "bob", "p").unwrap()), "Password(<redacted>)");
     }
 }

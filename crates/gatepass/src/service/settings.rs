@@ -8,8 +8,9 @@
 //! routine [`Core::reload_settings`]: at start-up, on every maintenance tick, on a change
 //! notice from another instance, and after a `PATCH`.
 //!
-//! Adding a setting: a field in [`RuntimeSettings`], the same field in [`SettingsPatch`],
-//! and its range in [`SettingsPatch::apply`].
+//! Adding a setting: a field in [`RuntimeSettings`] (and its default), the same field in
+//! [`SettingsPatch`], and its range in [`SettingsPatch::apply`]; a flag for it, if any, in
+//! `config.rs`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -39,7 +40,6 @@ pub struct RuntimeSettings {
     /// Shortest new password accepted, bytes.
     pub password_min_length: usize,
     /// Throttling of credential endpoints.
-    #[schema(value_type = RateLimitView)]
     pub rate_limit: RateLimitSettings,
 }
 
@@ -56,77 +56,68 @@ impl Default for RuntimeSettings {
     }
 }
 
-/// The throttling settings as `GET /api/info` shows them.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct RateLimitView {
-    /// Rate limiting on or off.
-    enabled: bool,
-    /// Per-IP refill, per minute.
-    ip_per_minute: u32,
-    /// Per-IP burst.
-    ip_burst: u32,
-    /// Per-username refill, per minute.
-    user_per_minute: u32,
-    /// Per-username burst.
-    user_burst: u32,
-    /// Failed logins before back-off.
-    lockout_threshold: u32,
-    /// Longest single back-off, seconds.
-    lockout_max_secs: u64,
-    /// Failed logins per account per hour.
-    max_failures_per_hour: u32,
-}
-
 /// A settings change: any of these keys, all-or-nothing. Unknown keys, wrong types and
 /// out-of-range values are refused and change nothing.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct SettingsPatch {
     /// Access-token lifetime, seconds.
     #[schema(minimum = 1, maximum = 86400)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access_token_ttl: Option<i64>,
     /// Refresh-token lifetime, seconds.
     #[schema(minimum = 60, maximum = 31536000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token_ttl: Option<i64>,
     /// Whether `/api/register` is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_open: Option<bool>,
     /// Shortest password accepted.
     #[schema(minimum = 1, maximum = 1024)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_min_length: Option<i64>,
     /// Rate-limit settings to change.
     #[schema(inline)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitPatch>,
 }
 
 /// Rate-limit settings to change.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct RateLimitPatch {
     /// Rate limiting on or off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Per-IP refill.
     #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_per_minute: Option<u64>,
     /// Per-IP burst.
     #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_burst: Option<u64>,
     /// Per-username refill.
     #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_per_minute: Option<u64>,
     /// Per-username burst.
     #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_burst: Option<u64>,
     /// Failed logins before back-off.
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lockout_threshold: Option<u64>,
     /// Longest single back-off, seconds.
     #[schema(minimum = 1, maximum = 86400)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lockout_max_secs: Option<u64>,
     /// Failed logins per account per hour.
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_failures_per_hour: Option<u64>,
 }
 
@@ -190,7 +181,7 @@ impl SettingsPatch {
 
     /// The `(key, JSON)` rows storage keeps for this patch.
     fn rows(&self) -> Vec<(String, String)> {
-        let Value::Object(map) = self.as_json() else { return Vec::new() };
+        let Ok(Value::Object(map)) = serde_json::to_value(self) else { return Vec::new() };
         let mut rows = Vec::new();
         for (key, value) in map {
             match value {
@@ -201,22 +192,6 @@ impl SettingsPatch {
             }
         }
         rows
-    }
-
-    /// The patch as JSON, without the keys it leaves alone.
-    fn as_json(&self) -> Value {
-        let mut m = Map::new();
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                m.insert(k.to_owned(), v);
-            }
-        };
-        put("access_token_ttl", self.access_token_ttl.map(Value::from));
-        put("refresh_token_ttl", self.refresh_token_ttl.map(Value::from));
-        put("registration_open", self.registration_open.map(Value::from));
-        put("password_min_length", self.password_min_length.map(Value::from));
-        put("rate_limit", self.rate_limit.as_ref().map(RateLimitPatch::as_json));
-        Value::Object(m)
     }
 
     /// One stored row as a patch; `None` for an unknown key or an unreadable value.
@@ -260,26 +235,6 @@ impl RateLimitPatch {
             r.max_failures_per_hour = small("max_failures_per_hour", v, (1, i64::from(MAX_FAILURES_PER_HOUR_CAP)))?;
         }
         Ok(())
-    }
-
-    fn as_json(&self) -> Value {
-        let mut m = Map::new();
-        let fields = [
-            ("enabled", self.enabled.map(Value::from)),
-            ("ip_per_minute", self.ip_per_minute.map(Value::from)),
-            ("ip_burst", self.ip_burst.map(Value::from)),
-            ("user_per_minute", self.user_per_minute.map(Value::from)),
-            ("user_burst", self.user_burst.map(Value::from)),
-            ("lockout_threshold", self.lockout_threshold.map(Value::from)),
-            ("lockout_max_secs", self.lockout_max_secs.map(Value::from)),
-            ("max_failures_per_hour", self.max_failures_per_hour.map(Value::from)),
-        ];
-        for (k, v) in fields {
-            if let Some(v) = v {
-                m.insert(k.to_owned(), v);
-            }
-        }
-        Value::Object(m)
     }
 }
 
@@ -341,5 +296,67 @@ impl Core {
         let detail = serde_json::json!({ "from": current, "to": self.settings() });
         self.audit(by.event("settings_changed").detail(detail)).await;
         Ok(self.settings())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patch(v: Value) -> Result<SettingsPatch, ValidationError> {
+        SettingsPatch::from_json(v.as_object().cloned().unwrap_or_default())
+    }
+
+    #[test]
+    fn a_stored_patch_reads_back_as_it_was_applied() {
+        let p = patch(serde_json::json!({
+            "access_token_ttl": 600, "registration_open": false, "rate_limit": {"ip_burst": 7, "enabled": false}
+        }))
+        .unwrap();
+        let mut applied = RuntimeSettings::default();
+        p.apply(&mut applied).unwrap();
+        let rows = p.rows();
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert!(rows.contains(&("rate_limit.ip_burst".into(), "7".into())));
+        let mut reloaded = RuntimeSettings::default();
+        apply_stored(&mut reloaded, &rows);
+        assert_eq!(reloaded, applied);
+    }
+
+    #[test]
+    fn bad_patches_are_refused_whole() {
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"access_token_ttl": null}),
+            serde_json::json!({"rate_limit": {"ip_burst": null}}),
+            serde_json::json!({"no_such_setting": 1}),
+            serde_json::json!({"rate_limit": {"no_such_field": 1}}),
+            serde_json::json!({"access_token_ttl": "900"}),
+            serde_json::json!({"access_token_ttl": 900.5}),
+        ] {
+            assert!(patch(bad.clone()).is_err(), "{bad}");
+        }
+        let mut s = RuntimeSettings::default();
+        for out_of_range in [
+            serde_json::json!({"access_token_ttl": 86_401}),
+            serde_json::json!({"refresh_token_ttl": 59}),
+            serde_json::json!({"password_min_length": 0}),
+            serde_json::json!({"rate_limit": {"max_failures_per_hour": 101}}),
+        ] {
+            assert!(patch(out_of_range.clone()).unwrap().apply(&mut s).is_err(), "{out_of_range}");
+        }
+    }
+
+    #[test]
+    fn unreadable_stored_rows_leave_the_configured_value() {
+        let mut s = RuntimeSettings::default();
+        let rows = [
+            ("access_token_ttl".to_owned(), "not json".to_owned()),
+            ("refresh_token_ttl".to_owned(), "1".to_owned()),
+            ("unknown".to_owned(), "1".to_owned()),
+            ("password_min_length".to_owned(), "12".to_owned()),
+        ];
+        apply_stored(&mut s, &rows);
+        assert_eq!(s, RuntimeSettings { password_min_length: 12, ..RuntimeSettings::default() });
     }
 }
