@@ -134,13 +134,24 @@ impl AuthService {
     /// *same* session with `auth_time` = now. The session record keeps its original
     /// `auth_time`, so a later refresh returns to the older value (freshness is not
     /// extended by refreshing).
+    ///
+    /// The token carries the account as it is *after* the password check (roles can change
+    /// during the hash), and is handed out only if the session is still not revoked when its
+    /// expiry is recorded; a revocation after that point outlives it (see
+    /// [`crate::storage::Storage::note_access_issued`]).
     pub async fn reauthenticate(&self, claims: &AccessClaims, password: &str) -> Result<IssuedToken> {
         let password = Password::parse_existing(password, "password")?;
         let user = self.current_user(claims).await?;
-        let user = self.check_password(Some(user), &password).await?.map_err(|_| Error::InvalidCredentials)?;
+        self.check_password(Some(user), &password).await?.map_err(|_| Error::InvalidCredentials)?;
+        let user = self.current_user(claims).await?;
+        if user.disabled {
+            return Err(Error::InvalidCredentials);
+        }
         let t = now();
         let access = self.issuer.issue(&user, &claims.sid, t, self.settings().access_token_ttl, t)?;
-        self.core.storage.note_access_issued(&claims.sid, access.claims.exp).await?;
+        if !self.core.storage.note_access_issued(&claims.sid, access.claims.exp).await? {
+            return Err(Error::TokenRevoked);
+        }
         Ok(access)
     }
 }

@@ -92,7 +92,10 @@ impl AuthService {
             revoked_at: None,
         };
         let refresh_exp = (t + settings.refresh_token_ttl).min(session.expires_at);
-        self.core.storage.create_session(&session, &RefreshTokens::hash(&refresh_token), refresh_exp).await?;
+        // Refused when the account was disabled or deleted while the password was checked.
+        if !self.core.storage.create_session(&session, &RefreshTokens::hash(&refresh_token), refresh_exp).await? {
+            return Err(Error::InvalidCredentials);
+        }
         Ok(TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl })
     }
 

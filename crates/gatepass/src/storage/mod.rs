@@ -163,18 +163,23 @@ pub trait Storage: AuditStore + ChangeFeed + KeyStore + RevocationFeed + Send + 
     /// `None` when there was no such user.
     async fn delete_user(&self, id: &UserId, now: i64) -> StorageResult<Option<Vec<RevokedSession>>>;
 
-    /// Creates a session with its first refresh token.
+    /// Creates a session with its first refresh token, provided its owner exists and is
+    /// enabled at that moment (checked in the same transaction, holding the owner's row
+    /// against a concurrent disable): false, and nothing stored, otherwise.
     async fn create_session(
         &self,
         session: &SessionRecord,
         refresh_hash: &str,
         refresh_expires_at: i64,
-    ) -> StorageResult<()>;
+    ) -> StorageResult<bool>;
     /// Rotates a refresh token atomically (see [`Rotation`]), together with the access-token
     /// bookkeeping and audit entry of [`RotateRequest`]: one transaction per refresh.
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation>;
-    /// Records that an access token expiring at `exp` was issued for `sid`.
-    async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<()>;
+    /// Records that an access token expiring at `exp` is about to be issued for `sid`, in
+    /// one statement with the check that the session is not revoked: false when it is (or
+    /// does not exist), and then the token must not be handed out. A revocation after this
+    /// reads the raised expiry, so its denylist entry outlives the token.
+    async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<bool>;
     /// One session by id.
     async fn session(&self, sid: &str) -> StorageResult<Option<SessionRecord>>;
     /// A user's live sessions, newest first.

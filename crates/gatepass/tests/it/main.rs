@@ -21,6 +21,7 @@ mod openapi;
 mod operator;
 mod ops;
 mod outage;
+mod races;
 mod redis_limits;
 mod sessions;
 mod storage_conformance;

@@ -153,9 +153,25 @@ async fn sessions(s: Arc<dyn Storage>) {
     assert_eq!(s.session("s4").await.expect("q"), None);
 
     // access_expires_at only ever grows.
-    s.note_access_issued("s1", NOW + 2000).await.expect("note");
-    s.note_access_issued("s1", NOW + 1000).await.expect("note");
+    assert!(s.note_access_issued("s1", NOW + 2000).await.expect("note"));
+    assert!(s.note_access_issued("s1", NOW + 1000).await.expect("note"));
     assert_eq!(s.session("s1").await.expect("q").expect("s1").access_expires_at, NOW + 2000);
+
+    // No token is noted for a revoked (or unknown) session, and the revocation's entry
+    // outlives every token noted before it.
+    let revoked = s.revoke_sessions(uid, SessionFilter::One("s1"), NOW + 10).await.expect("revoke");
+    assert!(revoked[0].until >= NOW + 2000);
+    assert!(!s.note_access_issued("s1", NOW + 5000).await.expect("note"));
+    assert_eq!(s.session("s1").await.expect("q").expect("s1").access_expires_at, NOW + 2000);
+    assert!(!s.note_access_issued("nope", NOW + 5000).await.expect("note"));
+
+    // A disabled or missing owner gets no new session.
+    let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };
+    assert!(s.update_user(&u.id, &patch, NOW).await.expect("disable"));
+    assert!(!s.create_session(&session("s5", uid, NOW), "h5", NOW + 3600).await.expect("refused"));
+    assert_eq!(s.session("s5").await.expect("q"), None);
+    let ghost = UserId::new();
+    assert!(!s.create_session(&session("s6", ghost.as_str(), NOW), "h6", NOW + 3600).await.expect("refused"));
 }
 
 async fn rotation_outcomes(s: Arc<dyn Storage>) {

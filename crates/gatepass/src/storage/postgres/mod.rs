@@ -99,7 +99,10 @@ type Tx = super::shared::Tx<Postgres>;
 // PostgreSQL-only statements: row locks, GREATEST() (SQLite's MAX()).
 const SQL_LOCK_REFRESH: &str =
     "SELECT session_id, expires_at, rotated_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE";
-const SQL_NOTE_ACCESS: &str = "UPDATE sessions SET access_expires_at = GREATEST(access_expires_at, $1) WHERE id = $2";
+// `revoked_at IS NULL` in the same statement: an UPDATE waits for a concurrent revocation's
+// row lock and then re-checks the row, so a token is never noted for a revoked session.
+const SQL_NOTE_ACCESS: &str =
+    "UPDATE sessions SET access_expires_at = GREATEST(access_expires_at, $1) WHERE id = $2 AND revoked_at IS NULL";
 const SQL_SUCCESSOR_CURRENT: &str =
     "SELECT 1 FROM refresh_tokens WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2";
 
@@ -168,10 +171,21 @@ impl Storage for PostgresStorage {
         s: &SessionRecord,
         refresh_hash: &str,
         refresh_expires_at: i64,
-    ) -> StorageResult<()> {
+    ) -> StorageResult<bool> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // FOR SHARE holds the owner's row until commit: a concurrent disable (an UPDATE of
+        // that row) waits, and its revocation then sees this session.
+        let disabled: Option<bool> = sqlx::query_scalar("SELECT disabled FROM users WHERE id = $1 FOR SHARE")
+            .bind(&s.user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if disabled != Some(false) {
+            return Ok(false);
+        }
         Q::insert_session(&mut tx, s, refresh_hash, refresh_expires_at).await?;
-        tx.commit().await.map_err(map_err)
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {
@@ -199,9 +213,12 @@ impl Storage for PostgresStorage {
                     .map_err(map_err)?;
                 let expires_at = (req.now + req.refresh_ttl_secs).min(session.expires_at);
                 Q::insert_refresh(&mut *tx, req.successor_hash, &sid, req.now, expires_at).await?;
-                sqlx::query(
+                // The session was read without a lock: a revocation may have committed since.
+                // Re-checked in the UPDATE itself (see SQL_NOTE_ACCESS); dropping `tx` rolls
+                // the rotation back.
+                let noted = sqlx::query(
                     "UPDATE sessions SET last_used_at = $1, access_expires_at = GREATEST(access_expires_at, $2) \
-                     WHERE id = $3",
+                     WHERE id = $3 AND revoked_at IS NULL",
                 )
                 .bind(req.now)
                 .bind(req.access_expires_at)
@@ -209,6 +226,9 @@ impl Storage for PostgresStorage {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+                if noted.rows_affected() != 1 {
+                    return Ok(Rotation::Invalid);
+                }
                 Rotation::Rotated(SessionRecord { last_used_at: req.now, ..session })
             }
             Some(at) => {
@@ -219,12 +239,15 @@ impl Storage for PostgresStorage {
                     .await
                     .map_err(map_err)?;
                 if req.now - at <= req.grace_secs && successor_current.is_some() {
-                    sqlx::query(SQL_NOTE_ACCESS)
+                    let noted = sqlx::query(SQL_NOTE_ACCESS)
                         .bind(req.access_expires_at)
                         .bind(&sid)
                         .execute(&mut *tx)
                         .await
                         .map_err(map_err)?;
+                    if noted.rows_affected() != 1 {
+                        return Ok(Rotation::Invalid);
+                    }
                     Rotation::Replayed(session)
                 } else {
                     let mut revoked = Q::revoke_in_tx(
@@ -260,9 +283,9 @@ impl Storage for PostgresStorage {
         Ok(outcome)
     }
 
-    async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<()> {
-        sqlx::query(SQL_NOTE_ACCESS).bind(exp).bind(sid).execute(&self.pool).await.map_err(map_err)?;
-        Ok(())
+    async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<bool> {
+        let r = sqlx::query(SQL_NOTE_ACCESS).bind(exp).bind(sid).execute(&self.pool).await.map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn session(&self, sid: &str) -> StorageResult<Option<SessionRecord>> {

@@ -152,25 +152,37 @@ impl Storage for SqliteStorage {
         s: &SessionRecord,
         refresh_hash: &str,
         refresh_expires_at: i64,
-    ) -> StorageResult<()> {
+    ) -> StorageResult<bool> {
+        // The write lock taken by BEGIN IMMEDIATE keeps a concurrent disable out until commit.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let disabled: Option<bool> = sqlx::query_scalar("SELECT disabled FROM users WHERE id = $1")
+            .bind(&s.user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if disabled != Some(false) {
+            return Ok(false);
+        }
         Q::insert_session(&mut tx, s, refresh_hash, refresh_expires_at).await?;
-        tx.commit().await.map_err(map_err)
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {
         self.rotator.rotate(req).await
     }
 
-    async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<()> {
+    async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<bool> {
         // SQLite's two-argument MAX() is PostgreSQL's GREATEST().
-        sqlx::query("UPDATE sessions SET access_expires_at = MAX(access_expires_at, ?1) WHERE id = ?2")
-            .bind(exp)
-            .bind(sid)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        let r = sqlx::query(
+            "UPDATE sessions SET access_expires_at = MAX(access_expires_at, ?1) WHERE id = ?2 AND revoked_at IS NULL",
+        )
+        .bind(exp)
+        .bind(sid)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn session(&self, sid: &str) -> StorageResult<Option<SessionRecord>> {
