@@ -61,7 +61,7 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 .password_policy()
                 .check(&password, user.username.as_str(), "password")
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (_, ended) = core.set_password(&by, &user, &password, "password_reset").await.map_err(fail)?;
+            let ended = core.set_password(&by, &user, &password, "password_reset").await.map_err(fail)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "password of {} changed; {ended} session(s) ended", user.username)?;
             if generated {

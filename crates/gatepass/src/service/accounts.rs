@@ -6,10 +6,11 @@ use gatepass_verify::AccessClaims;
 
 use super::{Actor, AuthService, ClientInfo, Core, TokenGrant, event, now};
 use crate::auth::ratelimit::{self, Action};
+use crate::auth::refresh::RefreshTokens;
 use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
-use crate::storage::{SessionFilter, StorageError};
+use crate::storage::{PasswordReplace, StorageError};
 
 impl Core {
     /// The rules for new passwords in force now (the minimum length is a runtime setting).
@@ -74,15 +75,29 @@ impl Core {
     ///
     /// # Errors
     /// [`Error::NotFound`] when the account vanished; storage errors.
-    pub async fn set_password(&self, by: &Actor, user: &User, new: &Password, event: &str) -> Result<(String, usize)> {
+    pub async fn set_password(&self, by: &Actor, user: &User, new: &Password, event: &str) -> Result<usize> {
         let hash = self.hasher.hash(new).await?;
-        if !self.storage.set_password_hash(&user.id, &hash, now()).await? {
-            return Err(Error::NotFound);
-        }
-        let ended = self.revoke(user.id.as_str(), SessionFilter::All).await?;
+        let change =
+            PasswordReplace { user_id: &user.id, expected_hash: None, new_hash: &hash, now: now(), new_session: None };
+        self.replace_password(by, user, change, event).await?.ok_or(Error::NotFound)
+    }
+
+    /// Runs a password replacement (one storage transaction), puts its revocations in
+    /// force and audits it. `None` when storage refused it (see
+    /// [`crate::storage::Storage::replace_password`]).
+    async fn replace_password(
+        &self,
+        by: &Actor,
+        user: &User,
+        change: PasswordReplace<'_>,
+        event: &str,
+    ) -> Result<Option<usize>> {
+        let Some(revoked) = self.storage.replace_password(change).await? else { return Ok(None) };
+        let ended = revoked.len();
+        self.apply_revocations(revoked);
         let detail = serde_json::json!({ "sessions_ended": ended });
         self.audit(by.event(event).subject(user.id.as_str()).detail(detail)).await;
-        Ok((hash, ended))
+        Ok(Some(ended))
     }
 }
 
@@ -128,8 +143,25 @@ impl AuthService {
                 return Err(e);
             }
         };
+        // The new hash, the end of every session and the new session are one transaction,
+        // and it only applies while the hash is the one just checked: of several changes
+        // racing from the same current password, one wins and the others are refused.
+        let hash = self.core.hasher.hash(&new).await?;
         let by = Actor::user(user.id.as_str(), client);
-        let (hash, _) = self.core.set_password(&by, &user, &new, "password_changed").await?;
-        self.start_session(User { password_hash: hash, ..user }, now(), client).await
+        let checked = user.password_hash.clone();
+        let (grant, session, refresh_exp) =
+            self.new_session(User { password_hash: hash.clone(), ..user }, now(), client)?;
+        let refresh_hash = RefreshTokens::hash(&grant.refresh_token);
+        let change = PasswordReplace {
+            user_id: &grant.user.id,
+            expected_hash: Some(&checked),
+            new_hash: &hash,
+            now: now(),
+            new_session: Some((&session, &refresh_hash, refresh_exp)),
+        };
+        match self.core.replace_password(&by, &grant.user, change, "password_changed").await? {
+            Some(_) => Ok(grant),
+            None => Err(Error::InvalidCredentials),
+        }
     }
 }

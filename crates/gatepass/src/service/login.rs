@@ -139,10 +139,25 @@ impl AuthService {
     /// during the hash), and is handed out only if the session is still not revoked when its
     /// expiry is recorded; a revocation after that point outlives it (see
     /// [`crate::storage::Storage::note_access_issued`]).
-    pub async fn reauthenticate(&self, claims: &AccessClaims, password: &str) -> Result<IssuedToken> {
+    ///
+    /// It passes the same gate as a login (rate limits and the account's back-off), and a
+    /// wrong password counts toward that back-off.
+    pub async fn reauthenticate(
+        &self,
+        claims: &AccessClaims,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken> {
+        let account = self.password_gate(Action::Login, &claims.username, client).await?;
         let password = Password::parse_existing(password, "password")?;
         let user = self.current_user(claims).await?;
-        self.check_password(Some(user), &password).await?.map_err(|_| Error::InvalidCredentials)?;
+        let verdict = self.check_password(Some(user), &password).await?;
+        let reason = verdict.as_ref().err().copied();
+        if let Err(e) = self.note_attempt(&account, client, verdict.map_err(|_| Error::InvalidCredentials)) {
+            let ev = event("reauth_failed", FAILURE, client).actor(&claims.sub).subject(&claims.sub);
+            self.core.audit(ev.detail(serde_json::json!({ "reason": reason }))).await;
+            return Err(e);
+        }
         let user = self.current_user(claims).await?;
         if user.disabled {
             return Err(Error::InvalidCredentials);

@@ -74,6 +74,23 @@ impl AuthService {
     /// Starts a session for `user` (who proved who they are at `auth_time`) and issues its
     /// first tokens.
     pub(crate) async fn start_session(&self, user: User, auth_time: i64, client: &ClientInfo) -> Result<TokenGrant> {
+        let (grant, session, refresh_exp) = self.new_session(user, auth_time, client)?;
+        // Refused when the account was disabled or deleted while the password was checked.
+        let refresh_hash = RefreshTokens::hash(&grant.refresh_token);
+        if !self.core.storage.create_session(&session, &refresh_hash, refresh_exp).await? {
+            return Err(Error::InvalidCredentials);
+        }
+        Ok(grant)
+    }
+
+    /// A new session for `user` and its first tokens, not yet stored: the grant, the
+    /// session record and the refresh token's expiry.
+    pub(crate) fn new_session(
+        &self,
+        user: User,
+        auth_time: i64,
+        client: &ClientInfo,
+    ) -> Result<(TokenGrant, SessionRecord, i64)> {
         let t = now();
         let settings = self.settings();
         let sid = uuid::Uuid::now_v7().to_string();
@@ -92,11 +109,7 @@ impl AuthService {
             revoked_at: None,
         };
         let refresh_exp = (t + settings.refresh_token_ttl).min(session.expires_at);
-        // Refused when the account was disabled or deleted while the password was checked.
-        if !self.core.storage.create_session(&session, &RefreshTokens::hash(&refresh_token), refresh_exp).await? {
-            return Err(Error::InvalidCredentials);
-        }
-        Ok(TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl })
+        Ok((TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl }, session, refresh_exp))
     }
 
     /// Rotates a refresh token: returns a new access token and the successor refresh

@@ -89,6 +89,22 @@ pub enum SessionFilter<'a> {
     AllExcept(&'a str),
 }
 
+/// A password change: new hash, every session ended, optionally a new session.
+pub struct PasswordReplace<'a> {
+    /// The account.
+    pub user_id: &'a UserId,
+    /// The hash the account must still have (compare-and-swap); `None` replaces whatever
+    /// is stored (an administrator's reset).
+    pub expected_hash: Option<&'a str>,
+    /// The new hash.
+    pub new_hash: &'a str,
+    /// When.
+    pub now: i64,
+    /// A session to start for the account (with its first refresh token hash and that
+    /// token's expiry) once the others have ended; refused while the account is disabled.
+    pub new_session: Option<(&'a SessionRecord, &'a str, i64)>,
+}
+
 /// A refresh-token rotation request.
 #[derive(Debug, Clone)]
 pub struct RotateRequest<'a> {
@@ -157,6 +173,11 @@ pub trait Storage: AuditStore + ChangeFeed + KeyStore + RevocationFeed + Send + 
     async fn count_users(&self) -> StorageResult<i64>;
     /// Replaces a password hash; false when the user does not exist.
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StorageResult<bool>;
+    /// Replaces an account's password hash, ends every session of the account and
+    /// optionally starts a new one, in one transaction (see [`PasswordReplace`]). `None`,
+    /// with nothing changed, when the account is gone, its hash is no longer the expected
+    /// one (another change won), or a session was asked for and the account is disabled.
+    async fn replace_password(&self, req: PasswordReplace<'_>) -> StorageResult<Option<Vec<RevokedSession>>>;
     /// Applies `patch`; false when the user does not exist.
     async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<bool>;
     /// Deletes an account; its sessions' tokens are revoked as [`Revocation::UserDeleted`].

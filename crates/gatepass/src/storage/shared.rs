@@ -203,6 +203,39 @@ where
     }
 
     /// Inserts a session and its first refresh token inside `tx`.
+    /// [`super::Storage::replace_password`] inside `tx`, which the caller begins (with the
+    /// backend's write lock) and commits only on `Some`.
+    pub(super) async fn replace_password_in_tx(
+        tx: &mut Tx<DB>,
+        req: &super::PasswordReplace<'_>,
+    ) -> StorageResult<Option<Vec<RevokedSession>>> {
+        // Compare-and-swap: of racing changes from one current password, one matches. On
+        // PostgreSQL a loser waits for the winner's row lock and then re-checks the hash.
+        // A new session needs an enabled account; the row stays locked until commit, so a
+        // concurrent disable waits and then ends that session too.
+        let r = sqlx::query::<DB>(
+            "UPDATE users SET password_hash = $1, updated_at = $2 \
+             WHERE id = $3 AND (CAST($4 AS TEXT) IS NULL OR password_hash = $4) AND ($5 = 0 OR NOT disabled)",
+        )
+        .bind(req.new_hash)
+        .bind(req.now)
+        .bind(req.user_id.as_str())
+        .bind(req.expected_hash)
+        .bind(i64::from(req.new_session.is_some()))
+        .execute(&mut **tx)
+        .await
+        .map_err(DB::map_err)?;
+        if DB::rows_affected(&r) != 1 {
+            return Ok(None);
+        }
+        let revoked =
+            Self::revoke_in_tx(tx, req.user_id.as_str(), SessionFilter::All, req.now, Revocation::Revoked).await?;
+        if let Some((session, refresh_hash, refresh_expires_at)) = req.new_session {
+            Self::insert_session(tx, session, refresh_hash, refresh_expires_at).await?;
+        }
+        Ok(Some(revoked))
+    }
+
     pub(super) async fn insert_session(
         tx: &mut Tx<DB>,
         s: &SessionRecord,

@@ -361,3 +361,24 @@ async fn shutdown_finishes_in_flight_requests() {
     let app = app.restart().await;
     app.login("kate", "correct horse staple").await;
 }
+
+#[tokio::test]
+async fn step_up_passes_the_login_gate_and_its_failures_count() {
+    let app = TestApp::spawn().await;
+    app.register("stepper", "a-long-password").await;
+    let (cookie, csrf) = crate::races::cookie_login(&app, "stepper", "a-long-password").await;
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        statuses.push(crate::races::reauth(&app, &cookie, &csrf, "wrong password!").await.status().as_u16());
+    }
+    assert_eq!(statuses[0], 401, "{statuses:?}");
+    let guesses = statuses.iter().filter(|s| **s == 401).count();
+    assert!(guesses <= 10, "{guesses} guesses before the back-off: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // The failures are the account's: its login is held back as well.
+    expect_429(login_raw(&app, "stepper", "a-long-password", None).await).await;
+    let audit: Value =
+        app.get_auth("/api/admin/audit?event=reauth_failed", app.operator()).await.json().await.expect("json");
+    assert_eq!(audit["entries"].as_array().expect("entries").len(), guesses);
+    assert_eq!(audit["entries"][0]["detail"]["reason"], "wrong_password");
+}

@@ -78,7 +78,7 @@ async fn refresh_racing_logout_never_outlives_the_logout() {
 }
 
 /// `?cookie=true` login: the `Cookie` header and the CSRF token of the new browser session.
-async fn cookie_login(app: &TestApp, username: &str, password: &str) -> (String, String) {
+pub(crate) async fn cookie_login(app: &TestApp, username: &str, password: &str) -> (String, String) {
     let r = app.post("/api/login?cookie=true", json!({ "username": username, "password": password })).await;
     assert_eq!(r.status(), 200);
     let cookies: Vec<String> = r
@@ -89,6 +89,19 @@ async fn cookie_login(app: &TestApp, username: &str, password: &str) -> (String,
         .collect();
     let csrf = cookies.iter().find_map(|c| c.strip_prefix("csrf_token=")).expect("csrf cookie").to_owned();
     (cookies.join("; "), csrf)
+}
+
+/// Step-up (`POST /ui/reauth`) from the browser session `cookie`.
+pub(crate) async fn reauth(app: &TestApp, cookie: &str, csrf: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/ui/reauth"))
+        .header("cookie", cookie)
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("csrf_token", csrf), ("password", password)])
+        .send()
+        .await
+        .expect("request")
 }
 
 /// The JWT among a response's `Set-Cookie` values.
@@ -114,18 +127,11 @@ async fn step_up_racing_a_demotion_never_outlives_the_demotion() {
     lengthen_access_tokens(&app).await;
     let mut issued = Vec::new();
     for (user, (cookie, csrf)) in admins {
-        let reauth = app
-            .client
-            .post(app.url("/ui/reauth"))
-            .header("cookie", &cookie)
-            .header("origin", "null")
-            .header("sec-fetch-site", "same-origin")
-            .form(&[("csrf_token", csrf.as_str()), ("password", "a-long-password")])
-            .send();
+        let reauth = reauth(&app, &cookie, &csrf, "a-long-password");
         let demote = app.patch_auth(&user, app.operator(), json!({ "roles": [] }));
         let (reauth, demote) = tokio::join!(reauth, demote);
         assert_eq!(demote.status(), 200);
-        if let Some(token) = access_cookie(&reauth.expect("request")) {
+        if let Some(token) = access_cookie(&reauth) {
             issued.push(token);
         }
     }
@@ -177,4 +183,37 @@ async fn is_password(app: &TestApp, password: &str) -> bool {
     let pw = gatepass::domain::Password::parse_existing(password, "password").expect("length");
     let verdict = app.state.service.core().hasher().verify(&pw, Some(&user.password_hash)).await.expect("verify");
     !matches!(verdict, gatepass::auth::passwords::Verified::No)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_password_changes_racing_from_one_password_at_most_one_wins() {
+    const RACERS: usize = 10;
+    let app = spawn().await;
+    app.register("changer", "password-gen-0").await;
+    let mut current = "password-gen-0".to_owned();
+    for round in 0..ROUNDS / RACERS {
+        let grant = app.login("changer", &current).await;
+        let access = s(&grant, "access_token").to_owned();
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..RACERS {
+            let body = json!({ "current_password": current, "new_password": format!("password-gen-{round}-{i}") });
+            let request = app.client.post(app.url("/api/password")).bearer_auth(&access).json(&body);
+            set.spawn(async move { (i, request.send().await.expect("request").status().as_u16()) });
+        }
+        let mut statuses = vec![0; RACERS];
+        while let Some(done) = set.join_next().await {
+            let (i, status) = done.expect("task");
+            statuses[i] = status;
+        }
+        let winners: Vec<usize> = (0..RACERS).filter(|i| statuses[*i] == 200).collect();
+        assert!(winners.len() <= 1, "round {round}: {statuses:?}");
+        assert!(statuses.iter().all(|s| [200, 401].contains(s)), "round {round}: {statuses:?}");
+        if let Some(i) = winners.first() {
+            current = format!("password-gen-{round}-{i}");
+        }
+        // Exactly the winner's password (or the old one, if none won) opens the account.
+        app.login("changer", &current).await;
+        let live = app.storage.live_sessions(&s(&grant["user"], "id"), gatepass::domain::clock::now()).await;
+        assert!(live.expect("read").len() <= 2, "the losers started no sessions");
+    }
 }

@@ -376,6 +376,7 @@ struct ReauthForm {
     responses(FormRedirect, FormPasswordErrors))]
 async fn reauth(
     State(state): State<AppState>,
+    Client(client): Client,
     SignedInForm { claims, form: f }: SignedInForm<ReauthForm>,
 ) -> Result<Response> {
     let password = f.password.unwrap_or_default();
@@ -384,7 +385,7 @@ async fn reauth(
         let errors = refused("Enter your password.");
         return Ok(home_page(&state, &claims, StatusCode::BAD_REQUEST, None, errors).await);
     }
-    match state.service.reauthenticate(&claims, &password).await {
+    match state.service.reauthenticate(&claims, &password, &client).await {
         Ok(access) => {
             let mut headers = HeaderMap::new();
             let max_age = access.claims.exp - access.claims.iat;

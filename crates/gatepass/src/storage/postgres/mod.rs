@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use super::shared::{Backend, Shared};
 use super::{
-    RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError, StorageResult,
-    UserPatch,
+    PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError,
+    StorageResult, UserPatch,
 };
 use crate::domain::{Revocation, User, UserId};
 use crate::storage::audit::AuditEvent;
@@ -143,6 +143,15 @@ impl Storage for PostgresStorage {
 
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StorageResult<bool> {
         Q::set_password_hash(&self.pool, id, hash, now).await
+    }
+
+    async fn replace_password(&self, req: PasswordReplace<'_>) -> StorageResult<Option<Vec<RevokedSession>>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let out = Q::replace_password_in_tx(&mut tx, &req).await?;
+        if out.is_some() {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(out)
     }
 
     async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<bool> {

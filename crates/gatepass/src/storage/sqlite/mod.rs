@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use super::shared::{Backend, Shared};
 use super::{
-    RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError, StorageResult,
-    UserPatch,
+    PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError,
+    StorageResult, UserPatch,
 };
 use crate::domain::{Revocation, User, UserId};
 
@@ -131,6 +131,15 @@ impl Storage for SqliteStorage {
 
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StorageResult<bool> {
         Q::set_password_hash(&self.writer, id, hash, now).await
+    }
+
+    async fn replace_password(&self, req: PasswordReplace<'_>) -> StorageResult<Option<Vec<RevokedSession>>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let out = Q::replace_password_in_tx(&mut tx, &req).await?;
+        if out.is_some() {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(out)
     }
 
     async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<bool> {
