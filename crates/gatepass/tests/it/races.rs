@@ -213,7 +213,7 @@ async fn of_password_changes_racing_from_one_password_at_most_one_wins() {
         }
         // Exactly the winner's password (or the old one, if none won) opens the account.
         app.login("changer", &current).await;
-        let live = app.storage.live_sessions(&s(&grant["user"], "id"), gatepass::domain::clock::now()).await;
+        let live = app.storage.live_sessions(s(&grant["user"], "id"), gatepass::domain::clock::now()).await;
         assert!(live.expect("read").len() <= 2, "the losers started no sessions");
     }
 }
