@@ -32,8 +32,18 @@ pub struct AccessClaims {
     /// When the user last proved their password (seconds since the Unix epoch).
     pub auth_time: i64,
     /// Audience, present when the server is configured with one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_string")]
     pub aud: Option<String>,
+}
+
+/// For an optional registered claim: absent is `None` (with `#[serde(default)]`), but a
+/// claim that is present must have its RFC 7519 type, so `"aud": null` or a number is a
+/// malformed token rather than "no audience".
+///
+/// # Errors
+/// Any JSON value but a string.
+pub fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 impl AccessClaims {

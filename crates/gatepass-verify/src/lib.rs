@@ -36,7 +36,7 @@ mod remote;
 mod strict;
 mod verifier;
 
-pub use claims::{ACCESS_TOKEN_TYP, AccessClaims, TimedClaims};
+pub use claims::{ACCESS_TOKEN_TYP, AccessClaims, TimedClaims, present_string};
 pub use error::VerifyError;
 pub use jwks::{MAX_JWKS_LEN, key_from_jwk, keys_from_jwks};
 #[cfg(feature = "remote")]

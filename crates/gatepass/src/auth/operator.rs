@@ -40,7 +40,7 @@ pub struct OperatorClaims {
     /// The boot id of the process that minted it.
     pub boot: String,
     /// Audience, when the server is configured with one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "gatepass_verify::present_string")]
     pub aud: Option<String>,
 }
 

@@ -310,6 +310,9 @@ fn token_cases(app: &TestApp, valid: &str) -> Vec<Case> {
         bearer("expired", resign(json!({"exp": 1, "iat": 0, "nbf": 0})), "token_expired"),
         bearer("wrong issuer", resign(json!({"iss": "evil"})), "token_invalid"),
         bearer("unexpected audience", resign(json!({"aud": "other"})), "token_invalid"),
+        bearer("audience null", resign(json!({"aud": null})), "token_invalid"),
+        bearer("audience as number", resign(json!({"aud": 7})), "token_invalid"),
+        bearer("audience as array", resign(json!({"aud": ["other"]})), "token_invalid"),
         bearer("oversized token", format!("{h}.{}.{sig}", "A".repeat(9000)), "token_malformed"),
     ];
     for alg in ["none", "None", "NONE", "nOnE"] {
