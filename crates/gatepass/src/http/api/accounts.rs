@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::{Delivery, UserView, token_response};
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
-use crate::http::extract::{Auth, Client, JsonBody, JsonOrForm, QueryParams};
+use crate::http::extract::{Auth, Client, Cookies, JsonBody, JsonOrForm, QueryParams};
 use crate::http::openapi::{
     AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedIn, Unauthorized, with_alias,
 };
@@ -106,6 +106,7 @@ async fn register(
     State(state): State<AppState>,
     Client(client): Client,
     QueryParams(q): QueryParams<DeliveryQuery>,
+    Cookies(cookies): Cookies,
     headers: HeaderMap,
     body: JsonOrForm<RegisterRequest>,
 ) -> Result<Response> {
@@ -114,7 +115,7 @@ async fn register(
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
     let grant = state.service.register(username, password, req.email.as_deref(), &client).await?;
-    let delivery = if q.cookie || body.from_form { Delivery::Cookies } else { Delivery::Body };
+    let delivery = if q.cookie || body.from_form { Delivery::Cookies(cookies) } else { Delivery::Body };
     Ok(token_response(&state, StatusCode::CREATED, "User created successfully", &grant, delivery))
 }
 
@@ -129,6 +130,7 @@ async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     QueryParams(q): QueryParams<DeliveryQuery>,
+    Cookies(cookies): Cookies,
     headers: HeaderMap,
     body: JsonOrForm<LoginRequest>,
 ) -> Result<Response> {
@@ -137,7 +139,7 @@ async fn login(
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
     let grant = state.service.login(username, password, &client).await?;
-    let delivery = if q.cookie || body.from_form { Delivery::Cookies } else { Delivery::Body };
+    let delivery = if q.cookie || body.from_form { Delivery::Cookies(cookies) } else { Delivery::Body };
     Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery))
 }
 
@@ -205,6 +207,7 @@ impl PasswordRequest {
 async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,
+    Cookies(cookies): Cookies,
     auth: Auth,
     JsonBody(req): JsonBody<PasswordRequest>,
 ) -> Result<Response> {
@@ -212,7 +215,7 @@ async fn change_password(
     let new = required(&req.new_password, "new_password")?;
     let grant = state.service.change_password(&auth.claims, current, new, &client).await?;
     let delivery = match auth.source {
-        gatepass_verify::TokenSource::Cookie => Delivery::Cookies,
+        gatepass_verify::TokenSource::Cookie => Delivery::Cookies(cookies),
         gatepass_verify::TokenSource::Header => Delivery::Body,
     };
     Ok(token_response(&state, StatusCode::OK, "Password changed; other sessions ended", &grant, delivery))

@@ -13,7 +13,7 @@ use super::{Delivery, rfc3339, token_response};
 use crate::auth::ratelimit::Action;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::{Auth, Client, PathParam, QueryParams, RawBody};
+use crate::http::extract::{Auth, Client, Cookies, PathParam, QueryParams, RawBody};
 use crate::http::openapi::{AccessErrors, AuthErrors, BadRequest, GrantErrors, NotFound, Refreshed, Unauthorized};
 use crate::http::{AppState, csrf};
 use crate::service::LogoutScope;
@@ -43,6 +43,7 @@ pub struct RefreshRequest {
 async fn refresh(
     State(state): State<AppState>,
     Client(client): Client,
+    Cookies(cookies): Cookies,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response> {
@@ -65,12 +66,11 @@ async fn refresh(
     let (token, delivery) = match from_body {
         Some(t) => (t, Delivery::Body),
         None => {
-            let cookie =
-                CookieSettings::get(&headers, state.cookies.refresh_name()).ok_or(Error::RefreshTokenRequired)?;
+            let cookie = CookieSettings::get(&headers, cookies.refresh_name()).ok_or(Error::RefreshTokenRequired)?;
             if !csrf::same_origin(&headers) {
                 return Err(Error::CsrfFailed);
             }
-            (cookie, Delivery::Cookies)
+            (cookie, Delivery::Cookies(cookies))
         }
     };
     let grant = state.service.refresh(&token, &client).await?;
@@ -121,6 +121,7 @@ pub struct Ended {
 async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
+    Cookies(cookies): Cookies,
     auth: Auth,
     QueryParams(q): QueryParams<LogoutQuery>,
 ) -> Result<Response> {
@@ -132,7 +133,7 @@ async fn logout(
     let ended = state.service.logout(&auth.claims, scope, &client).await?;
     let mut headers = HeaderMap::new();
     if scope != LogoutScope::Others {
-        state.cookies.clear_session(&mut headers);
+        cookies.clear_session(&mut headers);
     }
     Ok((headers, Json(Ended { message: "Logged out successfully", sessions_ended: ended })).into_response())
 }
