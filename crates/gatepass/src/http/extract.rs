@@ -130,10 +130,11 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+        let cookies = cookie_settings(&parts.extensions, &parts.headers, app);
         let (token, source) = token_from_headers(&parts.headers)?.ok_or(Error::TokenMissing)?;
         let claims = app.service.authenticate(&token)?;
         if source == TokenSource::Cookie {
-            crate::http::csrf::check(parts, app, &claims.sid)?;
+            crate::http::csrf::check(parts, app, cookies, &claims.sid)?;
         }
         Ok(Auth { claims, source })
     }

@@ -2,7 +2,7 @@
 //! cookie names are read, the origin check (scheme, allowed origins, `Sec-Fetch-Site`)
 //! and the CSRF token on cookie refreshes, driven over HTTP.
 
-use crate::common::TestApp;
+use crate::common::{TestApp, expect_error};
 use reqwest::header::SET_COOKIE;
 use serde_json::json;
 
@@ -103,4 +103,120 @@ async fn forwarded_proto_from_an_untrusted_peer_is_ignored() {
     app.register("cid", PASSWORD).await;
     let cookies = cookie_login(&app, "cid", &[("x-forwarded-proto", "https")]).await;
     assert_eq!(names(&cookies), PLAIN_NAMES);
+}
+
+/// A browser's cookies for one origin: name → value (the refresh cookie only goes to
+/// `/api/refresh…`, like a browser would send it).
+#[derive(Default)]
+struct Jar(std::collections::BTreeMap<String, String>);
+
+impl Jar {
+    fn absorb(&mut self, cookies: &[(String, String, bool)]) {
+        for (name, value, _) in cookies {
+            if value.is_empty() {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.clone(), value.clone());
+            }
+        }
+    }
+
+    fn header_for(&self, path: &str) -> String {
+        self.0
+            .iter()
+            .filter(|(name, _)| !name.contains("refresh") || path.starts_with("/api/refresh"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn csrf(&self) -> &str {
+        &self.0["csrf_token"]
+    }
+}
+
+/// A cookie-mode POST to `path` with the jar, `headers` and the jar's CSRF token.
+async fn post(app: &TestApp, jar: &Jar, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut rb =
+        app.client.post(app.url(path)).header("cookie", jar.header_for(path)).header("x-csrf-token", jar.csrf());
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    rb.send().await.unwrap()
+}
+
+const FRONTEND: &str = "https://app.example.com";
+
+#[tokio::test]
+async fn a_frontend_on_an_allowed_origin_can_use_cookie_mode() {
+    let app = TestApp::spawn_with(&["--cors-origins", FRONTEND]).await;
+    app.register("dee", PASSWORD).await;
+    let from_frontend = [("origin", FRONTEND), ("sec-fetch-site", "cross-site")];
+    let mut jar = Jar::default();
+    jar.absorb(&cookie_login(&app, "dee", &from_frontend).await);
+
+    let r = app.client.get(app.url("/api/profile")).header("cookie", jar.header_for("/api/profile"));
+    assert_eq!(r.header("origin", FRONTEND).send().await.unwrap().status(), 200);
+
+    let r = post(&app, &jar, "/api/refresh", &from_frontend).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(r.headers()["access-control-allow-origin"], FRONTEND);
+    let rotated = set_cookies(&r);
+    assert_ne!(cookie(&rotated, "refresh_token"), jar.0["refresh_token"]);
+    jar.absorb(&rotated);
+
+    // Another origin is refused, with the right token too, and changes nothing.
+    for foreign in ["https://evil.example.com", "http://app.example.com", "null"] {
+        let from_elsewhere = [("origin", foreign), ("sec-fetch-site", "cross-site")];
+        expect_error(post(&app, &jar, "/api/logout", &from_elsewhere).await, 403, "csrf_failed").await;
+        expect_error(post(&app, &jar, "/api/refresh", &from_elsewhere).await, 403, "csrf_failed").await;
+    }
+    // The allow-list does not excuse the token.
+    let r = app
+        .client
+        .post(app.url("/api/logout"))
+        .header("cookie", jar.header_for("/api/logout"))
+        .header("origin", FRONTEND)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "csrf_failed").await;
+
+    let r = post(&app, &jar, "/api/logout", &from_frontend).await;
+    assert_eq!(r.status(), 200);
+    jar.absorb(&set_cookies(&r));
+    assert!(jar.0.is_empty(), "logout clears the cookies: {:?}", jar.0);
+}
+
+#[tokio::test]
+async fn allowed_origins_do_not_open_the_html_forms() {
+    let app = TestApp::spawn_with(&["--cors-origins", FRONTEND]).await;
+    let r = app
+        .client
+        .post(app.url("/ui/register"))
+        .header("origin", FRONTEND)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("username", "eve"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "csrf_failed").await;
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_even_with_sec_fetch_site_same_origin() {
+    let app = TestApp::spawn().await;
+    app.register("fay", PASSWORD).await;
+    let mut jar = Jar::default();
+    jar.absorb(&cookie_login(&app, "fay", &[]).await);
+    let this_host = app.base.strip_prefix("http://").unwrap().to_owned();
+    let wrong_scheme = format!("https://{this_host}");
+    for origin in ["https://evil.example.com", wrong_scheme.as_str()] {
+        let headers = [("origin", origin), ("sec-fetch-site", "same-origin")];
+        expect_error(post(&app, &jar, "/api/logout", &headers).await, 403, "csrf_failed").await;
+        let headers = [("origin", origin)];
+        expect_error(post(&app, &jar, "/api/logout", &headers).await, 403, "csrf_failed").await;
+    }
+    let r = post(&app, &jar, "/api/logout", &[("origin", &app.base), ("sec-fetch-site", "same-origin")]).await;
+    assert_eq!(r.status(), 200);
 }

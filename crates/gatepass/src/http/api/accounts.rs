@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::{Delivery, UserView, token_response};
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
+use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Auth, Client, Cookies, JsonBody, JsonOrForm, QueryParams};
 use crate::http::openapi::{
     AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedIn, Unauthorized, with_alias,
@@ -87,8 +88,8 @@ fn required<'a>(value: &'a Option<String>, field: &'static str) -> Result<&'a st
 
 /// Login CSRF (GP-26): a form post that a browser sent from another site is refused.
 /// Seed 001's scripted clients send neither `Origin` nor `Sec-Fetch-Site` and still pass.
-fn refuse_cross_site_form(headers: &HeaderMap, from_form: bool) -> Result<()> {
-    if from_form && !csrf::same_origin(headers) {
+fn refuse_cross_site_form(headers: &HeaderMap, cookies: CookieSettings, from_form: bool) -> Result<()> {
+    if from_form && !csrf::same_origin(headers, cookies) {
         return Err(Error::CsrfFailed);
     }
     Ok(())
@@ -110,7 +111,7 @@ async fn register(
     headers: HeaderMap,
     body: JsonOrForm<RegisterRequest>,
 ) -> Result<Response> {
-    refuse_cross_site_form(&headers, body.from_form)?;
+    refuse_cross_site_form(&headers, cookies, body.from_form)?;
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
@@ -134,7 +135,7 @@ async fn login(
     headers: HeaderMap,
     body: JsonOrForm<LoginRequest>,
 ) -> Result<Response> {
-    refuse_cross_site_form(&headers, body.from_form)?;
+    refuse_cross_site_form(&headers, cookies, body.from_form)?;
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;

@@ -67,7 +67,7 @@ async fn refresh(
         Some(t) => (t, Delivery::Body),
         None => {
             let cookie = CookieSettings::get(&headers, cookies.refresh_name()).ok_or(Error::RefreshTokenRequired)?;
-            if !csrf::same_origin(&headers) {
+            if !csrf::api_origin(&headers, cookies, &state.allowed_origins) {
                 return Err(Error::CsrfFailed);
             }
             (cookie, Delivery::Cookies(cookies))

@@ -100,19 +100,20 @@ impl FormBody {
     }
 }
 
-fn require_same_origin(headers: &HeaderMap) -> Result<()> {
-    if csrf::same_origin_required(headers) { Ok(()) } else { Err(Error::CsrfFailed) }
+fn require_same_origin(req: &Request, state: &AppState) -> Result<()> {
+    let cookies = cookie_settings(req.extensions(), req.headers(), state);
+    if csrf::same_origin_required(req.headers(), cookies) { Ok(()) } else { Err(Error::CsrfFailed) }
 }
 
 /// A form post that needs no session (login, registration, page renewal): same origin
 /// first, so a cross-site post learns nothing, then the form.
 pub struct SameOriginForm<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for SameOriginForm<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for SameOriginForm<T> {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self> {
-        require_same_origin(req.headers())?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self> {
+        require_same_origin(&req, state)?;
         FormBody::read(req, state).await?.parse().map(SameOriginForm)
     }
 }
@@ -154,7 +155,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for SignedInForm<T> {
     type Rejection = FormRejection;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, FormRejection> {
-        require_same_origin(req.headers())?;
+        require_same_origin(&req, state)?;
         let cookies = cookie_settings(req.extensions(), req.headers(), state);
         let claims = match page_session(state, cookies, req.headers()) {
             PageSession::Active(claims) => claims,
