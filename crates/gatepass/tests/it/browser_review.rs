@@ -220,3 +220,27 @@ async fn a_foreign_origin_is_refused_even_with_sec_fetch_site_same_origin() {
     let r = post(&app, &jar, "/api/logout", &[("origin", &app.base), ("sec-fetch-site", "same-origin")]).await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_cookie_refresh_needs_the_sessions_csrf_token() {
+    let app = TestApp::spawn().await;
+    app.register("gus", PASSWORD).await;
+    let mut jar = Jar::default();
+    jar.absorb(&cookie_login(&app, "gus", &[]).await);
+    let mut other = Jar::default();
+    other.absorb(&cookie_login(&app, "gus", &[]).await);
+    let refresh = |token: Option<&str>| {
+        let mut rb = app.client.post(app.url("/api/refresh")).header("cookie", jar.header_for("/api/refresh"));
+        if let Some(t) = token {
+            rb = rb.header("x-csrf-token", t);
+        }
+        rb.send()
+    };
+    expect_error(refresh(None).await.unwrap(), 403, "csrf_failed").await;
+    expect_error(refresh(Some(other.csrf())).await.unwrap(), 403, "csrf_failed").await;
+    expect_error(refresh(Some("x")).await.unwrap(), 403, "csrf_failed").await;
+    // Nothing was rotated: the same refresh cookie still works, once, with the token.
+    let r = refresh(Some(jar.csrf())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(set_cookies(&r).iter().any(|(n, v, _)| n == "refresh_token" && !v.is_empty()));
+}

@@ -63,17 +63,20 @@ async fn refresh(
             serde_json::from_slice(&body).map_err(|e| Error::InvalidJson(e.to_string()))?;
         req.and_then(|r| r.refresh_token).filter(|t| !t.is_empty())
     };
-    let (token, delivery) = match from_body {
-        Some(t) => (t, Delivery::Body),
+    let (grant, delivery) = match from_body {
+        Some(token) => (state.service.refresh(&token, &client).await?, Delivery::Body),
         None => {
             let cookie = CookieSettings::get(&headers, cookies.refresh_name()).ok_or(Error::RefreshTokenRequired)?;
+            // A cookie refresh is a cookie-authenticated state change like any other: same
+            // origin rule, and the CSRF token of the session the refresh cookie belongs to.
             if !csrf::api_origin(&headers, cookies, &state.allowed_origins) {
                 return Err(Error::CsrfFailed);
             }
-            (cookie, Delivery::Cookies(cookies))
+            let presented = headers.get(csrf::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let grant = state.service.refresh_bound(&cookie, &client, |sid| state.csrf.verify(sid, presented)).await?;
+            (grant, Delivery::Cookies(cookies))
         }
     };
-    let grant = state.service.refresh(&token, &client).await?;
     Ok(token_response(&state, StatusCode::OK, "Token refreshed", &grant, delivery))
 }
 
