@@ -131,7 +131,14 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
         let cookies = cookie_settings(&parts.extensions, &parts.headers, app);
-        let (token, source) = token_from_headers(&parts.headers)?.ok_or(Error::TokenMissing)?;
+        // Only the configured cookie name counts: with `__Host-` names in force, a plain
+        // `session` cookie may have been tossed in from a sibling domain.
+        let (token, source) = if parts.headers.contains_key(header::AUTHORIZATION) {
+            token_from_headers(&parts.headers)?.ok_or(Error::TokenMissing)?
+        } else {
+            let token = CookieSettings::get(&parts.headers, cookies.session_name()).ok_or(Error::TokenMissing)?;
+            (token, TokenSource::Cookie)
+        };
         let claims = app.service.authenticate(&token)?;
         if source == TokenSource::Cookie {
             crate::http::csrf::check(parts, app, cookies, &claims.sid)?;

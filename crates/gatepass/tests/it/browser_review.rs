@@ -244,3 +244,14 @@ async fn a_cookie_refresh_needs_the_sessions_csrf_token() {
     assert_eq!(r.status(), 200);
     assert!(set_cookies(&r).iter().any(|(n, v, _)| n == "refresh_token" && !v.is_empty()));
 }
+
+#[tokio::test]
+async fn with_host_prefixed_names_a_plain_session_cookie_is_ignored() {
+    let app = TestApp::spawn_with(&["--cookie-secure", "true"]).await;
+    let body = app.register("hal", PASSWORD).await;
+    let token = crate::common::s(&body, "access_token");
+    let r = app.client.get(app.url("/api/profile")).header("cookie", format!("session={token}")).send().await;
+    expect_error(r.unwrap(), 401, "token_missing").await;
+    let r = app.client.get(app.url("/api/profile")).header("cookie", format!("__Host-session={token}")).send().await;
+    assert_eq!(r.unwrap().status(), 200);
+}
