@@ -13,7 +13,7 @@ use crate::auth::passwords::HashCost;
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs, secs};
-use crate::http::{self, AppState, cookies::CookieSettings};
+use crate::http::{self, AppState, cookies::CookiePolicy};
 use crate::service::{AuthService, Core, KeyManagement, RuntimeSettings, SessionPolicy, sync};
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 
@@ -172,12 +172,17 @@ impl Application {
         let service = build_service(&args, storage).await?;
         let secret = config::signing_secret(&args.security, &args.store.data_dir)?;
         let listener = TcpListener::bind(args.listen).await?;
-        let secure = args.cookie_secure.unwrap_or(!args.listen.ip().is_loopback());
+        let cookies = CookiePolicy {
+            explicit: args.cookie_secure,
+            always_https: !args.listen.ip().is_loopback()
+                || args.security.issuer.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")),
+        };
         let (operator, operator_token) = operator_token(&args, &service)?;
         let state = AppState {
             service,
             csrf: Arc::new(CsrfTokens::new(secret.expose_secret().as_bytes())),
-            cookies: CookieSettings { secure },
+            cookies,
+            allowed_origins: args.abuse.cors_origins.iter().filter(|o| o.as_str() != "null").cloned().collect(),
             started_at: Instant::now(),
             metrics_token: args.metrics_token.as_ref().map(|t| Arc::from(t.expose_secret())),
             operator,

@@ -116,7 +116,9 @@ pub struct ServeArgs {
     /// Whether anyone may register (changeable at run time).
     #[arg(long, env = "GATEPASS_REGISTRATION_OPEN", default_value_t = true, action = clap::ArgAction::Set)]
     pub registration_open: bool,
-    /// Mark cookies `Secure` and use `__Host-` names. Default: on unless listening on loopback.
+    /// Mark cookies `Secure` and use `__Host-` names. Default: on when listening beyond
+    /// loopback, when the issuer is an `https://` URL, or for requests a trusted proxy
+    /// marks `X-Forwarded-Proto: https`.
     #[arg(long, env = "GATEPASS_COOKIE_SECURE", action = clap::ArgAction::Set)]
     pub cookie_secure: Option<bool>,
     /// How recently the password must have been entered for sensitive actions.

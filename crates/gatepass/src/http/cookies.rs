@@ -1,12 +1,35 @@
 //! Cookie names and attributes for browser sessions (GP-25).
+//!
+//! Whether cookies are `Secure` (with `__Host-`/`__Secure-` names) is decided per request
+//! by [`CookiePolicy`]: gatepass itself speaks plain HTTP, so it has to be told, or see
+//! from a trusted proxy, that the browser reached it over HTTPS.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
-/// How cookies are named and flagged.
+/// When cookies are `Secure`, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct CookiePolicy {
+    /// `GATEPASS_COOKIE_SECURE`, when set: applies to every request, whatever else says.
+    pub explicit: Option<bool>,
+    /// Every browser is known to reach gatepass over HTTPS: the issuer is an `https://`
+    /// URL, or gatepass listens beyond loopback (where plain HTTP is not supported).
+    pub always_https: bool,
+}
+
+impl CookiePolicy {
+    /// The settings for one request; `forwarded_https` is true when a trusted proxy said
+    /// `X-Forwarded-Proto: https`.
+    pub fn resolve(&self, forwarded_https: bool) -> CookieSettings {
+        CookieSettings { secure: self.explicit.unwrap_or(self.always_https || forwarded_https) }
+    }
+}
+
+/// How cookies are named and flagged for one request.
 #[derive(Debug, Clone, Copy)]
 pub struct CookieSettings {
-    /// Set `Secure` and use `__Host-`/`__Secure-` names. Off only on plain-HTTP loopback,
-    /// where seed 001's clients expect a cookie named `session`.
+    /// Set `Secure` and use `__Host-`/`__Secure-` names. Off only for plain-HTTP
+    /// requests, where seed 001's clients expect a cookie named `session`; it also says
+    /// which scheme this origin has (`https` when on), for the origin check.
     pub secure: bool,
 }
 

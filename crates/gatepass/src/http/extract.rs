@@ -4,13 +4,14 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts};
+use axum::http::{Extensions, HeaderMap, header, request::Parts};
 use gatepass_verify::{AccessClaims, TokenSource, token_from_headers};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::cookies::CookieSettings;
 use crate::limits::TrustedProxies;
 use crate::service::ClientInfo;
 
@@ -129,13 +130,52 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
-        let (token, source) = token_from_headers(&parts.headers)?.ok_or(Error::TokenMissing)?;
+        let cookies = cookie_settings(&parts.extensions, &parts.headers, app);
+        // Only the configured cookie name counts: with `__Host-` names in force, a plain
+        // `session` cookie may have been tossed in from a sibling domain.
+        let (token, source) = if parts.headers.contains_key(header::AUTHORIZATION) {
+            token_from_headers(&parts.headers)?.ok_or(Error::TokenMissing)?
+        } else {
+            let token = CookieSettings::get(&parts.headers, cookies.session_name()).ok_or(Error::TokenMissing)?;
+            (token, TokenSource::Cookie)
+        };
         let claims = app.service.authenticate(&token)?;
         if source == TokenSource::Cookie {
-            crate::http::csrf::check(parts, app, &claims.sid)?;
+            crate::http::csrf::check(parts, app, cookies, &claims.sid)?;
         }
         Ok(Auth { claims, source })
     }
+}
+
+/// The cookie settings of this request (see [`crate::http::cookies::CookiePolicy`]).
+pub struct Cookies(pub CookieSettings);
+
+impl FromRequestParts<AppState> for Cookies {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+        Ok(Cookies(cookie_settings(&parts.extensions, &parts.headers, app)))
+    }
+}
+
+/// Resolves the cookie settings of a request from its extensions and headers.
+pub fn cookie_settings(extensions: &Extensions, headers: &HeaderMap, app: &AppState) -> CookieSettings {
+    app.cookies.resolve(forwarded_https(extensions, headers))
+}
+
+/// True when the peer is a trusted proxy and says the browser used HTTPS. Only the last
+/// `X-Forwarded-Proto` entry counts: it is the one the nearest (trusted) proxy wrote.
+fn forwarded_https(extensions: &Extensions, headers: &HeaderMap) -> bool {
+    let (Some(ConnectInfo(peer)), Some(trusted)) =
+        (extensions.get::<ConnectInfo<SocketAddr>>(), extensions.get::<std::sync::Arc<TrustedProxies>>())
+    else {
+        return false;
+    };
+    if !trusted.trusts(peer.ip()) {
+        return false;
+    }
+    let last = headers.get_all("x-forwarded-proto").iter().next_back().and_then(|v| v.to_str().ok());
+    last.and_then(|v| v.rsplit(',').next()).is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 /// Client IP and user agent of the request.

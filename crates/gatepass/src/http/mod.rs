@@ -44,8 +44,10 @@ pub struct AppState {
     pub service: Arc<AuthService>,
     /// CSRF tokens for cookie-authenticated requests.
     pub csrf: Arc<CsrfTokens>,
-    /// Cookie names and attributes.
-    pub cookies: cookies::CookieSettings,
+    /// When cookies are `Secure` (resolved per request by the `Cookies` extractor).
+    pub cookies: cookies::CookiePolicy,
+    /// Other origins (the CORS allow-list) whose pages may use cookie mode of the JSON API.
+    pub allowed_origins: Arc<[String]>,
     /// Process start, for uptime.
     pub started_at: Instant,
     /// Bearer secret guarding `/metrics`, if configured.

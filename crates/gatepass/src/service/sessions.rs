@@ -161,6 +161,26 @@ impl AuthService {
         Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl })
     }
 
+    /// Like [`Self::refresh`], for a refresh token that arrived in a cookie: first checks,
+    /// without changing anything, that `bound` accepts the session the token belongs to
+    /// (the caller's CSRF token must be that session's), else [`Error::CsrfFailed`]. A
+    /// token that names no live session goes on to [`Self::refresh`], which refuses it.
+    pub async fn refresh_bound(
+        &self,
+        refresh_token: &str,
+        client: &ClientInfo,
+        bound: impl FnOnce(&str) -> bool,
+    ) -> Result<TokenGrant> {
+        if RefreshTokens::looks_valid(refresh_token)
+            && let Some((sid, _)) =
+                self.core.storage.session_of_refresh_token(&RefreshTokens::hash(refresh_token), now()).await?
+            && !bound(&sid)
+        {
+            return Err(Error::CsrfFailed);
+        }
+        self.refresh(refresh_token, client).await
+    }
+
     /// Verifies an access token and checks that its session has not been revoked.
     ///
     /// # Errors

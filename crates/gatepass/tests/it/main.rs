@@ -10,6 +10,7 @@ mod admin;
 mod audit;
 mod browser_csrf;
 mod browser_e2e;
+mod browser_review;
 mod cluster;
 mod config_reference;
 mod demo;

@@ -12,7 +12,8 @@ use utoipa_axum::routes;
 use super::{Delivery, UserView, token_response};
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
-use crate::http::extract::{Auth, Client, JsonBody, JsonOrForm, QueryParams};
+use crate::http::cookies::CookieSettings;
+use crate::http::extract::{Auth, Client, Cookies, JsonBody, JsonOrForm, QueryParams};
 use crate::http::openapi::{
     AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedIn, Unauthorized, with_alias,
 };
@@ -87,8 +88,8 @@ fn required<'a>(value: &'a Option<String>, field: &'static str) -> Result<&'a st
 
 /// Login CSRF (GP-26): a form post that a browser sent from another site is refused.
 /// Seed 001's scripted clients send neither `Origin` nor `Sec-Fetch-Site` and still pass.
-fn refuse_cross_site_form(headers: &HeaderMap, from_form: bool) -> Result<()> {
-    if from_form && !csrf::same_origin(headers) {
+fn refuse_cross_site_form(headers: &HeaderMap, cookies: CookieSettings, from_form: bool) -> Result<()> {
+    if from_form && !csrf::same_origin(headers, cookies) {
         return Err(Error::CsrfFailed);
     }
     Ok(())
@@ -106,15 +107,16 @@ async fn register(
     State(state): State<AppState>,
     Client(client): Client,
     QueryParams(q): QueryParams<DeliveryQuery>,
+    Cookies(cookies): Cookies,
     headers: HeaderMap,
     body: JsonOrForm<RegisterRequest>,
 ) -> Result<Response> {
-    refuse_cross_site_form(&headers, body.from_form)?;
+    refuse_cross_site_form(&headers, cookies, body.from_form)?;
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
     let grant = state.service.register(username, password, req.email.as_deref(), &client).await?;
-    let delivery = if q.cookie || body.from_form { Delivery::Cookies } else { Delivery::Body };
+    let delivery = if q.cookie || body.from_form { Delivery::Cookies(cookies) } else { Delivery::Body };
     Ok(token_response(&state, StatusCode::CREATED, "User created successfully", &grant, delivery))
 }
 
@@ -129,15 +131,16 @@ async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     QueryParams(q): QueryParams<DeliveryQuery>,
+    Cookies(cookies): Cookies,
     headers: HeaderMap,
     body: JsonOrForm<LoginRequest>,
 ) -> Result<Response> {
-    refuse_cross_site_form(&headers, body.from_form)?;
+    refuse_cross_site_form(&headers, cookies, body.from_form)?;
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
     let grant = state.service.login(username, password, &client).await?;
-    let delivery = if q.cookie || body.from_form { Delivery::Cookies } else { Delivery::Body };
+    let delivery = if q.cookie || body.from_form { Delivery::Cookies(cookies) } else { Delivery::Body };
     Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery))
 }
 
@@ -205,6 +208,7 @@ impl PasswordRequest {
 async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,
+    Cookies(cookies): Cookies,
     auth: Auth,
     JsonBody(req): JsonBody<PasswordRequest>,
 ) -> Result<Response> {
@@ -212,7 +216,7 @@ async fn change_password(
     let new = required(&req.new_password, "new_password")?;
     let grant = state.service.change_password(&auth.claims, current, new, &client).await?;
     let delivery = match auth.source {
-        gatepass_verify::TokenSource::Cookie => Delivery::Cookies,
+        gatepass_verify::TokenSource::Cookie => Delivery::Cookies(cookies),
         gatepass_verify::TokenSource::Header => Delivery::Body,
     };
     Ok(token_response(&state, StatusCode::OK, "Password changed; other sessions ended", &grant, delivery))

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::domain::User;
+use crate::http::cookies::CookieSettings;
 use crate::http::{AppState, no_store};
 use crate::service::TokenGrant;
 
@@ -119,8 +120,9 @@ pub enum GrantBody<'a> {
 pub enum Delivery {
     /// Tokens in the JSON body.
     Body,
-    /// Tokens only in cookies (browsers, `?cookie=true`); the body carries none.
-    Cookies,
+    /// Tokens only in cookies (browsers, `?cookie=true`), named and flagged for this
+    /// request; the body carries none.
+    Cookies(CookieSettings),
 }
 
 /// Shapes a token grant into a response with `Cache-Control: no-store`.
@@ -145,9 +147,9 @@ pub fn token_response(
             })),
         )
             .into_response(),
-        Delivery::Cookies => {
+        Delivery::Cookies(cookies) => {
             let mut headers = HeaderMap::new();
-            set_grant_cookies(state, &mut headers, grant);
+            set_grant_cookies(state, cookies, &mut headers, grant);
             let body = GrantBody::Cookies(CookieGrantBody {
                 message,
                 user: UserView::from(&grant.user),
@@ -161,9 +163,9 @@ pub fn token_response(
 }
 
 /// Appends the session, refresh and CSRF cookies for `grant`.
-pub fn set_grant_cookies(state: &AppState, headers: &mut HeaderMap, grant: &TokenGrant) {
+pub fn set_grant_cookies(state: &AppState, cookies: CookieSettings, headers: &mut HeaderMap, grant: &TokenGrant) {
     let settings = state.service.settings();
-    state.cookies.set_session(
+    cookies.set_session(
         headers,
         &grant.access.token,
         grant.expires_in,

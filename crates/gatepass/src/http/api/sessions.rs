@@ -13,7 +13,7 @@ use super::{Delivery, rfc3339, token_response};
 use crate::auth::ratelimit::Action;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::{Auth, Client, PathParam, QueryParams, RawBody};
+use crate::http::extract::{Auth, Client, Cookies, PathParam, QueryParams, RawBody};
 use crate::http::openapi::{AccessErrors, AuthErrors, BadRequest, GrantErrors, NotFound, Refreshed, Unauthorized};
 use crate::http::{AppState, csrf};
 use crate::service::LogoutScope;
@@ -43,6 +43,7 @@ pub struct RefreshRequest {
 async fn refresh(
     State(state): State<AppState>,
     Client(client): Client,
+    Cookies(cookies): Cookies,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response> {
@@ -62,18 +63,20 @@ async fn refresh(
             serde_json::from_slice(&body).map_err(|e| Error::InvalidJson(e.to_string()))?;
         req.and_then(|r| r.refresh_token).filter(|t| !t.is_empty())
     };
-    let (token, delivery) = match from_body {
-        Some(t) => (t, Delivery::Body),
+    let (grant, delivery) = match from_body {
+        Some(token) => (state.service.refresh(&token, &client).await?, Delivery::Body),
         None => {
-            let cookie =
-                CookieSettings::get(&headers, state.cookies.refresh_name()).ok_or(Error::RefreshTokenRequired)?;
-            if !csrf::same_origin(&headers) {
+            let cookie = CookieSettings::get(&headers, cookies.refresh_name()).ok_or(Error::RefreshTokenRequired)?;
+            // A cookie refresh is a cookie-authenticated state change like any other: same
+            // origin rule, and the CSRF token of the session the refresh cookie belongs to.
+            if !csrf::api_origin(&headers, cookies, &state.allowed_origins) {
                 return Err(Error::CsrfFailed);
             }
-            (cookie, Delivery::Cookies)
+            let presented = headers.get(csrf::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let grant = state.service.refresh_bound(&cookie, &client, |sid| state.csrf.verify(sid, presented)).await?;
+            (grant, Delivery::Cookies(cookies))
         }
     };
-    let grant = state.service.refresh(&token, &client).await?;
     Ok(token_response(&state, StatusCode::OK, "Token refreshed", &grant, delivery))
 }
 
@@ -121,6 +124,7 @@ pub struct Ended {
 async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
+    Cookies(cookies): Cookies,
     auth: Auth,
     QueryParams(q): QueryParams<LogoutQuery>,
 ) -> Result<Response> {
@@ -132,7 +136,7 @@ async fn logout(
     let ended = state.service.logout(&auth.claims, scope, &client).await?;
     let mut headers = HeaderMap::new();
     if scope != LogoutScope::Others {
-        state.cookies.clear_session(&mut headers);
+        cookies.clear_session(&mut headers);
     }
     Ok((headers, Json(Ended { message: "Logged out successfully", sessions_ended: ended })).into_response())
 }

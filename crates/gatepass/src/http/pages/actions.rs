@@ -20,7 +20,7 @@ use super::{PageSession, blank_register_page, clip, home_page, login_page, page_
 use crate::error::{Error, Result};
 use crate::http::api::set_grant_cookies;
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::{Client, PathParam, RawBody};
+use crate::http::extract::{Client, Cookies, PathParam, RawBody, cookie_settings};
 use crate::http::openapi::{FormConflict, FormErrors, FormPasswordErrors, FormRedirect, FormTooManyRequests};
 use crate::http::{AppState, csrf, no_store};
 use crate::service::{LogoutScope, TokenGrant};
@@ -50,15 +50,20 @@ fn see_other_with(location: &'static str, mut headers: HeaderMap) -> Response {
     no_store((StatusCode::SEE_OTHER, headers).into_response())
 }
 
-fn redirect_with_grant(state: &AppState, location: &'static str, grant: &TokenGrant) -> Response {
+fn redirect_with_grant(
+    state: &AppState,
+    cookies: CookieSettings,
+    location: &'static str,
+    grant: &TokenGrant,
+) -> Response {
     let mut headers = HeaderMap::new();
-    set_grant_cookies(state, &mut headers, grant);
+    set_grant_cookies(state, cookies, &mut headers, grant);
     see_other_with(location, headers)
 }
 
-fn redirect_clearing_cookies(state: &AppState, location: &'static str) -> Response {
+fn redirect_clearing_cookies(cookies: CookieSettings, location: &'static str) -> Response {
     let mut headers = HeaderMap::new();
-    state.cookies.clear_session(&mut headers);
+    cookies.clear_session(&mut headers);
     see_other_with(location, headers)
 }
 
@@ -95,19 +100,20 @@ impl FormBody {
     }
 }
 
-fn require_same_origin(headers: &HeaderMap) -> Result<()> {
-    if csrf::same_origin_required(headers) { Ok(()) } else { Err(Error::CsrfFailed) }
+fn require_same_origin(req: &Request, state: &AppState) -> Result<()> {
+    let cookies = cookie_settings(req.extensions(), req.headers(), state);
+    if csrf::same_origin_required(req.headers(), cookies) { Ok(()) } else { Err(Error::CsrfFailed) }
 }
 
 /// A form post that needs no session (login, registration, page renewal): same origin
 /// first, so a cross-site post learns nothing, then the form.
 pub struct SameOriginForm<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for SameOriginForm<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for SameOriginForm<T> {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self> {
-        require_same_origin(req.headers())?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self> {
+        require_same_origin(&req, state)?;
         FormBody::read(req, state).await?.parse().map(SameOriginForm)
     }
 }
@@ -149,8 +155,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for SignedInForm<T> {
     type Rejection = FormRejection;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, FormRejection> {
-        require_same_origin(req.headers())?;
-        let claims = match page_session(state, req.headers()) {
+        require_same_origin(&req, state)?;
+        let cookies = cookie_settings(req.extensions(), req.headers(), state);
+        let claims = match page_session(state, cookies, req.headers()) {
             PageSession::Active(claims) => claims,
             other => return Err(FormRejection::SignedOut(other)),
         };
@@ -176,6 +183,7 @@ struct LoginForm {
     responses(FormRedirect, FormPasswordErrors))]
 async fn login(
     State(state): State<AppState>,
+    Cookies(cookies): Cookies,
     Client(client): Client,
     // Login CSRF: there is no session yet to bind a token to, so the origin check is it.
     SameOriginForm(f): SameOriginForm<LoginForm>,
@@ -187,7 +195,7 @@ async fn login(
         return Ok(login_page(StatusCode::BAD_REQUEST, None, Some(msg), &username));
     }
     match state.service.login(&username, &password, &client).await {
-        Ok(grant) => Ok(redirect_with_grant(&state, "/", &grant)),
+        Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/", &grant)),
         Err(Error::InvalidCredentials | Error::Validation(_)) => {
             Ok(login_page(StatusCode::UNAUTHORIZED, None, Some("Invalid username or password.".into()), &username))
         }
@@ -211,6 +219,7 @@ struct RegisterForm {
     responses(FormRedirect, FormErrors, FormConflict, FormTooManyRequests))]
 async fn register(
     State(state): State<AppState>,
+    Cookies(cookies): Cookies,
     Client(client): Client,
     SameOriginForm(f): SameOriginForm<RegisterForm>,
 ) -> Result<Response> {
@@ -231,7 +240,7 @@ async fn register(
     }
     let email = Some(email.as_str()).filter(|e| !e.is_empty());
     match state.service.register(&username, &password, email, &client).await {
-        Ok(grant) => Ok(redirect_with_grant(&state, "/", &grant)),
+        Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/", &grant)),
         Err(Error::Validation(v)) => {
             let text = format!("{} {}.", field_label(v.field), v.message);
             match v.field {
@@ -278,6 +287,7 @@ struct CsrfForm {
     responses(FormRedirect, FormErrors))]
 async fn logout(
     State(state): State<AppState>,
+    Cookies(cookies): Cookies,
     Client(client): Client,
     headers: HeaderMap,
     signed: Result<SignedInForm<CsrfForm>, FormRejection>,
@@ -285,7 +295,7 @@ async fn logout(
     match signed {
         Ok(SignedInForm { claims, .. }) => {
             state.service.logout(&claims, LogoutScope::Local, &client).await?;
-            Ok(redirect_clearing_cookies(&state, "/?notice=logged_out"))
+            Ok(redirect_clearing_cookies(cookies, "/?notice=logged_out"))
         }
         Err(FormRejection::Error(e)) => Err(e),
         // Without a verifiable access token we cannot tell which session to end; `/`
@@ -293,9 +303,9 @@ async fn logout(
         Err(FormRejection::SignedOut(PageSession::Expired)) => Ok(see_other("/?notice=logout_retry")),
         // A session cookie that names no live session: drop the cookies.
         Err(FormRejection::SignedOut(PageSession::Invalid)) => {
-            Ok(redirect_clearing_cookies(&state, "/?notice=logged_out"))
+            Ok(redirect_clearing_cookies(cookies, "/?notice=logged_out"))
         }
-        Err(FormRejection::SignedOut(_)) if CookieSettings::get(&headers, state.cookies.csrf_name()).is_some() => {
+        Err(FormRejection::SignedOut(_)) if CookieSettings::get(&headers, cookies.csrf_name()).is_some() => {
             Ok(see_other("/?notice=logout_retry"))
         }
         Err(FormRejection::SignedOut(_)) => Ok(see_other("/")),
@@ -318,6 +328,7 @@ struct PasswordForm {
     responses(FormRedirect, FormPasswordErrors))]
 async fn change_password(
     State(state): State<AppState>,
+    Cookies(cookies): Cookies,
     Client(client): Client,
     SignedInForm { claims, form: f }: SignedInForm<PasswordForm>,
 ) -> Result<Response> {
@@ -334,7 +345,7 @@ async fn change_password(
         return Ok(home_page(&state, &claims, StatusCode::BAD_REQUEST, None, errors).await);
     }
     let status = match state.service.change_password(&claims, &current, &new, &client).await {
-        Ok(grant) => return Ok(redirect_with_grant(&state, "/?notice=password_changed", &grant)),
+        Ok(grant) => return Ok(redirect_with_grant(&state, cookies, "/?notice=password_changed", &grant)),
         Err(Error::InvalidCredentials) => {
             errors.current_password = Some("Current password is incorrect.".into());
             StatusCode::UNAUTHORIZED
@@ -377,6 +388,7 @@ struct ReauthForm {
 async fn reauth(
     State(state): State<AppState>,
     Client(client): Client,
+    Cookies(cookies): Cookies,
     SignedInForm { claims, form: f }: SignedInForm<ReauthForm>,
 ) -> Result<Response> {
     let password = f.password.unwrap_or_default();
@@ -389,7 +401,7 @@ async fn reauth(
         Ok(access) => {
             let mut headers = HeaderMap::new();
             let max_age = access.claims.exp - access.claims.iat;
-            state.cookies.set_access(&mut headers, &access.token, max_age);
+            cookies.set_access(&mut headers, &access.token, max_age);
             Ok(see_other_with("/?notice=reauthed", headers))
         }
         Err(Error::InvalidCredentials | Error::Validation(_)) => {
@@ -411,11 +423,12 @@ async fn reauth(
     responses(FormRedirect, FormErrors))]
 async fn end_session(
     State(state): State<AppState>,
+    Cookies(cookies): Cookies,
     PathParam(id): PathParam,
     SignedInForm { claims, .. }: SignedInForm<CsrfForm>,
 ) -> Result<Response> {
     match state.service.end_session(&claims, &id).await {
-        Ok(()) if id == claims.sid => Ok(redirect_clearing_cookies(&state, "/?notice=logged_out")),
+        Ok(()) if id == claims.sid => Ok(redirect_clearing_cookies(cookies, "/?notice=logged_out")),
         Ok(()) => Ok(see_other("/?notice=session_ended")),
         Err(Error::FreshLoginRequired) => Ok(see_other("/?notice=fresh")),
         Err(Error::NotFound) => Ok(see_other("/?notice=session_gone")),
@@ -448,18 +461,19 @@ async fn end_others(
     responses(FormRedirect, FormErrors))]
 async fn page_refresh(
     State(state): State<AppState>,
+    Cookies(cookies): Cookies,
     Client(client): Client,
     headers: HeaderMap,
     SameOriginForm(f): SameOriginForm<CsrfForm>,
 ) -> Result<Response> {
     // Double submit: the field must equal the CSRF cookie, which another site can neither
     // read nor (with `__Host-` names) set.
-    let cookie = CookieSettings::get(&headers, state.cookies.csrf_name()).unwrap_or_default();
+    let cookie = CookieSettings::get(&headers, cookies.csrf_name()).unwrap_or_default();
     if f.csrf_token.is_empty() || !bool::from(cookie.as_bytes().ct_eq(f.csrf_token.as_bytes())) {
         return Err(Error::CsrfFailed);
     }
-    let Some(refresh) = CookieSettings::get(&headers, state.cookies.refresh_name()) else {
-        return Ok(redirect_clearing_cookies(&state, "/?notice=expired"));
+    let Some(refresh) = CookieSettings::get(&headers, cookies.refresh_name()) else {
+        return Ok(redirect_clearing_cookies(cookies, "/?notice=expired"));
     };
     match state.service.refresh(&refresh, &client).await {
         Ok(grant) => {
@@ -469,12 +483,12 @@ async fn page_refresh(
             if !state.csrf.verify(&grant.access.claims.sid, &f.csrf_token) {
                 let sid = &grant.access.claims.sid;
                 state.service.core().revoke(grant.user.id.as_str(), SessionFilter::One(sid)).await?;
-                return Ok(redirect_clearing_cookies(&state, "/?notice=invalid"));
+                return Ok(redirect_clearing_cookies(cookies, "/?notice=invalid"));
             }
-            Ok(redirect_with_grant(&state, "/", &grant))
+            Ok(redirect_with_grant(&state, cookies, "/", &grant))
         }
         Err(Error::RefreshTokenInvalid | Error::RefreshTokenReused) => {
-            Ok(redirect_clearing_cookies(&state, "/?notice=expired"))
+            Ok(redirect_clearing_cookies(cookies, "/?notice=expired"))
         }
         Err(e) => Err(e),
     }

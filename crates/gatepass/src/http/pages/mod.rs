@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 
 use crate::error::Error;
 use crate::http::cookies::CookieSettings;
+use crate::http::extract::Cookies;
 use crate::http::openapi::ServiceUnavailable;
 use crate::http::{AppState, no_store};
 use views::{HomeErrors, HomePage, LoginPage, Notice, RegisterPage, ResumePage, SessionItem, Stamp};
@@ -69,8 +70,8 @@ pub enum PageSession {
 }
 
 /// Reads the access-token cookie and verifies it.
-pub fn page_session(state: &AppState, headers: &HeaderMap) -> PageSession {
-    let Some(token) = CookieSettings::get(headers, state.cookies.session_name()) else {
+pub fn page_session(state: &AppState, cookies: CookieSettings, headers: &HeaderMap) -> PageSession {
+    let Some(token) = CookieSettings::get(headers, cookies.session_name()) else {
         return PageSession::None;
     };
     match state.service.authenticate(&token) {
@@ -81,8 +82,8 @@ pub fn page_session(state: &AppState, headers: &HeaderMap) -> PageSession {
 }
 
 /// The CSRF cookie, if it has the shape of a token (it is echoed into the resume page).
-fn csrf_cookie(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    CookieSettings::get(headers, state.cookies.csrf_name())
+fn csrf_cookie(cookies: CookieSettings, headers: &HeaderMap) -> Option<String> {
+    CookieSettings::get(headers, cookies.csrf_name())
         .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
@@ -200,15 +201,15 @@ fn describe_agent(ua: &str) -> String {
     params(("notice" = Option<String>, Query, description = "A message to show, from a fixed list")),
     responses((status = 200, description = "The page", body = String, content_type = "text/html"),
         ServiceUnavailable))]
-async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+async fn home(State(state): State<AppState>, Cookies(cookies): Cookies, headers: HeaderMap, uri: Uri) -> Response {
     let notice = Notice::from_query(uri.query());
-    match page_session(&state, &headers) {
+    match page_session(&state, cookies, &headers) {
         PageSession::Active(claims) => home_page(&state, &claims, StatusCode::OK, notice, HomeErrors::default()).await,
         // The access cookie expires (and the browser drops it) long before the refresh
         // cookie; the CSRF cookie lives as long as the refresh cookie and is visible here,
         // so its presence says a renewal is worth trying.
-        PageSession::Expired | PageSession::None if csrf_cookie(&state, &headers).is_some() => {
-            let csrf_token = csrf_cookie(&state, &headers).unwrap_or_default();
+        PageSession::Expired | PageSession::None if csrf_cookie(cookies, &headers).is_some() => {
+            let csrf_token = csrf_cookie(cookies, &headers).unwrap_or_default();
             render(StatusCode::OK, &ResumePage { css_href: css_href(), action: PAGE_REFRESH_PATH, csrf_token })
         }
         PageSession::Expired => login_page(StatusCode::OK, Notice::from_code("expired"), None, ""),
@@ -221,8 +222,8 @@ async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
 #[utoipa::path(get, path = "/register", operation_id = "register_page", tag = "pages",
     responses((status = 200, description = "The form", body = String, content_type = "text/html"),
         (status = 303, description = "Already signed in: to `/`", headers(("Location" = String)))))]
-async fn register_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let PageSession::Active(_) = page_session(&state, &headers) {
+async fn register_page(State(state): State<AppState>, Cookies(cookies): Cookies, headers: HeaderMap) -> Response {
+    if let PageSession::Active(_) = page_session(&state, cookies, &headers) {
         return actions::see_other("/");
     }
     register_page_with(StatusCode::OK, blank_register_page())
