@@ -241,7 +241,7 @@ fn operator_token(
     args: &ServeArgs,
     service: &AuthService,
 ) -> anyhow::Result<(Option<Arc<OperatorTokens>>, Option<String>)> {
-    if args.operator_token == "off" {
+    if !args.operator_token {
         return Ok((None, None));
     }
     let ttl = secs(args.operator_token_ttl);

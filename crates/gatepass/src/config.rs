@@ -114,10 +114,11 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEPASS_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub refresh_reuse_grace: Duration,
     /// Whether anyone may register (changeable at run time).
-    #[arg(long, env = "GATEPASS_REGISTRATION_OPEN", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "GATEPASS_REGISTRATION_OPEN", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = parse_bool)]
     pub registration_open: bool,
     /// Mark cookies `Secure` and use `__Host-` names. Default: on unless listening on loopback.
-    #[arg(long, env = "GATEPASS_COOKIE_SECURE", action = clap::ArgAction::Set)]
+    #[arg(long, env = "GATEPASS_COOKIE_SECURE", action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub cookie_secure: Option<bool>,
     /// How recently the password must have been entered for sensitive actions.
     #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
@@ -125,10 +126,11 @@ pub struct ServeArgs {
     /// Bearer secret required to read `/metrics` (open when unset).
     #[arg(long, env = "GATEPASS_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<SecretString>,
-    /// The start-up operator token (seed 000): `on` prints a fresh admin token to stdout at
-    /// every start; `off` disables it.
-    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN", default_value = "on", value_parser = ["on", "off"])]
-    pub operator_token: String,
+    /// The start-up operator token (seed 000): `on` mints a fresh admin token at every
+    /// start; `off` disables it.
+    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = parse_bool)]
+    pub operator_token: bool,
     /// Lifetime of the operator token (at most 24h); it also dies with the process.
     #[arg(long, env = "GATEPASS_OPERATOR_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
     pub operator_token_ttl: Duration,
@@ -143,6 +145,16 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "GATEPASS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+}
+
+/// The one parser of boolean settings: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, in
+/// any case, because operators write all of them in environment files and unit files.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("`{s}` is not a boolean (use true/false, 1/0, yes/no or on/off)")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -286,6 +298,41 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn booleans_accept_the_usual_spellings_in_every_boolean_setting() {
+        for (value, expected) in
+            [("1", true), ("0", false), ("yes", true), ("No", false), ("ON", true), ("off", false), ("True", true)]
+        {
+            let argv = [
+                "gatepass",
+                "--cookie-secure",
+                value,
+                "--registration-open",
+                value,
+                "--rate-limit",
+                value,
+                "--operator-token",
+                value,
+            ];
+            let args = Serve::try_parse_from(argv).unwrap_or_else(|e| panic!("{value}: {e}")).args;
+            assert_eq!(args.cookie_secure, Some(expected), "{value}");
+            assert_eq!(args.registration_open, expected, "{value}");
+            assert_eq!(args.abuse.rate_limit, expected, "{value}");
+            assert_eq!(args.operator_token, expected, "{value}");
+        }
+        assert!(Serve::try_parse_from(["gatepass", "--cookie-secure", "maybe"]).is_err());
+        let defaults = Serve::try_parse_from(["gatepass"]).unwrap().args;
+        assert!(defaults.registration_open && defaults.abuse.rate_limit && defaults.operator_token);
+        assert_eq!(defaults.cookie_secure, None);
+    }
 
     #[test]
     fn weak_secrets_are_refused() {
