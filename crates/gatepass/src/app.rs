@@ -13,7 +13,7 @@ use crate::auth::passwords::HashCost;
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs, secs};
-use crate::http::{self, AppState, cookies::CookieSettings};
+use crate::http::{self, AppState, MetricsAccess, cookies::CookieSettings};
 use crate::service::{AuthService, Core, KeyManagement, RuntimeSettings, SessionPolicy, sync};
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 
@@ -179,7 +179,7 @@ impl Application {
             csrf: Arc::new(CsrfTokens::new(secret.expose_secret().as_bytes())),
             cookies: CookieSettings { secure },
             started_at: Instant::now(),
-            metrics_token: args.metrics_token.as_ref().map(|t| Arc::from(t.expose_secret())),
+            metrics: metrics_access(&args),
             operator,
             introspection: Arc::new(match &args.introspection_clients {
                 Some(spec) => IntrospectionClients::parse(spec.expose_secret())?,
@@ -234,6 +234,19 @@ impl Application {
         follower.abort();
         Ok(result?)
     }
+}
+
+/// Who may read `/metrics`; warns when nobody can, so that an empty dashboard has an
+/// explanation in the log.
+fn metrics_access(args: &ServeArgs) -> MetricsAccess {
+    let access = MetricsAccess::new(args.metrics_token.as_ref().map(|t| t.expose_secret()), args.listen);
+    if matches!(access, MetricsAccess::Refused) {
+        tracing::warn!(
+            listen = %args.listen,
+            "/metrics is disabled: the server listens beyond loopback and GATEPASS_METRICS_TOKEN is not set"
+        );
+    }
+    access
 }
 
 /// Mints this process's operator token unless it is switched off.

@@ -123,7 +123,8 @@ pub struct ServeArgs {
     /// How recently the password must have been entered for sensitive actions.
     #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
     pub fresh_auth_max_age: Duration,
-    /// Bearer secret required to read `/metrics` (open when unset).
+    /// Bearer secret required to read `/metrics`. Unset: metrics are served only on a
+    /// loopback listener, and refused (404) on any other.
     #[arg(long, env = "GATEPASS_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<SecretString>,
     /// The start-up operator token (seed 000): `on` mints a fresh admin token at every
