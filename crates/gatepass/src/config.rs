@@ -128,7 +128,8 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEPASS_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<SecretString>,
     /// The start-up operator token (seed 000): `on` mints a fresh admin token at every
-    /// start; `off` disables it.
+    /// start, printed when stdout is a terminal and otherwise written to
+    /// `<data dir>/operator-token` (mode 0600); `off` disables it.
     #[arg(long, env = "GATEPASS_OPERATOR_TOKEN", default_value = "on", action = clap::ArgAction::Set,
           value_parser = parse_bool)]
     pub operator_token: bool,
