@@ -2,6 +2,7 @@
 
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -13,7 +14,7 @@ use crate::auth::passwords::HashCost;
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs, secs};
-use crate::http::{self, AppState, cookies::CookiePolicy};
+use crate::http::{self, AppState, MetricsAccess, cookies::CookiePolicy};
 use crate::service::{AuthService, Core, KeyManagement, RuntimeSettings, SessionPolicy, sync};
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 
@@ -184,7 +185,7 @@ impl Application {
             cookies,
             allowed_origins: args.abuse.cors_origins.iter().filter(|o| o.as_str() != "null").cloned().collect(),
             started_at: Instant::now(),
-            metrics_token: args.metrics_token.as_ref().map(|t| Arc::from(t.expose_secret())),
+            metrics: metrics_access(&args),
             operator,
             introspection: Arc::new(match &args.introspection_clients {
                 Some(spec) => IntrospectionClients::parse(spec.expose_secret())?,
@@ -241,12 +242,25 @@ impl Application {
     }
 }
 
+/// Who may read `/metrics`; warns when nobody can, so that an empty dashboard has an
+/// explanation in the log.
+fn metrics_access(args: &ServeArgs) -> MetricsAccess {
+    let access = MetricsAccess::new(args.metrics_token.as_ref().map(|t| t.expose_secret()), args.listen);
+    if matches!(access, MetricsAccess::Refused) {
+        tracing::warn!(
+            listen = %args.listen,
+            "/metrics is disabled: the server listens beyond loopback and GATEPASS_METRICS_TOKEN is not set"
+        );
+    }
+    access
+}
+
 /// Mints this process's operator token unless it is switched off.
 fn operator_token(
     args: &ServeArgs,
     service: &AuthService,
 ) -> anyhow::Result<(Option<Arc<OperatorTokens>>, Option<String>)> {
-    if args.operator_token == "off" {
+    if !args.operator_token {
         return Ok((None, None));
     }
     let ttl = secs(args.operator_token_ttl);
@@ -258,9 +272,45 @@ fn operator_token(
     Ok((Some(Arc::new(tokens)), Some(token)))
 }
 
-/// Prints the seed-000 banner to standard output. This is the one place a token is ever
-/// printed; it never goes through the log.
-pub fn print_operator_banner(token: &str) {
+/// Name of the file in the data directory that receives the operator token when standard
+/// output is not a terminal.
+pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
+
+/// Hands this run's operator token to the operator. On a terminal: the seed-000 banner on
+/// standard output. Otherwise standard output is a pipe or a file that journald or a
+/// container runtime ships to log aggregators, where an admin token must not go; then the
+/// token goes to `<data dir>/operator-token` (mode 0600, replacing the previous run's) and
+/// the log names that file, never the token. Returns where the token went (`None`: stdout).
+pub fn deliver_operator_token(
+    token: &str,
+    data_dir: &Path,
+    stdout_is_terminal: bool,
+) -> anyhow::Result<Option<PathBuf>> {
+    if stdout_is_terminal {
+        print_operator_banner(token);
+        return Ok(None);
+    }
+    config::ensure_data_dir(data_dir)?;
+    let path = data_dir.join(OPERATOR_TOKEN_FILE);
+    // Written under a temporary name and renamed over the old file, so that a reader never
+    // sees a half-written token and the file is never readable by others, even briefly.
+    let tmp = data_dir.join(format!("{OPERATOR_TOKEN_FILE}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    config::write_private(&tmp, &format!("{token}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    tracing::info!(path = %path.display(), "standard output is not a terminal: operator token written to a file");
+    Ok(Some(path))
+}
+
+/// Removes a previous run's operator-token file (the token died with that process; the file
+/// would only mislead).
+pub fn remove_operator_token_file(data_dir: &Path) {
+    let _ = std::fs::remove_file(data_dir.join(OPERATOR_TOKEN_FILE));
+}
+
+/// Prints the seed-000 banner to standard output, which is a terminal (see
+/// [`deliver_operator_token`]). The token never goes through the log.
+fn print_operator_banner(token: &str) {
     let rule = "=".repeat(50);
     println!("{rule}\nNEW RUNTIME TOKEN GENERATED:\n{token}\n{rule}");
 }
@@ -283,4 +333,29 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_a_terminal_the_operator_token_goes_to_a_private_file_replacing_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = deliver_operator_token("first.token.value", &data, false).unwrap().expect("a file");
+        assert_eq!(path, data.join(OPERATOR_TOKEN_FILE));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first.token.value\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        deliver_operator_token("second.token.value", &data, false).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second.token.value\n");
+        let names: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [OPERATOR_TOKEN_FILE], "no temporary file left behind");
+        remove_operator_token_file(&data);
+        assert!(!path.exists());
+    }
 }

@@ -114,23 +114,27 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEPASS_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub refresh_reuse_grace: Duration,
     /// Whether anyone may register (changeable at run time).
-    #[arg(long, env = "GATEPASS_REGISTRATION_OPEN", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "GATEPASS_REGISTRATION_OPEN", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = parse_bool)]
     pub registration_open: bool,
     /// Mark cookies `Secure` and use `__Host-` names. Default: on when listening beyond
     /// loopback, when the issuer is an `https://` URL, or for requests a trusted proxy
     /// marks `X-Forwarded-Proto: https`.
-    #[arg(long, env = "GATEPASS_COOKIE_SECURE", action = clap::ArgAction::Set)]
+    #[arg(long, env = "GATEPASS_COOKIE_SECURE", action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub cookie_secure: Option<bool>,
     /// How recently the password must have been entered for sensitive actions.
     #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
     pub fresh_auth_max_age: Duration,
-    /// Bearer secret required to read `/metrics` (open when unset).
+    /// Bearer secret required to read `/metrics`. Unset: metrics are served only on a
+    /// loopback listener, and refused (404) on any other.
     #[arg(long, env = "GATEPASS_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<SecretString>,
-    /// The start-up operator token (seed 000): `on` prints a fresh admin token to stdout at
-    /// every start; `off` disables it.
-    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN", default_value = "on", value_parser = ["on", "off"])]
-    pub operator_token: String,
+    /// The start-up operator token (seed 000): `on` mints a fresh admin token at every
+    /// start, printed when stdout is a terminal and otherwise written to
+    /// `<data dir>/operator-token` (mode 0600); `off` disables it.
+    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = parse_bool)]
+    pub operator_token: bool,
     /// Lifetime of the operator token (at most 24h); it also dies with the process.
     #[arg(long, env = "GATEPASS_OPERATOR_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
     pub operator_token_ttl: Duration,
@@ -147,6 +151,16 @@ pub struct ServeArgs {
     pub log_format: String,
 }
 
+/// The one parser of boolean settings: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, in
+/// any case, because operators write all of them in environment files and unit files.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("`{s}` is not a boolean (use true/false, 1/0, yes/no or on/off)")),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 15m, 900s, 30d)"))
 }
@@ -156,42 +170,24 @@ pub fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Example secrets from tutorials and common wordlists: refused even if long enough.
-const KNOWN_WEAK_SECRETS: &[&str] = &[
-    "super-secret-key",
-    "your-secret-key-change-this",
-    "secret123",
-    "fallback-key",
-    "secret",
-    "changeme",
-    "your-256-bit-secret",
-    "your-512-bit-secret",
-    "jwt-secret",
-    "jwt_secret",
-    "secretkey",
-    "mysecretkey",
-    "thisisasecretkeythatshouldbechanged",
-    "this-is-a-very-long-secret-key-for-jwt-signing",
-];
-
 /// Name of the generated secret file inside the data directory.
 pub const SECRET_FILE: &str = "jwt-secret";
 
 /// Resolves the signing secret: the configured one (checked), else the one kept in the
 /// data directory, generated on first start.
 pub fn signing_secret(security: &SecurityArgs, data_dir: &Path) -> anyhow::Result<SecretString> {
-    let configured = security
-        .jwt_secret
-        .clone()
-        .or_else(|| std::env::var("JWT_SECRET_KEY").ok().filter(|s| !s.is_empty()).map(SecretString::from));
-    if let Some(secret) = configured {
-        check_secret(secret.expose_secret())?;
-        return Ok(secret);
+    if let Some(secret) = &security.jwt_secret {
+        check_secret(secret.expose_secret(), &origin("GATEPASS_JWT_SECRET", "--jwt-secret", secret))?;
+        return Ok(secret.clone());
+    }
+    if let Some(secret) = std::env::var("JWT_SECRET_KEY").ok().filter(|s| !s.is_empty()) {
+        check_secret(&secret, "JWT_SECRET_KEY (alias of GATEPASS_JWT_SECRET) from the environment")?;
+        return Ok(SecretString::from(secret));
     }
     let path = data_dir.join(SECRET_FILE);
     if path.exists() {
         let secret = std::fs::read_to_string(&path)?.trim().to_owned();
-        check_secret(&secret).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        check_secret(&secret, &format!("the signing secret in {}", path.display()))?;
         return Ok(SecretString::from(secret));
     }
     ensure_data_dir(data_dir)?;
@@ -209,7 +205,7 @@ pub const MASTER_KEY_FILE: &str = "master-key";
 /// use: with a shared database every instance needs the same configured key.
 pub fn master_secret(security: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<SecretString> {
     if let Some(secret) = &security.master_key {
-        check_secret(secret.expose_secret()).map_err(|e| anyhow::anyhow!("GATEPASS_MASTER_KEY: {e}"))?;
+        check_secret(secret.expose_secret(), &origin("GATEPASS_MASTER_KEY", "--master-key", secret))?;
         return Ok(secret.clone());
     }
     if store.database_url.is_some() {
@@ -218,7 +214,7 @@ pub fn master_secret(security: &SecurityArgs, store: &StoreArgs) -> anyhow::Resu
     let path = store.data_dir.join(MASTER_KEY_FILE);
     if path.exists() {
         let secret = std::fs::read_to_string(&path)?.trim().to_owned();
-        check_secret(&secret).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        check_secret(&secret, &format!("the master key in {}", path.display()))?;
         return Ok(SecretString::from(secret));
     }
     ensure_data_dir(&store.data_dir)?;
@@ -233,21 +229,81 @@ pub fn master_secret(security: &SecurityArgs, store: &StoreArgs) -> anyhow::Resu
     Ok(SecretString::from(secret))
 }
 
-/// Refuses short, well-known or low-variety secrets.
-pub fn check_secret(secret: &str) -> anyhow::Result<()> {
-    const HOW: &str = "generate one with `gatepass secret` and set GATEPASS_JWT_SECRET";
-    if secret.len() < gatepass_verify::MIN_SECRET_LEN {
-        anyhow::bail!("the signing secret is {} bytes; it must be at least 32 random bytes: {HOW}", secret.len());
+/// Where a configured secret came from, for error messages: the environment (which the
+/// `.env` file feeds) when it holds this very value, otherwise the command-line flag.
+fn origin(env: &str, flag: &str, value: &SecretString) -> String {
+    match std::env::var(env) {
+        Ok(v) if v == value.expose_secret() => format!("{env} (from the environment or .env)"),
+        _ => format!("{env} (from the {flag} flag)"),
     }
-    let lower = secret.to_ascii_lowercase();
-    if KNOWN_WEAK_SECRETS.iter().any(|w| lower == *w) {
-        anyhow::bail!("the signing secret is a published example secret: {HOW}");
+}
+
+/// SHA-256 digests of published weak secrets (jwt.io examples, JWT-secret wordlists,
+/// tutorial defaults), one lower-case hex digest per line. Digests rather than the
+/// secrets so that the binary and the source are not one more wordlist.
+const WEAK_SECRET_DIGESTS: &str = include_str!("weak-secrets.sha256");
+
+/// Whether the lower-cased secret is on the list of published weak secrets.
+fn is_published(secret: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(secret.to_lowercase().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    WEAK_SECRET_DIGESTS.lines().map(str::trim).any(|line| line == hex)
+}
+
+/// Longest pattern whose repetition counts as "a repeated short pattern".
+const MAX_PATTERN_LEN: usize = 16;
+
+/// Why `secret` is not fit to be a signing or master secret, if it is not. The rules look
+/// for what people type instead of generating: published secrets, too few bytes, few
+/// distinct characters, digits only, a short pattern repeated, long runs of consecutive
+/// characters (`abcdef…`, `0123…`). A generated secret (`gatepass secret`, 64 random hex
+/// characters) passes all of them with overwhelming probability.
+pub fn secret_weakness(secret: &str) -> Option<String> {
+    let bytes = secret.as_bytes();
+    if is_published(secret) {
+        return Some("is a published example secret (it is on public JWT-secret wordlists)".into());
     }
-    let distinct: std::collections::HashSet<u8> = secret.bytes().collect();
+    if bytes.len() < gatepass_verify::MIN_SECRET_LEN {
+        return Some(format!("is {} bytes; it must be at least 32 random bytes", bytes.len()));
+    }
+    let distinct: std::collections::HashSet<u8> = bytes.iter().copied().collect();
     if distinct.len() < 10 {
-        anyhow::bail!("the signing secret is not random enough: {HOW}");
+        return Some(format!("has only {} distinct characters", distinct.len()));
     }
-    Ok(())
+    if bytes.iter().all(u8::is_ascii_digit) {
+        return Some("is digits only".into());
+    }
+    if let Some(p) = (1..=MAX_PATTERN_LEN).find(|&p| bytes.iter().zip(&bytes[p..]).all(|(a, b)| a == b)) {
+        return Some(format!("repeats a pattern of {p} characters"));
+    }
+    // Three-character windows: a secret built from a few repeated fragments has few
+    // distinct ones; random text almost never repeats one.
+    let windows: std::collections::HashSet<&[u8]> = bytes.windows(3).collect();
+    if windows.len() * 2 < bytes.len() - 2 {
+        return Some("is mostly repetitions of a few fragments".into());
+    }
+    let steps = bytes.windows(2).filter(|w| is_step(w[0], w[1])).count();
+    if steps * 2 >= bytes.len() - 1 {
+        return Some("is mostly runs of consecutive characters (like abcdef or 0123)".into());
+    }
+    None
+}
+
+/// Whether `b` follows or precedes `a` in the alphabet or among the digits (`9` → `0`
+/// wraps, as in `…78901…`).
+fn is_step(a: u8, b: u8) -> bool {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    a.abs_diff(b) == 1 || matches!((a, b), (b'9', b'0') | (b'0', b'9'))
+}
+
+/// Refuses a weak secret (see [`secret_weakness`]), naming the setting and where it came
+/// from (`what`).
+pub fn check_secret(secret: &str, what: &str) -> anyhow::Result<()> {
+    match secret_weakness(secret) {
+        None => Ok(()),
+        Some(why) => anyhow::bail!("{what} {why}: generate one with `gatepass secret` and use that instead"),
+    }
 }
 
 /// 256 random bits as 64 hex characters.
@@ -288,13 +344,96 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn booleans_accept_the_usual_spellings_in_every_boolean_setting() {
+        for (value, expected) in
+            [("1", true), ("0", false), ("yes", true), ("No", false), ("ON", true), ("off", false), ("True", true)]
+        {
+            let argv = [
+                "gatepass",
+                "--cookie-secure",
+                value,
+                "--registration-open",
+                value,
+                "--rate-limit",
+                value,
+                "--operator-token",
+                value,
+            ];
+            let args = Serve::try_parse_from(argv).unwrap_or_else(|e| panic!("{value}: {e}")).args;
+            assert_eq!(args.cookie_secure, Some(expected), "{value}");
+            assert_eq!(args.registration_open, expected, "{value}");
+            assert_eq!(args.abuse.rate_limit, expected, "{value}");
+            assert_eq!(args.operator_token, expected, "{value}");
+        }
+        assert!(Serve::try_parse_from(["gatepass", "--cookie-secure", "maybe"]).is_err());
+        let defaults = Serve::try_parse_from(["gatepass"]).unwrap().args;
+        assert!(defaults.registration_open && defaults.abuse.rate_limit && defaults.operator_token);
+        assert_eq!(defaults.cookie_secure, None);
+    }
 
     #[test]
     fn weak_secrets_are_refused() {
-        for weak in ["super-secret-key", "your-secret-key-change-this", "secret123", "fallback-key", &"a".repeat(40)] {
-            assert!(check_secret(weak).is_err(), "{weak}");
+        let weak = [
+            "super-secret-key",
+            "your-secret-key-change-this",
+            "secret123",
+            "fallback-key",
+            "your-256-bit-secret",
+            "a-string-secret-at-least-256-bits-long",
+            "A-String-Secret-At-Least-256-Bits-Long",
+            "qwertyuiopasdfghjklzxcvbnm123456",
+            "your-super-secret-jwt-token-with-at-least-32-characters-long",
+            "12345678901234567890123456789012",
+            "98765432109876543210987654321098765",
+            "31415926535897932384626433832795028841971",
+            &"a".repeat(40),
+            &"ab1".repeat(15),
+            "xyzabcdefghijklmnopqrstuvwxyz0123456789",
+            "zyxwvutsrqponmlkjihgfedcba9876543210",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ",
+            "secretsecretsecretsecretsecret12",
+        ];
+        for weak in weak {
+            let err =
+                check_secret(weak, "GATEPASS_JWT_SECRET (from the --jwt-secret flag)").expect_err(weak).to_string();
+            assert!(err.starts_with("GATEPASS_JWT_SECRET (from the --jwt-secret flag) "), "{err}");
+            assert!(!err.contains(weak), "the secret itself is never repeated: {err}");
         }
-        assert!(check_secret(&generate_secret()).is_ok());
+    }
+
+    #[test]
+    fn generated_and_known_good_secrets_pass() {
+        for _ in 0..10_000 {
+            let secret = generate_secret();
+            assert_eq!(secret_weakness(&secret), None, "{secret}");
+        }
+        // The integration-test harness, the key test's second master key and the fuzz
+        // target use these.
+        for good in [
+            "9f2c4e7a1b3d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8",
+            "3c1d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d",
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        ] {
+            assert_eq!(secret_weakness(good), None, "{good}");
+        }
+    }
+
+    #[test]
+    fn the_weak_secret_list_is_well_formed() {
+        let digests: Vec<&str> = WEAK_SECRET_DIGESTS.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(digests.len() > 50);
+        for d in &digests {
+            assert!(d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{d}");
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::auth::ratelimit::{MAX_FAILURES_PER_HOUR_CAP, RateLimitSettings};
 #[derive(Debug, Clone, Args)]
 pub struct AbuseArgs {
     /// Throttle login, register, refresh and password change (`false` only for benchmarks).
-    #[arg(long, env = "GATEPASS_RATE_LIMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "GATEPASS_RATE_LIMIT", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = crate::config::parse_bool)]
     pub rate_limit: bool,
     /// Sustained attempts per minute per client IP (IPv6: per /64) and endpoint.
     #[arg(long, env = "GATEPASS_RATE_LIMIT_IP_PER_MINUTE", default_value_t = 30)]

@@ -217,9 +217,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             crate::telemetry::init(&args.log_format);
+            let data_dir = args.store.data_dir.clone();
             let app = Application::build(*args).await?;
-            if let Some(token) = app.operator_token() {
-                app::print_operator_banner(token);
+            match app.operator_token() {
+                Some(token) => {
+                    use std::io::IsTerminal;
+                    app::deliver_operator_token(token, &data_dir, std::io::stdout().is_terminal())?;
+                }
+                None => app::remove_operator_token_file(&data_dir),
             }
             app.run_until(app::shutdown_signal()).await
         }

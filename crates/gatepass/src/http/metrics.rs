@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::ratelimit::Backend;
 use crate::error::Error;
-use crate::http::AppState;
+use crate::http::{AppState, MetricsAccess};
 
 /// The process-wide recorder (installed once, shared by every server in the process).
 pub fn handle() -> &'static PrometheusHandle {
@@ -50,14 +50,21 @@ pub async fn track(req: Request, next: Next) -> Response {
 /// Prometheus metrics
 ///
 /// Text exposition format. When `GATEPASS_METRICS_TOKEN` is set, it must be presented as
-/// `Authorization: Bearer <token>`.
+/// `Authorization: Bearer <token>`. Without a token, metrics are served only when the
+/// server listens on loopback; otherwise this answers 404.
 #[utoipa::path(get, path = "/metrics", tag = "ops", security((), ("metrics_token" = [])),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),
-        crate::http::openapi::Unauthorized))]
+        crate::http::openapi::Unauthorized, crate::http::openapi::NotFound))]
 pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    if let Some(expected) = &state.metrics_token {
+    let expected = match &state.metrics {
+        MetricsAccess::Open => None,
+        MetricsAccess::Token(expected) => Some(expected),
+        // Not 401: no credential would help, and the start-up warning says why.
+        MetricsAccess::Refused => return Err(Error::NotFound),
+    };
+    if let Some(expected) = expected {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

@@ -50,12 +50,35 @@ pub struct AppState {
     pub allowed_origins: Arc<[String]>,
     /// Process start, for uptime.
     pub started_at: Instant,
-    /// Bearer secret guarding `/metrics`, if configured.
-    pub metrics_token: Option<Arc<str>>,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
     /// This process's operator tokens; `None` when disabled.
     pub operator: Option<Arc<OperatorTokens>>,
     /// Services allowed to introspect tokens.
     pub introspection: Arc<crate::auth::clients::IntrospectionClients>,
+}
+
+/// Who may read `/metrics`: the counters reveal traffic, login failures and session
+/// counts, so they are open only on a loopback listener.
+#[derive(Clone)]
+pub enum MetricsAccess {
+    /// Callers presenting this bearer secret (`GATEPASS_METRICS_TOKEN`).
+    Token(Arc<str>),
+    /// Anyone who reaches the listener: it is on loopback and no token is configured.
+    Open,
+    /// Nobody: the listener is reachable from other machines and no token is configured.
+    Refused,
+}
+
+impl MetricsAccess {
+    /// The access rule for a server listening on `listen` with an optional token.
+    pub fn new(token: Option<&str>, listen: std::net::SocketAddr) -> Self {
+        match token {
+            Some(t) => Self::Token(Arc::from(t)),
+            None if listen.ip().is_loopback() => Self::Open,
+            None => Self::Refused,
+        }
+    }
 }
 
 impl axum::extract::FromRef<AppState> for Arc<gatepass_verify::Verifier> {

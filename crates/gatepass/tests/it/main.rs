@@ -25,4 +25,5 @@ mod outage;
 mod races;
 mod redis_limits;
 mod sessions;
+mod startup_checks;
 mod storage_conformance;

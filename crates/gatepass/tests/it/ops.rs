@@ -1,5 +1,5 @@
-//! Operational endpoints: /metrics (open and token-protected), /healthz, request ids and
-//! security headers.
+//! Operational endpoints: /metrics (open on loopback, token-protected, refused beyond
+//! loopback without a token), /healthz, request ids and security headers.
 
 use crate::common::{self, TestApp, expect_error};
 use serde_json::json;
@@ -38,6 +38,81 @@ async fn metrics_can_require_a_bearer_secret() {
     expect_error(app.get("/metrics").await, 401, "token_missing").await;
     expect_error(app.get_auth("/metrics", "wrong").await, 401, "token_invalid").await;
     assert_eq!(app.get_auth("/metrics", "scrape-secret-123").await.status(), 200);
+}
+
+/// `gatepass serve` listening on every interface; returns the child, its local base URL
+/// and the log lines up to "listening on".
+async fn serve_on_all_interfaces(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (tokio::process::Child, String, Vec<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatepass"))
+        .arg("serve")
+        .args(extra)
+        .current_dir(dir)
+        .env("GATEPASS_LISTEN", "0.0.0.0:0")
+        .env("GATEPASS_DATA_DIR", dir.join("data"))
+        .env("GATEPASS_JWT_SECRET", common::SECRET)
+        .env("GATEPASS_ARGON2_MEMORY_KIB", "1024")
+        .env("GATEPASS_ARGON2_ITERATIONS", "1")
+        .env("GATEPASS_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("GATEPASS_METRICS_TOKEN")
+        .env_remove("GATEPASS_DATABASE_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gatepass serve starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let port = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line.clone());
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                let addr = addr.split_whitespace().next().unwrap().to_owned();
+                return addr.rsplit(':').next().unwrap().to_owned();
+            }
+        }
+        panic!("no address in the log: {seen:?}");
+    })
+    .await
+    .expect("listens promptly");
+    (child, format!("http://127.0.0.1:{port}"), seen)
+}
+
+#[tokio::test]
+async fn metrics_beyond_loopback_need_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, _) = serve_on_all_interfaces(dir.path(), &[]).await;
+    let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(r.status(), 404, "no token configured: nobody reads metrics off loopback");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "not_found");
+    let r = reqwest::Client::new().get(format!("{base}/metrics")).bearer_auth("anything").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
+    let _ = child.kill().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, log) = serve_on_all_interfaces(dir.path(), &["--metrics-token", "scrape-secret-123"]).await;
+    assert!(!log.iter().any(|l| l.contains("/metrics is disabled")), "{log:?}");
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{base}/metrics")).send().await.unwrap().status(), 401);
+    let r = http.get(format!("{base}/metrics")).bearer_auth("scrape-secret-123").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = child.kill().await;
+}
+
+#[tokio::test]
+async fn refused_metrics_are_announced_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, log) = serve_on_all_interfaces(dir.path(), &[]).await;
+    let _ = child.kill().await;
+    let warning = log.iter().find(|l| l.contains("/metrics is disabled")).unwrap_or_else(|| panic!("{log:?}"));
+    assert!(warning.contains("WARN") && warning.contains("GATEPASS_METRICS_TOKEN"), "{warning}");
 }
 
 #[tokio::test]

@@ -1,0 +1,125 @@
+//! Issue 16: what `gatepass serve` refuses or accepts at start-up, against the real binary:
+//! weak published secrets and the spellings of boolean settings.
+
+use crate::common;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// `gatepass serve` on a fresh data directory with `env` over a minimal test setup.
+fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatepass"));
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("GATEPASS_LISTEN", "127.0.0.1:0")
+        .env("GATEPASS_DATA_DIR", dir.join("data"))
+        .env("GATEPASS_JWT_SECRET", common::SECRET)
+        .env("GATEPASS_ARGON2_MEMORY_KIB", "1024")
+        .env("GATEPASS_ARGON2_ITERATIONS", "1")
+        .env("GATEPASS_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("JWT_SECRET_KEY")
+        .env_remove("GATEPASS_DATABASE_URL")
+        .env_remove("GATEPASS_MASTER_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs a server that must refuse to start; returns its stderr.
+async fn refused(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), serve(dir.path(), env).output())
+        .await
+        .expect("exits promptly")
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "start-up must fail with {env:?}; stderr: {stderr}");
+    stderr
+}
+
+/// Starts a server that must come up; returns once it listens, then stops it.
+async fn starts(env: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve(dir.path(), env).spawn().expect("spawns");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut seen = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("listening on") {
+                return Ok(());
+            }
+            seen.push(line);
+        }
+        Err(seen)
+    })
+    .await
+    .expect("starts promptly");
+    let _ = child.kill().await;
+    if let Err(seen) = listening {
+        panic!("the server did not start with {env:?}:\n{}", seen.join("\n"));
+    }
+}
+
+#[tokio::test]
+async fn published_and_low_entropy_jwt_secrets_stop_start_up() {
+    for weak in [
+        "12345678901234567890123456789012",
+        "your-256-bit-secret",
+        "a-string-secret-at-least-256-bits-long",
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "secretsecretsecretsecretsecret12",
+    ] {
+        let stderr = refused(&[("GATEPASS_JWT_SECRET", weak)]).await;
+        assert!(stderr.contains("GATEPASS_JWT_SECRET (from the environment or .env)"), "{weak}: {stderr}");
+        assert!(stderr.contains("gatepass secret"), "says how to get a good one: {stderr}");
+        assert!(!stderr.contains(weak), "the secret is never echoed: {stderr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = serve(dir.path(), &[]).args(["--jwt-secret", "12345678901234567890123456789012"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEPASS_JWT_SECRET (from the --jwt-secret flag)"));
+    let out = serve(dir.path(), &[("JWT_SECRET_KEY", "12345678901234567890123456789012")])
+        .env_remove("GATEPASS_JWT_SECRET")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JWT_SECRET_KEY (alias of GATEPASS_JWT_SECRET) from the environment"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_weak_master_key_stops_start_up() {
+    let stderr =
+        refused(&[("GATEPASS_JWT_ALGORITHM", "EdDSA"), ("GATEPASS_MASTER_KEY", "0123456789abcdef0123456789abcdef")])
+            .await;
+    assert!(stderr.contains("GATEPASS_MASTER_KEY (from the environment or .env)"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_test_secrets_and_a_generated_secret_start_the_server() {
+    starts(&[("GATEPASS_JWT_ALGORITHM", "EdDSA"), ("GATEPASS_MASTER_KEY", common::MASTER_KEY)]).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass")).arg("secret").output().unwrap();
+    let generated = String::from_utf8(out.stdout).unwrap();
+    starts(&[("GATEPASS_JWT_SECRET", generated.trim())]).await;
+}
+
+#[tokio::test]
+async fn boolean_settings_take_1_0_yes_no_on_off() {
+    for value in ["1", "YES", "on", "True"] {
+        starts(&[("GATEPASS_COOKIE_SECURE", value), ("GATEPASS_REGISTRATION_OPEN", value)]).await;
+    }
+    for value in ["0", "no", "OFF", "false"] {
+        starts(&[("GATEPASS_RATE_LIMIT", value), ("GATEPASS_OPERATOR_TOKEN", value)]).await;
+    }
+    let stderr = refused(&[("GATEPASS_COOKIE_SECURE", "maybe")]).await;
+    assert!(stderr.contains("--cookie-secure"), "{stderr}");
+}
