@@ -1,5 +1,6 @@
 //! The HTTP edge: the router and its layers in one place. Handlers live in `api/` (JSON
-//! API), `compat.rs` (the seed tutorials' routes), `pages.rs` (HTML) and `ops.rs`.
+//! API, one file per resource), `pages/` (HTML and its form posts), `compat.rs` (the seed
+//! tutorials' routes), `keys.rs` (JWKS, discovery, key admin), `metrics.rs` and `ops.rs`.
 
 pub mod api;
 pub(crate) mod compat;
