@@ -236,6 +236,29 @@ where
         Ok(Some(revoked))
     }
 
+    /// Creates a session inside `tx` if its owner exists and is enabled (false otherwise).
+    /// `owner_lock` ends the owner query: PostgreSQL's `FOR SHARE` holds the row against a
+    /// concurrent disable until commit; SQLite's write lock already does.
+    pub(super) async fn create_session_in_tx(
+        tx: &mut Tx<DB>,
+        s: &SessionRecord,
+        refresh_hash: &str,
+        refresh_expires_at: i64,
+        owner_lock: &str,
+    ) -> StorageResult<bool> {
+        let sql = format!("SELECT CAST(1 AS BIGINT) FROM users WHERE id = $1 AND NOT disabled {owner_lock}");
+        let owner = sqlx::query_scalar::<DB, i64>(sqlx::AssertSqlSafe(sql))
+            .bind(s.user_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        if owner.is_none() {
+            return Ok(false);
+        }
+        Self::insert_session(tx, s, refresh_hash, refresh_expires_at).await?;
+        Ok(true)
+    }
+
     pub(super) async fn insert_session(
         tx: &mut Tx<DB>,
         s: &SessionRecord,

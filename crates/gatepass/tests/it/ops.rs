@@ -47,23 +47,10 @@ async fn serve_on_all_interfaces(
     extra: &[&str],
 ) -> (tokio::process::Child, String, Vec<String>) {
     use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatepass"))
-        .arg("serve")
+    let mut child = common::serve(dir, &[("GATEPASS_LISTEN", "0.0.0.0:0")])
         .args(extra)
-        .current_dir(dir)
-        .env("GATEPASS_LISTEN", "0.0.0.0:0")
-        .env("GATEPASS_DATA_DIR", dir.join("data"))
-        .env("GATEPASS_JWT_SECRET", common::SECRET)
-        .env("GATEPASS_ARGON2_MEMORY_KIB", "1024")
-        .env("GATEPASS_ARGON2_ITERATIONS", "1")
-        .env("GATEPASS_LOG", "info")
-        .env("NO_COLOR", "1")
         .env_remove("GATEPASS_METRICS_TOKEN")
-        .env_remove("GATEPASS_DATABASE_URL")
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("gatepass serve starts");
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();

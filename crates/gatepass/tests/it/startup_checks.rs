@@ -1,36 +1,9 @@
-//! Issue 16: what `gatepass serve` refuses or accepts at start-up, against the real binary:
+//! What `gatepass serve` refuses or accepts at start-up, against the real binary:
 //! weak published secrets and the spellings of boolean settings.
 
-use crate::common;
-use std::process::Stdio;
+use crate::common::{self, serve};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-/// `gatepass serve` on a fresh data directory with `env` over a minimal test setup.
-fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatepass"));
-    cmd.arg("serve")
-        .current_dir(dir)
-        .env("GATEPASS_LISTEN", "127.0.0.1:0")
-        .env("GATEPASS_DATA_DIR", dir.join("data"))
-        .env("GATEPASS_JWT_SECRET", common::SECRET)
-        .env("GATEPASS_ARGON2_MEMORY_KIB", "1024")
-        .env("GATEPASS_ARGON2_ITERATIONS", "1")
-        .env("GATEPASS_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env_remove("JWT_SECRET_KEY")
-        .env_remove("GATEPASS_DATABASE_URL")
-        .env_remove("GATEPASS_MASTER_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
 
 /// Runs a server that must refuse to start; returns its stderr.
 async fn refused(env: &[(&str, &str)]) -> String {

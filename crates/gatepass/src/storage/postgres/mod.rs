@@ -99,10 +99,28 @@ type Tx = super::shared::Tx<Postgres>;
 // PostgreSQL-only statements: row locks, GREATEST() (SQLite's MAX()).
 const SQL_LOCK_REFRESH: &str =
     "SELECT session_id, expires_at, rotated_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE";
-// `revoked_at IS NULL` in the same statement: an UPDATE waits for a concurrent revocation's
-// row lock and then re-checks the row, so a token is never noted for a revoked session.
-const SQL_NOTE_ACCESS: &str =
-    "UPDATE sessions SET access_expires_at = GREATEST(access_expires_at, $1) WHERE id = $2 AND revoked_at IS NULL";
+/// Raises the access-token expiry of `sid` (and, given `used_at`, its last use) if the
+/// session is not revoked; false when it is. `revoked_at IS NULL` sits in the same
+/// statement: an UPDATE waits for a concurrent revocation's row lock and then re-checks the
+/// row, so a token is never noted for a revoked session.
+async fn note_live<'c>(
+    ex: impl sqlx::Executor<'c, Database = Postgres>,
+    sid: &str,
+    exp: i64,
+    used_at: Option<i64>,
+) -> StorageResult<bool> {
+    let r = sqlx::query(
+        "UPDATE sessions SET last_used_at = COALESCE($1, last_used_at), \
+         access_expires_at = GREATEST(access_expires_at, $2) WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(used_at)
+    .bind(exp)
+    .bind(sid)
+    .execute(ex)
+    .await
+    .map_err(map_err)?;
+    Ok(r.rows_affected() == 1)
+}
 const SQL_SUCCESSOR_CURRENT: &str =
     "SELECT 1 FROM refresh_tokens WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2";
 
@@ -182,19 +200,13 @@ impl Storage for PostgresStorage {
         refresh_expires_at: i64,
     ) -> StorageResult<bool> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // FOR SHARE holds the owner's row until commit: a concurrent disable (an UPDATE of
-        // that row) waits, and its revocation then sees this session.
-        let disabled: Option<bool> = sqlx::query_scalar("SELECT disabled FROM users WHERE id = $1 FOR SHARE")
-            .bind(&s.user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if disabled != Some(false) {
-            return Ok(false);
+        // A concurrent disable (an UPDATE of the owner's row) waits for this commit, and its
+        // revocation then sees this session.
+        let created = Q::create_session_in_tx(&mut tx, s, refresh_hash, refresh_expires_at, "FOR SHARE").await?;
+        if created {
+            tx.commit().await.map_err(map_err)?;
         }
-        Q::insert_session(&mut tx, s, refresh_hash, refresh_expires_at).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        Ok(created)
     }
 
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {
@@ -223,19 +235,8 @@ impl Storage for PostgresStorage {
                 let expires_at = (req.now + req.refresh_ttl_secs).min(session.expires_at);
                 Q::insert_refresh(&mut *tx, req.successor_hash, &sid, req.now, expires_at).await?;
                 // The session was read without a lock: a revocation may have committed since.
-                // Re-checked in the UPDATE itself (see SQL_NOTE_ACCESS); dropping `tx` rolls
-                // the rotation back.
-                let noted = sqlx::query(
-                    "UPDATE sessions SET last_used_at = $1, access_expires_at = GREATEST(access_expires_at, $2) \
-                     WHERE id = $3 AND revoked_at IS NULL",
-                )
-                .bind(req.now)
-                .bind(req.access_expires_at)
-                .bind(&sid)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                if noted.rows_affected() != 1 {
+                // Re-checked in the UPDATE itself; dropping `tx` rolls the rotation back.
+                if !note_live(&mut *tx, &sid, req.access_expires_at, Some(req.now)).await? {
                     return Ok(Rotation::Invalid);
                 }
                 Rotation::Rotated(SessionRecord { last_used_at: req.now, ..session })
@@ -248,13 +249,7 @@ impl Storage for PostgresStorage {
                     .await
                     .map_err(map_err)?;
                 if req.now - at <= req.grace_secs && successor_current.is_some() {
-                    let noted = sqlx::query(SQL_NOTE_ACCESS)
-                        .bind(req.access_expires_at)
-                        .bind(&sid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map_err)?;
-                    if noted.rows_affected() != 1 {
+                    if !note_live(&mut *tx, &sid, req.access_expires_at, None).await? {
                         return Ok(Rotation::Invalid);
                     }
                     Rotation::Replayed(session)
@@ -293,8 +288,7 @@ impl Storage for PostgresStorage {
     }
 
     async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<bool> {
-        let r = sqlx::query(SQL_NOTE_ACCESS).bind(exp).bind(sid).execute(&self.pool).await.map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
+        note_live(&self.pool, sid, exp, None).await
     }
 
     async fn session(&self, sid: &str) -> StorageResult<Option<SessionRecord>> {

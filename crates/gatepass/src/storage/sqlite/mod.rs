@@ -162,19 +162,12 @@ impl Storage for SqliteStorage {
         refresh_hash: &str,
         refresh_expires_at: i64,
     ) -> StorageResult<bool> {
-        // The write lock taken by BEGIN IMMEDIATE keeps a concurrent disable out until commit.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let disabled: Option<bool> = sqlx::query_scalar("SELECT disabled FROM users WHERE id = $1")
-            .bind(&s.user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if disabled != Some(false) {
-            return Ok(false);
+        let created = Q::create_session_in_tx(&mut tx, s, refresh_hash, refresh_expires_at, "").await?;
+        if created {
+            tx.commit().await.map_err(map_err)?;
         }
-        Q::insert_session(&mut tx, s, refresh_hash, refresh_expires_at).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        Ok(created)
     }
 
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {

@@ -276,3 +276,28 @@ pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) -> Valu
 pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
+
+/// `gatepass serve` on a fresh data directory with `env` over a minimal test setup.
+pub fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("GATEPASS_LISTEN", "127.0.0.1:0")
+        .env("GATEPASS_DATA_DIR", dir.join("data"))
+        .env("GATEPASS_JWT_SECRET", SECRET)
+        .env("GATEPASS_ARGON2_MEMORY_KIB", "1024")
+        .env("GATEPASS_ARGON2_ITERATIONS", "1")
+        .env("GATEPASS_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("JWT_SECRET_KEY")
+        .env_remove("GATEPASS_DATABASE_URL")
+        .env_remove("GATEPASS_MASTER_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
