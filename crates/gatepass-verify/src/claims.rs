@@ -64,14 +64,23 @@ pub trait TimedClaims {
     fn audience(&self) -> Option<&str>;
 }
 
-impl TimedClaims for AccessClaims {
-    fn issued_at(&self) -> i64 {
-        self.iat
-    }
-    fn expires_at(&self) -> i64 {
-        self.exp
-    }
-    fn audience(&self) -> Option<&str> {
-        self.aud.as_deref()
-    }
+/// Implements [`TimedClaims`] for a claims struct with the registered fields `iat: i64`,
+/// `exp: i64` and `aud: Option<String>`, so that every token kind reads them one way.
+#[macro_export]
+macro_rules! timed_claims {
+    ($claims:ty) => {
+        impl $crate::TimedClaims for $claims {
+            fn issued_at(&self) -> i64 {
+                self.iat
+            }
+            fn expires_at(&self) -> i64 {
+                self.exp
+            }
+            fn audience(&self) -> Option<&str> {
+                self.aud.as_deref()
+            }
+        }
+    };
 }
+
+timed_claims!(AccessClaims);

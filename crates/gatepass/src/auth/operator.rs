@@ -5,7 +5,7 @@
 //! only in memory: after a restart the new process has a new boot id and refuses every
 //! earlier operator token, even unexpired ones.
 
-use gatepass_verify::{TimedClaims, Verifier, VerifyError};
+use gatepass_verify::{Verifier, VerifyError};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -44,17 +44,7 @@ pub struct OperatorClaims {
     pub aud: Option<String>,
 }
 
-impl TimedClaims for OperatorClaims {
-    fn issued_at(&self) -> i64 {
-        self.iat
-    }
-    fn expires_at(&self) -> i64 {
-        self.exp
-    }
-    fn audience(&self) -> Option<&str> {
-        self.aud.as_deref()
-    }
-}
+gatepass_verify::timed_claims!(OperatorClaims);
 
 /// Mints and checks this process's operator tokens.
 pub struct OperatorTokens {

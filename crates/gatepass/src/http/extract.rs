@@ -124,6 +124,8 @@ pub struct Auth {
     pub claims: AccessClaims,
     /// Header or cookie.
     pub source: TokenSource,
+    /// This request's cookie settings, for answers that set or clear cookies.
+    pub cookies: CookieSettings,
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -143,7 +145,7 @@ impl FromRequestParts<AppState> for Auth {
         if source == TokenSource::Cookie {
             crate::http::csrf::check(parts, app, cookies, &claims.sid)?;
         }
-        Ok(Auth { claims, source })
+        Ok(Auth { claims, source, cookies })
     }
 }
 

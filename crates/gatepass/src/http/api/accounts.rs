@@ -208,7 +208,6 @@ impl PasswordRequest {
 async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,
-    Cookies(cookies): Cookies,
     auth: Auth,
     JsonBody(req): JsonBody<PasswordRequest>,
 ) -> Result<Response> {
@@ -216,7 +215,7 @@ async fn change_password(
     let new = required(&req.new_password, "new_password")?;
     let grant = state.service.change_password(&auth.claims, current, new, &client).await?;
     let delivery = match auth.source {
-        gatepass_verify::TokenSource::Cookie => Delivery::Cookies(cookies),
+        gatepass_verify::TokenSource::Cookie => Delivery::Cookies(auth.cookies),
         gatepass_verify::TokenSource::Header => Delivery::Body,
     };
     Ok(token_response(&state, StatusCode::OK, "Password changed; other sessions ended", &grant, delivery))

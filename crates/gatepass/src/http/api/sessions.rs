@@ -124,7 +124,6 @@ pub struct Ended {
 async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
-    Cookies(cookies): Cookies,
     auth: Auth,
     QueryParams(q): QueryParams<LogoutQuery>,
 ) -> Result<Response> {
@@ -136,7 +135,7 @@ async fn logout(
     let ended = state.service.logout(&auth.claims, scope, &client).await?;
     let mut headers = HeaderMap::new();
     if scope != LogoutScope::Others {
-        cookies.clear_session(&mut headers);
+        auth.cookies.clear_session(&mut headers);
     }
     Ok((headers, Json(Ended { message: "Logged out successfully", sessions_ended: ended })).into_response())
 }
