@@ -370,6 +370,32 @@ pub fn is_known_hash(stored: &str) -> bool {
         || stored.starts_with("scrypt:")
 }
 
+/// Why a legacy hash's cost is out of bounds, for an import to refuse that row: absurd
+/// costs would let one login tie up the hashing threads for seconds (or allocate gigabytes),
+/// and a 1-iteration PBKDF2 is barely a hash. `None` when the cost is acceptable (or the
+/// format is not one whose cost is read here).
+pub fn legacy_cost_problem(stored: &str) -> Option<&'static str> {
+    const MAX_MEMORY: u64 = 256 * 1024 * 1024;
+    if is_bcrypt(stored) {
+        let cost: u32 = stored.get(4..6)?.parse().ok()?;
+        return (!(4..=16).contains(&cost)).then_some("bcrypt cost outside 4 to 16");
+    }
+    if let Some(rest) = stored.strip_prefix("pbkdf2:sha256:") {
+        let iterations: u64 = rest.split('$').next()?.parse().ok()?;
+        return (!(1_000..=10_000_000).contains(&iterations))
+            .then_some("PBKDF2 iterations outside 1,000 to 10,000,000");
+    }
+    if let Some(rest) = stored.strip_prefix("scrypt:") {
+        let mut params = rest.split('$').next()?.split(':').map(|v| v.parse::<u64>().ok());
+        let (n, r) = (params.next()??, params.next().flatten().unwrap_or(8));
+        return (n.saturating_mul(r).saturating_mul(128) > MAX_MEMORY).then_some("scrypt needs more than 256 MiB");
+    }
+    let parsed = PasswordHash::new(stored).ok()?;
+    let get = |name: &str| u64::from(parsed.params.get_decimal(name).unwrap_or(0));
+    let too_costly = get("m") * 1024 > MAX_MEMORY || get("t") > 10 || get("p") > 16;
+    too_costly.then_some("Argon2 beyond 256 MiB, 10 passes or 16 lanes")
+}
+
 fn is_bcrypt(stored: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| stored.starts_with(p))
 }
@@ -560,5 +586,28 @@ mod tests {
             out.push(job.await.unwrap().unwrap());
         }
         out
+    }
+
+    #[test]
+    fn absurd_legacy_costs_are_named() {
+        let ok = [
+            "pbkdf2:sha256:1000$zcELMtBtnSQvnAe7$00",
+            "scrypt:32768:8:1$s$00",
+            "$2b$12$KIXQJBQJjmbC6dS8ZkFuVOiNC3dL2iRw4u2vnlGNbZcXlCPjOQ2Bu",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ];
+        for stored in ok {
+            assert_eq!(legacy_cost_problem(stored), None, "{stored}");
+        }
+        let absurd = [
+            "pbkdf2:sha256:1$s$00",
+            "scrypt:1048576:32:1$s$00",
+            "$2b$31$KIXQJBQJjmbC6dS8ZkFuVOiNC3dL2iRw4u2vnlGNbZcXlCPjOQ2Bu",
+            "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=19456,t=1000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ];
+        for stored in absurd {
+            assert!(legacy_cost_problem(stored).is_some(), "{stored}");
+        }
     }
 }

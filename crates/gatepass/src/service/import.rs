@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use super::{Actor, Core, now};
-use crate::auth::passwords::is_known_hash;
+use crate::auth::passwords::{is_known_hash, legacy_cost_problem};
 use crate::domain::{Email, Password, Roles, User, UserId, Username};
 use crate::error::Error;
 
@@ -112,6 +112,9 @@ async fn prepare(row: &SourceRow, core: &Core, seen: &mut HashSet<String>) -> Re
     };
     let raw = row.password.as_deref().filter(|p| !p.is_empty()).ok_or("empty password")?;
     let password_hash = if is_known_hash(raw) {
+        if let Some(why) = legacy_cost_problem(raw) {
+            return Err(format!("password hash cost refused: {why}"));
+        }
         raw.to_owned()
     } else if raw.starts_with('$') || raw.starts_with("sha256$") || raw.starts_with("md5$") {
         return Err("unsupported password hash format".into());

@@ -90,3 +90,36 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
     let again = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| {}).await.unwrap();
     assert_eq!(again.imported, 0);
 }
+
+#[tokio::test]
+async fn absurd_legacy_hash_costs_are_skipped_with_the_reason() {
+    let app = TestApp::spawn().await;
+    let src = app.data_dir().join("costly.db");
+    let url = format!("sqlite://{}?mode=rwc", src.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE users (username TEXT, password TEXT)").execute(&mut conn).await.unwrap();
+    let werkzeug =
+        "pbkdf2:sha256:1000$zcELMtBtnSQvnAe7$932c8f3b3ec0fc618d76ca8e766544e367687d08f1498ed0f097d6bcc8dbbf2b";
+    for (u, p) in [
+        ("fine", werkzeug),
+        (
+            "onepass",
+            "pbkdf2:sha256:1$zcELMtBtnSQvnAe7$932c8f3b3ec0fc618d76ca8e766544e367687d08f1498ed0f097d6bcc8dbbf2b",
+        ),
+        ("hugescrypt", "scrypt:1048576:32:1$Zmyrsq3N1yWAEsaT$b238c1cf8e9e854ac860bae6cc68ddebb9c238fe"),
+        ("hugeargon", "$argon2id$v=19$m=4194304,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
+        ("slowbcrypt", "$2b$31$KIXQJBQJjmbC6dS8ZkFuVOiNC3dL2iRw4u2vnlGNbZcXlCPjOQ2Bu"),
+    ] {
+        sqlx::query("INSERT INTO users VALUES (?1, ?2)").bind(u).bind(p).execute(&mut conn).await.unwrap();
+    }
+    let core = app.state.service.core();
+    let report = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| {}).await.unwrap();
+    assert_eq!((report.read, report.imported), (5, 1));
+    let reasons: Vec<String> = report.skipped.iter().map(|(u, r)| format!("{u}: {r}")).collect();
+    for name in ["onepass", "hugescrypt", "hugeargon", "slowbcrypt"] {
+        let why = reasons.iter().find(|r| r.starts_with(&format!("{name}: "))).expect("skipped");
+        assert!(why.contains("password hash cost refused"), "{why}");
+    }
+    assert_eq!(app.storage.count_users().await.unwrap(), 1);
+    app.login("fine", "flask-password").await;
+}
