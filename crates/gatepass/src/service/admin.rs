@@ -118,7 +118,9 @@ impl Core {
             return Err(Error::BadRequest("prefix is at most 64 characters".into()));
         }
         let users = self.storage.list_users(prefix, limit, offset).await?;
-        let next_offset = (users.len() as i64 == limit).then_some(offset + limit);
+        // `then`, not `then_some`: the sum is only formed for a full page, and saturates at
+        // the largest offset a client can send.
+        let next_offset = (users.len() as i64 == limit).then(|| offset.saturating_add(limit));
         let total = self.storage.count_users().await?;
         Ok(UserPage { users, limit, offset, next_offset, total })
     }

@@ -138,6 +138,12 @@ async fn listing_paginates_and_filters_by_prefix() {
     for bad in ["?limit=0", "?limit=201", "?limit=abc", "?offset=-1", "?sort=name"] {
         expect_error(app.get_auth(&format!("/api/admin/users{bad}"), token).await, 400, "invalid_request").await;
     }
+    // The largest offset is an empty page, not an overflow.
+    let r = app.get_auth(&format!("/api/admin/users?limit=200&offset={}", i64::MAX), token).await;
+    assert_eq!(r.status(), 200);
+    let page: Value = r.json().await.unwrap();
+    assert_eq!(page["users"].as_array().unwrap().len(), 0);
+    assert_eq!(page["next_offset"], Value::Null);
 }
 
 #[tokio::test]
