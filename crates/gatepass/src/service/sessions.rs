@@ -58,7 +58,8 @@ impl Core {
     /// # Errors
     /// When storage cannot be read.
     pub async fn is_revoked(&self, sid: &str) -> Result<bool> {
-        Ok(self.storage.live_revocations(now()).await?.into_iter().any(|r| r.sid == sid))
+        // One row, not the whole denylist.
+        Ok(self.storage.session(sid).await?.is_some_and(|s| s.revoked_at.is_some()))
     }
 
     /// Live sessions in the whole deployment.

@@ -272,10 +272,7 @@ impl Core {
     async fn reload_settings_locked(&self) -> Result<()> {
         let mut next = self.configured.clone();
         apply_stored(&mut next, &self.storage.settings().await?);
-        let mut current = self.settings.write().unwrap_or_else(|p| p.into_inner());
-        if *current != next {
-            *current = next;
-        }
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
     }
 
