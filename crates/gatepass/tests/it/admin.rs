@@ -583,3 +583,17 @@ async fn cli_passwords_follow_the_registration_policy() {
     assert_eq!(audit["entries"][0]["actor"], "cli");
     assert_eq!(audit["entries"][0]["detail"]["sessions_ended"], 2, "the registration and the later login");
 }
+
+#[tokio::test]
+async fn token_verify_tells_a_valid_token_from_a_revoked_one() {
+    let app = TestApp::spawn().await;
+    let body = app.register("checked", "a-long-password").await;
+    let token = s(&body, "access_token").to_owned();
+    let out = cli(&app, &["token", "verify", &token, "--jwt-secret", common::SECRET]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid: user checked"));
+    assert_eq!(app.post_auth("/api/logout", &token, json!({})).await.status(), 200);
+    let out = cli(&app, &["token", "verify", &token, "--jwt-secret", common::SECRET]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("session was revoked"));
+}
