@@ -79,12 +79,6 @@ impl CookieSettings {
         headers.append(header::SET_COOKIE, self.build(self.csrf_name(), csrf, "/", refresh_max_age, false));
     }
 
-    /// Appends only a new access-token cookie (step-up re-authentication keeps the session,
-    /// so its refresh and CSRF cookies stay valid).
-    pub fn set_access(&self, headers: &mut HeaderMap, access: &str, access_max_age: i64) {
-        headers.append(header::SET_COOKIE, self.build(self.session_name(), access, "/", access_max_age, true));
-    }
-
     /// Appends cookies that delete all three.
     pub fn clear_session(&self, headers: &mut HeaderMap) {
         headers.append(header::SET_COOKIE, self.build(self.session_name(), "", "/", 0, true));

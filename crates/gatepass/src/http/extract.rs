@@ -149,6 +149,22 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The session of the browser's access cookie, when it holds a valid one. A login ends
+/// it (see [`crate::service::sessions::Renewing`]); no CSRF token is needed for that, since
+/// the login itself passed the origin check and ending a session grants nothing.
+pub struct HeldSession(pub Option<AccessClaims>);
+
+impl FromRequestParts<AppState> for HeldSession {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+        let cookies = cookie_settings(&parts.extensions, &parts.headers, app);
+        let held = CookieSettings::get(&parts.headers, cookies.session_name())
+            .and_then(|token| app.service.authenticate(&token).ok());
+        Ok(HeldSession(held))
+    }
+}
+
 /// The cookie settings of this request (see [`crate::http::cookies::CookiePolicy`]).
 pub struct Cookies(pub CookieSettings);
 

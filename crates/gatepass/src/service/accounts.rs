@@ -4,13 +4,14 @@
 
 use gatepass_verify::AccessClaims;
 
+use super::sessions::Renewing;
 use super::{Actor, AuthService, ClientInfo, Core, TokenGrant, event, now};
 use crate::auth::ratelimit::{self, Action};
 use crate::auth::refresh::RefreshTokens;
 use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
-use crate::storage::{PasswordReplace, StorageError};
+use crate::storage::{NewSession, PasswordReplace, StorageError};
 
 impl Core {
     /// The rules for new passwords in force now (the minimum length is a runtime setting).
@@ -117,7 +118,7 @@ impl AuthService {
         let user = self.core.new_account(username, password, email, Roles::default_user()).await?;
         let user = self.core.insert(user).await?;
         self.core.audit(event("register", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
-        self.start_session(user, now(), client).await
+        self.start_session(user, now(), client, Renewing::Nothing).await
     }
 
     /// Changes the caller's password after checking the current one, ends every session
@@ -157,7 +158,13 @@ impl AuthService {
             expected_hash: Some(&checked),
             new_hash: &hash,
             now: now(),
-            new_session: Some((&session, &refresh_hash, refresh_exp)),
+            new_session: Some(NewSession {
+                record: &session,
+                roles: &grant.user.roles,
+                refresh_hash: &refresh_hash,
+                refresh_expires_at: refresh_exp,
+                replaces: None,
+            }),
         };
         match self.core.replace_password(&by, &grant.user, change, "password_changed").await? {
             Some(_) => Ok(grant),

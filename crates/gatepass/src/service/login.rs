@@ -4,10 +4,10 @@
 
 use gatepass_verify::AccessClaims;
 
+use super::sessions::Renewing;
 use super::{AuthService, ClientInfo, TokenGrant, event, now};
 use crate::auth::passwords::Verified;
 use crate::auth::ratelimit::{self, Action};
-use crate::auth::tokens::IssuedToken;
 use crate::domain::{Password, User, Username};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
@@ -59,8 +59,16 @@ impl AuthService {
     /// Checks a username and password and starts a session.
     ///
     /// Unknown user, wrong password and disabled account all answer
-    /// [`Error::InvalidCredentials`] after the same amount of hashing work.
-    pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<TokenGrant> {
+    /// [`Error::InvalidCredentials`] after the same amount of hashing work. `held` is the
+    /// session the client already holds (a browser's access cookie): it ends when the new
+    /// one starts.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: &ClientInfo,
+        held: Option<&AccessClaims>,
+    ) -> Result<TokenGrant> {
         let account = self.password_gate(Action::Login, username, client).await?;
         let password = Password::parse_existing(password, "password")?;
         let user = match Username::parse(username) {
@@ -75,7 +83,7 @@ impl AuthService {
                 metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
                 let ev = event("login", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str());
                 self.core.audit(ev).await;
-                self.start_session(user, now(), client).await
+                self.start_session(user, now(), client, Renewing::Held(held)).await
             }
             Err(e) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "failed").increment(1);
@@ -130,15 +138,14 @@ impl AuthService {
         now() - claims.auth_time <= self.policy.fresh_auth_max_age
     }
 
-    /// Step-up: re-checks the caller's password and issues a new access token for the
-    /// *same* session with `auth_time` = now. The session record keeps its original
-    /// `auth_time`, so a later refresh returns to the older value (freshness is not
-    /// extended by refreshing).
+    /// Step-up: re-checks the caller's password and replaces the caller's session with a
+    /// new one whose `auth_time` is now (ASVS 5 §7.2.4: a new session id on
+    /// re-authentication, so the old access token, refresh token and CSRF token all end).
     ///
-    /// The token carries the account as it is *after* the password check (roles can change
-    /// during the hash), and is handed out only if the session is still not revoked when its
-    /// expiry is recorded; a revocation after that point outlives it (see
-    /// [`crate::storage::Storage::note_access_issued`]).
+    /// The new session carries the account as it is *after* the password check (roles can
+    /// change during the hash), and is created only if the old session is still live at
+    /// that moment, in one transaction with ending it: a revocation that wins the race
+    /// leaves nothing behind ([`Error::TokenRevoked`]).
     ///
     /// It passes the same gate as a login (rate limits and the account's back-off), and a
     /// wrong password counts toward that back-off.
@@ -147,7 +154,7 @@ impl AuthService {
         claims: &AccessClaims,
         password: &str,
         client: &ClientInfo,
-    ) -> Result<IssuedToken> {
+    ) -> Result<TokenGrant> {
         let account = self.password_gate(Action::Login, &claims.username, client).await?;
         let password = Password::parse_existing(password, "password")?;
         let user = self.current_user(claims).await?;
@@ -162,11 +169,9 @@ impl AuthService {
         if user.disabled {
             return Err(Error::InvalidCredentials);
         }
-        let t = now();
-        let access = self.issuer.issue(&user, &claims.sid, t, self.settings().access_token_ttl, t)?;
-        if !self.core.storage.note_access_issued(&claims.sid, access.claims.exp).await? {
-            return Err(Error::TokenRevoked);
-        }
-        Ok(access)
+        let grant = self.start_session(user, now(), client, Renewing::Required(claims)).await?;
+        let ev = event("reauth", SUCCESS, client).actor(&claims.sub).subject(&claims.sub);
+        self.core.audit(ev.detail(serde_json::json!({ "replaced_session": claims.sid }))).await;
+        Ok(grant)
     }
 }

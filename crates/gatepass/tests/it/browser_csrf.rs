@@ -313,6 +313,51 @@ async fn login_form_checks_origin_and_shows_failures() {
     assert!(b.page("/").await.contains("Logged in as ivan"));
 }
 
+/// Signing in again over a live browser session renews it (ASVS 5 §7.2.4): the session
+/// the cookies held ends, on the login form and on `/api/login?cookie=true` alike, while a
+/// bearer login (which sets no cookies) leaves the browser's session alone.
+#[tokio::test]
+async fn logging_in_again_ends_the_session_the_browser_held() {
+    let app = TestApp::spawn().await;
+    app.register("rhea", "correct horse battery").await;
+    app.register("saul", "correct horse battery").await;
+    let form = [("username", "rhea"), ("password", "correct horse battery")];
+    let mut b = Browser::new(&app);
+    b.post_form("/ui/login", &form).await;
+    let first = b.jar.get("session").expect("access cookie").to_owned();
+
+    let r = b.post_form("/ui/login", &form).await;
+    assert_eq!(r.status(), 303);
+    let second = b.jar.get("session").expect("access cookie").to_owned();
+    assert_ne!(first, second);
+    expect_error(app.get_auth("/api/profile", &first).await, 401, "token_revoked").await;
+    assert!(b.page("/").await.contains("Logged in as rhea"));
+
+    // A bearer login by the same browser sets no cookies, so its session stays.
+    let r = app
+        .client
+        .post(app.url("/api/login"))
+        .header("cookie", format!("session={second}"))
+        .json(&json!({"username": "rhea", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.get_auth("/api/profile", &second).await.status(), 200);
+
+    // Cookie mode, as another user: the held session ends whoever owned it.
+    let r = app
+        .client
+        .post(app.url("/api/login?cookie=true"))
+        .header("cookie", format!("session={second}"))
+        .json(&json!({"username": "saul", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    expect_error(app.get_auth("/api/profile", &second).await, 401, "token_revoked").await;
+}
+
 #[tokio::test]
 async fn logout_form_needs_the_token_then_clears_cookies_and_ends_the_session() {
     let app = TestApp::spawn().await;
@@ -419,11 +464,19 @@ async fn ending_other_sessions_from_the_page_needs_a_fresh_login() {
     let r = b.post_form("/ui/reauth", &[("csrf_token", &csrf), ("password", "wrong password!")]).await;
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("id=\"reauth-error\">Password is incorrect."));
+    let old_access = b.jar.get("session").expect("access cookie").to_owned();
     let r = b.post_form("/ui/reauth", &[("csrf_token", &csrf), ("password", "correct horse battery")]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), "/?notice=reauthed");
-    assert_eq!(set_cookies(&r).len(), 1, "step-up replaces only the access cookie");
-    assert_eq!(b.csrf(), csrf, "same session, same CSRF token");
+    // Renewal (ASVS 5 §7.2.4): a new session, so all three cookies are new and the old
+    // session's access token and CSRF token are worthless.
+    assert_eq!(set_cookies(&r).len(), 3, "step-up sets new access, refresh and CSRF cookies");
+    let stale_csrf = csrf;
+    let csrf = b.csrf();
+    assert_ne!(csrf, stale_csrf, "a new session, a new CSRF token");
+    expect_error(app.get_auth("/api/profile", &old_access).await, 401, "token_revoked").await;
+    let r = b.post_form(&end_path, &[("csrf_token", &stale_csrf)]).await;
+    assert_eq!(r.status(), 403, "the old session's CSRF token no longer works");
 
     let r = b.post_form(&end_path, &[("csrf_token", &csrf)]).await;
     assert_eq!(location(&r), "/?notice=session_ended");

@@ -13,7 +13,7 @@ use super::{Delivery, UserView, token_response};
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::{Auth, Client, Cookies, JsonBody, JsonOrForm, QueryParams};
+use crate::http::extract::{Auth, Client, Cookies, HeldSession, JsonBody, JsonOrForm, QueryParams};
 use crate::http::openapi::{
     AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedIn, Unauthorized, with_alias,
 };
@@ -132,6 +132,7 @@ async fn login(
     Client(client): Client,
     QueryParams(q): QueryParams<DeliveryQuery>,
     Cookies(cookies): Cookies,
+    HeldSession(held): HeldSession,
     headers: HeaderMap,
     body: JsonOrForm<LoginRequest>,
 ) -> Result<Response> {
@@ -139,8 +140,10 @@ async fn login(
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
-    let grant = state.service.login(username, password, &client).await?;
     let delivery = if q.cookie || body.from_form { Delivery::Cookies(cookies) } else { Delivery::Body };
+    // Only a login that replaces the browser's cookies ends the session those cookies hold.
+    let held = held.as_ref().filter(|_| matches!(delivery, Delivery::Cookies(_)));
+    let grant = state.service.login(username, password, &client, held).await?;
     Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery))
 }
 
