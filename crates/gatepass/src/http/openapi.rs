@@ -26,6 +26,8 @@ use crate::http::api::GrantBody;
 pub const BEARER: &str = "bearer";
 /// Security scheme: the access-token cookie set by cookie-mode login.
 pub const COOKIE: &str = "session_cookie";
+/// Security scheme: the refresh-token cookie (path `/api/refresh`).
+pub const REFRESH_COOKIE: &str = "refresh_cookie";
 /// Security scheme: this process's operator token in `Authorization: Bearer`.
 pub const OPERATOR: &str = "operator_token";
 /// Security scheme: `GATEPASS_METRICS_TOKEN` in `Authorization: Bearer`.
@@ -86,6 +88,14 @@ impl utoipa::Modify for Document {
                 "__Host-session",
                 "The access-token cookie (named `session` on plain-HTTP loopback). Non-GET requests also need \
                  the `X-CSRF-Token` header and a same-origin `Origin`/`Sec-Fetch-Site`.",
+            ))),
+        );
+        components.add_security_scheme(
+            REFRESH_COOKIE,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "__Secure-refresh",
+                "The refresh-token cookie (named `refresh_token` on plain-HTTP loopback); sent only to \
+                 paths under `/api/refresh`.",
             ))),
         );
         components.add_security_scheme(

@@ -219,6 +219,18 @@ impl AuthService {
         self.refresh(refresh_token, client).await
     }
 
+    /// The live session a refresh token belongs to, without rotating anything.
+    ///
+    /// # Errors
+    /// [`Error::RefreshTokenInvalid`] for an unknown, expired or ended one.
+    pub async fn session_of_refresh_token(&self, refresh_token: &str) -> Result<String> {
+        if !RefreshTokens::looks_valid(refresh_token) {
+            return Err(Error::RefreshTokenInvalid);
+        }
+        let found = self.core.storage.session_of_refresh_token(&RefreshTokens::hash(refresh_token), now()).await?;
+        found.map(|(sid, _)| sid).ok_or(Error::RefreshTokenInvalid)
+    }
+
     /// Verifies an access token and checks that its session has not been revoked.
     ///
     /// # Errors
