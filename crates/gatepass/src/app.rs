@@ -19,9 +19,21 @@ use crate::service::{AuthService, Core, KeyManagement, RuntimeSettings, SessionP
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 
 /// Opens the storage backend named by the database URL.
-pub async fn open_storage(store: &StoreArgs) -> anyhow::Result<Arc<dyn Storage>> {
+pub async fn open_storage(store: &StoreArgs, create: bool) -> anyhow::Result<Arc<dyn Storage>> {
     let url = store.database_url();
     if url.starts_with("sqlite:") {
+        let file = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+        let file = file.split('?').next().unwrap_or(file);
+        let exists = file == ":memory:" || Path::new(file).exists();
+        if !create && !exists {
+            anyhow::bail!(
+                "there is no database at {} (the data directory is {}; GATEPASS_DATA_DIR or --data-dir name \
+                 another). Point this command at the server's data directory, or pass --init to create an \
+                 empty database here.",
+                store.describe().trim_start_matches("SQLite "),
+                std::path::absolute(&store.data_dir).unwrap_or_else(|_| store.data_dir.clone()).display()
+            );
+        }
         if store.database_url.is_none() {
             config::ensure_data_dir(&store.data_dir)?;
         }
@@ -101,7 +113,8 @@ pub async fn open_core_with(
     security: Option<&SecurityArgs>,
     threads: usize,
 ) -> anyhow::Result<Core> {
-    let storage = open_storage(store).await?;
+    let storage = open_storage(store, store.init).await?;
+    eprintln!("database: {}", store.describe());
     let (hasher, _) = password_hasher(security.map(SecurityArgs::hash_cost).unwrap_or_default(), threads).await?;
     let mut configured = RuntimeSettings::default();
     if let Some(security) = security {
@@ -164,13 +177,17 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds everything. Nothing is served until [`Self::run_until`].
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
-        let storage = open_storage(&args.store).await?;
+        let storage = open_storage(&args.store, true).await?;
         Self::build_on(args, storage).await
     }
 
     /// Like [`Self::build`] over an already-open storage (tests keep a handle to it).
     pub async fn build_on(args: ServeArgs, storage: Arc<dyn Storage>) -> anyhow::Result<Self> {
         let service = build_service(&args, storage).await?;
+        // Said at every start, so a server started from the wrong directory (a new, empty
+        // database) shows it at once.
+        let accounts = service.core().count_users().await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        tracing::info!(database = %args.store.describe(), accounts, "database opened");
         let secret = config::signing_secret(&args.security, &args.store.data_dir)?;
         let listener = TcpListener::bind(args.listen).await?;
         let cookies = CookiePolicy {

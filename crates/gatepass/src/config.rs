@@ -19,6 +19,11 @@ pub struct StoreArgs {
     /// Database URL; defaults to an SQLite file in the data directory.
     #[arg(long, env = "GATEPASS_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Create the SQLite database if it does not exist yet. `serve` always does; the other
+    /// commands refuse without it, so that one run from the wrong directory cannot quietly
+    /// work on a new, empty database.
+    #[arg(long)]
+    pub init: bool,
 }
 
 impl StoreArgs {
@@ -27,6 +32,25 @@ impl StoreArgs {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("gatepass.db").display()),
+        }
+    }
+
+    /// Which database this is, for logs and messages: the absolute SQLite file, or the
+    /// PostgreSQL host, port and database (never the password).
+    pub fn describe(&self) -> String {
+        use std::str::FromStr;
+        let url = self.database_url();
+        if url.starts_with("sqlite:") {
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .map(|o| o.get_filename().to_path_buf())
+                .unwrap_or_else(|_| self.data_dir.join("gatepass.db"));
+            return format!("SQLite {}", std::path::absolute(&file).unwrap_or(file).display());
+        }
+        match sqlx::postgres::PgConnectOptions::from_str(&url) {
+            Ok(o) => {
+                format!("PostgreSQL {}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or("(default)"))
+            }
+            Err(_) => "an unparsable database URL".to_owned(),
         }
     }
 }
