@@ -189,7 +189,9 @@ impl Application {
         let accounts = service.core().count_users().await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         tracing::info!(database = %args.store.describe(), accounts, "database opened");
         let secret = config::signing_secret(&args.security, &args.store.data_dir)?;
-        let listener = TcpListener::bind(args.listen).await?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (GATEPASS_LISTEN / --listen): {e}", args.listen))?;
         let cookies = CookiePolicy {
             explicit: args.cookie_secure,
             always_https: !args.listen.ip().is_loopback()

@@ -25,6 +25,45 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Parses the command line, or exits with clap's message; a refused value also says where
+/// it came from (the flag, an environment variable, or `.env`), since a bad value in a
+/// forgotten `.env` otherwise looks like a bad flag.
+pub fn parse() -> Cli {
+    let err = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    let Some(origin) = value_origin(&err) else { err.exit() };
+    let text = err.render().to_string();
+    let (first, rest) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    eprintln!("{first}\n  (the value came {origin})\n{rest}");
+    std::process::exit(2)
+}
+
+/// Where the refused value of a clap error came from.
+fn value_origin(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(err.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else { return None };
+    let flag = arg.split_whitespace().next()?;
+    if std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}="))) {
+        return Some(format!("from the command line ({flag})"));
+    }
+    let env = env_of(&<Cli as clap::CommandFactory>::command(), flag.trim_start_matches("--"))?;
+    Some(format!("{} ({env})", config::env_source(&env)))
+}
+
+/// The environment variable behind the flag `--long`, in `cmd` or its subcommands.
+fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+    cmd.get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .or_else(|| cmd.get_subcommands().find_map(|c| env_of(c, long)))
+}
+
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
