@@ -85,12 +85,25 @@ pub enum Command {
     /// Password hashing cost.
     #[command(subcommand)]
     Passwords(PasswordsCommand),
-    /// Import users from a seed-style SQLite database (`users` table with username,
-    /// password and optionally email; plaintext, bcrypt or werkzeug hashes).
+    /// Import users from a Flask app's SQLite database: seed-style (`users` table with
+    /// username, password and optionally email) or Flask-SQLAlchemy-style (`user` table,
+    /// `password_hash`); plaintext, bcrypt or werkzeug hashes.
     Import {
-        /// Source, as `sqlite:PATH`.
+        /// Source: `sqlite:PATH`, a SQLAlchemy URI (`sqlite:///site.db`), or a path.
         #[arg(long)]
         from: String,
+        /// Table holding the users (default: `users`, else `user`).
+        #[arg(long)]
+        table: Option<String>,
+        /// Column with the username (default: `username`).
+        #[arg(long)]
+        username_column: Option<String>,
+        /// Column with the password or its hash (default: `password_hash`, else `password`).
+        #[arg(long)]
+        password_column: Option<String>,
+        /// Column with the e-mail address (default: `email`, if there is one).
+        #[arg(long)]
+        email_column: Option<String>,
         /// Check everything and report, but write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -282,7 +295,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { url } => crate::demo::run(&url).await,
-        Command::Import { from, dry_run, store, security } => import::run(&from, dry_run, &store, &security).await,
+        Command::Import { from, table, username_column, password_column, email_column, dry_run, store, security } => {
+            let shape = crate::service::import::SourceShape { table, username_column, password_column, email_column };
+            import::run(&from, &shape, dry_run, &store, &security).await
+        }
         Command::Passwords(PasswordsCommand::Calibrate { target, max_memory_kib }) => {
             let c = tokio::task::spawn_blocking(move || crate::auth::calibrate::calibrate(target, max_memory_kib))
                 .await??;
