@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Refresh body; may be left out when the refresh cookie is sent instead.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token from the last grant.
     #[schema(value_type = String, required = true, min_length = 1)]
