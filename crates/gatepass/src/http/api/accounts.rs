@@ -1,7 +1,8 @@
 //! Accounts: register, login, profile, the protected example route, password change.
 
 use axum::Json;
-use axum::extract::{MatchedPath, State};
+use axum::extract::{FromRequestParts, MatchedPath, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -84,10 +85,27 @@ pub struct DeliveryQuery {
     cookie: Option<bool>,
 }
 
-impl DeliveryQuery {
+/// How a grant request wants its tokens: its `?cookie=` and whether it came in on a seed
+/// path (`/login`, `/register`).
+struct Asked {
+    query: DeliveryQuery,
+    seed_path: bool,
+}
+
+impl Asked {
     /// Whether this request asked (or, on a seed path, defaults) for cookies.
-    fn wants_cookies(&self, path: &MatchedPath, from_form: bool) -> bool {
-        self.cookie.unwrap_or(from_form && !path.as_str().starts_with("/api/"))
+    fn cookies(&self, from_form: bool) -> bool {
+        self.query.cookie.unwrap_or(from_form && self.seed_path)
+    }
+}
+
+impl FromRequestParts<AppState> for Asked {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let QueryParams(query) = QueryParams::<DeliveryQuery>::from_request_parts(parts, state).await?;
+        let seed_path = parts.extensions.get::<MatchedPath>().is_some_and(|p| !p.as_str().starts_with("/api/"));
+        Ok(Self { query, seed_path })
     }
 }
 
@@ -128,8 +146,7 @@ fn refuse_cross_site_form(headers: &HeaderMap, cookies: CookieSettings, from_for
 async fn register(
     State(state): State<AppState>,
     Client(client): Client,
-    QueryParams(q): QueryParams<DeliveryQuery>,
-    path: MatchedPath,
+    asked: Asked,
     Cookies(cookies): Cookies,
     headers: HeaderMap,
     body: JsonOrForm<RegisterRequest>,
@@ -140,7 +157,7 @@ async fn register(
     let password = required(&req.password, "password")?;
     confirmed(password, &req.confirm_password)?;
     let grant = state.service.register(username, password, req.email.as_deref(), &client).await?;
-    let delivery = if q.wants_cookies(&path, body.from_form) { Delivery::Cookies(cookies) } else { Delivery::Body };
+    let delivery = if asked.cookies(body.from_form) { Delivery::Cookies(cookies) } else { Delivery::Body };
     Ok(token_response(&state, StatusCode::CREATED, "User created successfully", &grant, delivery))
 }
 
@@ -154,8 +171,7 @@ async fn register(
 async fn login(
     State(state): State<AppState>,
     Client(client): Client,
-    QueryParams(q): QueryParams<DeliveryQuery>,
-    path: MatchedPath,
+    asked: Asked,
     Cookies(cookies): Cookies,
     HeldSession(held): HeldSession,
     headers: HeaderMap,
@@ -165,7 +181,7 @@ async fn login(
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
-    let delivery = if q.wants_cookies(&path, body.from_form) { Delivery::Cookies(cookies) } else { Delivery::Body };
+    let delivery = if asked.cookies(body.from_form) { Delivery::Cookies(cookies) } else { Delivery::Body };
     // Only a login that replaces the browser's cookies ends the session those cookies hold.
     let held = held.as_ref().filter(|_| matches!(delivery, Delivery::Cookies(_)));
     let grant = state.service.login(username, password, &client, held).await?;
