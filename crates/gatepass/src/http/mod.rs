@@ -6,6 +6,7 @@ pub mod api;
 pub(crate) mod compat;
 pub mod cookies;
 pub(crate) mod csrf;
+pub(crate) mod docs;
 pub(crate) mod edge;
 pub(crate) mod extract;
 pub(crate) mod guard;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let (routes, _) = routes().split_for_parts();
     let routes = routes
+        .merge(docs::router())
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .route_layer(axum::middleware::from_fn(metrics::track))
@@ -138,7 +140,8 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
 fn with_security_headers(router: Router) -> Router {
     router
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        // Routes with a policy of their own (the API explorer) keep it.
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))

@@ -184,3 +184,29 @@ async fn a_broken_log_pipe_does_not_break_requests() {
     }
     let _ = child.kill().await;
 }
+
+/// `/docs` is an API explorer over `/openapi.json` served from the binary: its page and
+/// scripts come from this server (nothing from a CDN) under a policy that allows only them.
+#[tokio::test]
+async fn the_api_explorer_is_served_offline() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/docs/").await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");
+    assert!(!csp.contains("http"), "no other origin allowed: {csp}");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("swagger-ui"), "{page}");
+    for asset in ["swagger-ui-bundle.js", "swagger-ui.css", "swagger-initializer.js"] {
+        let r = app.get(&format!("/docs/{asset}")).await;
+        assert_eq!(r.status(), 200, "{asset}");
+        let text = r.text().await.unwrap();
+        assert!(!text.contains("cdn.") && !text.contains("unpkg.com"), "{asset} loads from a CDN");
+        if asset == "swagger-initializer.js" {
+            assert!(text.contains("/openapi.json"), "the explorer reads this server's description: {text}");
+        }
+    }
+    // Other pages keep their strict policy.
+    let csp = app.get("/healthz").await.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.starts_with("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+}
