@@ -191,9 +191,23 @@ pub fn account_key(raw: &str) -> String {
     t[..end].to_owned()
 }
 
-/// Key of the account-wide failure record of an account key ([`account_key`]).
+/// Key of the account-wide failure record of an account key ([`account_key`]). Control
+/// characters and `%` are percent-encoded (so the key stays one-to-one with the name):
+/// submitted names can hold anything, and PostgreSQL text cannot hold a NUL.
 pub fn account_record_key(account: &str) -> String {
-    format!("acct:{account}")
+    let mut key = String::with_capacity(account.len() + 5);
+    key.push_str("acct:");
+    for c in account.chars() {
+        if c == '%' || c.is_control() {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                key.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            key.push(c);
+        }
+    }
+    key
 }
 
 /// Key of the failure record of one recognised device of an account (by user id).
@@ -541,6 +555,13 @@ mod tests {
         let r = (0..150).fold(FailureRecord::default(), |r, i| r.counted(&s, T0 + i));
         assert_eq!(r.recent.len(), MAX_FAILURES_PER_HOUR_CAP as usize);
         assert_eq!(r.recent[0], T0 + 50);
+    }
+
+    #[test]
+    fn record_keys_escape_what_stores_cannot_hold() {
+        assert_eq!(account_record_key("alice"), "acct:alice");
+        assert_eq!(account_record_key("a\0b%c\u{85}é"), "acct:a%00b%25c%C2%85é");
+        assert_ne!(account_record_key("a%00"), account_record_key("a\0"));
     }
 
     #[test]
