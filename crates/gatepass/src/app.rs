@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::clients::IntrospectionClients;
 use crate::auth::csrf::CsrfTokens;
+use crate::auth::device::DeviceCookies;
 use crate::auth::operator::OperatorTokens;
 use crate::auth::passwords::HashCost;
 use crate::auth::refresh::RefreshTokens;
@@ -139,12 +140,13 @@ async fn build_service(args: &ServeArgs, storage: Arc<dyn Storage>) -> anyhow::R
         fresh_auth_max_age: secs(args.fresh_auth_max_age),
     };
     let service = AuthService::new(core, issuer, Arc::new(verifier), RefreshTokens::new(secret), policy)
-        .with_key_management(keys);
+        .with_key_management(keys)
+        .with_device_cookies(DeviceCookies::new(secret));
     let service = match &args.abuse.redis_url {
         Some(url) => {
             let limiter = crate::auth::ratelimit_redis::RedisLimiter::new(url, &args.abuse.redis_prefix)?;
             if limiter.probe().await {
-                tracing::info!("rate limits shared through redis");
+                tracing::info!("rate limits and failed-login records shared through redis");
             }
             service.with_limiter(Arc::new(limiter))
         }

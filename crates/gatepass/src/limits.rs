@@ -44,8 +44,9 @@ pub struct AbuseArgs {
     #[arg(long, env = "GATEPASS_MAX_FAILED_LOGINS_PER_HOUR", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_FAILURES_PER_HOUR_CAP)))]
     pub max_failed_logins_per_hour: u32,
-    /// Redis shared by all instances for the rate-limit buckets (`redis://host:6379`);
-    /// unset: each instance counts on its own.
+    /// Redis shared by all instances for the rate-limit buckets and the failed-login
+    /// records (`redis://host:6379`); unset: each instance keeps its own buckets and the
+    /// records live in the database.
     #[arg(long, env = "GATEPASS_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Prefix of the rate-limit keys in Redis (separates deployments sharing one Redis).

@@ -331,12 +331,15 @@ macro_rules! grant_responses {
 
 /// What `Set-Cookie` carries when a grant is delivered as cookies.
 const GRANT_COOKIES: &str = "Session, refresh and CSRF cookies (cookie delivery only)";
+/// The same after a password sign-in, which also (re)sets the long-lived device cookie.
+const SIGN_IN_COOKIES: &str = "Session, refresh, CSRF and device cookies (cookie delivery only; the device \
+     cookie lets the failed-login back-off recognise this browser for the account)";
 
 grant_responses! {
     /// 201 from registration: the new account's first grant.
-    Registered = CREATED, "Account created and signed in", GRANT_COOKIES;
+    Registered = CREATED, "Account created and signed in", SIGN_IN_COOKIES;
     /// 200 from login.
-    SignedIn = OK, "Signed in", GRANT_COOKIES;
+    SignedIn = OK, "Signed in", SIGN_IN_COOKIES;
     /// 200 from a password change.
     PasswordChanged = OK, "Changed; a new grant for this session", GRANT_COOKIES;
     /// 200 from refresh.

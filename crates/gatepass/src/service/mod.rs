@@ -2,7 +2,8 @@
 //! that touches storage at all. Handlers and the command line call these and shape the
 //! answers; nothing here knows about HTTP.
 //!
-//! One use case per file: [`login`] (throttling gate, password check, step-up),
+//! One use case per file: [`login`] (throttling gate, password check, step-up), [`backoff`]
+//! (where the failed-login records live and how they change),
 //! [`sessions`] (start, refresh, authenticate, logout, revoke, sweep), [`accounts`]
 //! (register, create, change password, the one `set_password`), [`admin`] (listing and
 //! changing accounts, the audit trail), [`settings`] (runtime settings and their one
@@ -12,6 +13,7 @@
 use gatepass_verify::Verifier;
 use std::sync::{Arc, RwLock};
 
+use crate::auth::device::{DeviceCookies, PresentedDevice};
 use crate::auth::ratelimit::{Limiter, LocalLimiter};
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::tokens::IssuedToken;
@@ -23,6 +25,7 @@ use crate::storage::audit::AuditEvent;
 
 pub mod accounts;
 pub mod admin;
+pub mod backoff;
 pub mod import;
 pub mod keys;
 pub mod login;
@@ -55,6 +58,8 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     /// `User-Agent`, truncated.
     pub user_agent: Option<String>,
+    /// The device cookie the browser sent, unverified (the service checks it).
+    pub device: Option<PresentedDevice>,
 }
 
 /// Tokens handed to a client after login, registration, refresh or password change.
@@ -68,6 +73,9 @@ pub struct TokenGrant {
     pub refresh_token: String,
     /// Access-token lifetime in seconds.
     pub expires_in: i64,
+    /// After a password sign-in (login, registration): the device cookie value that makes
+    /// this browser recognised for the account. Set only where tokens go into cookies.
+    pub device: Option<String>,
 }
 
 /// The part of the service that needs no signing keys: storage, password hashing, the
@@ -142,6 +150,7 @@ pub struct AuthService {
     policy: SessionPolicy,
     keys: KeyManagement,
     limiter: Arc<dyn Limiter>,
+    devices: DeviceCookies,
     verified: VerifiedCache,
 }
 
@@ -162,6 +171,7 @@ impl AuthService {
             policy,
             keys: KeyManagement::default(),
             limiter: Arc::new(LocalLimiter::default()),
+            devices: DeviceCookies::ephemeral(),
             verified: VerifiedCache::default(),
         }
     }
@@ -175,6 +185,13 @@ impl AuthService {
     /// Replaces the throttling backend (a shared one when several instances run).
     pub fn with_limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
         self.limiter = limiter;
+        self
+    }
+
+    /// Sets the device-cookie key (derived from the server secret, so that every instance
+    /// and every restart recognises the same browsers; until then a key of this process).
+    pub fn with_device_cookies(mut self, devices: DeviceCookies) -> Self {
+        self.devices = devices;
         self
     }
 

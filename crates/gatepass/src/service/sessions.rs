@@ -147,7 +147,8 @@ impl AuthService {
             revoked_at: None,
         };
         let refresh_exp = (t + settings.refresh_token_ttl).min(session.expires_at);
-        Ok((TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl }, session, refresh_exp))
+        let grant = TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl, device: None };
+        Ok((grant, session, refresh_exp))
     }
 
     /// Rotates a refresh token: returns a new access token and the successor refresh
@@ -196,7 +197,7 @@ impl AuthService {
             .ok_or(Error::RefreshTokenInvalid)?;
         let access = self.issuer.issue(&user, &session.id, session.auth_time, settings.access_token_ttl, t)?;
         debug_assert_eq!(access.claims.exp, exp);
-        Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl })
+        Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl, device: None })
     }
 
     /// Like [`Self::refresh`], for a refresh token that arrived in a cookie: first checks,

@@ -6,6 +6,7 @@
 
 pub mod audit;
 mod events;
+pub mod failures;
 mod keys;
 mod postgres;
 pub mod revocation_feed;
@@ -15,6 +16,7 @@ mod sqlite;
 
 pub use audit::AuditStore;
 pub use events::{Change, ChangeFeed, ChangeSubscription};
+pub use failures::FailureStore;
 pub use keys::KeyStore;
 pub use postgres::PostgresStorage;
 pub use revocation_feed::RevocationFeed;
@@ -188,7 +190,7 @@ pub struct UserPatch {
 
 /// Everything gatepass persists.
 #[async_trait]
-pub trait Storage: AuditStore + ChangeFeed + KeyStore + RevocationFeed + Send + Sync + 'static {
+pub trait Storage: AuditStore + ChangeFeed + FailureStore + KeyStore + RevocationFeed + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Succeeds when the database answers.

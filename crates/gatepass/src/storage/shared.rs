@@ -51,8 +51,9 @@ const SESSION_SELECT: &str = "SELECT id, user_id, created_at, last_used_at, expi
      access_expires_at, user_agent, ip, revoked_at FROM sessions";
 const INSERT_REVOCATION: &str = "INSERT INTO revocations (session_id, until, reason) VALUES ($1, $2, $3) \
      ON CONFLICT (session_id) DO UPDATE SET until = excluded.until, reason = excluded.reason";
-const PURGE: [&str; 3] = [
+const PURGE: [&str; 4] = [
     "DELETE FROM revocations WHERE until <= $1",
+    "DELETE FROM login_failures WHERE expires_at <= $1",
     "DELETE FROM refresh_tokens WHERE expires_at <= $1",
     // A session row is kept while its revocation matters or it is still live.
     "DELETE FROM sessions WHERE (expires_at <= $1 OR revoked_at IS NOT NULL) AND access_expires_at + 60 <= $1",
@@ -81,6 +82,7 @@ where
     for<'r> AuditEntry: FromRow<'r, DB::Row>,
     for<'r> KeyRow: FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
@@ -433,6 +435,48 @@ where
             .map_err(DB::map_err)?;
         }
         Ok(())
+    }
+
+    pub(super) async fn failure_record<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        key: &str,
+    ) -> StorageResult<Option<String>> {
+        sqlx::query_scalar::<DB, String>("SELECT record FROM login_failures WHERE key = $1")
+            .bind(key)
+            .fetch_optional(ex)
+            .await
+            .map_err(DB::map_err)
+    }
+
+    /// Compare-and-swap of one failure record, in one statement: an insert that yields to
+    /// any existing row, or an update that applies only while the row holds `expected`.
+    /// On PostgreSQL a concurrent update waits for the first one's row lock and then
+    /// re-checks `record = $4` against the committed row, so exactly one of them applies.
+    pub(super) async fn swap_failure_record<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        key: &str,
+        expected: Option<&str>,
+        new: &str,
+        expires_at: i64,
+    ) -> StorageResult<bool> {
+        let q = match expected {
+            None => sqlx::query::<DB>(
+                "INSERT INTO login_failures (key, record, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(new)
+            .bind(expires_at),
+            Some(expected) => sqlx::query::<DB>(
+                "UPDATE login_failures SET record = $2, expires_at = $3 WHERE key = $1 AND record = $4",
+            )
+            .bind(key)
+            .bind(new)
+            .bind(expires_at)
+            .bind(expected),
+        };
+        let r = q.execute(ex).await.map_err(DB::map_err)?;
+        Ok(DB::rows_affected(&r) == 1)
     }
 
     pub(super) async fn insert_signing_key<'c>(

@@ -517,7 +517,8 @@ async fn cookie_borne_admin_requests_need_the_csrf_token_and_operator_tokens_nee
 
 #[tokio::test]
 async fn settings_changed_on_one_instance_reach_another() {
-    let a = TestApp::spawn().await;
+    // The probe below logs in until B has reloaded: more than one account's burst.
+    let a = TestApp::spawn_with(&["--rate-limit-user-burst", "1000"]).await;
     let b = a.spawn_peer().await;
     a.register("shared", "a-long-password").await;
     assert_eq!(b.login("shared", "a-long-password").await["expires_in"], 900);

@@ -45,8 +45,9 @@ fn names(cookies: &[(String, String, bool)]) -> Vec<&str> {
     n
 }
 
-const SECURE_NAMES: [&str; 3] = ["__Host-csrf", "__Host-session", "__Secure-refresh"];
-const PLAIN_NAMES: [&str; 3] = ["csrf_token", "refresh_token", "session"];
+/// What a sign-in sets: the session's three cookies and the device cookie.
+const SECURE_NAMES: [&str; 4] = ["__Host-csrf", "__Host-device", "__Host-session", "__Secure-refresh"];
+const PLAIN_NAMES: [&str; 4] = ["csrf_token", "device", "refresh_token", "session"];
 
 #[tokio::test]
 async fn an_https_issuer_makes_cookies_secure_on_loopback() {
@@ -185,7 +186,12 @@ async fn a_frontend_on_an_allowed_origin_can_use_cookie_mode() {
     let r = post(&app, &jar, "/api/logout", &from_frontend).await;
     assert_eq!(r.status(), 200);
     jar.absorb(&set_cookies(&r));
-    assert!(jar.0.is_empty(), "logout clears the cookies: {:?}", jar.0);
+    // The device cookie stays: the browser did sign in here before.
+    assert!(
+        jar.0.keys().all(|k| k == "device" || k == "__Host-device"),
+        "logout clears the session's cookies: {:?}",
+        jar.0
+    );
 }
 
 /// A frontend on another host of the allow-list cannot read gatepass's host-only cookies:

@@ -522,6 +522,48 @@ async fn settings(s: Arc<dyn Storage>) {
     );
 }
 
+async fn failure_records(s: Arc<dyn Storage>) {
+    assert_eq!(s.failure_record("acct:x").await.expect("read"), None);
+    assert!(s.swap_failure_record("acct:x", None, "1/5/5", NOW + 60).await.expect("insert"));
+    assert!(!s.swap_failure_record("acct:x", None, "9/9/9", NOW + 60).await.expect("insert"), "a row exists");
+    assert!(!s.swap_failure_record("acct:x", Some("0/0/"), "9/9/9", NOW + 60).await.expect("swap"), "stale");
+    assert!(!s.swap_failure_record("acct:y", Some("1/5/5"), "9/9/9", NOW + 60).await.expect("swap"), "no row");
+    assert_eq!(s.failure_record("acct:x").await.expect("read").as_deref(), Some("1/5/5"));
+    assert!(s.swap_failure_record("acct:x", Some("1/5/5"), "2/6/5,6", NOW + 60).await.expect("swap"));
+    assert_eq!(s.failure_record("acct:x").await.expect("read").as_deref(), Some("2/6/5,6"));
+    assert_eq!(s.failure_record("acct:y").await.expect("read"), None);
+    // Expired rows go with the sweep; live ones stay.
+    assert!(s.swap_failure_record("dev:u:d", None, "1/1/1", NOW - 1).await.expect("insert"));
+    assert!(s.purge_expired(NOW).await.expect("purge") >= 1);
+    assert_eq!(s.failure_record("dev:u:d").await.expect("read"), None);
+    assert_eq!(s.failure_record("acct:x").await.expect("read").as_deref(), Some("2/6/5,6"));
+}
+
+/// Compare-and-swap increments from many tasks at once: none is lost.
+async fn concurrent_failure_record_swaps(s: Arc<dyn Storage>) {
+    const TASKS: usize = 8;
+    const EACH: usize = 25;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let s = s.clone();
+        set.spawn(async move {
+            for _ in 0..EACH {
+                loop {
+                    let current = s.failure_record("acct:counter").await.expect("read");
+                    let n: usize = current.as_deref().map_or(0, |c| c.parse().expect("a number"));
+                    let next = (n + 1).to_string();
+                    if s.swap_failure_record("acct:counter", current.as_deref(), &next, NOW + 60).await.expect("swap") {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    set.join_all().await;
+    let total = s.failure_record("acct:counter").await.expect("read");
+    assert_eq!(total, Some((TASKS * EACH).to_string()));
+}
+
 async fn ping_and_backend(s: Arc<dyn Storage>) {
     s.ping().await.expect("ping");
     assert!(["sqlite", "postgres"].contains(&s.backend()));
@@ -577,6 +619,8 @@ conformance!(
     delete_user,
     purge,
     settings,
+    failure_records,
+    concurrent_failure_record_swaps,
     ping_and_backend,
 );
 

@@ -164,7 +164,10 @@ async fn register(
 /// Log in
 ///
 /// Checks the password and starts a session: the tokens in the body, or
-/// (`?cookie=true`) as cookies. JSON and form bodies answer alike.
+/// (`?cookie=true`) as cookies. JSON and form bodies answer alike. Cookie delivery also
+/// sets the long-lived device cookie, by which the failed-login back-off recognises this
+/// browser for the account: attempts from it are judged by their own record, so strangers'
+/// failed guesses cannot keep its owner out.
 #[utoipa::path(post, path = "/api/login", operation_id = "login", tag = "accounts", params(DeliveryQuery),
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
     responses(SignedIn, GrantErrors, Unauthorized))]

@@ -10,6 +10,7 @@
 
 mod audit;
 mod events;
+mod failures;
 mod keys;
 mod revocation_feed;
 
