@@ -1,6 +1,7 @@
 //! `gatepass demo`: seed 000's demo script, against a running server. Walks register →
-//! login → profile → protected → refresh → logout → old token refused, printing every
-//! request and response, and fails (non-zero exit) if any step misbehaves.
+//! login → profile → protected → `/run` → refresh → logout → old token refused, and with
+//! the operator token also `/info` and the removal of the demo account, printing every
+//! request and response; fails (non-zero exit) if any step misbehaves.
 
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -25,8 +26,10 @@ impl Printer {
     }
 }
 
-/// Runs the walkthrough against `base_url`.
-pub async fn run(base_url: &str) -> anyhow::Result<()> {
+/// Runs the walkthrough against `base_url`. With the server's `operator` token it also
+/// reads `/info` (seed 000) and deletes the demo account at the end, so runs leave nothing
+/// behind.
+pub async fn run(base_url: &str, operator: Option<&str>) -> anyhow::Result<()> {
     let base = base_url.trim_end_matches('/');
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
     let p = Printer { colour: std::io::stdout().is_terminal() };
@@ -90,12 +93,42 @@ pub async fn run(base_url: &str) -> anyhow::Result<()> {
         },
     )
     .await?;
+    step(
+        &client,
+        &p,
+        base,
+        Step {
+            title: "5. Analyse a text (seed 000's /run)",
+            method: reqwest::Method::POST,
+            path: "/run",
+            token: Some(&access),
+            body: Some(json!({"text": "hello from the gatepass demo"})),
+            expect: 200,
+        },
+    )
+    .await?;
+    if let Some(op) = operator {
+        step(
+            &client,
+            &p,
+            base,
+            Step {
+                title: "5b. Server facts with the operator token (seed 000's /info)",
+                method: reqwest::Method::GET,
+                path: "/info",
+                token: Some(op),
+                body: None,
+                expect: 200,
+            },
+        )
+        .await?;
+    }
     let refreshed = step(
         &client,
         &p,
         base,
         Step {
-            title: "5. Refresh (the refresh token rotates)",
+            title: "6. Refresh (the refresh token rotates)",
             method: reqwest::Method::POST,
             path: "/api/refresh",
             token: None,
@@ -110,7 +143,7 @@ pub async fn run(base_url: &str) -> anyhow::Result<()> {
         &p,
         base,
         Step {
-            title: "6. Log out",
+            title: "7. Log out",
             method: reqwest::Method::POST,
             path: "/api/logout",
             token: Some(&new_access),
@@ -124,7 +157,7 @@ pub async fn run(base_url: &str) -> anyhow::Result<()> {
         &p,
         base,
         Step {
-            title: "7. The old token is refused",
+            title: "8. The old token is refused",
             method: reqwest::Method::GET,
             path: "/api/profile",
             token: Some(&new_access),
@@ -136,7 +169,35 @@ pub async fn run(base_url: &str) -> anyhow::Result<()> {
     if refused["code"] != "token_revoked" {
         anyhow::bail!("expected code token_revoked after logout, got {}", refused["code"]);
     }
-    drop(reg);
+    let user_path = format!("/api/admin/users/{}", field(&reg["user"], "id")?);
+    match operator {
+        Some(op) => {
+            step(
+                &client,
+                &p,
+                base,
+                Step {
+                    title: "9. Remove the demo account (operator token)",
+                    method: reqwest::Method::DELETE,
+                    path: &user_path,
+                    token: Some(op),
+                    body: None,
+                    expect: 200,
+                },
+            )
+            .await?;
+        }
+        None => println!(
+            "\n{}",
+            p.paint(
+                "33",
+                &format!(
+                    "note: the account {username} stays; give --operator-token (or run where \
+                     gatepass-data/operator-token is) to read /info and remove it"
+                )
+            )
+        ),
+    }
     println!("\n{}", p.paint("1;32", "demo passed: every step behaved as expected"));
     Ok(())
 }

@@ -120,6 +120,13 @@ pub enum Command {
         /// Base URL of the server.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// The server's operator token, to read /info and remove the demo account at the
+        /// end. Default: `<data dir>/operator-token` when that file exists.
+        #[arg(long, env = "GATEPASS_DEMO_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: Option<String>,
+        /// The server's data directory (where its operator-token file is).
+        #[arg(long, env = "GATEPASS_DATA_DIR", default_value = "./gatepass-data")]
+        data_dir: std::path::PathBuf,
     },
 }
 
@@ -294,7 +301,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", config::generate_secret());
             Ok(())
         }
-        Command::Demo { url } => crate::demo::run(&url).await,
+        Command::Demo { url, operator_token, data_dir } => {
+            let from_file = || std::fs::read_to_string(data_dir.join(app::OPERATOR_TOKEN_FILE)).ok();
+            let operator = operator_token.or_else(from_file).map(|t| t.trim().to_owned());
+            crate::demo::run(&url, operator.as_deref()).await
+        }
         Command::Import { from, table, username_column, password_column, email_column, dry_run, store, security } => {
             let shape = crate::service::import::SourceShape { table, username_column, password_column, email_column };
             import::run(&from, &shape, dry_run, &store, &security).await

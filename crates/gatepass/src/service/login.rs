@@ -5,8 +5,8 @@
 
 use gatepass_verify::AccessClaims;
 
-use super::sessions::Renewing;
 use super::backoff::Step;
+use super::sessions::Renewing;
 use super::{AuthService, ClientInfo, TokenGrant, event, now};
 use crate::auth::device::Device;
 use crate::auth::passwords::Verified;
