@@ -264,6 +264,53 @@ mod tests {
         assert_eq!(message("bo\u{200D}b"), ALPHABET);
     }
 
+    /// Stored display forms are parsed again when read back: parsing must be idempotent,
+    /// and no input may panic.
+    #[test]
+    fn parsing_is_idempotent_and_total() {
+        use rand::Rng;
+        // Latin, accents, combining marks, Greek, Cyrillic, Hebrew, Arabic, Devanagari,
+        // Han, Kana, Hangul, fullwidth, spaces and joiners, and anything at all.
+        let ranges: [(u32, u32); 14] = [
+            (0x20, 0x7e),
+            (0xc0, 0x17f),
+            (0x300, 0x36f),
+            (0x370, 0x3ff),
+            (0x400, 0x4ff),
+            (0x5d0, 0x5ea),
+            (0x620, 0x64a),
+            (0x900, 0x97f),
+            (0x4e00, 0x4e80),
+            (0x3041, 0x30ff),
+            (0xac00, 0xac80),
+            (0xff01, 0xff5e),
+            (0x2000, 0x206f),
+            (0, 0x10ffff),
+        ];
+        let mut rng = rand::rng();
+        let mut valid = 0;
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..12);
+            // Mostly one or two ranges per name, so that many are valid.
+            let picks = [ranges[rng.random_range(0..ranges.len())], ranges[rng.random_range(0..3)]];
+            let raw: String = (0..len)
+                .filter_map(|_| {
+                    let (lo, hi) = picks[rng.random_range(0..2)];
+                    char::from_u32(rng.random_range(lo..=hi))
+                })
+                .collect();
+            let _ = Username::lookup_key(&raw);
+            if let Ok(name) = Username::parse(&raw) {
+                valid += 1;
+                let again = Username::parse(name.as_str()).unwrap_or_else(|e| panic!("{raw:?} -> {name:?}: {e}"));
+                assert_eq!(again, name, "{raw:?}");
+                assert_eq!(Username::parse(&name.canonical()).map(|n| n.canonical()), Ok(name.canonical()), "{raw:?}");
+                assert_eq!(Username::lookup_key(&raw), name.canonical());
+            }
+        }
+        assert!(valid > 1000, "the generator produces valid names too ({valid})");
+    }
+
     #[test]
     fn lookup_key_matches_the_canonical_form() {
         assert_eq!(Username::lookup_key("ÉLODIE"), "élodie");
