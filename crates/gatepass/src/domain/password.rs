@@ -6,13 +6,22 @@
 //! Hashes made before normalisation were computed over the bytes as typed. A login keeps
 //! that spelling beside the normalised one when they differ, so the hasher can accept it
 //! and replace the hash ([`Password::legacy_form`]).
+//!
+//! The profile's mappings come from `precis-profiles`. Its validity check is not applied
+//! as is: `precis-core` judges code points by Unicode 6.3 (the IANA PRECIS registry), so
+//! it refuses every emoji and letter added since, and the variation selectors and joiners
+//! of emoji sequences, which NIST SP 800-63B and GP-21 ("any Unicode") accept. New
+//! passwords refuse what cannot be typed reliably instead: control characters and code
+//! points with no script in current Unicode (unassigned, private use, noncharacters).
 
 use super::ValidationError;
-use precis_core::profile::PrecisFastInvocation;
+use precis_core::profile::Rules;
 use precis_profiles::OpaqueString;
 use secrecy::{ExposeSecret, SecretString};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::LazyLock;
+use unicode_script::{Script, UnicodeScript};
 
 /// Default shortest password accepted, in bytes.
 pub const MIN_LEN: usize = 8;
@@ -60,17 +69,13 @@ impl PasswordPolicy {
         if raw.len() > MAX_LEN {
             return Err(too_long(field));
         }
-        let normalized = match OpaqueString::enforce(raw) {
-            Ok(s) => s,
-            // Only the empty string is `Invalid`: it is too short.
-            Err(precis_core::Error::Invalid) => "".into(),
-            Err(_) => {
-                return Err(ValidationError::new(
-                    field,
-                    "contains a character that is not allowed (a control character or an unassigned code point)",
-                ));
-            }
-        };
+        if raw.chars().any(|c| c.is_control() || c.script() == Script::Unknown) {
+            return Err(ValidationError::new(
+                field,
+                "contains a character that is not allowed (a control character or an unassigned code point)",
+            ));
+        }
+        let normalized = opaque_string(raw);
         if normalized.len() < self.min_len {
             return Err(ValidationError::new(field, format!("must be at least {} bytes long", self.min_len)));
         }
@@ -95,6 +100,22 @@ impl PasswordPolicy {
 }
 /// Longest password accepted, in bytes (hashing cost stays bounded).
 pub const MAX_LEN: usize = 1024;
+
+/// The OpaqueString mappings (RFC 8265 §4.2.2): non-ASCII spaces to U+0020, then NFC.
+/// Borrowed when the password is already in that form.
+fn opaque_string(raw: &str) -> Cow<'_, str> {
+    let profile = OpaqueString::new();
+    // Neither rule can fail for this profile; keeping the input as typed would only mean
+    // no normalisation, never a wrong acceptance.
+    let mapped = profile.additional_mapping_rule(raw).unwrap_or(Cow::Borrowed(raw));
+    match mapped {
+        Cow::Borrowed(b) => profile.normalization_rule(b).unwrap_or(Cow::Borrowed(b)),
+        Cow::Owned(o) => {
+            let normalized = profile.normalization_rule(o.as_str()).map(Cow::into_owned).unwrap_or_else(|_| o.clone());
+            Cow::Owned(normalized)
+        }
+    }
+}
 
 fn too_long(field: &'static str) -> ValidationError {
     ValidationError::new(field, format!("must be at most {MAX_LEN} bytes long"))
@@ -123,9 +144,7 @@ impl Password {
     /// than a validation error.
     ///
     /// The password is put in its OpaqueString form; when that differs from `raw`, `raw`
-    /// is kept as [`Password::legacy_form`]. A password OpaqueString refuses (a control
-    /// character, an unassigned code point) cannot have been set since, so it is kept as
-    /// typed: an account from before keeps working.
+    /// is kept as [`Password::legacy_form`].
     ///
     /// # Errors
     /// Longer than 1024 bytes.
@@ -133,10 +152,9 @@ impl Password {
         if raw.len() > MAX_LEN {
             return Err(too_long(field));
         }
-        let (secret, legacy) = match OpaqueString::enforce(raw) {
-            Ok(normalized) if normalized == raw => (raw.to_owned(), None),
-            Ok(normalized) => (normalized.into_owned(), Some(SecretString::from(raw.to_owned()))),
-            Err(_) => (raw.to_owned(), None),
+        let (secret, legacy) = match opaque_string(raw) {
+            Cow::Borrowed(same) => (same.to_owned(), None),
+            Cow::Owned(normalized) => (normalized, Some(SecretString::from(raw.to_owned()))),
         };
         Ok(Self { secret: SecretString::from(secret), legacy })
     }
@@ -190,7 +208,9 @@ mod tests {
         assert_eq!(p.check("correct\u{3000}horse\u{a0}x", "bob", "password").unwrap().expose(), "correct horse x");
         assert_eq!(p.check("ＰａｓｓＷｏｒｄ９", "bob", "password").unwrap().expose(), "ＰａｓｓＷｏｒｄ９");
         assert_eq!(p.check("UPPER lower", "bob", "password").unwrap().expose(), "UPPER lower");
-        for bad in ["tab\there-x", "nul\0here-x", "bell\u{7}rings"] {
+        // Emoji (also newer than Unicode 6.3) with their joiners and variation selectors.
+        assert!(p.check("ça marche très bien 🙂 👨\u{200d}👩\u{200d}👧 ❤\u{fe0f}", "bob", "password").is_ok());
+        for bad in ["tab\there-x", "nul\0here-x", "bell\u{7}rings", "private\u{e000}use", "unassigned\u{378}x"] {
             assert!(p.check(bad, "bob", "password").unwrap_err().message.contains("not allowed"), "{bad:?}");
         }
         assert!(p.check("", "bob", "password").unwrap_err().message.contains("at least"));
@@ -203,10 +223,10 @@ mod tests {
         assert_eq!(typed.legacy_form(), Some("Cafe\u{301} noir"));
         let plain = Password::parse_existing("Café noir", "password").unwrap();
         assert_eq!(plain.legacy_form(), None);
-        // Refused by OpaqueString: kept as typed, so an old account still signs in.
-        let odd = Password::parse_existing("tab\there", "password").unwrap();
-        assert_eq!(odd.expose(), "tab\there");
-        assert_eq!(odd.legacy_form(), None);
+        // A character new passwords refuse: still checked, in case an old hash has it.
+        let odd = Password::parse_existing("tab\there\u{3000}x", "password").unwrap();
+        assert_eq!(odd.expose(), "tab\there x");
+        assert_eq!(odd.legacy_form(), Some("tab\there\u{3000}x"));
         assert_eq!(Password::parse_existing("", "password").unwrap().expose(), "");
     }
 
