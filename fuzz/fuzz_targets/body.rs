@@ -3,20 +3,25 @@
 //! satisfy the documented invariants.
 #![no_main]
 
-use gatepass::domain::{Email, PasswordPolicy, Username};
+use gatepass::domain::{Email, Password, PasswordPolicy, Username};
 use gatepass::http::api::accounts::{LoginRequest, PasswordRequest, RegisterRequest};
 use libfuzzer_sys::fuzz_target;
 
 fn check_fields(username: Option<&str>, password: Option<&str>, email: Option<&str>) {
     if let Some(u) = username {
         if let Ok(name) = Username::parse(u) {
-            assert!((3..=64).contains(&name.as_str().len()));
-            assert!(name.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+            assert!((3..=64).contains(&name.as_str().chars().count()));
+            assert!(name.as_str().chars().all(|c| !c.is_whitespace() && !c.is_control()));
+            // Stored names are parsed again when read back.
+            assert_eq!(Username::parse(name.as_str()).as_ref(), Ok(&name), "parsing is idempotent");
+            assert_eq!(Username::lookup_key(u), name.canonical());
         }
         if let Some(p) = password {
             if let Ok(pw) = PasswordPolicy::default().check(p, u, "password") {
                 assert!((8..=1024).contains(&pw.expose().len()));
-                assert_eq!(pw.expose(), p, "passwords are never altered");
+                // What a login verifies is what was hashed when the password was set.
+                let login = Password::parse_existing(p, "password").expect("a valid new password is a valid login");
+                assert_eq!(pw.expose(), login.expose(), "one normal form");
             }
         }
     }

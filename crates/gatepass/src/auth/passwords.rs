@@ -126,6 +126,12 @@ impl PasswordHasher {
     /// Checks `password` against `stored` (Argon2 PHC, bcrypt or Werkzeug), or against the
     /// dummy hash when `stored` is `None`, which always answers [`Verified::No`].
     ///
+    /// The normalised form is tried first. When it fails and the password was typed in
+    /// another form ([`Password::legacy_form`]), that form is tried too, since hashes from
+    /// before normalisation were made from it; a match answers [`Verified::YesRehash`] with
+    /// a hash of the normalised form. The dummy check does the same second verification
+    /// for such a password, so an unknown user costs what a wrong password costs.
+    ///
     /// # Errors
     /// The hashing threads are gone.
     pub async fn verify(&self, password: &Password, stored: Option<&str>) -> anyhow::Result<Verified> {
@@ -137,11 +143,17 @@ impl PasswordHasher {
         };
         self.run(move |scratch| {
             let ok = verify_with(pw.expose(), &hash, scratch);
-            match (ok, real) {
-                (true, true) if needs_rehash(&params, &hash) => {
+            let legacy_ok = !ok && pw.legacy_form().is_some_and(|typed| verify_with(typed, &hash, scratch));
+            match (ok, legacy_ok, real) {
+                (true, _, true) if needs_rehash(&params, &hash) => {
                     hash_new(&params, pw.expose(), scratch).map(Verified::YesRehash).unwrap_or(Verified::Yes)
                 }
-                (true, true) => Verified::Yes,
+                (true, _, true) => Verified::Yes,
+                // Must be replaced: the stored hash is of a spelling the user can no longer
+                // be asked for once passwords are normalised everywhere.
+                (false, true, true) => {
+                    hash_new(&params, pw.expose(), scratch).map(Verified::YesRehash).unwrap_or(Verified::Yes)
+                }
                 _ => Verified::No,
             }
         })
@@ -431,6 +443,26 @@ mod tests {
         assert_eq!(h.verify(&pw("correct horsE"), Some(&stored)).await.unwrap(), Verified::No);
         assert_eq!(h.verify(&pw("correct horse"), None).await.unwrap(), Verified::No);
         assert_eq!(h.verify(&pw("x"), Some("garbage")).await.unwrap(), Verified::No);
+    }
+
+    #[tokio::test]
+    async fn hash_of_the_typed_form_is_accepted_and_replaced_by_the_normalised_one() {
+        let h = cheap();
+        let typed = "Cafe\u{301} au lait";
+        // Hashes stored before normalisation were made from the bytes as typed.
+        let old = hash_new(&h.inner.params, typed, &mut Scratch::new(h.inner.params.block_count())).unwrap();
+        let Verified::YesRehash(new) = h.verify(&pw(typed), Some(&old)).await.unwrap() else {
+            panic!("the typed form verifies and asks for a rehash")
+        };
+        // The new hash is of the NFC form: both spellings now verify without a rehash.
+        assert_eq!(h.verify(&pw("Café au lait"), Some(&new)).await.unwrap(), Verified::Yes);
+        assert_eq!(h.verify(&pw(typed), Some(&new)).await.unwrap(), Verified::Yes);
+        // The NFC form alone does not match the old hash: no normalisation on the way in.
+        assert_eq!(h.verify(&pw("Café au lait"), Some(&old)).await.unwrap(), Verified::No);
+        // Legacy bcrypt over the typed form too.
+        let legacy = bcrypt::hash(typed, 4).unwrap();
+        assert!(matches!(h.verify(&pw(typed), Some(&legacy)).await.unwrap(), Verified::YesRehash(_)));
+        assert_eq!(h.verify(&pw(typed), None).await.unwrap(), Verified::No);
     }
 
     #[tokio::test]

@@ -27,6 +27,7 @@
 //!   hourly window, and once the device itself has reached the threshold it is held to
 //!   that window as well, so a stolen device cookie buys no unlimited guesses.
 
+use crate::domain::Username;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::net::IpAddr;
@@ -179,11 +180,12 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The canonical account key of a submitted username: trimmed, ASCII lower-case and
-/// bounded, so `Alice`, ` alice ` and `ALICE` share one bucket whether or not the name is
-/// valid.
+/// The canonical account key of a submitted username: trimmed, in its RFC 8265
+/// canonical form (case-mapped, width-mapped, NFC) and bounded, so `Alice`, ` alice `,
+/// `ALICE`, `ＡＬＩＣＥ` and every spelling of `Élodie` share one bucket whether or not the
+/// name is valid.
 pub fn account_key(raw: &str) -> String {
-    let t = raw.trim().to_ascii_lowercase();
+    let t = Username::lookup_key(raw.trim());
     let mut end = t.len().min(128);
     while !t.is_char_boundary(end) {
         end -= 1;
@@ -568,5 +570,7 @@ mod tests {
     fn ipv6_counts_per_64_and_names_fold() {
         assert_eq!(client_key("2001:db8::1".parse().unwrap()), client_key("2001:db8::ffff".parse().unwrap()));
         assert_eq!(account_key("  ALICE "), "alice");
+        assert_eq!(account_key("ＡＬＩＣＥ"), "alice");
+        assert_eq!(account_key("E\u{301}LODIE"), account_key("élodie"));
     }
 }

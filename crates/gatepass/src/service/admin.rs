@@ -4,7 +4,7 @@
 //! the account's sessions and puts their revocations in force before it returns.
 
 use super::{ClientInfo, Core, now};
-use crate::domain::{Roles, User, UserId};
+use crate::domain::{Roles, User, UserId, Username};
 use crate::error::{Error, Result};
 use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, ChainBreak, GENESIS_HASH, SUCCESS, verify_chain};
 use crate::storage::{SessionFilter, UserPatch};
@@ -91,7 +91,7 @@ impl Core {
         {
             return Ok(u);
         }
-        self.storage.user_by_username(&id_or_name.to_ascii_lowercase()).await?.ok_or(Error::NotFound)
+        self.storage.user_by_username(&Username::lookup_key(id_or_name)).await?.ok_or(Error::NotFound)
     }
 
     /// The account with id `id`; a malformed id is not found either.
@@ -114,10 +114,12 @@ impl Core {
             return Err(Error::BadRequest("offset must not be negative".into()));
         }
         let prefix = q.prefix.as_deref().filter(|p| !p.is_empty());
-        if prefix.is_some_and(|p| p.len() > 64) {
+        if prefix.is_some_and(|p| p.chars().count() > 64) {
             return Err(Error::BadRequest("prefix is at most 64 characters".into()));
         }
-        let users = self.storage.list_users(prefix, limit, offset).await?;
+        // Matched against the canonical names, so `É`, `é` and `E\u{301}` find `Élodie`.
+        let prefix = prefix.map(Username::lookup_key);
+        let users = self.storage.list_users(prefix.as_deref(), limit, offset).await?;
         // `then`, not `then_some`: the sum is only formed for a full page, and saturates at
         // the largest offset a client can send.
         let next_offset = (users.len() as i64 == limit).then(|| offset.saturating_add(limit));

@@ -4,8 +4,11 @@
 //! table and columns named on the command line. Accounts are created through
 //! `Core::add_account`, so each is audited like any other creation.
 //!
-//! Plaintext passwords are hashed with Argon2id; bcrypt and werkzeug `pbkdf2:`/`scrypt:`
-//! hashes are kept as they are and replaced by Argon2id at the user's next login.
+//! Usernames pass the same RFC 8265 rules as registration, so `Élodie` imports and two
+//! spellings of one name are duplicates. Plaintext passwords are hashed with Argon2id in
+//! their OpaqueString form; bcrypt and werkzeug `pbkdf2:`/`scrypt:` hashes are kept as they
+//! are (made from the password as typed, which a login still accepts) and replaced by
+//! Argon2id at the user's next login.
 
 use sqlx::{Connection, Row};
 use std::collections::HashSet;
@@ -158,7 +161,7 @@ pub async fn import_sqlite(
 async fn prepare(row: &SourceRow, core: &Core, seen: &mut HashSet<String>, dry_run: bool) -> Result<User, String> {
     let username = Username::parse(&row.username).map_err(|e| format!("invalid username: {}", e.message))?;
     if !seen.insert(username.canonical()) {
-        return Err("duplicate username in the source (case-insensitive)".into());
+        return Err("duplicate username in the source (the same name in another case or spelling)".into());
     }
     if core.storage.user_by_username(&username.canonical()).await.map_err(|e| e.to_string())?.is_some() {
         return Err("username already exists".into());

@@ -24,6 +24,7 @@ mod openapi;
 mod operator;
 mod ops;
 mod outage;
+mod precis;
 mod races;
 mod redis_limits;
 mod sessions;

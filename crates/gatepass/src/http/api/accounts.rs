@@ -34,11 +34,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// 3–64 characters of `[A-Za-z0-9._-]`, unique case-insensitively.
-    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9._-]{3,64}$")]
+    /// 3–64 characters: Unicode letters and digits, `.`, `_` and `-` (RFC 8265
+    /// UsernameCaseMapped: width-mapped, NFC, unique case-insensitively; scripts mixed in a
+    /// confusable way, such as Latin with Cyrillic, are refused).
+    #[schema(value_type = String, required = true, min_length = 3)]
     username: Option<String>,
-    /// At least the configured minimum length (default 8), at most 1024; common
-    /// passwords and ones containing the username are refused.
+    /// At least the configured minimum length (default 8), at most 1024 bytes, in the
+    /// RFC 8265 OpaqueString profile (NFC before hashing); common passwords and ones
+    /// containing the username are refused.
     #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     password: Option<String>,
     /// E-mail address (optional).
