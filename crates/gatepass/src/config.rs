@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// Throttling and connection limits.
     #[command(flatten)]
     pub abuse: crate::limits::AbuseArgs,
+    /// Mail: SMTP server or `.eml` files, sender, public URL, notices.
+    #[command(flatten)]
+    pub mail: crate::mailing::MailArgs,
     /// Refresh-token lifetime (each rotation starts a new one).
     #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
@@ -161,7 +164,7 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 15m, 900s, 30d)"))
 }
 

@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod clients;
 pub mod csrf;
 pub mod keys;
+pub mod onetime;
 pub mod operator;
 pub mod passwords;
 pub mod ratelimit;

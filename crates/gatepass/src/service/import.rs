@@ -128,6 +128,7 @@ async fn prepare(row: &SourceRow, core: &Core, seen: &mut HashSet<String>) -> Re
         id: UserId::new(),
         username,
         email,
+        email_verified: false,
         password_hash,
         roles: Roles::default_user(),
         disabled: false,

@@ -8,7 +8,7 @@ use super::{AuthService, ClientInfo, TokenGrant, event, now};
 use crate::auth::passwords::Verified;
 use crate::auth::ratelimit::{self, Action};
 use crate::auth::tokens::IssuedToken;
-use crate::domain::{Password, User, Username};
+use crate::domain::{Password, User};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
 
@@ -56,21 +56,26 @@ impl AuthService {
         outcome
     }
 
-    /// Checks a username and password and starts a session.
+    /// Checks a username (or verified address) and password and starts a session.
     ///
     /// Unknown user, wrong password and disabled account all answer
     /// [`Error::InvalidCredentials`] after the same amount of hashing work.
     pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<TokenGrant> {
         let account = self.password_gate(Action::Login, username, client).await?;
         let password = Password::parse_existing(password, "password")?;
-        let user = match Username::parse(username) {
-            Ok(name) => self.core.storage.user_by_username(&name.canonical()).await?,
-            Err(_) => None,
-        };
+        // A username, or an address the account has verified (sign-in by e-mail).
+        let user = self.core.account_by_login(username).await?;
         let subject = user.as_ref().map(|u| u.id.as_str().to_owned());
         let verdict = self.check_password(user, &password).await?;
         let reason = verdict.as_ref().err().copied();
         match self.note_attempt(&account, client, verdict.map_err(|_| Error::InvalidCredentials)) {
+            // Told only to whoever proved the password, so it reveals nothing to others.
+            Ok(user) if self.settings().require_verified_email && !user.email_verified => {
+                metrics::counter!("gatepass_logins_total", "outcome" => "unverified").increment(1);
+                let ev = event("login_failed", FAILURE, client).actor(user.id.as_str()).subject(user.id.as_str());
+                self.core.audit(ev.detail(serde_json::json!({ "reason": "email_not_verified" }))).await;
+                Err(Error::EmailNotVerified)
+            }
             Ok(user) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
                 let ev = event("login", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str());

@@ -256,6 +256,7 @@ impl AuthService {
         self.core.revocations.sweep(t);
         self.limiter.sweep();
         self.core.storage.purge_expired(t).await?;
+        self.core.storage.purge_tokens(t).await?;
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ fn user(name: &str) -> User {
         id: UserId::new(),
         username: Username::parse(name).expect("valid name"),
         email: None,
+        email_verified: false,
         password_hash: "$argon2id$placeholder".into(),
         roles: Roles::default_user(),
         disabled: false,

@@ -11,6 +11,7 @@
 mod audit;
 mod events;
 mod keys;
+mod mail;
 mod revocation_feed;
 
 use async_trait::async_trait;

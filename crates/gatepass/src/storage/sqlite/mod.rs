@@ -30,6 +30,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 mod audit;
 mod events;
 mod keys;
+mod mail;
 mod revocation_feed;
 mod rotation;
 
