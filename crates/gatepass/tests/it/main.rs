@@ -14,6 +14,7 @@ mod browser_review;
 mod cluster;
 mod config_reference;
 mod demo;
+mod email;
 mod hostile;
 mod import;
 mod keys;
