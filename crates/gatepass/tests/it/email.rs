@@ -471,3 +471,32 @@ async fn without_smtp_mails_are_written_to_the_data_directory() {
     }
     panic!("no .eml in {}", outbox.display());
 }
+
+#[tokio::test]
+async fn the_command_line_marks_verified_and_queues_a_reset_the_server_delivers() {
+    if std::env::var("GATEPASS_TEST_BACKEND").as_deref() == Ok("postgres") {
+        return; // The command line works on the data directory's SQLite file here.
+    }
+    let Some(smtp) = SmtpServer::start("email::the_command_line").await else { return };
+    let app = app_with(&smtp, &[]).await;
+    register(&app, "ola", "ola@example.com").await;
+    smtp.wait_for("ola@example.com", 1).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(app.data_dir())
+            .env_remove("GATEPASS_DATABASE_URL")
+            .output()
+            .expect("gatepass runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(cli(&["user", "mark-verified", "ola"]).contains("marked verified"));
+    assert!(cli(&["user", "send-reset", "ola", "--public-url", PUBLIC]).contains("queued"));
+    let mail = smtp.wait_for("ola@example.com", 2).await.pop().unwrap();
+    let token = mail.token(&format!("{PUBLIC}/reset?"));
+    let r = app.post("/api/password/reset", json!({ "token": token, "new_password": "quiet-meadow-77" })).await;
+    assert_eq!(r.status(), 200);
+    app.login("ola@example.com", "quiet-meadow-77").await;
+}
