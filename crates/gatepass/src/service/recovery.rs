@@ -30,7 +30,6 @@ impl Core {
     /// # Errors
     /// Storage errors.
     pub async fn account_by_login(&self, login: &str) -> Result<Option<User>> {
-        let login = login.trim();
         if login.contains('@') {
             let Ok(email) = Email::parse(login) else { return Ok(None) };
             let user = self.storage.user_by_email(&email.canonical()).await?;
@@ -130,7 +129,7 @@ impl AuthService {
         // The account bucket is keyed by the name as typed, existing or not, so a 429 says
         // nothing about the account; the hourly share per account is enforced silently.
         self.throttle(Action::Mail, client, Some(&ratelimit::account_key(login))).await?;
-        let outcome = match self.core.account_by_login(login).await {
+        let outcome = match self.core.account_by_login(login.trim()).await {
             Ok(Some(user)) => self.core.send_password_reset(&Actor::user("anonymous", client), &user).await.map(|_| ()),
             Ok(None) => Ok(()),
             Err(e) => Err(e),

@@ -15,6 +15,7 @@ mod cluster;
 mod config_reference;
 mod demo;
 mod email;
+mod email_browser;
 mod hostile;
 mod import;
 mod keys;
