@@ -500,3 +500,37 @@ async fn the_command_line_marks_verified_and_queues_a_reset_the_server_delivers(
     assert_eq!(r.status(), 200);
     app.login("ola@example.com", "quiet-meadow-77").await;
 }
+
+#[tokio::test]
+async fn of_registrations_racing_for_one_address_exactly_one_wins() {
+    let Some(smtp) = SmtpServer::start("email::of_registrations_racing_for_one_address").await else { return };
+    let app = app_with(&smtp, &["--rate-limit", "false"]).await;
+    for round in 0..50 {
+        let tries: Vec<_> = (0..4)
+            .map(|i| {
+                let (client, url) = (app.client.clone(), app.url("/api/register"));
+                let email =
+                    if i % 2 == 0 { format!("race{round}@example.com") } else { format!("RACE{round}@Example.com") };
+                let body = json!({ "username": format!("racer{round}x{i}"), "password": PW, "email": email });
+                tokio::spawn(async move {
+                    let r = client.post(url).json(&body).send().await.unwrap();
+                    let status = r.status().as_u16();
+                    let code = r.json::<Value>().await.unwrap()["code"].as_str().map(str::to_owned);
+                    (status, code)
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tries {
+            outcomes.push(t.await.unwrap());
+        }
+        assert_eq!(outcomes.iter().filter(|(s, _)| *s == 201).count(), 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes.iter().all(|(s, c)| *s == 201 || (*s == 409 && c.as_deref() == Some("email_taken"))),
+            "{outcomes:?}"
+        );
+    }
+    // Each winner got one verification mail; the losers none.
+    wait_outbox_empty(&app).await;
+    assert_eq!(smtp.mails().len(), 50);
+}
