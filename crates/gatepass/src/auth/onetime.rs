@@ -1,6 +1,6 @@
 //! One-time tokens mailed as links (address verification, address change, password
 //! reset): 256 random bits, shown once in the link, stored only as a SHA-256 digest
-//! (GP-33). Storage finds a token by its digest; [`matches`] compares digests in constant
+//! (GP-33). Storage finds a token by its digest; [`matches()`] compares digests in constant
 //! time where a second comparison is made.
 
 use base64::Engine as _;
