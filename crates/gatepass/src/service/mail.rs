@@ -104,8 +104,7 @@ impl SmtpMailer {
     /// # Errors
     /// When lettre cannot read the URL.
     pub fn new(url: &str, config: &MailConfig) -> Result<Self, lettre::transport::smtp::Error> {
-        let transport =
-            AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.timeout(Some(Duration::from_secs(30))).build();
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.timeout(Some(SMTP_TIMEOUT)).build();
         Ok(Self { transport, config: config.clone() })
     }
 }
@@ -254,9 +253,12 @@ impl Core {
     }
 }
 
-/// How long a sender holds claimed mails before another may take them over. Far longer
-/// than one SMTP conversation (whose timeout is 30 s).
-const LEASE_SECS: i64 = 120;
+/// How long a sender holds claimed mails before another may take them over (also how
+/// long a mail waits when its sender was killed mid-delivery). Longer than one SMTP
+/// command may take (the transport's timeout).
+const LEASE_SECS: i64 = 60;
+/// Longest wait for one SMTP command.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Mails claimed at a time.
 const BATCH: i64 = 20;
 /// Longest wait between two attempts at one mail.

@@ -395,7 +395,8 @@ async fn a_mail_queued_before_sigkill_arrives_after_restart() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    // Killed at once, with the SMTP server still down: the mail exists only in the outbox.
+    // Killed at once, with the SMTP server still down: the mail exists only in the outbox
+    // (possibly claimed by the dead sender, then it waits out the lease).
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     smtp.up().await;

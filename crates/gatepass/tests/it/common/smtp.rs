@@ -134,9 +134,10 @@ impl SmtpServer {
         self.mails().into_iter().filter(|m| m.rcpt().iter().any(|r| r.eq_ignore_ascii_case(to))).collect()
     }
 
-    /// Waits until `n` mails to `to` have arrived (panics after a minute); returns them all.
+    /// Waits until `n` mails to `to` have arrived (panics after three minutes: a mail
+    /// whose sender was killed mid-delivery waits out its one-minute lease); returns them.
     pub async fn wait_for(&self, to: &str, n: usize) -> Vec<Mail> {
-        for _ in 0..1200 {
+        for _ in 0..3600 {
             let mails = self.mails_to(to);
             if mails.len() >= n {
                 return mails;
