@@ -104,6 +104,21 @@ async fn forgot_password_mails_a_link_that_resets_once_and_ends_every_session() 
     verified_user(&app, &smtp, "bob", "bob@example.com").await;
     let before = app.login("bob", PW).await;
 
+    // A forged Host header does not make the link point elsewhere.
+    let r = app
+        .client
+        .post(app.url("/api/password/forgot"))
+        .header("Host", "evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .json(&json!({ "login": "bob" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let poisoned = smtp.wait_for("bob@example.com", 2).await.pop().unwrap();
+    assert!(poisoned.link(&format!("{PUBLIC}/reset?token=")).starts_with(PUBLIC));
+    assert!(!poisoned.get("text").contains("evil.example") && !poisoned.get("html").contains("evil.example"));
+
     // Same answer for an account, an address and nobody.
     let mut bodies = HashSet::new();
     for login in ["bob", "nobody-here", "bob@example.com", "ghost@example.com"] {
@@ -112,11 +127,11 @@ async fn forgot_password_mails_a_link_that_resets_once_and_ends_every_session() 
         bodies.insert(r.text().await.unwrap());
     }
     assert_eq!(bodies.len(), 1, "one body for all: {bodies:?}");
-    let mails = smtp.wait_for("bob@example.com", 3).await;
+    let mails = smtp.wait_for("bob@example.com", 4).await;
     let resets: Vec<_> = mails.iter().filter(|m| m.get("subject") == "Reset your password").collect();
-    assert_eq!(resets.len(), 2);
-    let first = resets[0].token(&format!("{PUBLIC}/reset?"));
-    let second = resets[1].token(&format!("{PUBLIC}/reset?"));
+    assert_eq!(resets.len(), 3);
+    let first = resets[1].token(&format!("{PUBLIC}/reset?"));
+    let second = resets[2].token(&format!("{PUBLIC}/reset?"));
 
     // The reset page keeps the token out of referrers.
     let page = app.get(&format!("/reset?token={second}")).await;
@@ -127,8 +142,9 @@ async fn forgot_password_mails_a_link_that_resets_once_and_ends_every_session() 
     expect_error(r, 400, "validation_failed").await;
     let r = app.post("/api/password/reset", json!({ "token": second, "new_password": "a-brand-new-secret" })).await;
     assert_eq!(r.status(), 200);
-    // Used, and the other outstanding link is void too.
-    for t in [&second, &first] {
+    // Used, and the other outstanding links are void too.
+    let poisoned = resets[0].token(&format!("{PUBLIC}/reset?"));
+    for t in [&second, &first, &poisoned] {
         let r = app.post("/api/password/reset", json!({ "token": t, "new_password": "another-new-secret" })).await;
         expect_error(r, 400, "link_invalid").await;
     }
@@ -143,7 +159,7 @@ async fn forgot_password_mails_a_link_that_resets_once_and_ends_every_session() 
     )
     .await;
     // The owner is told, without any link.
-    let notice = smtp.wait_for("bob@example.com", 4).await.pop().unwrap();
+    let notice = smtp.wait_for("bob@example.com", 5).await.pop().unwrap();
     assert_eq!(notice.get("subject"), "Your password was changed");
     assert!(!notice.get("text").contains("token="));
     // Audited.
@@ -534,4 +550,17 @@ async fn of_registrations_racing_for_one_address_exactly_one_wins() {
     // Each winner got one verification mail; the losers none.
     wait_outbox_empty(&app).await;
     assert_eq!(smtp.mails().len(), 50);
+}
+
+#[tokio::test]
+async fn smtp_without_a_public_url_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::common::serve(dir.path(), &[("GATEPASS_SMTP_URL", "smtp://127.0.0.1:1")])
+        .env_remove("GATEPASS_PUBLIC_URL")
+        .output()
+        .await
+        .expect("gatepass runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GATEPASS_PUBLIC_URL") && stderr.contains("Host"), "{stderr}");
 }
