@@ -36,12 +36,12 @@ impl Core {
         })
     }
 
-    /// Stores a new account; one with an unverified address gets its verification link
-    /// queued in the same transaction. A taken username is [`Error::UsernameTaken`], a
-    /// taken address [`Error::EmailTaken`].
-    async fn insert(&self, user: User) -> Result<User> {
+    /// Stores a new account; with `verify`, one with an unverified address gets its
+    /// verification link queued in the same transaction. A taken username is
+    /// [`Error::UsernameTaken`], a taken address [`Error::EmailTaken`].
+    async fn insert(&self, user: User, verify: bool) -> Result<User> {
         let (token, mails) = match &user.email {
-            Some(email) if !user.email_verified => {
+            Some(email) if verify && !user.email_verified => {
                 let (token, mail) = self.address_link(&user, email, TokenPurpose::VerifyEmail)?;
                 (Some(token), vec![mail])
             }
@@ -80,7 +80,8 @@ impl Core {
     /// # Errors
     /// [`Error::UsernameTaken`], storage errors.
     pub(crate) async fn add_account(&self, by: &Actor, user: User, imported: bool) -> Result<User> {
-        let user = self.insert(user).await?;
+        // Imported accounts are not mailed in bulk; an administrator resends per account.
+        let user = self.insert(user, !imported).await?;
         let mut detail = serde_json::json!({ "username": user.username.as_str(), "roles": user.roles.names() });
         if imported {
             detail["imported"] = true.into();
@@ -145,7 +146,7 @@ impl AuthService {
         }
         self.throttle(Action::Register, client, Some(&ratelimit::account_key(username))).await?;
         let user = self.core.new_account(username, password, email, Roles::default_user()).await?;
-        let user = self.core.insert(user).await?;
+        let user = self.core.insert(user, true).await?;
         self.core.audit(event("register", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
         self.start_session(user, now(), client).await
     }

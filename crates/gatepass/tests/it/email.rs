@@ -345,7 +345,12 @@ async fn mails_queued_while_smtp_is_down_arrive_once_when_it_is_back() {
     let ids: HashSet<_> = mails.iter().map(|m| m.get("message_id").to_owned()).collect();
     assert_eq!(ids.len(), 6);
     let m = metrics_text(&app).await;
-    for name in ["gatepass_mail_queued_total", "gatepass_mail_sent_total", "gatepass_mail_retried_total"] {
+    for name in [
+        "gatepass_mail_queued_total",
+        "gatepass_mail_sent_total",
+        "gatepass_mail_retried_total",
+        "gatepass_mail_outbox_depth",
+    ] {
         assert!(m.contains(name), "{name} in /metrics");
     }
 }
