@@ -14,8 +14,8 @@ use crate::service::mail::{FileMailer, MailConfig, Mailer, SmtpMailer};
 /// Mail settings of `gatepass serve` and of the commands that queue mail.
 #[derive(Debug, Clone, Args)]
 pub struct MailArgs {
-    /// SMTP server: `smtp://user:pass@host:587` (STARTTLS), `smtps://user:pass@host:465`
-    /// (TLS), or `smtp://127.0.0.1:1025` (a local relay, no TLS). Unset: mails are written
+    /// SMTP server: `smtp://user:pass@host:587` (STARTTLS required), `smtps://user:pass@host:465`
+    /// (TLS), or `smtp://127.0.0.1:1025` (a relay on loopback, no TLS). Unset: mails are written
     /// to `<data dir>/outbox/` and not sent.
     #[arg(long, env = "GATEPASS_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<SecretString>,
@@ -91,7 +91,7 @@ impl MailArgs {
     pub fn mailer(&self, config: &MailConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn Mailer>> {
         match &self.smtp_url {
             Some(url) => {
-                let mailer = SmtpMailer::new(url.expose_secret(), config)
+                let mailer = SmtpMailer::new(&with_starttls(url.expose_secret()), config)
                     .map_err(|e| anyhow::anyhow!("GATEPASS_SMTP_URL is not usable: {e}"))?;
                 Ok(Arc::new(mailer))
             }
@@ -107,6 +107,29 @@ impl MailArgs {
             }
         }
     }
+}
+
+/// lettre reads a bare `smtp://` URL as "no TLS at all"; gatepass reads it as STARTTLS
+/// required (`?tls=required`), except for a relay on loopback. An explicit `tls=` in the
+/// URL is kept as written.
+fn with_starttls(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("smtp://") else { return url.to_owned() };
+    if url.contains("tls=") {
+        return url.to_owned();
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}tls=required")
 }
 
 fn check_public_url(url: &str) -> anyhow::Result<String> {
@@ -130,6 +153,21 @@ mod tests {
     struct Wrapper {
         #[command(flatten)]
         mail: MailArgs,
+    }
+
+    #[test]
+    fn plain_smtp_urls_require_starttls_beyond_loopback() {
+        assert_eq!(with_starttls("smtp://u:p@mail.example.com:587"), "smtp://u:p@mail.example.com:587?tls=required");
+        assert_eq!(with_starttls("smtp://mail.example.com"), "smtp://mail.example.com?tls=required");
+        for kept in [
+            "smtp://127.0.0.1:1025",
+            "smtp://localhost:25",
+            "smtp://[::1]:25",
+            "smtp://u:p@mail.example.com:587?tls=opportunistic",
+            "smtps://u:p@mail.example.com:465",
+        ] {
+            assert_eq!(with_starttls(kept), kept);
+        }
     }
 
     #[test]
