@@ -55,7 +55,7 @@ impl RegisterRequest {
 /// Login body (JSON or form).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
-    /// The username (any case).
+    /// The username (any case), or an e-mail address the account has verified.
     #[schema(value_type = String, required = true, min_length = 1)]
     username: Option<String>,
     /// The password.
