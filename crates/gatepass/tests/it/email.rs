@@ -569,3 +569,47 @@ async fn smtp_without_a_public_url_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("GATEPASS_PUBLIC_URL") && stderr.contains("Host"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_new_device_notice_goes_to_a_verified_address_unless_switched_off() {
+    let Some(smtp) = SmtpServer::start("email::the_new_device_notice").await else { return };
+    let client = gatepass::service::ClientInfo {
+        ip: Some("203.0.113.9".into()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0".into()),
+    };
+    for (switch, expected) in [("true", 2), ("false", 1)] {
+        let app = app_with(&smtp, &["--notify-new-device", switch]).await;
+        let name = format!("pat{switch}");
+        let email = format!("{name}@example.com");
+        verified_user(&app, &smtp, &name, &email).await;
+        let user = app.storage.user_by_username(&name).await.unwrap().unwrap();
+        app.state.service.core().notify_new_device(&user, &client).await;
+        wait_outbox_empty(&app).await;
+        let mails = smtp.mails_to(&email);
+        assert_eq!(mails.len(), expected, "notify-new-device {switch}");
+        if expected == 2 {
+            let notice = &mails[1];
+            assert_eq!(notice.get("subject"), "New sign-in to your account");
+            assert!(notice.get("text").contains("203.0.113.9") && notice.get("text").contains("Firefox"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn password_changes_are_noticed_unless_switched_off() {
+    let Some(smtp) = SmtpServer::start("email::password_changes_are_noticed").await else { return };
+    for (switch, expected) in [("true", 2), ("false", 1)] {
+        let app = app_with(&smtp, &["--notify-password-changed", switch]).await;
+        let name = format!("quin{switch}");
+        let email = format!("{name}@example.com");
+        verified_user(&app, &smtp, &name, &email).await;
+        let login = app.login(&name, PW).await;
+        let body = json!({ "current_password": PW, "new_password": "violet-canyon-echo" });
+        let r = app.post_auth("/api/password", s(&login, "access_token"), body).await;
+        assert_eq!(r.status(), 200);
+        wait_outbox_empty(&app).await;
+        let mails = smtp.mails_to(&email);
+        assert_eq!(mails.len(), expected, "notify-password-changed {switch}");
+        assert!(mails.iter().skip(1).all(|m| m.get("subject") == "Your password was changed"));
+    }
+}
