@@ -613,3 +613,60 @@ async fn password_changes_are_noticed_unless_switched_off() {
         assert!(mails.iter().skip(1).all(|m| m.get("subject") == "Your password was changed"));
     }
 }
+
+#[tokio::test]
+async fn the_account_page_shows_pending_verification_and_its_forms_need_the_csrf_token() {
+    let Some(smtp) = SmtpServer::start("email::the_account_page").await else { return };
+    let app = app_with(&smtp, &[]).await;
+    register(&app, "rue", "rue@example.com").await;
+    let r = app.post("/api/login?cookie=true", json!({ "username": "rue", "password": PW })).await;
+    let pairs: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect();
+    let csrf = pairs.iter().find_map(|p| p.strip_prefix("csrf_token=")).expect("csrf cookie").to_owned();
+    let cookie = pairs.join("; ");
+    let form = |path: &str, fields: Vec<(&'static str, String)>| {
+        app.client
+            .post(app.url(path))
+            .header("cookie", cookie.clone())
+            .header("origin", "null")
+            .header("sec-fetch-site", "same-origin")
+            .form(&fields)
+            .send()
+    };
+    let home = app.client.get(app.url("/")).header("cookie", cookie.clone()).send().await.unwrap();
+    let html = home.text().await.unwrap();
+    assert!(html.contains("id=\"verify-pending\"") && html.contains("action=\"/ui/email/resend\""), "{html}");
+
+    let r = form("/ui/email/resend", vec![]).await.unwrap();
+    expect_error(r, 403, "csrf_failed").await;
+    let r = form("/ui/email/resend", vec![("csrf_token", csrf.clone())]).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/?notice=verification_sent");
+    smtp.wait_for("rue@example.com", 2).await;
+
+    let r = form("/ui/email/change", vec![("email", "rue@new.example".into())]).await.unwrap();
+    expect_error(r, 403, "csrf_failed").await;
+    let r =
+        form("/ui/email/change", vec![("csrf_token", csrf.clone()), ("email", "not an address".into())]).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("id=\"email-form-error\""));
+    let r = form("/ui/email/change", vec![("csrf_token", csrf), ("email", "rue@new.example".into())]).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/?notice=email_change_sent");
+    let confirm = smtp.wait_for("rue@new.example", 1).await.pop().unwrap();
+
+    // The landing page's form confirms it (same-origin post, no session needed).
+    let token = confirm.token(&format!("{PUBLIC}/verify?"));
+    let r = form("/ui/verify", vec![("token", token.clone())]).await.unwrap();
+    assert_eq!(r.headers()["location"], "/?notice=email_verified");
+    let r = form("/ui/verify", vec![("token", token)]).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("already used"));
+    let r = form("/ui/forgot", vec![("login", "rue@new.example".into())]).await.unwrap();
+    assert_eq!(r.headers()["location"], "/forgot?sent=1");
+    smtp.wait_for("rue@new.example", 2).await;
+}
