@@ -130,6 +130,9 @@ pub enum UserCommand {
         /// Signing and hashing settings.
         #[command(flatten)]
         security: SecurityArgs,
+        /// How links are built (the verification mail of an account with an address).
+        #[command(flatten)]
+        mail: crate::mailing::MailArgs,
     },
     /// Replace an account's extra roles (`user` is always kept); ends its sessions.
     SetRoles {

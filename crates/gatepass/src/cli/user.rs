@@ -24,8 +24,8 @@ async fn open(store: &StoreArgs, security: Option<&SecurityArgs>) -> anyhow::Res
 pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
     let by = Actor::cli();
     match cmd {
-        UserCommand::Add { name, email, password_stdin, roles, store, security } => {
-            let core = open(&store, Some(&security)).await?;
+        UserCommand::Add { name, email, password_stdin, roles, store, security, mail } => {
+            let core = open(&store, Some(&security)).await?.with_mail(mail.config(None)?);
             let (password, generated) = new_password(password_stdin)?;
             let roles = Roles::parse(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
             let user = core.create_user(&by, &name, &password, email.as_deref(), roles).await.map_err(fail)?;
