@@ -16,6 +16,7 @@ mod config_reference;
 mod demo;
 mod email;
 mod email_browser;
+mod email_migration;
 mod hostile;
 mod import;
 mod keys;
