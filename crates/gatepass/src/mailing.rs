@@ -69,7 +69,16 @@ impl MailArgs {
                  reach gatepass at, e.g. GATEPASS_PUBLIC_URL=https://auth.example.com"
             ),
             (None, None) => match listen {
-                Some(addr) => format!("http://{addr}"),
+                Some(addr) => {
+                    if addr.ip().is_unspecified() {
+                        tracing::warn!(
+                            %addr,
+                            "links in mails point at the listen address, which other machines cannot open; \
+                             set GATEPASS_PUBLIC_URL"
+                        );
+                    }
+                    format!("http://{addr}")
+                }
                 None => "http://127.0.0.1:8080".to_owned(),
             },
         };
