@@ -31,6 +31,10 @@ pub struct AccessClaims {
     pub sid: String,
     /// When the user last proved their password (seconds since the Unix epoch).
     pub auth_time: i64,
+    /// Whether the account's e-mail address is verified (OpenID Connect's claim); present
+    /// when the account has an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
     /// Audience, present when the server is configured with one.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_string")]
     pub aud: Option<String>,

@@ -19,6 +19,7 @@ fn user() -> User {
         id: UserId::new(),
         username: Username::parse("benchuser").expect("valid"),
         email: None,
+        email_verified: false,
         password_hash: String::new(),
         roles: Roles::default_user(),
         disabled: false,

@@ -125,14 +125,18 @@ pub async fn open_core_with(
 }
 
 /// Builds the service over `storage` from the configuration: secret, keys, settings.
-async fn build_service(args: &ServeArgs, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<AuthService>> {
+async fn build_service(
+    args: &ServeArgs,
+    storage: Arc<dyn Storage>,
+    mail: crate::service::mail::MailConfig,
+) -> anyhow::Result<Arc<AuthService>> {
     let sec = &args.security;
     let secret = config::signing_secret(sec, &args.store.data_dir)?;
     let secret = secret.expose_secret().as_bytes();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let (hasher, took) = password_hasher(sec.hash_cost(), cores).await?;
     crate::auth::calibrate::warn_if_off(sec.hash_cost(), took);
-    let core = Core::open(storage, hasher, configured_settings(args)).await?;
+    let core = Core::open(storage, hasher, configured_settings(args)).await?.with_mail(mail);
     let (keys, issuer, verifier) = token_keys(sec, &args.store, &core, true).await?;
     let policy = SessionPolicy {
         session_max_age: secs(args.session_max_age).max(1),
@@ -164,6 +168,7 @@ fn configured_settings(args: &ServeArgs) -> RuntimeSettings {
         registration_open: args.registration_open,
         rate_limit: args.abuse.rate_limit_settings(),
         password_min_length: usize::from(args.security.password_min_length),
+        require_verified_email: args.mail.require_verified_email,
     }
 }
 
@@ -172,6 +177,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     operator_token: Option<String>,
+    mailer: Arc<dyn crate::service::mail::Mailer>,
     key_reload: Duration,
     abuse: crate::limits::AbuseArgs,
 }
@@ -185,15 +191,20 @@ impl Application {
 
     /// Like [`Self::build`] over an already-open storage (tests keep a handle to it).
     pub async fn build_on(args: ServeArgs, storage: Arc<dyn Storage>) -> anyhow::Result<Self> {
-        let service = build_service(&args, storage).await?;
+        // Mail settings are checked before anything else happens: an SMTP server without a
+        // public URL stops start-up with a clear message.
+        args.mail.config(None)?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (GATEPASS_LISTEN / --listen): {e}", args.listen))?;
+        let mail = args.mail.config(Some(listener.local_addr()?))?;
+        let mailer = args.mail.mailer(&mail, &args.store.data_dir)?;
+        let service = build_service(&args, storage, mail).await?;
         // Said at every start, so a server started from the wrong directory (a new, empty
         // database) shows it at once.
         let accounts = service.core().count_users().await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         tracing::info!(database = %args.store.describe(), accounts, "database opened");
         let secret = config::signing_secret(&args.security, &args.store.data_dir)?;
-        let listener = TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} (GATEPASS_LISTEN / --listen): {e}", args.listen))?;
         let cookies = CookiePolicy {
             explicit: args.cookie_secure,
             always_https: !args.listen.ip().is_loopback()
@@ -217,6 +228,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
+            mailer,
             operator_token,
             key_reload: args.key_reload_interval.max(Duration::from_millis(100)),
             abuse: args.abuse,
@@ -247,6 +259,7 @@ impl Application {
         let maintenance = sync::spawn_maintenance(self.state.service.clone(), || http::metrics::handle().run_upkeep());
         let reloader = sync::spawn_key_reload(self.state.service.clone(), self.key_reload);
         let follower = sync::spawn_follower(self.state.service.clone());
+        let sender = crate::service::mail::spawn_sender(self.state.service.clone(), self.mailer.clone());
         let addr = self.listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         let app = http::edge::apply(http::router(self.state), &self.abuse);
@@ -259,6 +272,7 @@ impl Application {
         maintenance.abort();
         reloader.abort();
         follower.abort();
+        sender.abort();
         Ok(result?)
     }
 }

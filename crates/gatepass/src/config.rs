@@ -127,6 +127,9 @@ pub struct ServeArgs {
     /// Throttling and connection limits.
     #[command(flatten)]
     pub abuse: crate::limits::AbuseArgs,
+    /// Mail: SMTP server or `.eml` files, sender, public URL, notices.
+    #[command(flatten)]
+    pub mail: crate::mailing::MailArgs,
     /// Refresh-token lifetime (each rotation starts a new one).
     #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = duration_in("60s", "365d"))]
     pub refresh_token_ttl: Duration,
@@ -147,7 +150,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEPASS_COOKIE_SECURE", action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub cookie_secure: Option<bool>,
     /// How recently the password must have been entered for sensitive actions.
-    #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = duration_in("1s", "24h"))]
+    #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = duration_in("0s", "24h"))]
     pub fresh_auth_max_age: Duration,
     /// Bearer secret required to read `/metrics`. Unset: metrics are served only on a
     /// loopback listener, and refused (404) on any other.
@@ -186,7 +189,7 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 15m, 900s, 30d)"))
 }
 

@@ -62,6 +62,15 @@ pub enum Error {
     /// 403 `registration_closed`.
     #[error("registration closed")]
     RegistrationClosed,
+    /// 403 `email_not_verified`: login needs a verified address (`require_verified_email`).
+    #[error("e-mail address not verified")]
+    EmailNotVerified,
+    /// 400 `link_invalid`: a mailed link's token is unknown, used or expired.
+    #[error("link invalid")]
+    LinkInvalid,
+    /// 409 `email_taken`: another account has this address.
+    #[error("e-mail address taken")]
+    EmailTaken,
     /// 404 `not_found`.
     #[error("not found")]
     NotFound,
@@ -153,6 +162,12 @@ pub enum ErrorCode {
     CsrfFailed,
     /// 403: registration is closed.
     RegistrationClosed,
+    /// 403: login needs a verified e-mail address.
+    EmailNotVerified,
+    /// 400: a mailed link is unknown, used or expired.
+    LinkInvalid,
+    /// 409: another account has this e-mail address.
+    EmailTaken,
     /// 404.
     NotFound,
     /// 405.
@@ -178,7 +193,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode as C;
         match self {
-            C::ValidationFailed | C::InvalidJson | C::InvalidRequest | C::RefreshTokenRequired => {
+            C::ValidationFailed | C::InvalidJson | C::InvalidRequest | C::RefreshTokenRequired | C::LinkInvalid => {
                 StatusCode::BAD_REQUEST
             }
             C::InvalidCredentials
@@ -191,11 +206,11 @@ impl ErrorCode {
             | C::RefreshTokenReused
             | C::FreshLoginRequired
             | C::InvalidClient => StatusCode::UNAUTHORIZED,
-            C::InsufficientRole | C::CsrfFailed | C::RegistrationClosed => StatusCode::FORBIDDEN,
+            C::InsufficientRole | C::CsrfFailed | C::RegistrationClosed | C::EmailNotVerified => StatusCode::FORBIDDEN,
             C::NotFound => StatusCode::NOT_FOUND,
             C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            C::UsernameTaken => StatusCode::CONFLICT,
+            C::UsernameTaken | C::EmailTaken => StatusCode::CONFLICT,
             C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -225,6 +240,9 @@ impl ErrorCode {
             C::InsufficientRole => "insufficient_role",
             C::CsrfFailed => "csrf_failed",
             C::RegistrationClosed => "registration_closed",
+            C::EmailNotVerified => "email_not_verified",
+            C::LinkInvalid => "link_invalid",
+            C::EmailTaken => "email_taken",
             C::NotFound => "not_found",
             C::MethodNotAllowed => "method_not_allowed",
             C::RequestTimeout => "request_timeout",
@@ -279,6 +297,9 @@ impl Error {
             Error::InsufficientRole => C::InsufficientRole,
             Error::CsrfFailed => C::CsrfFailed,
             Error::RegistrationClosed => C::RegistrationClosed,
+            Error::EmailNotVerified => C::EmailNotVerified,
+            Error::LinkInvalid => C::LinkInvalid,
+            Error::EmailTaken => C::EmailTaken,
             Error::NotFound => C::NotFound,
             Error::MethodNotAllowed => C::MethodNotAllowed,
             Error::RequestTimeout => C::RequestTimeout,
@@ -315,6 +336,11 @@ impl Error {
             Error::InsufficientRole => "You do not have the role this action needs".into(),
             Error::CsrfFailed => "CSRF check failed".into(),
             Error::RegistrationClosed => "Registration is closed".into(),
+            Error::EmailNotVerified => {
+                "Verify your e-mail address first: follow the link in the mail gatepass sent you".into()
+            }
+            Error::LinkInvalid => "This link is invalid, has expired or was already used; ask for a new one".into(),
+            Error::EmailTaken => "This e-mail address belongs to another account".into(),
             Error::NotFound => "Not found".into(),
             Error::MethodNotAllowed => "Method not allowed".into(),
             Error::RequestTimeout => "The request took too long".into(),

@@ -3,6 +3,7 @@
 //! Layout, with dependencies pointing one way (`http` → `service` → `auth`/`storage` →
 //! `domain`):
 //! - [`config`]: flags, environment and `.env`, resolved once.
+//! - [`mailing`]: where mail goes and how links are built (part of the configuration).
 //! - [`domain`]: validated types (`Username`, `Password`, …); no I/O.
 //! - [`auth`]: password hashing, token issuing, refresh material, revocation, CSRF.
 //! - [`storage`]: the `Storage` trait and its backends.
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod mailing;
 pub(crate) mod server;
 pub mod service;
 pub mod storage;

@@ -7,6 +7,7 @@ pub mod clients;
 pub mod csrf;
 pub mod device;
 pub mod keys;
+pub mod onetime;
 pub mod operator;
 pub mod passwords;
 pub mod ratelimit;

@@ -112,6 +112,7 @@ mod tests {
             id: crate::domain::UserId::new(),
             username: crate::domain::Username::parse("alice").unwrap(),
             email: None,
+            email_verified: false,
             password_hash: String::new(),
             roles: crate::domain::Roles::parse(&["admin"]).unwrap(),
             disabled: false,

@@ -46,6 +46,9 @@ pub enum Action {
     Refresh,
     /// `POST /api/password`.
     PasswordChange,
+    /// Requests that send mail: forgotten password, password reset, resend of a
+    /// verification link, address change.
+    Mail,
 }
 
 /// Tunables; part of the runtime settings (changeable through the admin API).

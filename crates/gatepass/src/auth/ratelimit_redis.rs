@@ -161,6 +161,7 @@ impl RedisLimiter {
             Action::Register => "register",
             Action::Refresh => "refresh",
             Action::PasswordChange => "password",
+            Action::Mail => "mail",
         };
         format!("{}{action}:{kind}:{id}", self.prefix)
     }

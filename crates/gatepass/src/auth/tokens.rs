@@ -69,6 +69,7 @@ impl TokenIssuer {
             jti: uuid::Uuid::now_v7().to_string(),
             sid: sid.to_owned(),
             auth_time,
+            email_verified: user.email.as_ref().map(|_| user.email_verified),
             aud: self.audience.clone(),
         };
         let token = self.sign(ACCESS_TOKEN_TYP, &claims)?;

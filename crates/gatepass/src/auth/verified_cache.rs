@@ -78,6 +78,7 @@ mod tests {
             jti: "j".into(),
             sid: "s".into(),
             auth_time: nbf,
+            email_verified: None,
             aud: None,
         }
     }

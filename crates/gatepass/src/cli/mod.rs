@@ -189,6 +189,9 @@ pub enum UserCommand {
         /// Signing and hashing settings.
         #[command(flatten)]
         security: SecurityArgs,
+        /// How links are built (the verification mail of an account with an address).
+        #[command(flatten)]
+        mail: crate::mailing::MailArgs,
     },
     /// Replace an account's extra roles (`user` is always kept); ends its sessions.
     SetRoles {
@@ -238,6 +241,36 @@ pub enum UserCommand {
         /// Signing and hashing settings.
         #[command(flatten)]
         security: SecurityArgs,
+    },
+    /// Mail the account a password-reset link (delivered by the running server's outbox).
+    SendReset {
+        /// Username or id.
+        name: String,
+        /// Where the data is.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// How links are built (`GATEPASS_PUBLIC_URL`).
+        #[command(flatten)]
+        mail: crate::mailing::MailArgs,
+    },
+    /// Mail the account a new verification link for its address.
+    ResendVerification {
+        /// Username or id.
+        name: String,
+        /// Where the data is.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// How links are built (`GATEPASS_PUBLIC_URL`).
+        #[command(flatten)]
+        mail: crate::mailing::MailArgs,
+    },
+    /// Mark the account's address verified.
+    MarkVerified {
+        /// Username or id.
+        name: String,
+        /// Where the data is.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List accounts.
     List {

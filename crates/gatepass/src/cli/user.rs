@@ -1,4 +1,4 @@
-//! `gatepass user add|set-roles|disable|enable|delete|passwd|list`. They write to the data
+//! `gatepass user add|set-roles|disable|enable|delete|passwd|send-reset|resend-verification|mark-verified|list`. They write to the data
 //! directory directly (safe while the server runs: SQLite WAL and a busy timeout); a
 //! running server picks up the revocations they persist within a second.
 
@@ -24,8 +24,8 @@ async fn open(store: &StoreArgs, security: Option<&SecurityArgs>) -> anyhow::Res
 pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
     let by = Actor::cli();
     match cmd {
-        UserCommand::Add { name, email, password_stdin, roles, store, security } => {
-            let core = open(&store, Some(&security)).await?;
+        UserCommand::Add { name, email, password_stdin, roles, store, security, mail } => {
+            let core = open(&store, Some(&security)).await?.with_mail(mail.config(None)?);
             let (password, generated) = new_password(password_stdin)?;
             let roles = Roles::parse(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
             let user = core.create_user(&by, &name, &password, email.as_deref(), roles).await.map_err(fail)?;
@@ -68,22 +68,46 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 writeln!(out, "password: {}", password.expose())?;
             }
         }
+        UserCommand::SendReset { name, store, mail } => {
+            let core = open(&store, None).await?.with_mail(mail.config(None)?);
+            let user = find(&core, &name).await?;
+            let Some(email) = user.email.as_ref() else { anyhow::bail!("{} has no e-mail address", user.username) };
+            if !core.send_password_reset(&by, &user).await.map_err(fail)? {
+                anyhow::bail!("{} was sent too many reset links this hour; try later", user.username);
+            }
+            println!("password-reset link for {} queued to {}", user.username, email.as_str());
+        }
+        UserCommand::ResendVerification { name, store, mail } => {
+            let core = open(&store, None).await?.with_mail(mail.config(None)?);
+            let user = find(&core, &name).await?;
+            core.resend_verification(&by, &user).await.map_err(fail)?;
+            let email = user.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
+            println!("verification link for {} queued to {email}", user.username);
+        }
+        UserCommand::MarkVerified { name, store } => {
+            let core = open(&store, None).await?;
+            let user = find(&core, &name).await?;
+            let user = core.mark_email_verified(&by, &user).await.map_err(fail)?;
+            let email = user.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
+            println!("{}: {email} marked verified", user.username);
+        }
         UserCommand::List { prefix, store } => {
             let core = open(&store, None).await?;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<38} {:<24} {:<16} {:<9} email", "id", "username", "roles", "status")?;
+            writeln!(out, "{:<38} {:<24} {:<16} {:<9} email (* verified)", "id", "username", "roles", "status")?;
             let mut query = UserQuery { prefix, limit: Some(crate::service::admin::MAX_PAGE), offset: Some(0) };
             loop {
                 let page = core.list_users(&query).await.map_err(fail)?;
                 for u in &page.users {
                     writeln!(
                         out,
-                        "{:<38} {:<24} {:<16} {:<9} {}",
+                        "{:<38} {:<24} {:<16} {:<9} {}{}",
                         u.id.as_str(),
                         u.username,
                         u.roles.names().join(","),
                         if u.disabled { "disabled" } else { "active" },
-                        u.email.as_ref().map(|e| e.as_str()).unwrap_or("-")
+                        u.email.as_ref().map(|e| e.as_str()).unwrap_or("-"),
+                        if u.email.is_some() && u.email_verified { " *" } else { "" }
                     )?;
                 }
                 match page.next_offset {

@@ -9,7 +9,9 @@ pub struct Email(String);
 impl Email {
     /// Validates `raw` with the `email_address` crate's RFC 5322 parser.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        if raw.len() > 254 || !email_address::EmailAddress::is_valid(raw) {
+        // Control characters (CR/LF above all) could inject mail headers; the parser
+        // accepts some of them in quoted local parts, so they are refused first.
+        if raw.len() > 254 || raw.chars().any(char::is_control) || !email_address::EmailAddress::is_valid(raw) {
             return Err(ValidationError::new("email", "is not a valid e-mail address"));
         }
         Ok(Self(raw.to_owned()))
@@ -18,6 +20,12 @@ impl Email {
     /// The address.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The form addresses are compared in (unique among accounts, looked up at sign-in):
+    /// ASCII lower case, as the database's `lower()` computes it in the migration.
+    pub fn canonical(&self) -> String {
+        self.0.to_ascii_lowercase()
     }
 }
 
@@ -28,8 +36,9 @@ mod tests {
     #[test]
     fn parses_addresses() {
         assert!(Email::parse("test@example.com").is_ok());
-        for bad in ["", "nope", "a@", "@b.c", "a b@c.d"] {
+        for bad in ["", "nope", "a@", "@b.c", "a b@c.d", "a@b.c\r\nBcc: x@y.z", "\"a\rb\"@c.d"] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(Email::parse("Ann@Example.COM").unwrap().canonical(), "ann@example.com");
     }
 }

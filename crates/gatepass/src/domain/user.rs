@@ -43,6 +43,8 @@ pub struct User {
     pub username: Username,
     /// Optional e-mail.
     pub email: Option<Email>,
+    /// Whether the owner proved they receive mail at `email` (or an administrator said so).
+    pub email_verified: bool,
     /// PHC string (Argon2id) or a legacy bcrypt hash awaiting upgrade.
     pub password_hash: String,
     /// Roles.

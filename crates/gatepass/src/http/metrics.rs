@@ -2,7 +2,8 @@
 //!
 //! Counters elsewhere use the `metrics` macros directly (`gatepass_logins_total`,
 //! `gatepass_tokens_issued_total`, `gatepass_tokens_verified_total`,
-//! `gatepass_tokens_rejected_total{reason}`, `gatepass_rate_limited_total`); gauges that
+//! `gatepass_tokens_rejected_total{reason}`, `gatepass_rate_limited_total`, and the outbox's
+//! `gatepass_mail_{queued,sent,retried,failed}_total{kind}`); gauges that
 //! are cheap to compute on demand (hash queue, live sessions) are set at scrape time.
 
 use axum::extract::{MatchedPath, Request, State};
@@ -84,6 +85,9 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result
     metrics::gauge!("gatepass_revoked_sessions_in_memory").set(core.revocations().len() as f64);
     if let Ok(n) = core.count_live_sessions().await {
         metrics::gauge!("gatepass_live_sessions").set(n as f64);
+    }
+    if let Ok(n) = core.outbox_depth().await {
+        metrics::gauge!("gatepass_mail_outbox_depth").set(n as f64);
     }
     let backend = service.limiter().backend();
     for b in [Backend::Local, Backend::Redis] {

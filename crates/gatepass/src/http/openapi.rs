@@ -266,7 +266,7 @@ error_responses! {
     /// 404 with the JSON error.
     NotFound = NOT_FOUND, "No such resource", error_response;
     /// 409 with the JSON error.
-    Conflict = CONFLICT, "The username is taken", error_response;
+    Conflict = CONFLICT, "The username or e-mail address is taken", error_response;
     /// 413 with the JSON error.
     PayloadTooLarge = PAYLOAD_TOO_LARGE, "The body is larger than 64 KiB", error_response;
     /// 415 with the JSON error.

@@ -11,7 +11,7 @@ use crate::auth::refresh::RefreshTokens;
 use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
-use crate::storage::{NewSession, PasswordReplace, StorageError};
+use crate::storage::{NewSession, PasswordReplace, StorageError, TokenPurpose};
 
 impl Core {
     /// The rules for new passwords in force now (the minimum length is a runtime setting).
@@ -25,14 +25,35 @@ impl Core {
         let password = self.password_policy().check(password, username.as_str(), "password")?;
         let email = email.filter(|e| !e.is_empty()).map(Email::parse).transpose()?;
         let password_hash = self.hasher.hash(&password).await?;
-        Ok(User { id: UserId::new(), username, email, password_hash, roles, disabled: false, created_at: now() })
+        Ok(User {
+            id: UserId::new(),
+            username,
+            email,
+            email_verified: false,
+            password_hash,
+            roles,
+            disabled: false,
+            created_at: now(),
+        })
     }
 
-    /// Stores a new account. A taken username is [`Error::UsernameTaken`].
-    async fn insert(&self, user: User) -> Result<User> {
-        match self.storage.insert_user(&user).await {
-            Ok(()) => Ok(user),
-            Err(StorageError::Conflict) => Err(Error::UsernameTaken),
+    /// Stores a new account; with `verify`, one with an unverified address gets its
+    /// verification link queued in the same transaction. A taken username is
+    /// [`Error::UsernameTaken`], a taken address [`Error::EmailTaken`].
+    async fn insert(&self, user: User, verify: bool) -> Result<User> {
+        let (token, mails) = match &user.email {
+            Some(email) if verify && !user.email_verified => {
+                let (token, mail) = self.address_link(&user, email, TokenPurpose::VerifyEmail)?;
+                (Some(token), vec![mail])
+            }
+            _ => (None, Vec::new()),
+        };
+        match self.storage.insert_user_with(&user, token.as_ref(), &mails).await {
+            Ok(()) => {
+                self.queued(&mails);
+                Ok(user)
+            }
+            Err(StorageError::Conflict) => Err(super::email::conflict_of(self, &user).await),
             Err(e) => Err(e.into()),
         }
     }
@@ -60,7 +81,8 @@ impl Core {
     /// # Errors
     /// [`Error::UsernameTaken`], storage errors.
     pub(crate) async fn add_account(&self, by: &Actor, user: User, imported: bool) -> Result<User> {
-        let user = self.insert(user).await?;
+        // Imported accounts are not mailed in bulk; an administrator resends per account.
+        let user = self.insert(user, !imported).await?;
         let mut detail = serde_json::json!({ "username": user.username.as_str(), "roles": user.roles.names() });
         if imported {
             detail["imported"] = true.into();
@@ -78,8 +100,15 @@ impl Core {
     /// [`Error::NotFound`] when the account vanished; storage errors.
     pub async fn set_password(&self, by: &Actor, user: &User, new: &Password, event: &str) -> Result<usize> {
         let hash = self.hasher.hash(new).await?;
-        let change =
-            PasswordReplace { user_id: &user.id, expected_hash: None, new_hash: &hash, now: now(), new_session: None };
+        let mails = self.password_notice(user, "changed by an administrator")?;
+        let change = PasswordReplace {
+            user_id: &user.id,
+            expected_hash: None,
+            new_hash: &hash,
+            now: now(),
+            new_session: None,
+            mails: &mails,
+        };
         self.replace_password(by, user, change, event).await?.ok_or(Error::NotFound)
     }
 
@@ -93,7 +122,9 @@ impl Core {
         change: PasswordReplace<'_>,
         event: &str,
     ) -> Result<Option<usize>> {
+        let mails = change.mails;
         let Some(revoked) = self.storage.replace_password(change).await? else { return Ok(None) };
+        self.queued(mails);
         let ended = revoked.len();
         self.apply_revocations(revoked);
         let detail = serde_json::json!({ "sessions_ended": ended });
@@ -117,7 +148,7 @@ impl AuthService {
         }
         self.throttle(Action::Register, client, Some(&ratelimit::account_key(username))).await?;
         let user = self.core.new_account(username, password, email, Roles::default_user()).await?;
-        let user = self.core.insert(user).await?;
+        let user = self.core.insert(user, true).await?;
         self.core.audit(event("register", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
         let mut grant = self.start_session(user, now(), client, Renewing::Nothing).await?;
         // The browser that created the account is its owner's.
@@ -160,6 +191,7 @@ impl AuthService {
         let (grant, session, refresh_exp) =
             self.new_session(User { password_hash: hash.clone(), ..user }, now(), client)?;
         let refresh_hash = RefreshTokens::hash(&grant.refresh_token);
+        let mails = self.core.password_notice(&grant.user, "changed by someone who knew the old one")?;
         let change = PasswordReplace {
             user_id: &grant.user.id,
             expected_hash: Some(&checked),
@@ -172,6 +204,7 @@ impl AuthService {
                 refresh_expires_at: refresh_exp,
                 replaces: None,
             }),
+            mails: &mails,
         };
         match self.core.replace_password(&by, &grant.user, change, "password_changed").await? {
             Some(_) => Ok(grant),

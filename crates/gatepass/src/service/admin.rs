@@ -150,7 +150,7 @@ impl Core {
     /// # Errors
     /// [`Error::NotFound`] when the account vanished; storage errors.
     pub async fn update_user(&self, by: &Actor, user: &User, patch: &UserPatch) -> Result<(User, usize)> {
-        if !self.storage.update_user(&user.id, patch, now()).await? {
+        if !self.storage.update_user(&user.id, patch, now()).await.map_err(super::email::address_conflict)? {
             return Err(Error::NotFound);
         }
         let roles_changed = patch.roles.as_ref().is_some_and(|r| *r != user.roles);

@@ -188,6 +188,7 @@ async fn prepare(row: &SourceRow, core: &Core, seen: &mut HashSet<String>, dry_r
         id: UserId::new(),
         username,
         email,
+        email_verified: false,
         password_hash,
         roles: Roles::default_user(),
         disabled: false,

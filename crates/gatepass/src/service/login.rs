@@ -6,13 +6,13 @@
 use gatepass_verify::AccessClaims;
 
 use super::backoff::Step;
-use super::sessions::Renewing;
+use super::sessions::{BrowserLogin, Renewing};
 use super::{AuthService, ClientInfo, TokenGrant, event, now};
 use crate::auth::device::Device;
 use crate::auth::passwords::Verified;
 use crate::auth::ratelimit::{self, Action, FailureRecord, RetryAfter, device_wait, stranger_wait};
 use crate::domain::clock::now_ms;
-use crate::domain::{Password, User, Username};
+use crate::domain::{Password, User};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
 
@@ -121,46 +121,58 @@ impl AuthService {
         outcome
     }
 
-    /// Checks a username and password and starts a session. The grant carries the device
-    /// cookie to set for this browser.
+    /// Checks a username (or verified address) and password and starts a session. The
+    /// grant carries the device cookie to set for this browser.
     ///
     /// Unknown user, wrong password and disabled account all answer
-    /// [`Error::InvalidCredentials`] after the same amount of hashing work. `held` is the
-    /// session the client already holds (a browser's access cookie): it ends when the new
-    /// one starts.
+    /// [`Error::InvalidCredentials`] after the same amount of hashing work. `browser` is
+    /// set for a login that answers with cookies: the session its cookies held ends when the
+    /// new one starts, and a browser not recognised for this account triggers the
+    /// new-device notice (a bearer client is not a device the owner would recognise).
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         client: &ClientInfo,
-        held: Option<&AccessClaims>,
+        browser: Option<BrowserLogin<'_>>,
     ) -> Result<TokenGrant> {
         let password = Password::parse_existing(password, "password")?;
-        let name = Username::parse(username).ok();
         let device = self.device_of(client);
         // Recognising a device needs the account's id before the gate, so a client showing
         // a valid device cookie has the account read first; anyone else only after the gate.
-        let early = match (&device, &name) {
-            (Some(_), Some(name)) => Some(self.core.storage.user_by_username(&name.canonical()).await?),
-            _ => None,
+        let early = match &device {
+            Some(_) => Some(self.core.account_by_login(username).await?),
+            None => None,
         };
         let recognised = early.as_ref().and_then(|u| Self::recognised(device.as_ref(), u.as_ref()?.id.as_str()));
         let attempt = self.password_gate(Action::Login, username, client, recognised).await?;
-        let user = match (early, &name) {
-            (Some(user), _) => user,
-            (None, Some(name)) => self.core.storage.user_by_username(&name.canonical()).await?,
-            (None, None) => None,
+        // A username, or an address the account has verified (sign-in by e-mail).
+        let user = match early {
+            Some(user) => user,
+            None => self.core.account_by_login(username).await?,
         };
         let subject = user.as_ref().map(|u| u.id.as_str().to_owned());
         let verdict = self.check_password(user, &password).await?;
         let reason = verdict.as_ref().err().copied();
         match self.note_attempt(&attempt, verdict.map_err(|_| Error::InvalidCredentials)).await {
+            // Told only to whoever proved the password, so it reveals nothing to others.
+            Ok(user) if self.settings().require_verified_email && !user.email_verified => {
+                metrics::counter!("gatepass_logins_total", "outcome" => "unverified").increment(1);
+                let ev = event("login_failed", FAILURE, client).actor(user.id.as_str()).subject(user.id.as_str());
+                self.core.audit(ev.detail(serde_json::json!({ "reason": "email_not_verified" }))).await;
+                Err(Error::EmailNotVerified)
+            }
             Ok(user) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
                 let ev = event("login", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str());
                 self.core.audit(ev).await;
+                let known = Self::recognised(device.as_ref(), user.id.as_str()).is_some();
+                let held = browser.and_then(|b| b.held);
                 let mut grant = self.start_session(user, now(), client, Renewing::Held(held)).await?;
                 grant.device = Some(self.devices.remember(device.as_ref(), grant.user.id.as_str()));
+                if browser.is_some() && !known {
+                    self.core.notify_new_device(&grant.user, client).await;
+                }
                 Ok(grant)
             }
             Err(e) => {

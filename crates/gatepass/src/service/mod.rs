@@ -8,7 +8,9 @@
 //! (register, create, change password, the one `set_password`), [`admin`] (listing and
 //! changing accounts, the audit trail), [`settings`] (runtime settings and their one
 //! reload), [`sync`] (following other writers), [`keys`] (signing keys) and [`import`]
-//! (accounts from another database). A new feature gets a file of its own here.
+//! (accounts from another database), [`mail`] (composing mail, the outbox sender),
+//! [`email`] (verifying and changing addresses, notices) and [`recovery`] (forgotten
+//! passwords). A new feature gets a file of its own here.
 
 use gatepass_verify::Verifier;
 use std::sync::{Arc, RwLock};
@@ -26,9 +28,12 @@ use crate::storage::audit::AuditEvent;
 pub mod accounts;
 pub mod admin;
 pub mod backoff;
+pub mod email;
 pub mod import;
 pub mod keys;
 pub mod login;
+pub mod mail;
+pub mod recovery;
 pub mod sessions;
 pub mod settings;
 pub mod sync;
@@ -91,6 +96,10 @@ pub struct Core {
     settings: RwLock<RuntimeSettings>,
     /// Held while the settings in memory change, so that changes apply in order.
     settings_updates: tokio::sync::Mutex<()>,
+    /// How mail is built (links, sender, notices).
+    mail: mail::MailConfig,
+    /// Wakes this instance's outbox sender when a mail was queued.
+    outbox_wake: tokio::sync::Notify,
 }
 
 impl Core {
@@ -111,6 +120,8 @@ impl Core {
             settings: RwLock::new(configured.clone()),
             configured,
             settings_updates: tokio::sync::Mutex::const_new(()),
+            mail: mail::MailConfig::default(),
+            outbox_wake: tokio::sync::Notify::new(),
         };
         core.reload_settings().await?;
         Ok(core)

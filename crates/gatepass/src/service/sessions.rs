@@ -23,6 +23,13 @@ pub enum Renewing<'a> {
     Required(&'a AccessClaims),
 }
 
+/// A login that answers with cookies (a browser), and the session its cookies held.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BrowserLogin<'a> {
+    /// The session of the browser's access cookie, if any: it ends when the new one starts.
+    pub held: Option<&'a AccessClaims>,
+}
+
 /// Which sessions logout ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogoutScope {
@@ -306,6 +313,7 @@ impl AuthService {
         self.core.revocations.sweep(t);
         self.limiter.sweep();
         self.core.storage.purge_expired(t).await?;
+        self.core.storage.purge_tokens(t).await?;
         Ok(())
     }
 }

@@ -41,6 +41,8 @@ pub struct RuntimeSettings {
     pub password_min_length: usize,
     /// Throttling of credential endpoints.
     pub rate_limit: RateLimitSettings,
+    /// Refuse login (`403 email_not_verified`) until the account's address is verified.
+    pub require_verified_email: bool,
 }
 
 impl Default for RuntimeSettings {
@@ -52,6 +54,7 @@ impl Default for RuntimeSettings {
             registration_open: true,
             password_min_length: 8,
             rate_limit: RateLimitSettings::default(),
+            require_verified_email: false,
         }
     }
 }
@@ -81,6 +84,9 @@ pub struct SettingsPatch {
     #[schema(inline)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitPatch>,
+    /// Refuse login until the address is verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_verified_email: Option<bool>,
 }
 
 /// Rate-limit settings to change.
@@ -175,6 +181,9 @@ impl SettingsPatch {
         }
         if let Some(p) = &self.rate_limit {
             p.apply(&mut s.rate_limit)?;
+        }
+        if let Some(v) = self.require_verified_email {
+            s.require_verified_email = v;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod audit;
 mod events;
 pub mod failures;
 mod keys;
+pub mod mail;
 mod postgres;
 pub mod revocation_feed;
 mod rows;
@@ -18,6 +19,7 @@ pub use audit::AuditStore;
 pub use events::{Change, ChangeFeed, ChangeSubscription};
 pub use failures::FailureStore;
 pub use keys::KeyStore;
+pub use mail::{EmailConfirmed, OneTimeToken, OutboxMail, OutboxStore, TokenPurpose, TokenStore};
 pub use postgres::PostgresStorage;
 pub use revocation_feed::RevocationFeed;
 pub use sqlite::SqliteStorage;
@@ -138,6 +140,8 @@ pub struct PasswordReplace<'a> {
     /// A session to start for the account once the others have ended; refused while the
     /// account is disabled or its roles differ (its `replaces` is moot: every session ends).
     pub new_session: Option<NewSession<'a>>,
+    /// Mails (the "your password was changed" notice) queued in the same transaction.
+    pub mails: &'a [OutboxMail],
 }
 
 /// A refresh-token rotation request.
@@ -190,13 +194,16 @@ pub struct UserPatch {
 
 /// Everything gatepass persists.
 #[async_trait]
-pub trait Storage: AuditStore + ChangeFeed + FailureStore + KeyStore + RevocationFeed + Send + Sync + 'static {
+pub trait Storage:
+    AuditStore + ChangeFeed + FailureStore + KeyStore + RevocationFeed + OutboxStore + TokenStore + Send + Sync + 'static
+{
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Succeeds when the database answers.
     async fn ping(&self) -> StorageResult<()>;
 
-    /// Inserts a new account; [`StorageError::Conflict`] when the name is taken.
+    /// Inserts a new account; [`StorageError::Conflict`] when the name (or the address) is
+    /// taken.
     async fn insert_user(&self, user: &User) -> StorageResult<()>;
     /// Looks an account up by id.
     async fn user_by_id(&self, id: &UserId) -> StorageResult<Option<User>>;
@@ -213,7 +220,8 @@ pub trait Storage: AuditStore + ChangeFeed + FailureStore + KeyStore + Revocatio
     /// with nothing changed, when the account is gone, its hash is no longer the expected
     /// one (another change won), or a session was asked for and the account is disabled.
     async fn replace_password(&self, req: PasswordReplace<'_>) -> StorageResult<Option<Vec<RevokedSession>>>;
-    /// Applies `patch`; false when the user does not exist.
+    /// Applies `patch`; false when the user does not exist. A new address is unverified;
+    /// [`StorageError::Conflict`] when another account has it.
     async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<bool>;
     /// Deletes an account; its sessions' tokens are revoked as [`Revocation::UserDeleted`].
     /// `None` when there was no such user.

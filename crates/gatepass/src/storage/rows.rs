@@ -3,6 +3,7 @@
 
 use sqlx::FromRow;
 
+use super::mail::{OneTimeToken, OutboxMail, TokenPurpose};
 use super::{SessionRecord, StorageError, StorageResult};
 use crate::domain::{Email, Roles, StoredKey, User, UserId, Username};
 
@@ -11,6 +12,7 @@ pub(crate) struct UserRow {
     id: String,
     username: String,
     email: Option<String>,
+    email_verified: bool,
     password_hash: String,
     roles: String,
     disabled: bool,
@@ -24,6 +26,7 @@ impl UserRow {
             username: Username::parse(&self.username)
                 .map_err(|_| StorageError::Other("stored username is invalid".into()))?,
             email: self.email.as_deref().and_then(|e| Email::parse(e).ok()),
+            email_verified: self.email_verified,
             password_hash: self.password_hash,
             roles: Roles::from_stored(&self.roles),
             disabled: self.disabled,
@@ -82,6 +85,60 @@ impl From<KeyRow> for StoredKey {
             private_key: r.private_key,
             created_at: r.created_at,
             activates_at: r.activates_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct TokenRow {
+    token_hash: String,
+    purpose: String,
+    user_id: String,
+    email: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl TokenRow {
+    /// `None` for a purpose this version does not know (never accepted).
+    pub(crate) fn into_token(self) -> Option<OneTimeToken> {
+        let purpose = [TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail, TokenPurpose::PasswordReset]
+            .into_iter()
+            .find(|p| p.as_str() == self.purpose)?;
+        Some(OneTimeToken {
+            token_hash: self.token_hash,
+            purpose,
+            user_id: self.user_id,
+            email: self.email,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct MailRow {
+    pub(crate) id: String,
+    kind: String,
+    recipient: String,
+    subject: String,
+    text_body: String,
+    html_body: String,
+    pub(crate) created_at: i64,
+    attempts: i64,
+}
+
+impl From<MailRow> for OutboxMail {
+    fn from(r: MailRow) -> Self {
+        OutboxMail {
+            id: r.id,
+            kind: r.kind,
+            recipient: r.recipient,
+            subject: r.subject,
+            text_body: r.text_body,
+            html_body: r.html_body,
+            created_at: r.created_at,
+            attempts: r.attempts,
         }
     }
 }

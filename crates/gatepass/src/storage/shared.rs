@@ -12,7 +12,8 @@ use std::marker::PhantomData;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::audit::{AuditEntry, AuditEvent, AuditQuery, GENESIS_HASH, entry_hash};
-use super::rows::{KeyRow, SessionRow, UserRow};
+use super::mail::{EmailConfirmed, OneTimeToken, OutboxMail, TokenPurpose};
+use super::rows::{KeyRow, MailRow, SessionRow, TokenRow, UserRow};
 use super::{
     REVOCATION_MARGIN_SECS, RevokedSession, SessionFilter, SessionRecord, StorageError, StorageResult, UserPatch,
     reason_from_str, reason_to_str,
@@ -34,15 +35,21 @@ pub(super) type Tx<DB> = sqlx::Transaction<'static, DB>;
 pub(super) type Query<DB> = sqlx::query::Query<'static, DB, <DB as Database>::Arguments>;
 
 const INSERT_USER: &str = "INSERT INTO users (id, username, username_canonical, email, password_hash, \
-     roles, disabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
-const USER_SELECT: &str = "SELECT id, username, email, password_hash, roles, disabled, created_at FROM users";
+     roles, disabled, created_at, updated_at, email_canonical, email_verified) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)";
+const USER_SELECT: &str =
+    "SELECT id, username, email, email_verified, password_hash, roles, disabled, created_at FROM users";
 const SET_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3";
 const UPDATE_USER: &str = "UPDATE users SET \
        roles = COALESCE($1, roles), \
        disabled = COALESCE($2, disabled), \
        email = CASE WHEN $3 THEN $4 ELSE email END, \
+       email_canonical = CASE WHEN $3 THEN $7 ELSE email_canonical END, \
+       email_verified = CASE WHEN $3 THEN FALSE ELSE email_verified END, \
        updated_at = $5 \
      WHERE id = $6";
+const TOKEN_COLUMNS: &str = "token_hash, purpose, user_id, email, created_at, expires_at";
+const MAIL_COLUMNS: &str = "id, kind, recipient, subject, text_body, html_body, created_at, attempts";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
      auth_time, access_expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const INSERT_REFRESH: &str =
@@ -81,6 +88,10 @@ where
     for<'r> SessionRow: FromRow<'r, DB::Row>,
     for<'r> AuditEntry: FromRow<'r, DB::Row>,
     for<'r> KeyRow: FromRow<'r, DB::Row>,
+    for<'r> MailRow: FromRow<'r, DB::Row>,
+    for<'r> TokenRow: FromRow<'r, DB::Row>,
+    for<'r> (String, Option<String>): FromRow<'r, DB::Row>,
+    for<'r> (Option<String>,): FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
@@ -98,6 +109,8 @@ where
             .bind(user.roles.to_stored())
             .bind(user.disabled)
             .bind(user.created_at)
+            .bind(user.email.as_ref().map(|e| e.canonical()))
+            .bind(user.email_verified)
             .execute(ex)
             .await
             .map_err(DB::map_err)?;
@@ -167,6 +180,7 @@ where
         now: i64,
     ) -> StorageResult<bool> {
         let email = patch.email.as_ref().map(|e| e.as_ref().map(|e| e.as_str().to_owned()));
+        let canonical = patch.email.as_ref().and_then(|e| e.as_ref().map(|e| e.canonical()));
         let r = sqlx::query::<DB>(UPDATE_USER)
             .bind(patch.roles.as_ref().map(Roles::to_stored))
             .bind(patch.disabled)
@@ -174,6 +188,7 @@ where
             .bind(email.flatten())
             .bind(now)
             .bind(id.as_str())
+            .bind(canonical)
             .execute(ex)
             .await
             .map_err(DB::map_err)?;
@@ -236,6 +251,7 @@ where
         if let Some(new) = req.new_session {
             Self::insert_session(tx, new.record, new.refresh_hash, new.refresh_expires_at).await?;
         }
+        Self::insert_mails(tx, req.mails).await?;
         Ok(Some(revoked))
     }
 
@@ -615,6 +631,310 @@ where
             .bind(after_id)
             .bind(limit)
             .fetch_all(ex)
+            .await
+            .map_err(DB::map_err)
+    }
+
+    /// Queues `mails` inside `tx`.
+    pub(super) async fn insert_mails(tx: &mut Tx<DB>, mails: &[OutboxMail]) -> StorageResult<()> {
+        for m in mails {
+            sqlx::query::<DB>(
+                "INSERT INTO outbox (id, kind, recipient, subject, text_body, html_body, created_at, attempts, \
+                 next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7)",
+            )
+            .bind(m.id.as_str())
+            .bind(m.kind.as_str())
+            .bind(m.recipient.as_str())
+            .bind(m.subject.as_str())
+            .bind(m.text_body.as_str())
+            .bind(m.html_body.as_str())
+            .bind(m.created_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a one-time token inside `tx`; with `replace`, the account's unused tokens of
+    /// the same purpose are used up first.
+    pub(super) async fn insert_token(tx: &mut Tx<DB>, t: &OneTimeToken, replace: bool) -> StorageResult<()> {
+        if replace {
+            Self::void_tokens(tx, &t.user_id, t.purpose, t.created_at).await?;
+        }
+        sqlx::query::<DB>(
+            "INSERT INTO one_time_tokens (token_hash, purpose, user_id, email, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(t.token_hash.as_str())
+        .bind(t.purpose.as_str())
+        .bind(t.user_id.as_str())
+        .bind(t.email.as_deref())
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(())
+    }
+
+    /// Marks the account's unused tokens of `purpose` used.
+    async fn void_tokens(tx: &mut Tx<DB>, user_id: &str, purpose: TokenPurpose, now: i64) -> StorageResult<()> {
+        sqlx::query::<DB>(
+            "UPDATE one_time_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn tokens_issued_since<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        user_id: &str,
+        purpose: TokenPurpose,
+        since: i64,
+    ) -> StorageResult<i64> {
+        sqlx::query_scalar::<DB, i64>(
+            "SELECT COUNT(*) FROM one_time_tokens WHERE user_id = $1 AND purpose = $2 AND created_at >= $3",
+        )
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .bind(since)
+        .fetch_one(ex)
+        .await
+        .map_err(DB::map_err)
+    }
+
+    pub(super) async fn peek_token<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> StorageResult<Option<OneTimeToken>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM one_time_tokens \
+             WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3"
+        );
+        let row = sqlx::query_as::<DB, TokenRow>(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(purpose.as_str())
+            .bind(now)
+            .fetch_optional(ex)
+            .await
+            .map_err(DB::map_err)?;
+        Ok(row.and_then(TokenRow::into_token))
+    }
+
+    /// Uses the token inside `tx` (compare-and-swap on `used_at`): its owner and address,
+    /// or `None` when it is not usable for `purpose` now.
+    async fn consume_token(
+        tx: &mut Tx<DB>,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> StorageResult<Option<(String, Option<String>)>> {
+        sqlx::query_as::<DB, (String, Option<String>)>(
+            "UPDATE one_time_tokens SET used_at = $1 \
+             WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id, email",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .bind(purpose.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(DB::map_err)
+    }
+
+    /// [`super::TokenStore::reset_password`] inside `tx`; commit only on `Some`.
+    pub(super) async fn reset_password_in_tx(
+        tx: &mut Tx<DB>,
+        token_hash: &str,
+        user_id: &crate::domain::UserId,
+        new_hash: &str,
+        now: i64,
+        mails: &[OutboxMail],
+    ) -> StorageResult<Option<Vec<RevokedSession>>> {
+        match Self::consume_token(tx, token_hash, TokenPurpose::PasswordReset, now).await? {
+            Some((owner, _)) if owner == user_id.as_str() => {}
+            _ => return Ok(None),
+        }
+        Self::void_tokens(tx, user_id.as_str(), TokenPurpose::PasswordReset, now).await?;
+        let req = super::PasswordReplace { user_id, expected_hash: None, new_hash, now, new_session: None, mails };
+        Self::replace_password_in_tx(tx, &req).await
+    }
+
+    /// [`super::TokenStore::confirm_email`] inside `tx`; commit only on
+    /// [`EmailConfirmed::Confirmed`].
+    pub(super) async fn confirm_email_in_tx(
+        tx: &mut Tx<DB>,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: i64,
+        mails: &[OutboxMail],
+    ) -> StorageResult<EmailConfirmed> {
+        let Some((user_id, Some(email))) = Self::consume_token(tx, token_hash, purpose, now).await? else {
+            return Ok(EmailConfirmed::Invalid);
+        };
+        let current: Option<Option<String>> =
+            sqlx::query_scalar::<DB, Option<String>>("SELECT email FROM users WHERE id = $1")
+                .bind(user_id.as_str())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(DB::map_err)?;
+        let Some(previous) = current else { return Ok(EmailConfirmed::Invalid) };
+        let canonical = email.to_ascii_lowercase();
+        // A verification link proves the address it was sent to, and only while that is
+        // still the account's address.
+        if purpose == TokenPurpose::VerifyEmail
+            && previous.as_deref().map(str::to_ascii_lowercase).as_deref() != Some(canonical.as_str())
+        {
+            return Ok(EmailConfirmed::Invalid);
+        }
+        let r = sqlx::query::<DB>(
+            "UPDATE users SET email = $1, email_canonical = $2, email_verified = TRUE, updated_at = $3 WHERE id = $4",
+        )
+        .bind(email.as_str())
+        .bind(canonical.as_str())
+        .bind(now)
+        .bind(user_id.as_str())
+        .execute(&mut **tx)
+        .await;
+        match r {
+            Ok(_) => {}
+            Err(e) => {
+                return match DB::map_err(e) {
+                    StorageError::Conflict => Ok(EmailConfirmed::AddressTaken),
+                    other => Err(other),
+                };
+            }
+        }
+        Self::void_tokens(tx, &user_id, purpose, now).await?;
+        Self::insert_mails(tx, mails).await?;
+        Ok(EmailConfirmed::Confirmed { user_id, previous, email })
+    }
+
+    pub(super) async fn mark_email_verified<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        id: &crate::domain::UserId,
+        now: i64,
+    ) -> StorageResult<bool> {
+        let r = sqlx::query::<DB>(
+            "UPDATE users SET email_verified = TRUE, updated_at = $1 WHERE id = $2 AND email IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(ex)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    /// Deletes tokens that can no longer be used, once they no longer count toward the
+    /// hourly throttle.
+    pub(super) async fn purge_tokens<'c>(ex: impl Executor<'c, Database = DB>, now: i64) -> StorageResult<u64> {
+        let r = sqlx::query::<DB>(
+            "DELETE FROM one_time_tokens WHERE created_at <= $1 - 3600 AND (used_at IS NOT NULL OR expires_at <= $1)",
+        )
+        .bind(now)
+        .execute(ex)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(DB::rows_affected(&r))
+    }
+
+    /// Claims due mails; `lock` ends the inner selection (PostgreSQL's `FOR UPDATE SKIP
+    /// LOCKED`, so concurrent claimers pass over each other's rows; SQLite's single writer
+    /// needs nothing).
+    pub(super) async fn claim_mails<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        lock: &'static str,
+        lease_id: &str,
+        now: i64,
+        lease_secs: i64,
+        limit: i64,
+    ) -> StorageResult<Vec<OutboxMail>> {
+        let sql = format!(
+            "UPDATE outbox SET lease_id = $1, lease_until = $2 \
+             WHERE id IN (SELECT id FROM outbox WHERE failed_at IS NULL AND next_attempt_at <= $3 \
+                          AND (lease_until IS NULL OR lease_until <= $3) ORDER BY created_at, id LIMIT $4 {lock}) \
+             RETURNING {MAIL_COLUMNS}"
+        );
+        let mut rows = sqlx::query_as::<DB, MailRow>(sqlx::AssertSqlSafe(sql))
+            .bind(lease_id)
+            .bind(now + lease_secs)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(ex)
+            .await
+            .map_err(DB::map_err)?;
+        rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub(super) async fn mail_sent<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        id: &str,
+        lease_id: &str,
+    ) -> StorageResult<bool> {
+        let r = sqlx::query::<DB>("DELETE FROM outbox WHERE id = $1 AND lease_id = $2")
+            .bind(id)
+            .bind(lease_id)
+            .execute(ex)
+            .await
+            .map_err(DB::map_err)?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    pub(super) async fn mail_retry<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        id: &str,
+        lease_id: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> StorageResult<bool> {
+        let r = sqlx::query::<DB>(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, \
+             lease_id = NULL, lease_until = NULL WHERE id = $3 AND lease_id = $4",
+        )
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(id)
+        .bind(lease_id)
+        .execute(ex)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    pub(super) async fn mail_failed<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        id: &str,
+        lease_id: &str,
+        now: i64,
+        error: &str,
+    ) -> StorageResult<bool> {
+        let r = sqlx::query::<DB>(
+            "UPDATE outbox SET attempts = attempts + 1, failed_at = $1, last_error = $2, text_body = '', \
+             html_body = '', lease_id = NULL, lease_until = NULL WHERE id = $3 AND lease_id = $4",
+        )
+        .bind(now)
+        .bind(error)
+        .bind(id)
+        .bind(lease_id)
+        .execute(ex)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    pub(super) async fn outbox_depth<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<i64> {
+        sqlx::query_scalar::<DB, i64>("SELECT COUNT(*) FROM outbox WHERE failed_at IS NULL")
+            .fetch_one(ex)
             .await
             .map_err(DB::map_err)
     }

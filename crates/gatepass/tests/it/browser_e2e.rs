@@ -148,7 +148,7 @@ async fn login(c: &Client, app: &TestApp, username: &str, password: &str) -> Res
 }
 
 /// Polls the page source until it contains `text` (10 s at most).
-async fn wait_for_text(c: &Client, text: &str) -> Result<()> {
+pub(crate) async fn wait_for_text(c: &Client, text: &str) -> Result<()> {
     for _ in 0..100 {
         if c.source().await.is_ok_and(|s| s.contains(text)) {
             return Ok(());
@@ -160,13 +160,13 @@ async fn wait_for_text(c: &Client, text: &str) -> Result<()> {
     bail!("`{text}` never appeared at {url}; page was:\n{source}")
 }
 
-fn screenshot_dir() -> Result<PathBuf> {
+pub(crate) fn screenshot_dir() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
-async fn save(c: &Client, dir: &std::path::Path, name: &str) -> Result<()> {
+pub(crate) async fn save(c: &Client, dir: &std::path::Path, name: &str) -> Result<()> {
     let png = c.screenshot().await?;
     std::fs::write(dir.join(name), png).with_context(|| format!("writing {name}"))?;
     Ok(())

@@ -7,8 +7,8 @@ use crate::common::pg::{TestDb, admin_url, with_database};
 use gatepass::domain::{Email, Revocation, Roles, User, UserId, Username};
 use gatepass::storage::audit::{AuditEvent, GENESIS_HASH, verify_chain};
 use gatepass::storage::{
-    NewSession, PostgresStorage, Replaced, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage,
-    Storage, StorageError, UserPatch,
+    EmailConfirmed, NewSession, OneTimeToken, OutboxMail, PostgresStorage, Replaced, RotateRequest, Rotation,
+    SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError, TokenPurpose, UserPatch,
 };
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ fn user(name: &str) -> User {
         id: UserId::new(),
         username: Username::parse(name).expect("valid name"),
         email: None,
+        email_verified: false,
         password_hash: "$argon2id$placeholder".into(),
         roles: Roles::default_user(),
         disabled: false,
@@ -582,6 +583,174 @@ async fn open_postgres() -> Option<(Arc<dyn Storage>, TestDb)> {
     Some((Arc::new(storage), db))
 }
 
+fn with_email(name: &str, email: &str) -> User {
+    User { email: Some(Email::parse(email).expect("valid address")), ..user(name) }
+}
+
+fn token(n: u8, purpose: TokenPurpose, user_id: &str, email: Option<&str>, expires_at: i64) -> OneTimeToken {
+    OneTimeToken {
+        token_hash: format!("{n:064x}"),
+        purpose,
+        user_id: user_id.to_owned(),
+        email: email.map(str::to_owned),
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+fn mail(n: usize) -> OutboxMail {
+    OutboxMail {
+        id: format!("mail-{n:04}"),
+        kind: "test".into(),
+        recipient: format!("r{n}@example.com"),
+        subject: "s".into(),
+        text_body: "t".into(),
+        html_body: "h".into(),
+        created_at: NOW + n as i64,
+        attempts: 0,
+    }
+}
+
+async fn addresses_are_unique_ignoring_case(s: Arc<dyn Storage>) {
+    let ann = with_email("ann", "Ann@Example.com");
+    s.insert_user(&ann).await.expect("first");
+    let found = s.user_by_email("ann@example.com").await.expect("lookup").expect("found");
+    assert_eq!(found.id, ann.id);
+    assert!(!found.email_verified);
+    let taken = s.insert_user_with(&with_email("ann2", "ANN@example.COM"), None, &[mail(1)]).await;
+    assert!(matches!(taken, Err(StorageError::Conflict)));
+    assert_eq!(s.outbox_depth().await.expect("depth"), 0, "a refused insert queues nothing");
+    let bob = with_email("bob", "bob@example.com");
+    s.insert_user(&bob).await.expect("bob");
+    let patch = UserPatch { email: Some(Some(Email::parse("ANN@EXAMPLE.COM").unwrap())), ..Default::default() };
+    assert!(matches!(s.update_user(&bob.id, &patch, NOW).await, Err(StorageError::Conflict)));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            let u = with_email(&format!("cy{i}"), if i % 2 == 0 { "cy@example.com" } else { "CY@example.com" });
+            tokio::spawn(async move { s.insert_user(&u).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.expect("task").is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1, "one account per address");
+}
+
+async fn one_time_tokens_are_single_use(s: Arc<dyn Storage>) {
+    let ann = with_email("ann", "ann@example.com");
+    let t1 = token(1, TokenPurpose::VerifyEmail, ann.id.as_str(), Some("ann@example.com"), NOW + 3600);
+    s.insert_user_with(&ann, Some(&t1), &[mail(1)]).await.expect("insert");
+    assert_eq!(s.outbox_depth().await.expect("depth"), 1, "queued with the account");
+    assert!(s.peek_token(&t1.token_hash, TokenPurpose::VerifyEmail, NOW).await.unwrap().is_some());
+    assert!(
+        s.peek_token(&t1.token_hash, TokenPurpose::PasswordReset, NOW).await.unwrap().is_none(),
+        "bound to its purpose"
+    );
+    assert!(s.peek_token(&t1.token_hash, TokenPurpose::VerifyEmail, NOW + 3600).await.unwrap().is_none(), "expires");
+    assert_eq!(s.tokens_issued_since(ann.id.as_str(), TokenPurpose::VerifyEmail, NOW).await.unwrap(), 1);
+    // Used concurrently: one confirms.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, h) = (s.clone(), t1.token_hash.clone());
+            tokio::spawn(async move { s.confirm_email(&h, TokenPurpose::VerifyEmail, NOW, &[]).await })
+        })
+        .collect();
+    let mut confirmed = 0;
+    for t in tasks {
+        match t.await.expect("task").expect("confirm") {
+            EmailConfirmed::Confirmed { .. } => confirmed += 1,
+            EmailConfirmed::Invalid => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(confirmed, 1);
+    assert!(s.user_by_id(&ann.id).await.unwrap().unwrap().email_verified);
+
+    // An address change: only the latest request counts; a taken address changes nothing.
+    let c1 = token(2, TokenPurpose::ChangeEmail, ann.id.as_str(), Some("first@example.com"), NOW + 3600);
+    let c2 = token(3, TokenPurpose::ChangeEmail, ann.id.as_str(), Some("bob@example.com"), NOW + 3600);
+    s.issue_token(&c1, &[], true).await.unwrap();
+    s.issue_token(&c2, &[], true).await.unwrap();
+    let stale = s.confirm_email(&c1.token_hash, TokenPurpose::ChangeEmail, NOW, &[]).await.unwrap();
+    assert_eq!(stale, EmailConfirmed::Invalid);
+    s.insert_user(&with_email("bob", "BOB@example.com")).await.unwrap();
+    let taken = s.confirm_email(&c2.token_hash, TokenPurpose::ChangeEmail, NOW, &[mail(2)]).await.unwrap();
+    assert_eq!(taken, EmailConfirmed::AddressTaken);
+    assert_eq!(s.user_by_id(&ann.id).await.unwrap().unwrap().email.unwrap().as_str(), "ann@example.com");
+    assert_eq!(s.outbox_depth().await.unwrap(), 1, "nothing queued by a refused change");
+
+    // A reset: single use, voids the other reset tokens, ends sessions, queues the notice.
+    user_with_session(s.as_ref(), "dee", "sid-dee").await;
+    let dee = s.user_by_username("dee").await.unwrap().unwrap();
+    let r1 = token(4, TokenPurpose::PasswordReset, dee.id.as_str(), None, NOW + 600);
+    let r2 = token(5, TokenPurpose::PasswordReset, dee.id.as_str(), None, NOW + 600);
+    s.issue_token(&r1, &[], false).await.unwrap();
+    s.issue_token(&r2, &[], false).await.unwrap();
+    assert!(s.reset_password(&r1.token_hash, &ann.id, "$argon2id$x", NOW, &[]).await.unwrap().is_none(), "owner-bound");
+    let ended = s.reset_password(&r1.token_hash, &dee.id, "$argon2id$new", NOW, &[mail(3)]).await.unwrap();
+    assert_eq!(ended.expect("reset").len(), 1);
+    assert_eq!(s.user_by_id(&dee.id).await.unwrap().unwrap().password_hash, "$argon2id$new");
+    for t in [&r1, &r2] {
+        assert!(s.reset_password(&t.token_hash, &dee.id, "$argon2id$again", NOW, &[]).await.unwrap().is_none());
+    }
+    assert_eq!(s.outbox_depth().await.unwrap(), 2);
+}
+
+async fn outbox_claims_are_exclusive(s: Arc<dyn Storage>) {
+    let mails: Vec<OutboxMail> = (0..30).map(mail).collect();
+    s.enqueue_mails(&mails).await.expect("enqueue");
+    assert_eq!(s.outbox_depth().await.unwrap(), 30);
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let lease = format!("lease-{i}");
+                let mut got = Vec::new();
+                loop {
+                    let batch = s.claim_mails(&lease, NOW + 100, 60, 3).await.expect("claim");
+                    if batch.is_empty() {
+                        return (lease, got);
+                    }
+                    got.extend(batch.into_iter().map(|m| m.id));
+                }
+            })
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut held = Vec::new();
+    for t in tasks {
+        let (lease, ids) = t.await.expect("task");
+        for id in ids {
+            assert!(seen.insert(id.clone()), "{id} claimed twice");
+            held.push((lease.clone(), id));
+        }
+    }
+    assert_eq!(seen.len(), 30);
+    // Leased mails are not due for anyone else until the lease runs out.
+    assert!(s.claim_mails("other", NOW + 159, 60, 50).await.unwrap().is_empty());
+    let (lease, id) = held[0].clone();
+    assert!(!s.mail_sent(&id, "other").await.unwrap(), "only the lease holder settles a mail");
+    assert!(s.mail_sent(&id, &lease).await.unwrap());
+    let (lease, id) = held[1].clone();
+    assert!(s.mail_retry(&id, &lease, NOW + 1000, "421 try later").await.unwrap());
+    let (lease, id) = held[2].clone();
+    assert!(s.mail_failed(&id, &lease, NOW + 100, "550 no such user").await.unwrap());
+    assert_eq!(s.outbox_depth().await.unwrap(), 28, "sent and failed mails are not waiting");
+    // After the lease: the 27 still leased come back; the retried one when it is due.
+    let again = s.claim_mails("late", NOW + 160, 60, 100).await.unwrap();
+    assert_eq!(again.len(), 27);
+    for m in &again {
+        assert!(s.mail_sent(&m.id, "late").await.unwrap());
+    }
+    let retried = s.claim_mails("later", NOW + 1000, 60, 100).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -622,6 +791,9 @@ conformance!(
     failure_records,
     concurrent_failure_record_swaps,
     ping_and_backend,
+    addresses_are_unique_ignoring_case,
+    one_time_tokens_are_single_use,
+    outbox_claims_are_exclusive,
 );
 
 #[test]

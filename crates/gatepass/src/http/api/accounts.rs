@@ -19,6 +19,7 @@ use crate::http::openapi::{
     AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedIn, Unauthorized, with_alias,
 };
 use crate::http::{AppState, csrf};
+use crate::service::sessions::BrowserLogin;
 
 /// Routes for accounts; `/register` and `/login` are also served at the root for the seeds.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -63,7 +64,7 @@ impl RegisterRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// The username (any case).
+    /// The username (any case), or an e-mail address the account has verified.
     #[schema(value_type = String, required = true, min_length = 1)]
     username: Option<String>,
     /// The password.
@@ -189,8 +190,8 @@ async fn login(
     let password = required(&req.password, "password")?;
     let delivery = if asked.cookies(body.from_form) { Delivery::Cookies(cookies) } else { Delivery::Body };
     // Only a login that replaces the browser's cookies ends the session those cookies hold.
-    let held = held.as_ref().filter(|_| matches!(delivery, Delivery::Cookies(_)));
-    let grant = state.service.login(username, password, &client, held).await?;
+    let browser = matches!(delivery, Delivery::Cookies(_)).then_some(BrowserLogin { held: held.as_ref() });
+    let grant = state.service.login(username, password, &client, browser).await?;
     Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery))
 }
 

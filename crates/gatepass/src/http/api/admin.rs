@@ -40,6 +40,8 @@ pub struct AdminUser {
     username: String,
     /// E-mail, if set.
     email: Option<String>,
+    /// Whether the address is verified.
+    email_verified: bool,
     /// Roles.
     roles: Vec<String>,
     /// Whether sign-in is refused.
@@ -56,6 +58,7 @@ fn admin_view(u: &User) -> AdminUser {
         id: u.id.as_str().to_owned(),
         username: u.username.as_str().to_owned(),
         email: u.email.as_ref().map(|e| e.as_str().to_owned()),
+        email_verified: u.email.is_some() && u.email_verified,
         roles: u.roles.names(),
         disabled: u.disabled,
         created_at: rfc3339(u.created_at),

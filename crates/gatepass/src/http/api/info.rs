@@ -41,6 +41,8 @@ pub struct Counts {
     users: i64,
     /// Sessions not ended or expired.
     live_sessions: i64,
+    /// Mails waiting in the outbox to be delivered (failed ones not counted).
+    outbox: i64,
 }
 
 /// Server facts and the runtime settings.
@@ -90,6 +92,7 @@ async fn info_body(state: &AppState) -> Result<Info> {
         counts: Counts {
             users: service.core().count_users().await?,
             live_sessions: service.core().count_live_sessions().await?,
+            outbox: service.core().outbox_depth().await?,
         },
     })
 }

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod email;
 pub mod info;
 pub mod introspect;
 pub mod sessions;
@@ -23,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(admin::router())
+        .merge(email::router())
         .merge(info::router())
         .merge(introspect::router())
 }
@@ -36,6 +38,8 @@ pub struct UserView {
     pub username: String,
     /// E-mail, if set.
     pub email: Option<String>,
+    /// Whether the owner proved they receive mail at `email`.
+    pub email_verified: bool,
     /// Roles.
     pub roles: Vec<String>,
     /// RFC 3339 creation time.
@@ -48,6 +52,7 @@ impl From<&User> for UserView {
             id: u.id.as_str().to_owned(),
             username: u.username.as_str().to_owned(),
             email: u.email.as_ref().map(|e| e.as_str().to_owned()),
+            email_verified: u.email.is_some() && u.email_verified,
             roles: u.roles.names(),
             created_at: rfc3339(u.created_at),
         }

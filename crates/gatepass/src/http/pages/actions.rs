@@ -23,6 +23,7 @@ use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Client, Cookies, HeldSession, PathParam, RawBody, cookie_settings};
 use crate::http::openapi::{FormConflict, FormErrors, FormPasswordErrors, FormRedirect, FormTooManyRequests};
 use crate::http::{AppState, csrf, no_store};
+use crate::service::sessions::BrowserLogin;
 use crate::service::{LogoutScope, TokenGrant};
 use crate::storage::SessionFilter;
 use gatepass_verify::AccessClaims;
@@ -195,7 +196,7 @@ async fn login(
         let msg = "Enter your username and password.".to_owned();
         return Ok(login_page(StatusCode::BAD_REQUEST, None, Some(msg), &username));
     }
-    match state.service.login(&username, &password, &client, held.as_ref()).await {
+    match state.service.login(&username, &password, &client, Some(BrowserLogin { held: held.as_ref() })).await {
         Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/", &grant)),
         Err(Error::InvalidCredentials | Error::Validation(_)) => {
             Ok(login_page(StatusCode::UNAUTHORIZED, None, Some("Invalid username or password.".into()), &username))

@@ -7,6 +7,7 @@
 //! resume page (see `docs/browser.md`).
 
 pub mod actions;
+pub mod email;
 pub mod views;
 
 use askama::Template;
@@ -44,7 +45,7 @@ static CSS_HREF: LazyLock<String> = LazyLock::new(|| {
     format!("/static/gatepass.css?v={hex}")
 });
 
-fn css_href() -> &'static str {
+pub(crate) fn css_href() -> &'static str {
     CSS_HREF.as_str()
 }
 
@@ -55,9 +56,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register_page))
         .routes(routes!(stylesheet))
         .merge(actions::router())
+        .merge(email::router())
 }
 
 /// What the cookies say about the browser's sign-in.
+// One per request and short-lived: boxing the claims would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum PageSession {
     /// No session cookie.
     None,
@@ -159,6 +163,7 @@ pub async fn home_page(
             notice,
             username: user.username.as_str().to_owned(),
             email: user.email.as_ref().map(|e| e.as_str().to_owned()),
+            email_verified: user.email_verified,
             roles: user.roles.names().join(", "),
             created_at: Stamp::at(user.created_at),
             sessions,
@@ -168,6 +173,7 @@ pub async fn home_page(
             password_form_error: errors.password_form,
             current_password_error: errors.current_password,
             new_password_error: errors.new_password,
+            email_form_error: errors.email_form,
         },
     )
 }

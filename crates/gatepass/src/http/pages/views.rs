@@ -29,6 +29,14 @@ impl Notice {
             "sessions_ended" => ("info", "All other sessions have been ended."),
             "session_gone" => ("error", "That session had already ended."),
             "logout_retry" => ("error", "Your sign-in had timed out and has been renewed; press Log out again."),
+            "password_reset" => {
+                ("info", "Password changed. Every session has been ended: log in with the new password.")
+            }
+            "email_verified" => ("info", "E-mail address confirmed."),
+            "verification_sent" => ("info", "A new verification link is on its way."),
+            "email_change_sent" => {
+                ("info", "A confirmation link has been sent to the new address; it takes effect once you follow it.")
+            }
             _ => return None,
         };
         let role = if kind == "error" { "alert" } else { "status" };
@@ -128,6 +136,8 @@ pub struct HomeErrors {
     pub current_password: Option<String>,
     /// New password field.
     pub new_password: Option<String>,
+    /// The address-change form's error.
+    pub email_form: Option<String>,
 }
 
 /// `/`, signed in.
@@ -142,6 +152,8 @@ pub struct HomePage {
     pub username: String,
     /// Account e-mail.
     pub email: Option<String>,
+    /// Whether `email` is verified.
+    pub email_verified: bool,
     /// Roles, comma-separated.
     pub roles: String,
     /// Account creation.
@@ -161,6 +173,8 @@ pub struct HomePage {
     pub current_password_error: Option<String>,
     /// New-password field error.
     pub new_password_error: Option<String>,
+    /// The address-change form's error.
+    pub email_form_error: Option<String>,
 }
 
 /// The page that renews an expired sign-in through a POST (see `docs/browser.md`).
@@ -173,4 +187,42 @@ pub struct ResumePage {
     pub action: &'static str,
     /// Echo of the CSRF cookie (double submit).
     pub csrf_token: String,
+}
+
+/// The forgotten-password form.
+#[derive(Template)]
+#[template(path = "forgot.html")]
+pub struct ForgotPage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// Show the "sent" notice.
+    pub sent: bool,
+    /// What was typed.
+    pub login: String,
+    /// An error to show.
+    pub error: Option<String>,
+}
+
+/// The new-password form of a reset link.
+#[derive(Template)]
+#[template(path = "reset.html")]
+pub struct ResetPage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// The link's token, posted back.
+    pub token: String,
+    /// An error to show.
+    pub error: Option<String>,
+}
+
+/// The landing page of a verification or address-change link.
+#[derive(Template)]
+#[template(path = "verify.html")]
+pub struct VerifyPage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// The link's token, posted back.
+    pub token: String,
+    /// An error to show.
+    pub error: Option<String>,
 }

@@ -12,6 +12,7 @@ mod audit;
 mod events;
 mod failures;
 mod keys;
+mod mail;
 mod revocation_feed;
 
 use async_trait::async_trait;

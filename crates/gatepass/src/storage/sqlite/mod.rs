@@ -31,6 +31,7 @@ mod audit;
 mod events;
 mod failures;
 mod keys;
+mod mail;
 mod revocation_feed;
 mod rotation;
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod smtp;
 
 use clap::Parser;
 use gatepass::app::Application;
