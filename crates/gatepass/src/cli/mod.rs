@@ -220,10 +220,13 @@ pub enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Delete an account and end its sessions.
+    /// Delete an account and end its sessions. Asks for the username again unless --yes.
     Delete {
         /// Username or id.
         name: String,
+        /// Do not ask (scripts); without it, a command not on a terminal refuses.
+        #[arg(long)]
+        yes: bool,
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
@@ -277,6 +280,12 @@ pub enum UserCommand {
         /// Only names starting with this.
         #[arg(long)]
         prefix: Option<String>,
+        /// Most accounts to show (at most 1000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Accounts to skip (the previous page's footer says which offset comes next).
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,

@@ -46,9 +46,12 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Disable { name, store } => set_disabled(&by, &name, &store, true).await?,
         UserCommand::Enable { name, store } => set_disabled(&by, &name, &store, false).await?,
-        UserCommand::Delete { name, store } => {
+        UserCommand::Delete { name, yes, store } => {
             let core = open(&store, None).await?;
             let user = find(&core, &name).await?;
+            if !yes {
+                confirm_delete(&user)?;
+            }
             let ended = core.delete_user(&by, &user).await.map_err(fail)?;
             println!("deleted {} ({}); {ended} session(s) ended", user.username, user.id.as_str());
         }
@@ -91,29 +94,31 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
             let email = user.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
             println!("{}: {email} marked verified", user.username);
         }
-        UserCommand::List { prefix, store } => {
+        UserCommand::List { prefix, limit, offset, store } => {
             let core = open(&store, None).await?;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<38} {:<24} {:<16} {:<9} email (* verified)", "id", "username", "roles", "status")?;
-            let mut query = UserQuery { prefix, limit: Some(crate::service::admin::MAX_PAGE), offset: Some(0) };
-            loop {
-                let page = core.list_users(&query).await.map_err(fail)?;
-                for u in &page.users {
-                    writeln!(
-                        out,
-                        "{:<38} {:<24} {:<16} {:<9} {}{}",
-                        u.id.as_str(),
-                        u.username,
+            let query = UserQuery { prefix, limit: Some(i64::from(limit)), offset: Some(i64::from(offset)) };
+            let page = core.list_users(&query).await.map_err(fail)?;
+            let rows: Vec<[String; 5]> = page
+                .users
+                .iter()
+                .map(|u| {
+                    let email = u.email.as_ref().map(|e| e.as_str()).unwrap_or("-");
+                    let verified = if u.email.is_some() && u.email_verified { " *" } else { "" };
+                    [
+                        u.username.as_str().to_owned(),
                         u.roles.names().join(","),
-                        if u.disabled { "disabled" } else { "active" },
-                        u.email.as_ref().map(|e| e.as_str()).unwrap_or("-"),
-                        if u.email.is_some() && u.email_verified { " *" } else { "" }
-                    )?;
-                }
-                match page.next_offset {
-                    Some(next) => query.offset = Some(next),
-                    None => break,
-                }
+                        (if u.disabled { "disabled" } else { "active" }).to_owned(),
+                        crate::domain::clock::rfc3339(u.created_at),
+                        format!("{email}{verified}"),
+                    ]
+                })
+                .collect();
+            let header = ["username", "roles", "status", "created", "email (* verified)"];
+            let mut out = std::io::stdout().lock();
+            write_table(&mut out, &header, &rows)?;
+            match page.next_offset {
+                Some(next) => writeln!(out, "({} of {} shown; next page: --offset {next})", rows.len(), page.total)?,
+                None => writeln!(out, "({} of {})", rows.len(), page.total)?,
             }
         }
     }
@@ -127,5 +132,40 @@ async fn set_disabled(by: &Actor, name: &str, store: &StoreArgs, disabled: bool)
     let (user, ended) = core.update_user(by, &user, &patch).await.map_err(fail)?;
     let state = if user.disabled { "disabled" } else { "enabled" };
     println!("{} {state}; {ended} session(s) ended", user.username);
+    Ok(())
+}
+
+/// Writes `rows` under `header` in columns padded to the widest cell, counting characters
+/// (not bytes), so names with accents line up.
+fn write_table<const N: usize>(out: &mut impl Write, header: &[&str; N], rows: &[[String; N]]) -> std::io::Result<()> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// Asks, on a terminal, for the username again before a deletion; refuses off a terminal.
+fn confirm_delete(user: &User) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("refusing to delete {} without confirmation: pass --yes", user.username);
+    }
+    eprint!("Delete {} ({}) and end its sessions? Type the username to confirm: ", user.username, user.id.as_str());
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim_end_matches(['\r', '\n']) != user.username.as_str() {
+        anyhow::bail!("not confirmed; nothing deleted");
+    }
     Ok(())
 }

@@ -446,7 +446,7 @@ async fn cli_changes_reach_the_running_server() {
     assert!(eventually(async || app.get_auth("/api/profile", &admin).await.status() == 401).await);
     app.login("cliuser", "brand-new-password").await;
 
-    let out = cli(&app, &["user", "delete", "cliuser"]);
+    let out = cli(&app, &["user", "delete", "cliuser", "--yes"]);
     assert!(out.status.success());
     let r = app.post("/api/login", json!({"username": "cliuser", "password": "brand-new-password"})).await;
     expect_error(r, 401, "invalid_credentials").await;
@@ -635,4 +635,30 @@ async fn cli_commands_name_their_database_and_create_none_unless_asked() {
     let out = run(&["--init"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(empty.join("gatepass.db").exists());
+}
+
+/// `user list` pages and lines its columns up whatever the names' lengths; `user delete`
+/// refuses without `--yes` when it cannot ask.
+#[tokio::test]
+async fn cli_user_list_pages_aligned_columns_and_delete_wants_confirmation() {
+    let app = TestApp::spawn().await;
+    for name in ["al", "bartholomew.longname", "cy"] {
+        let name = if name.len() < 3 { format!("{name}x") } else { name.to_owned() };
+        app.register(&name, "a-long-password").await;
+    }
+    let out = cli(&app, &["user", "list", "--limit", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "header, two rows, footer: {text}");
+    let status = lines[0].find("status");
+    assert!(status.is_some() && lines[1].find("active") == status && lines[2].find("active") == status, "{text}");
+    assert!(lines[3].contains("2 of 3 shown; next page: --offset 2"), "{text}");
+    let next = cli(&app, &["user", "list", "--limit", "2", "--offset", "2"]);
+    assert!(String::from_utf8_lossy(&next.stdout).contains("cyx"));
+
+    let out = cli(&app, &["user", "delete", "cyx"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
+    assert_eq!(app.post("/api/login", json!({"username": "cyx", "password": "a-long-password"})).await.status(), 200);
 }
