@@ -16,6 +16,7 @@ use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs, secs};
 use crate::http::{self, AppState, MetricsAccess, cookies::CookiePolicy};
 use crate::service::{AuthService, Core, KeyManagement, RuntimeSettings, SessionPolicy, sync};
+use crate::storage::audit::AuditKey;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 
 /// Opens the storage backend named by the database URL.
@@ -55,6 +56,13 @@ pub fn key_management(sec: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<K
     })
 }
 
+/// The audit chain's key, derived from the master key (see [`crate::storage::audit`]).
+pub fn audit_key(sec: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<AuditKey> {
+    let master = config::master_secret(sec, store)?;
+    let bytes = crate::auth::keys::audit_chain_key(master.expose_secret().as_bytes())?;
+    Ok(AuditKey::from_bytes(&bytes))
+}
+
 /// The issuer and verifier over the keys in storage; with `create`, first generates a key
 /// of the configured asymmetric algorithm if none is the newest (server start-up).
 pub async fn token_keys(
@@ -89,25 +97,20 @@ async fn password_hasher(cost: HashCost, threads: usize) -> anyhow::Result<(Pass
 }
 
 /// The [`Core`] the command line works with: the data directory's storage, a one-thread
-/// hasher, and the configured password minimum with the stored settings over it. Commands
-/// that never hash a password pass no `security` and get the default cost.
-pub async fn open_core(store: &StoreArgs, security: Option<&SecurityArgs>) -> anyhow::Result<Core> {
+/// hasher, the configured password minimum with the stored settings over it, and the audit
+/// chain's key (from the master key, so that its audit entries link like the server's).
+pub async fn open_core(store: &StoreArgs, security: &SecurityArgs) -> anyhow::Result<Core> {
     open_core_with(store, security, 1).await
 }
 
 /// [`open_core`] with `threads` hashing threads.
-pub async fn open_core_with(
-    store: &StoreArgs,
-    security: Option<&SecurityArgs>,
-    threads: usize,
-) -> anyhow::Result<Core> {
+pub async fn open_core_with(store: &StoreArgs, security: &SecurityArgs, threads: usize) -> anyhow::Result<Core> {
+    let audit_key = audit_key(security, store)?;
     let storage = open_storage(store).await?;
-    let (hasher, _) = password_hasher(security.map(SecurityArgs::hash_cost).unwrap_or_default(), threads).await?;
-    let mut configured = RuntimeSettings::default();
-    if let Some(security) = security {
-        configured.password_min_length = usize::from(security.password_min_length);
-    }
-    Ok(Core::open(storage, hasher, configured).await?)
+    let (hasher, _) = password_hasher(security.hash_cost(), threads).await?;
+    let configured =
+        RuntimeSettings { password_min_length: usize::from(security.password_min_length), ..Default::default() };
+    Core::open(storage, hasher, configured, audit_key).await
 }
 
 /// Builds the service over `storage` from the configuration: secret, keys, settings.
@@ -118,7 +121,7 @@ async fn build_service(args: &ServeArgs, storage: Arc<dyn Storage>) -> anyhow::R
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let (hasher, took) = password_hasher(sec.hash_cost(), cores).await?;
     crate::auth::calibrate::warn_if_off(sec.hash_cost(), took);
-    let core = Core::open(storage, hasher, configured_settings(args)).await?;
+    let core = Core::open(storage, hasher, configured_settings(args), audit_key(sec, &args.store)?).await?;
     let (keys, issuer, verifier) = token_keys(sec, &args.store, &core, true).await?;
     let policy = SessionPolicy {
         session_max_age: secs(args.session_max_age).max(1),

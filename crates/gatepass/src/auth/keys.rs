@@ -117,6 +117,28 @@ impl MasterKey {
     }
 }
 
+/// An HKDF output length.
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// Derives the audit chain's HMAC-SHA256 key from the master secret
+/// (`GATEPASS_MASTER_KEY`). Its own HKDF salt keeps it independent of the key that encrypts
+/// private signing keys; the master key, unlike the HS256 secret, is never rotated, so the
+/// chain stays verifiable across a change of `GATEPASS_JWT_SECRET`.
+pub fn audit_chain_key(secret: &[u8]) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gatepass audit chain v1").extract(secret);
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    prk.expand(&[b"hmac-sha256"], Len(32))
+        .and_then(|okm| okm.fill(bytes.as_mut()))
+        .map_err(|_| anyhow::anyhow!("key derivation failed"))?;
+    Ok(bytes)
+}
+
 fn aad(kid: &str, alg: &str) -> Vec<u8> {
     format!("gatepass-key\0{kid}\0{alg}").into_bytes()
 }

@@ -10,7 +10,7 @@ pub(super) async fn run(from: &str, dry_run: bool, store: &StoreArgs, security: 
     let path = from.strip_prefix("sqlite:").ok_or_else(|| anyhow::anyhow!("--from must be sqlite:PATH"))?;
     let path = path.trim_start_matches("//");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let core = app::open_core_with(store, Some(security), cores).await?;
+    let core = app::open_core_with(store, security, cores).await?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows {elapsed_precise}")

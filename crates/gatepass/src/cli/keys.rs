@@ -9,7 +9,7 @@ use crate::domain::clock::rfc3339;
 /// Runs one `gatepass keys` command.
 pub(super) async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
     let (KeysCommand::Rotate { store, security } | KeysCommand::List { store, security }) = &cmd;
-    let core = app::open_core(store, Some(security)).await?;
+    let core = app::open_core(store, security).await?;
     let km = app::key_management(security, store)?;
     if let KeysCommand::Rotate { .. } = cmd {
         if km.master.is_none() {

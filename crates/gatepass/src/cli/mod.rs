@@ -141,6 +141,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Disable an account; its sessions end within a second, even on a running server.
     Disable {
@@ -149,6 +152,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Enable a disabled account.
     Enable {
@@ -157,6 +163,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Delete an account and end its sessions.
     Delete {
@@ -165,6 +174,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Set a new password (from stdin, or generated and printed once); ends its sessions.
     Passwd {
@@ -188,6 +200,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
 }
 
@@ -233,7 +248,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             user::run(cmd).await
         }
         Command::Token(cmd) => token::run(cmd).await,
-        Command::Audit(args) => audit::run(args).await,
+        Command::Audit(args) => {
+            crate::telemetry::init("text");
+            audit::run(args).await
+        }
         Command::Keys(cmd) => {
             crate::telemetry::init("text");
             keys::run(cmd).await

@@ -16,7 +16,7 @@ async fn find(core: &Core, name: &str) -> anyhow::Result<User> {
     core.find_user(name).await.map_err(|_| anyhow::anyhow!("no such user: {name:?}"))
 }
 
-async fn open(store: &StoreArgs, security: Option<&SecurityArgs>) -> anyhow::Result<Core> {
+async fn open(store: &StoreArgs, security: &SecurityArgs) -> anyhow::Result<Core> {
     app::open_core(store, security).await
 }
 
@@ -25,7 +25,7 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
     let by = Actor::cli();
     match cmd {
         UserCommand::Add { name, email, password_stdin, roles, store, security } => {
-            let core = open(&store, Some(&security)).await?;
+            let core = open(&store, &security).await?;
             let (password, generated) = new_password(password_stdin)?;
             let roles = Roles::parse(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
             let user = core.create_user(&by, &name, &password, email.as_deref(), roles).await.map_err(fail)?;
@@ -36,24 +36,24 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 writeln!(out, "password: {password}")?;
             }
         }
-        UserCommand::SetRoles { name, roles, store } => {
-            let core = open(&store, None).await?;
+        UserCommand::SetRoles { name, roles, store, security } => {
+            let core = open(&store, &security).await?;
             let user = find(&core, &name).await?;
             let roles = Roles::parse(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (user, ended) = core.set_roles(&by, &user, roles).await.map_err(fail)?;
             let roles = user.roles.names().join(",");
             println!("{}: roles {roles}; {ended} session(s) ended", user.username);
         }
-        UserCommand::Disable { name, store } => set_disabled(&by, &name, &store, true).await?,
-        UserCommand::Enable { name, store } => set_disabled(&by, &name, &store, false).await?,
-        UserCommand::Delete { name, store } => {
-            let core = open(&store, None).await?;
+        UserCommand::Disable { name, store, security } => set_disabled(&by, &name, &store, &security, true).await?,
+        UserCommand::Enable { name, store, security } => set_disabled(&by, &name, &store, &security, false).await?,
+        UserCommand::Delete { name, store, security } => {
+            let core = open(&store, &security).await?;
             let user = find(&core, &name).await?;
             let ended = core.delete_user(&by, &user).await.map_err(fail)?;
             println!("deleted {} ({}); {ended} session(s) ended", user.username, user.id.as_str());
         }
         UserCommand::Passwd { name, password_stdin, store, security } => {
-            let core = open(&store, Some(&security)).await?;
+            let core = open(&store, &security).await?;
             let user = find(&core, &name).await?;
             let (password, generated) = new_password(password_stdin)?;
             // The same rules as registration and the API: length, common passwords, username.
@@ -68,8 +68,8 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 writeln!(out, "password: {}", password.expose())?;
             }
         }
-        UserCommand::List { prefix, store } => {
-            let core = open(&store, None).await?;
+        UserCommand::List { prefix, store, security } => {
+            let core = open(&store, &security).await?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{:<38} {:<24} {:<16} {:<9} email", "id", "username", "roles", "status")?;
             let mut query = UserQuery { prefix, limit: Some(crate::service::admin::MAX_PAGE), offset: Some(0) };
@@ -96,8 +96,14 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn set_disabled(by: &Actor, name: &str, store: &StoreArgs, disabled: bool) -> anyhow::Result<()> {
-    let core = open(store, None).await?;
+async fn set_disabled(
+    by: &Actor,
+    name: &str,
+    store: &StoreArgs,
+    security: &SecurityArgs,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let core = open(store, security).await?;
     let user = find(&core, name).await?;
     let patch = UserPatch { disabled: Some(disabled), ..Default::default() };
     let (user, ended) = core.update_user(by, &user, &patch).await.map_err(fail)?;

@@ -5,9 +5,10 @@
 //! One use case per file: [`login`] (throttling gate, password check, step-up),
 //! [`sessions`] (start, refresh, authenticate, logout, revoke, sweep), [`accounts`]
 //! (register, create, change password, the one `set_password`), [`admin`] (listing and
-//! changing accounts, the audit trail), [`settings`] (runtime settings and their one
-//! reload), [`sync`] (following other writers), [`keys`] (signing keys) and [`import`]
-//! (accounts from another database). A new feature gets a file of its own here.
+//! changing accounts, the audit trail), [`audit_chain`] (the keyed audit chain: its anchor
+//! and its check), [`settings`] (runtime settings and their one reload), [`sync`]
+//! (following other writers), [`keys`] (signing keys) and [`import`] (accounts from
+//! another database). A new feature gets a file of its own here.
 
 use gatepass_verify::Verifier;
 use std::sync::{Arc, RwLock};
@@ -19,10 +20,11 @@ use crate::auth::verified_cache::VerifiedCache;
 use crate::auth::{PasswordHasher, RevocationSet, TokenIssuer};
 use crate::domain::User;
 use crate::storage::Storage;
-use crate::storage::audit::AuditEvent;
+use crate::storage::audit::{AuditEvent, AuditKey};
 
 pub mod accounts;
 pub mod admin;
+pub mod audit_chain;
 pub mod import;
 pub mod keys;
 pub mod login;
@@ -76,6 +78,8 @@ pub struct TokenGrant {
 /// directory, and a running server picks the changes up from storage).
 pub struct Core {
     storage: Arc<dyn Storage>,
+    /// The audit chain's key (derived from the master key).
+    audit_key: AuditKey,
     hasher: PasswordHasher,
     revocations: RevocationSet,
     /// Flags and environment: what stored settings are laid over on every reload.
@@ -87,17 +91,23 @@ pub struct Core {
 
 impl Core {
     /// Opens the core over `storage` with the configured settings, then lays the stored
-    /// ones over them.
+    /// ones over them, and opens the audit trail for appends under `audit_key` (see
+    /// [`audit_chain`]). Its errors say what is wrong, since they stop start-up (or the
+    /// command) rather than reach a client.
     ///
     /// # Errors
-    /// When the stored settings cannot be read.
+    /// When the stored settings cannot be read; when the audit chain's anchor does not
+    /// verify under `audit_key` (another master key, or an altered anchor).
     pub async fn open(
         storage: Arc<dyn Storage>,
         hasher: PasswordHasher,
         configured: RuntimeSettings,
-    ) -> crate::error::Result<Self> {
+        audit_key: AuditKey,
+    ) -> anyhow::Result<Self> {
+        audit_chain::open(storage.as_ref(), &audit_key).await?;
         let core = Self {
             storage,
+            audit_key,
             hasher,
             revocations: RevocationSet::new(),
             settings: RwLock::new(configured.clone()),
