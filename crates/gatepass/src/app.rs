@@ -37,16 +37,13 @@ pub async fn open_storage(store: &StoreArgs) -> anyhow::Result<Arc<dyn Storage>>
 /// Longest access-token lifetime any gatepass verifier accepts, in seconds.
 const MAX_TOKEN_LIFETIME_SECS: i64 = 86_400;
 
-/// Resolves how signing keys are managed: the algorithm, the HS256 secret, and (for
-/// asymmetric algorithms) the master key that encrypts private keys at rest.
+/// Resolves how signing keys are managed: the algorithm, the HS256 secret, and the master
+/// key that encrypts private keys at rest (resolved in HS256 mode too: it keys the audit
+/// chain, and generates the replacement when a stored key is revoked).
 pub fn key_management(sec: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<KeyManagement> {
     let secret = config::signing_secret(sec, &store.data_dir)?;
-    let master = if sec.jwt_algorithm.is_asymmetric() {
-        let master = config::master_secret(sec, store)?;
-        Some(Arc::new(crate::auth::keys::MasterKey::derive(master.expose_secret().as_bytes())?))
-    } else {
-        None
-    };
+    let master = config::master_secret(sec, store)?;
+    let master = Some(Arc::new(crate::auth::keys::MasterKey::derive(master.expose_secret().as_bytes())?));
     Ok(KeyManagement {
         algorithm: sec.jwt_algorithm,
         master,

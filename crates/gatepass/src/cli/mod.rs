@@ -83,6 +83,19 @@ pub enum KeysCommand {
         #[command(flatten)]
         security: SecurityArgs,
     },
+    /// Revoke a signing key at once (a leaked key): unpublished and its tokens refused on
+    /// every instance within a second; revoking the key that signs adds a replacement that
+    /// signs at once.
+    Revoke {
+        /// The key id (`kid`), as `gatepass keys list` shows it.
+        kid: String,
+        /// Where the data is.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Signing and hashing settings.
+        #[command(flatten)]
+        security: SecurityArgs,
+    },
     /// List signing keys with their state and dates.
     List {
         /// Where the data is.

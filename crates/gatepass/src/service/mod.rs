@@ -7,8 +7,9 @@
 //! (register, create, change password, the one `set_password`), [`admin`] (listing and
 //! changing accounts, the audit trail), [`audit_chain`] (the keyed audit chain: its anchor
 //! and its check), [`settings`] (runtime settings and their one reload), [`sync`]
-//! (following other writers), [`keys`] (signing keys) and [`import`] (accounts from
-//! another database). A new feature gets a file of its own here.
+//! (following other writers), [`keys`] (signing keys), [`key_revocation`] (revoking a
+//! signing key in an emergency) and [`import`] (accounts from another database). A new
+//! feature gets a file of its own here.
 
 use gatepass_verify::Verifier;
 use std::sync::{Arc, RwLock};
@@ -26,6 +27,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit_chain;
 pub mod import;
+pub mod key_revocation;
 pub mod keys;
 pub mod login;
 pub mod sessions;

@@ -15,7 +15,7 @@ mod sqlite;
 
 pub use audit::AuditStore;
 pub use events::{Change, ChangeFeed, ChangeSubscription};
-pub use keys::KeyStore;
+pub use keys::{KeyRevocation, KeyStore};
 pub use postgres::PostgresStorage;
 pub use revocation_feed::RevocationFeed;
 pub use sqlite::SqliteStorage;

@@ -12,6 +12,7 @@ use std::marker::PhantomData;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::audit::{AuditAnchor, AuditEntry, AuditEvent, AuditKey, AuditQuery, GENESIS_HASH};
+use super::keys::KeyRevocation;
 use super::rows::{KeyRow, SessionRow, UserRow};
 use super::{
     REVOCATION_MARGIN_SECS, RevokedSession, SessionFilter, SessionRecord, StorageError, StorageResult, UserPatch,
@@ -82,6 +83,7 @@ where
     for<'r> AuditAnchor: FromRow<'r, DB::Row>,
     for<'r> KeyRow: FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
@@ -449,12 +451,46 @@ where
 
     pub(super) async fn signing_keys<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<Vec<StoredKey>> {
         let rows = sqlx::query_as::<DB, KeyRow>(
-            "SELECT kid, alg, public_jwk, private_key, created_at, activates_at FROM signing_keys",
+            "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, revoked_at FROM signing_keys",
         )
         .fetch_all(ex)
         .await
         .map_err(DB::map_err)?;
         Ok(rows.into_iter().map(StoredKey::from).collect())
+    }
+
+    /// Revokes `kid` inside `tx` unless it is already revoked, adding `replacement` in the
+    /// same transaction when it did (see [`KeyStore::revoke_signing_key`]).
+    pub(super) async fn revoke_signing_key_in_tx(
+        tx: &mut Tx<DB>,
+        kid: &str,
+        now: i64,
+        replacement: Option<&StoredKey>,
+    ) -> StorageResult<KeyRevocation> {
+        // Compare-and-swap: of concurrent revocations of one key, exactly one changes the
+        // row (and so adds the one replacement); the others read its time.
+        let r = sqlx::query::<DB>("UPDATE signing_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(kid)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        if DB::rows_affected(&r) == 0 {
+            let at = sqlx::query_as::<DB, (Option<i64>,)>("SELECT revoked_at FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(DB::map_err)?;
+            return match at {
+                None => Ok(KeyRevocation::Unknown),
+                Some((Some(at),)) => Ok(KeyRevocation::AlreadyRevoked { at }),
+                Some((None,)) => Err(StorageError::Other("signing key neither revoked nor revocable".into())),
+            };
+        }
+        if let Some(key) = replacement {
+            Self::insert_signing_key(&mut **tx, key).await?;
+        }
+        Ok(KeyRevocation::Revoked)
     }
 
     pub(super) async fn session_of_refresh_token<'c>(

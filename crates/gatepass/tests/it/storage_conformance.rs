@@ -4,11 +4,12 @@
 //! unset).
 
 use crate::common::pg::{TestDb, admin_url, with_database};
+use gatepass::domain::StoredKey;
 use gatepass::domain::{Email, Revocation, Roles, User, UserId, Username};
 use gatepass::storage::audit::{AuditEvent, AuditKey, ChainCheck, GENESIS_HASH};
 use gatepass::storage::{
-    PostgresStorage, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError,
-    UserPatch,
+    KeyRevocation, PostgresStorage, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage,
+    StorageError, UserPatch,
 };
 use std::sync::Arc;
 
@@ -493,6 +494,69 @@ async fn audit_anchor(s: Arc<dyn Storage>) {
     assert!(chain_intact(s.as_ref()).await);
 }
 
+fn stored_key(kid: &str, activates_at: i64) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        public_jwk: "{}".into(),
+        private_key: "sealed".into(),
+        created_at: activates_at,
+        activates_at,
+        revoked_at: None,
+    }
+}
+
+/// Revoking a key marks it and stores its replacement together, once; an unknown or
+/// already revoked key changes nothing; every change moves the keys version.
+async fn key_revocation(s: Arc<dyn Storage>) {
+    let v0 = s.signing_keys_version().await.expect("version");
+    s.insert_signing_key(&stored_key("k1", NOW)).await.expect("insert");
+    let v1 = s.signing_keys_version().await.expect("version");
+    assert_ne!(v1, v0, "an insert moves the version");
+    assert_eq!(
+        s.revoke_signing_key("nope", NOW, Some(&stored_key("r0", NOW))).await.expect("r"),
+        KeyRevocation::Unknown
+    );
+    assert_eq!(s.signing_keys().await.expect("keys").len(), 1, "nothing stored for an unknown key");
+
+    let outcome = s.revoke_signing_key("k1", NOW + 10, Some(&stored_key("r1", NOW + 10))).await.expect("revoke");
+    assert_eq!(outcome, KeyRevocation::Revoked);
+    assert_ne!(s.signing_keys_version().await.expect("version"), v1, "a revocation moves the version");
+    let again = s.revoke_signing_key("k1", NOW + 20, Some(&stored_key("r2", NOW + 20))).await.expect("again");
+    assert_eq!(again, KeyRevocation::AlreadyRevoked { at: NOW + 10 });
+    let mut keys = s.signing_keys().await.expect("keys");
+    keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+    let summary: Vec<_> = keys.iter().map(|k| (k.kid.as_str(), k.revoked_at)).collect();
+    assert_eq!(summary, [("k1", Some(NOW + 10)), ("r1", None)], "one replacement, the first revocation's time");
+
+    // Revocations of one key racing each other: exactly one wins and stores its replacement.
+    for round in 0..20 {
+        let kid = format!("race{round}");
+        s.insert_signing_key(&stored_key(&kid, NOW)).await.expect("insert");
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, kid) = (s.clone(), kid.clone());
+                tokio::spawn(async move {
+                    let replacement = stored_key(&format!("{kid}-r{i}"), NOW + 1);
+                    s.revoke_signing_key(&kid, NOW + 1, Some(&replacement)).await.expect("revoke")
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                KeyRevocation::Revoked => won += 1,
+                KeyRevocation::AlreadyRevoked { at } => assert_eq!(at, NOW + 1),
+                KeyRevocation::Unknown => panic!("{kid} vanished"),
+            }
+        }
+        assert_eq!(won, 1, "{kid}: one revocation wins");
+        let replacements =
+            s.signing_keys().await.expect("keys").iter().filter(|k| k.kid.starts_with(&format!("{kid}-r"))).count();
+        assert_eq!(replacements, 1, "{kid}: one replacement");
+    }
+}
+
 async fn ping_and_backend(s: Arc<dyn Storage>) {
     s.ping().await.expect("ping");
     assert!(["sqlite", "postgres"].contains(&s.backend()));
@@ -576,6 +640,7 @@ conformance!(
     purge,
     settings,
     audit_anchor,
+    key_revocation,
     ping_and_backend,
 );
 
