@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::clients::IntrospectionClients;
 use crate::auth::csrf::CsrfTokens;
+use crate::auth::device::DeviceCookies;
 use crate::auth::operator::OperatorTokens;
 use crate::auth::passwords::HashCost;
 use crate::auth::refresh::RefreshTokens;
@@ -20,9 +21,21 @@ use crate::storage::audit::AuditKey;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 
 /// Opens the storage backend named by the database URL.
-pub async fn open_storage(store: &StoreArgs) -> anyhow::Result<Arc<dyn Storage>> {
+pub async fn open_storage(store: &StoreArgs, create: bool) -> anyhow::Result<Arc<dyn Storage>> {
     let url = store.database_url();
     if url.starts_with("sqlite:") {
+        let file = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+        let file = file.split('?').next().unwrap_or(file);
+        let exists = file == ":memory:" || Path::new(file).exists();
+        if !create && !exists {
+            anyhow::bail!(
+                "there is no database at {} (the data directory is {}; GATEPASS_DATA_DIR or --data-dir name \
+                 another). Point this command at the server's data directory, or pass --init to create an \
+                 empty database here.",
+                store.describe().trim_start_matches("SQLite "),
+                std::path::absolute(&store.data_dir).unwrap_or_else(|_| store.data_dir.clone()).display()
+            );
+        }
         if store.database_url.is_none() {
             config::ensure_data_dir(&store.data_dir)?;
         }
@@ -102,8 +115,11 @@ pub async fn open_core(store: &StoreArgs, security: &SecurityArgs) -> anyhow::Re
 
 /// [`open_core`] with `threads` hashing threads.
 pub async fn open_core_with(store: &StoreArgs, security: &SecurityArgs, threads: usize) -> anyhow::Result<Core> {
+    let storage = open_storage(store, store.init).await?;
+    eprintln!("database: {}", store.describe());
+    // Resolved once the database is known to exist: on a mistyped data directory nothing
+    // (no master-key file either) is created.
     let audit_key = audit_key(security, store)?;
-    let storage = open_storage(store).await?;
     let (hasher, _) = password_hasher(security.hash_cost(), threads).await?;
     let configured =
         RuntimeSettings { password_min_length: usize::from(security.password_min_length), ..Default::default() };
@@ -126,12 +142,13 @@ async fn build_service(args: &ServeArgs, storage: Arc<dyn Storage>) -> anyhow::R
         fresh_auth_max_age: secs(args.fresh_auth_max_age),
     };
     let service = AuthService::new(core, issuer, Arc::new(verifier), RefreshTokens::new(secret), policy)
-        .with_key_management(keys);
+        .with_key_management(keys)
+        .with_device_cookies(DeviceCookies::new(secret));
     let service = match &args.abuse.redis_url {
         Some(url) => {
             let limiter = crate::auth::ratelimit_redis::RedisLimiter::new(url, &args.abuse.redis_prefix)?;
             if limiter.probe().await {
-                tracing::info!("rate limits shared through redis");
+                tracing::info!("rate limits and failed-login records shared through redis");
             }
             service.with_limiter(Arc::new(limiter))
         }
@@ -164,15 +181,21 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds everything. Nothing is served until [`Self::run_until`].
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
-        let storage = open_storage(&args.store).await?;
+        let storage = open_storage(&args.store, true).await?;
         Self::build_on(args, storage).await
     }
 
     /// Like [`Self::build`] over an already-open storage (tests keep a handle to it).
     pub async fn build_on(args: ServeArgs, storage: Arc<dyn Storage>) -> anyhow::Result<Self> {
         let service = build_service(&args, storage).await?;
+        // Said at every start, so a server started from the wrong directory (a new, empty
+        // database) shows it at once.
+        let accounts = service.core().count_users().await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        tracing::info!(database = %args.store.describe(), accounts, "database opened");
         let secret = config::signing_secret(&args.security, &args.store.data_dir)?;
-        let listener = TcpListener::bind(args.listen).await?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (GATEPASS_LISTEN / --listen): {e}", args.listen))?;
         let cookies = CookiePolicy {
             explicit: args.cookie_secure,
             always_https: !args.listen.ip().is_loopback()

@@ -19,6 +19,11 @@ pub struct StoreArgs {
     /// Database URL; defaults to an SQLite file in the data directory.
     #[arg(long, env = "GATEPASS_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Create the SQLite database if it does not exist yet. `serve` always does; the other
+    /// commands refuse without it, so that one run from the wrong directory cannot quietly
+    /// work on a new, empty database.
+    #[arg(long)]
+    pub init: bool,
 }
 
 impl StoreArgs {
@@ -27,6 +32,25 @@ impl StoreArgs {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("gatepass.db").display()),
+        }
+    }
+
+    /// Which database this is, for logs and messages: the absolute SQLite file, or the
+    /// PostgreSQL host, port and database (never the password).
+    pub fn describe(&self) -> String {
+        use std::str::FromStr;
+        let url = self.database_url();
+        if url.starts_with("sqlite:") {
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .map(|o| o.get_filename().to_path_buf())
+                .unwrap_or_else(|_| self.data_dir.join("gatepass.db"));
+            return format!("SQLite {}", std::path::absolute(&file).unwrap_or(file).display());
+        }
+        match sqlx::postgres::PgConnectOptions::from_str(&url) {
+            Ok(o) => {
+                format!("PostgreSQL {}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or("(default)"))
+            }
+            Err(_) => "an unparsable database URL".to_owned(),
         }
     }
 }
@@ -45,10 +69,10 @@ pub struct SecurityArgs {
     #[arg(long, env = "GATEPASS_AUDIENCE")]
     pub audience: Option<String>,
     /// Access-token lifetime, e.g. `15m` or `900s`.
-    #[arg(long, env = "GATEPASS_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = duration_in("1s", "24h"))]
     pub access_token_ttl: Duration,
     /// Clock-skew leeway for `exp`/`nbf`/`iat`, at most 60s.
-    #[arg(long, env = "GATEPASS_TOKEN_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_TOKEN_LEEWAY", default_value = "30s", value_parser = duration_in("0s", "60s"))]
     pub token_leeway: Duration,
     /// Argon2id memory cost in KiB.
     #[arg(long, env = "GATEPASS_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
@@ -70,7 +94,7 @@ pub struct SecurityArgs {
     #[arg(long, env = "GATEPASS_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<SecretString>,
     /// How long a rotated-in key is published before it signs, so that JWKS caches fetch it.
-    #[arg(long, env = "GATEPASS_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = duration_in("0s", "7d"))]
     pub key_activation_delay: Duration,
     /// Shortest new password, bytes (NIST: at least 8; 15 recommended).
     #[arg(long, env = "GATEPASS_PASSWORD_MIN_LENGTH", default_value_t = 8,
@@ -93,7 +117,7 @@ impl SecurityArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "GATEPASS_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "GATEPASS_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Where the data is.
     #[command(flatten)]
@@ -105,14 +129,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub abuse: crate::limits::AbuseArgs,
     /// Refresh-token lifetime (each rotation starts a new one).
-    #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = duration_in("60s", "365d"))]
     pub refresh_token_ttl: Duration,
     /// Absolute session lifetime, however often it is refreshed.
-    #[arg(long, env = "GATEPASS_SESSION_MAX_AGE", default_value = "90d", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_SESSION_MAX_AGE", default_value = "90d", value_parser = duration_in("1s", "3650d"))]
     pub session_max_age: Duration,
     /// Window in which a just-rotated refresh token may be presented again and get the
     /// same successor (lost responses, parallel tabs).
-    #[arg(long, env = "GATEPASS_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = duration_in("0s", "5m"))]
     pub refresh_reuse_grace: Duration,
     /// Whether anyone may register (changeable at run time).
     #[arg(long, env = "GATEPASS_REGISTRATION_OPEN", default_value_t = true, action = clap::ArgAction::Set,
@@ -124,7 +148,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEPASS_COOKIE_SECURE", action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub cookie_secure: Option<bool>,
     /// How recently the password must have been entered for sensitive actions.
-    #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_FRESH_AUTH_MAX_AGE", default_value = "10m", value_parser = duration_in("1s", "24h"))]
     pub fresh_auth_max_age: Duration,
     /// Bearer secret required to read `/metrics`. Unset: metrics are served only on a
     /// loopback listener, and refused (404) on any other.
@@ -137,18 +161,19 @@ pub struct ServeArgs {
           value_parser = parse_bool)]
     pub operator_token: bool,
     /// Lifetime of the operator token (at most 24h); it also dies with the process.
-    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_OPERATOR_TOKEN_TTL", default_value = "1h", value_parser = duration_in("1s", "24h"))]
     pub operator_token_ttl: Duration,
     /// How often the server reloads signing keys from storage (picks up rotations made by
     /// the CLI or another instance).
-    #[arg(long, env = "GATEPASS_KEY_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_KEY_RELOAD_INTERVAL", default_value = "5s", value_parser = duration_in("100ms", "1h"))]
     pub key_reload_interval: Duration,
     /// Services allowed to call `/api/introspect` and `/api/revoke` with HTTP Basic auth:
     /// `id:secret,id2:secret2` (secrets at least 32 bytes).
     #[arg(long, env = "GATEPASS_INTROSPECTION_CLIENTS", hide_env_values = true)]
     pub introspection_clients: Option<SecretString>,
     /// Log format: `text` or `json`.
-    #[arg(long, env = "GATEPASS_LOG_FORMAT", default_value = "text")]
+    #[arg(long, env = "GATEPASS_LOG_FORMAT", default_value = "text", ignore_case = true,
+          value_parser = clap::builder::PossibleValuesParser::new(["text", "json"]))]
     pub log_format: String,
 }
 
@@ -164,6 +189,37 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 15m, 900s, 30d)"))
+}
+
+/// A duration parser that refuses values outside `min..=max` (written as durations, e.g.
+/// `"1s"`, `"24h"`): an out-of-range value stops start-up instead of being clamped.
+pub fn duration_in(
+    min: &'static str,
+    max: &'static str,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |s: &str| {
+        let d = parse_duration(s)?;
+        let (lo, hi) = (parse_duration(min)?, parse_duration(max)?);
+        if d < lo || d > hi {
+            return Err(format!("must be from {min} to {max}"));
+        }
+        Ok(d)
+    }
+}
+
+/// A listen address: `HOST:PORT` with an IP or a host name (resolved once, at start), or
+/// `:PORT` for every interface.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port number"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let mut found = s.to_socket_addrs().map_err(|e| format!("expected HOST:PORT or :PORT ({e})"))?;
+    found.next().ok_or_else(|| format!("`{s}` resolves to no address"))
 }
 
 /// Seconds of a duration as i64, saturating.
@@ -182,7 +238,8 @@ pub fn signing_secret(security: &SecurityArgs, data_dir: &Path) -> anyhow::Resul
         return Ok(secret.clone());
     }
     if let Some(secret) = std::env::var("JWT_SECRET_KEY").ok().filter(|s| !s.is_empty()) {
-        check_secret(&secret, "JWT_SECRET_KEY (alias of GATEPASS_JWT_SECRET) from the environment")?;
+        let what = format!("JWT_SECRET_KEY (alias of GATEPASS_JWT_SECRET, {})", env_source("JWT_SECRET_KEY"));
+        check_secret(&secret, &what)?;
         return Ok(SecretString::from(secret));
     }
     let path = data_dir.join(SECRET_FILE);
@@ -234,13 +291,38 @@ pub fn master_secret(security: &SecurityArgs, store: &StoreArgs) -> anyhow::Resu
     Ok(SecretString::from(secret))
 }
 
-/// Where a configured secret came from, for error messages: the environment (which the
-/// `.env` file feeds) when it holds this very value, otherwise the command-line flag.
+/// Where a configured secret came from, for error messages: the environment or `.env`
+/// when it holds this very value, otherwise the command-line flag.
 fn origin(env: &str, flag: &str, value: &SecretString) -> String {
     match std::env::var(env) {
-        Ok(v) if v == value.expose_secret() => format!("{env} (from the environment or .env)"),
+        Ok(v) if v == value.expose_secret() => format!("{env} ({})", env_source(env)),
         _ => format!("{env} (from the {flag} flag)"),
     }
+}
+
+/// The names `.env` put into the environment (set once by the binary, before parsing).
+static FROM_DOTENV: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+
+/// Reads `.env` into the environment (values already set win) and remembers which names
+/// it supplied, so that errors can say a value came from there. A missing file is normal.
+///
+/// # Errors
+/// A `.env` that exists but cannot be read or parsed.
+pub fn load_dotenv() -> Result<(), dotenvy::Error> {
+    let before: std::collections::HashSet<String> =
+        std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect();
+    let loaded = dotenvy::dotenv();
+    let added = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).filter(|k| !before.contains(k)).collect();
+    let _ = FROM_DOTENV.set(added);
+    match loaded {
+        Err(e) if !e.not_found() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// "from .env" or "from the environment", for the variable `env`.
+pub fn env_source(env: &str) -> &'static str {
+    if FROM_DOTENV.get().is_some_and(|keys| keys.contains(env)) { "from .env" } else { "from the environment" }
 }
 
 /// SHA-256 digests of published weak secrets (jwt.io examples, JWT-secret wordlists,

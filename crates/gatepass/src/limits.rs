@@ -6,6 +6,8 @@ use clap::Args;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::config::duration_in;
+
 use crate::auth::ratelimit::{MAX_FAILURES_PER_HOUR_CAP, RateLimitSettings};
 
 /// Flags of `gatepass serve` that bound what one client can make the server do.
@@ -16,29 +18,35 @@ pub struct AbuseArgs {
           value_parser = crate::config::parse_bool)]
     pub rate_limit: bool,
     /// Sustained attempts per minute per client IP (IPv6: per /64) and endpoint.
-    #[arg(long, env = "GATEPASS_RATE_LIMIT_IP_PER_MINUTE", default_value_t = 30)]
+    #[arg(long, env = "GATEPASS_RATE_LIMIT_IP_PER_MINUTE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_ip_per_minute: u32,
     /// Burst per client IP and endpoint.
-    #[arg(long, env = "GATEPASS_RATE_LIMIT_IP_BURST", default_value_t = 20)]
+    #[arg(long, env = "GATEPASS_RATE_LIMIT_IP_BURST", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_ip_burst: u32,
     /// Sustained attempts per minute per username and endpoint.
-    #[arg(long, env = "GATEPASS_RATE_LIMIT_USER_PER_MINUTE", default_value_t = 10)]
+    #[arg(long, env = "GATEPASS_RATE_LIMIT_USER_PER_MINUTE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_user_per_minute: u32,
     /// Burst per username and endpoint.
-    #[arg(long, env = "GATEPASS_RATE_LIMIT_USER_BURST", default_value_t = 10)]
+    #[arg(long, env = "GATEPASS_RATE_LIMIT_USER_BURST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_user_burst: u32,
     /// Consecutive failed logins after which an account backs off exponentially.
-    #[arg(long, env = "GATEPASS_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    #[arg(long, env = "GATEPASS_LOCKOUT_THRESHOLD", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub lockout_threshold: u32,
     /// Longest single back-off of an account.
-    #[arg(long, env = "GATEPASS_LOCKOUT_MAX", default_value = "15m", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_LOCKOUT_MAX", default_value = "15m", value_parser = duration_in("1s", "24h"))]
     pub lockout_max: Duration,
     /// Failed logins allowed per account per hour (1–100).
     #[arg(long, env = "GATEPASS_MAX_FAILED_LOGINS_PER_HOUR", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_FAILURES_PER_HOUR_CAP)))]
     pub max_failed_logins_per_hour: u32,
-    /// Redis shared by all instances for the rate-limit buckets (`redis://host:6379`);
-    /// unset: each instance counts on its own.
+    /// Redis shared by all instances for the rate-limit buckets and the failed-login
+    /// records (`redis://host:6379`); unset: each instance keeps its own buckets and the
+    /// records live in the database.
     #[arg(long, env = "GATEPASS_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Prefix of the rate-limit keys in Redis (separates deployments sharing one Redis).
@@ -51,10 +59,10 @@ pub struct AbuseArgs {
     #[arg(long, env = "GATEPASS_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
     /// Longest time a request may take before 408.
-    #[arg(long, env = "GATEPASS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration_in("100ms", "10m"))]
     pub request_timeout: Duration,
     /// Longest time a client may take to send the request headers.
-    #[arg(long, env = "GATEPASS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "GATEPASS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration_in("100ms", "5m"))]
     pub header_read_timeout: Duration,
     /// Largest request head (request line + headers), bytes; larger gets 431.
     #[arg(long, env = "GATEPASS_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
@@ -80,10 +88,6 @@ impl AbuseArgs {
             max_failures_per_hour: self.max_failed_logins_per_hour,
         }
     }
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 15m, 900s, 30d)"))
 }
 
 fn parse_origin(s: &str) -> Result<String, String> {

@@ -1,16 +1,12 @@
 //! The `gatepass` binary: reads `.env`, parses the command line, runs it.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     return_freed_memory_to_the_os();
-    // A missing .env is normal; a malformed one is worth saying.
-    if let Err(e) = dotenvy::dotenv()
-        && !e.not_found()
-    {
+    // A malformed .env is worth saying; a missing one is normal.
+    if let Err(e) = gatepass::config::load_dotenv() {
         eprintln!("warning: could not read .env: {e}");
     }
-    let cli = gatepass::cli::Cli::parse();
+    let cli = gatepass::cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,9 +1,11 @@
 //! Credentials and tokens: password hashing, access-token issuing, refresh-token material,
-//! the operator token and the in-memory revocation set. No HTTP types and no storage here.
+//! the operator token, the in-memory revocation set, throttling policy and device cookies.
+//! No HTTP types and no storage here.
 
 pub mod calibrate;
 pub mod clients;
 pub mod csrf;
+pub mod device;
 pub mod keys;
 pub mod operator;
 pub mod passwords;

@@ -1,30 +1,38 @@
 //! Throttling of credential endpoints: token buckets per client IP and per account, and the
-//! per-account failed-login back-off. No HTTP types here: callers pass the client address
-//! and the canonical username.
+//! per-account failed-login back-off. No HTTP types and no storage here: callers pass the
+//! client address and the canonical username, and keep the failure records wherever the
+//! deployment shares them.
 //!
-//! The state lives in this process ([`LocalLimiter`]). [`Limiter`] is the seam a shared
+//! The buckets live in this process ([`LocalLimiter`]); [`Limiter`] is the seam a shared
 //! backend plugs into when several instances serve one user base
-//! ([`crate::auth::ratelimit_redis::RedisLimiter`] shares the token buckets).
+//! ([`crate::auth::ratelimit_redis::RedisLimiter`] keeps them in Redis and also offers a
+//! shared home for the failure records, [`SharedRecords`]).
 //!
 //! Design (see docs/abuse.md):
 //! - Token buckets (GCRA, `governor`) per (action, client network) and per (action,
 //!   account). Settings are read on every check and the buckets are rebuilt when they
 //!   change, so the admin API can retune them at run time.
-//! - Failed logins per account: from the `lockout_threshold`-th consecutive failure the
-//!   account waits `2^(n - threshold)` seconds (capped) before the next attempt, and never
-//!   gets more than `max_failures_per_hour` failures in a sliding hour. While waiting even
-//!   the right password is refused, so the limit is no oracle.
-//! - So that an attacker cannot keep a known user out, a client network that has logged
-//!   into the account before is judged by its own failure record for that account, not
-//!   by the account-wide one, and is exempt from the per-account bucket.
+//! - Failed logins: the policy is pure functions over a [`FailureRecord`] (the streak of
+//!   consecutive failures, when the last one was, and the failures of the sliding hour).
+//!   From the `lockout_threshold`-th consecutive failure the next attempt waits
+//!   `2^(n - threshold)` seconds (capped), and no record takes more than
+//!   `max_failures_per_hour` failures in a sliding hour. While waiting even the right
+//!   password is refused, so the limit is no oracle. Every attempt is charged to its record
+//!   *before* the password is checked (and the charge taken back on success), so that
+//!   attempts racing through several instances cannot slip past the threshold.
+//! - So that an attacker cannot keep the owner out, a browser that signed into the account
+//!   before (it shows a signed device cookie, see [`crate::auth::device`]) is judged by its
+//!   own record for that account and skips the per-account bucket; everyone else shares the
+//!   account-wide record. A recognised device's failures also count in the account's
+//!   hourly window, and once the device itself has reached the threshold it is held to
+//!   that window as well, so a stolen device cookie buys no unlimited guesses.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::RwLock;
+use std::time::Duration;
 
 /// An operation that is throttled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,7 +87,7 @@ impl Default for RateLimitSettings {
 pub const MAX_FAILURES_PER_HOUR_CAP: u32 = 100;
 
 /// Refusal: try again after this long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RetryAfter(pub Duration);
 
 impl RetryAfter {
@@ -112,8 +120,8 @@ impl Backend {
 /// must bound their memory.
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
-    /// Takes one token for `action` from the client's and (if known) the account's bucket.
-    /// `trusted` clients (logged into this account before) skip the account bucket.
+    /// Takes one token for `action` from the client's and (if given) the account's bucket.
+    /// Callers leave `account` out for a device the account recognises.
     async fn acquire(
         &self,
         settings: &RateLimitSettings,
@@ -121,12 +129,6 @@ pub trait Limiter: Send + Sync {
         ip: Option<IpAddr>,
         account: Option<&str>,
     ) -> Result<(), RetryAfter>;
-    /// Refuses a login attempt while the account (as seen from `ip`) is backing off.
-    fn login_allowed(&self, settings: &RateLimitSettings, account: &str, ip: Option<IpAddr>) -> Result<(), RetryAfter>;
-    /// Records a failed login.
-    fn login_failed(&self, settings: &RateLimitSettings, account: &str, ip: Option<IpAddr>);
-    /// Records a successful login: clears the failure records and remembers the client.
-    fn login_succeeded(&self, account: &str, ip: Option<IpAddr>);
     /// Drops state that no longer matters (called periodically).
     fn sweep(&self);
     /// Where the buckets live right now.
@@ -137,6 +139,29 @@ pub trait Limiter: Send + Sync {
     fn shared_store_up(&self) -> Option<bool> {
         None
     }
+    /// The shared store for failed-login records this backend brings, if it has one and
+    /// it is worth trying now; `None`: keep them in the database.
+    fn records(&self) -> Option<&dyn SharedRecords> {
+        None
+    }
+}
+
+/// The shared store did not answer (the reason is for the log); the caller falls back.
+#[derive(Debug, Clone)]
+pub struct StoreDown(pub String);
+
+/// Failed-login records in a store that every instance shares (Redis). A record is opaque
+/// text ([`FailureRecord::encode`]) replaced only by compare-and-swap on its previous
+/// text, so that instances racing on one account serialize.
+#[async_trait::async_trait]
+pub trait SharedRecords: Send + Sync {
+    /// The text stored under `key`, if any.
+    async fn load_record(&self, key: &str) -> Result<Option<String>, StoreDown>;
+    /// Stores `new` under `key` (expiring after `ttl`) if the stored text is still
+    /// `expected` (`None`: absent); false, and nothing changed, when another writer came
+    /// first.
+    async fn swap_record(&self, key: &str, expected: Option<&str>, new: &str, ttl: Duration)
+    -> Result<bool, StoreDown>;
 }
 
 /// The key under which a client is counted: the address, or its /64 for IPv6 (one host
@@ -166,61 +191,185 @@ pub fn account_key(raw: &str) -> String {
     t[..end].to_owned()
 }
 
-const HOUR: Duration = Duration::from_secs(3600);
-/// Hard bound on tracked accounts / clients (memory stays bounded under a spray attack).
-const MAX_TRACKED: usize = 200_000;
-/// Remembered clients per account.
-const MAX_KNOWN_PER_ACCOUNT: usize = 8;
+/// Key of the account-wide failure record of an account key ([`account_key`]). Control
+/// characters and `%` are percent-encoded (so the key stays one-to-one with the name):
+/// submitted names can hold anything, and PostgreSQL text cannot hold a NUL.
+pub fn account_record_key(account: &str) -> String {
+    let mut key = String::with_capacity(account.len() + 5);
+    key.push_str("acct:");
+    for c in account.chars() {
+        if c == '%' || c.is_control() {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                key.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            key.push(c);
+        }
+    }
+    key
+}
 
-#[derive(Default)]
-struct FailureRecord {
-    consecutive: u32,
-    last: Option<Instant>,
-    /// Failure instants within the last hour (at most the hourly cap).
-    window: VecDeque<Instant>,
+/// Key of the failure record of one recognised device of an account (by user id).
+pub fn device_record_key(user_id: &str, device_id: &str) -> String {
+    format!("dev:{user_id}:{device_id}")
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Failed logins of one account, or of one recognised device of it: what the back-off
+/// decides on. Kept in shared state as the text of [`Self::encode`]; every change is a new
+/// value computed by one of the pure functions below.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailureRecord {
+    /// Failures since the last success (forgotten once the last one is [`stale_after`] old).
+    pub consecutive: u32,
+    /// When the last of them was charged, epoch milliseconds (0: never).
+    pub last_ms: i64,
+    /// Failures of the sliding hour, epoch milliseconds, oldest first; at most
+    /// [`MAX_FAILURES_PER_HOUR_CAP`] of them.
+    pub recent: Vec<i64>,
+}
+
+/// How long a record matters after its last failure: an hour, or the longest back-off if
+/// that is longer. Stores may drop it afterwards (it then reads as empty anyway).
+pub fn stale_after(s: &RateLimitSettings) -> Duration {
+    Duration::from_millis(HOUR_MS as u64).max(Duration::from_secs(s.lockout_max_secs))
 }
 
 impl FailureRecord {
-    fn prune(&mut self, now: Instant) {
-        while self.window.front().is_some_and(|t| now.duration_since(*t) >= HOUR) {
-            self.window.pop_front();
-        }
+    /// The stored form: `consecutive/last_ms/t1,t2,…` (never empty).
+    pub fn encode(&self) -> String {
+        let recent: Vec<String> = self.recent.iter().map(i64::to_string).collect();
+        format!("{}/{}/{}", self.consecutive, self.last_ms, recent.join(","))
     }
 
-    /// Remaining wait before the next attempt, if any (`backoff`: also the exponential
-    /// back-off, not only the hourly cap).
-    fn wait(&mut self, s: &RateLimitSettings, now: Instant, backoff: bool) -> Option<Duration> {
-        self.prune(now);
-        let cap = s.max_failures_per_hour.clamp(1, MAX_FAILURES_PER_HOUR_CAP) as usize;
-        let mut wait = Duration::ZERO;
-        if self.window.len() >= cap
-            && let Some(oldest) = self.window.front()
-        {
-            wait = HOUR.saturating_sub(now.duration_since(*oldest));
-        }
-        let threshold = s.lockout_threshold.max(1);
-        if backoff && self.consecutive >= threshold {
-            let exp = (self.consecutive - threshold).min(30);
-            let backoff = Duration::from_secs((1u64 << exp).min(s.lockout_max_secs.max(1)));
-            if let Some(last) = self.last {
-                wait = wait.max(backoff.saturating_sub(now.duration_since(last)));
+    /// Parses [`Self::encode`]'s form; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.split('/');
+        let (Some(consecutive), Some(last_ms), Some(recent), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let mut record =
+            Self { consecutive: consecutive.parse().ok()?, last_ms: last_ms.parse().ok()?, recent: vec![] };
+        if !recent.is_empty() {
+            for t in recent.split(',') {
+                if record.recent.len() >= 2 * MAX_FAILURES_PER_HOUR_CAP as usize {
+                    return None;
+                }
+                record.recent.push(t.parse().ok()?);
             }
         }
-        (!wait.is_zero()).then_some(wait)
+        record.recent.sort_unstable();
+        Some(record)
     }
 
-    fn fail(&mut self, s: &RateLimitSettings, now: Instant) {
-        self.prune(now);
-        self.consecutive = self.consecutive.saturating_add(1);
-        self.last = Some(now);
-        if self.window.len() < MAX_FAILURES_PER_HOUR_CAP.max(s.max_failures_per_hour) as usize {
-            self.window.push_back(now);
+    /// Nothing worth storing: no streak and no failure in the hour.
+    pub fn is_empty(&self) -> bool {
+        self.consecutive == 0 && self.recent.is_empty()
+    }
+
+    /// The record as it stands at `now_ms`: a streak whose last failure is
+    /// [`stale_after`] old is forgotten, failures older than an hour leave the window.
+    pub fn at(&self, s: &RateLimitSettings, now_ms: i64) -> Self {
+        let stale = now_ms.saturating_sub(self.last_ms) >= stale_after(s).as_millis() as i64;
+        Self {
+            consecutive: if stale { 0 } else { self.consecutive },
+            last_ms: self.last_ms,
+            recent: self.recent.iter().copied().filter(|t| now_ms.saturating_sub(*t) < HOUR_MS).collect(),
         }
     }
 
-    fn stale(&self, now: Instant, s: &RateLimitSettings) -> bool {
-        self.last.is_none_or(|l| now.duration_since(l) >= HOUR.max(Duration::from_secs(s.lockout_max_secs)))
+    /// Milliseconds until the sliding hour holds fewer than the allowed failures (on a
+    /// record already brought to `now_ms` by [`Self::at`]).
+    fn hour_wait_ms(&self, s: &RateLimitSettings, now_ms: i64) -> i64 {
+        let cap = s.max_failures_per_hour.clamp(1, MAX_FAILURES_PER_HOUR_CAP) as usize;
+        match self.recent.len().checked_sub(cap) {
+            // The failure whose expiry brings the count below the cap.
+            Some(i) => self.recent[i].saturating_add(HOUR_MS).saturating_sub(now_ms),
+            None => 0,
+        }
     }
+
+    /// Milliseconds until the exponential back-off of the streak is over (on a record
+    /// already brought to `now_ms`).
+    fn backoff_wait_ms(&self, s: &RateLimitSettings, now_ms: i64) -> i64 {
+        let threshold = s.lockout_threshold.max(1);
+        if self.consecutive < threshold {
+            return 0;
+        }
+        let exp = (self.consecutive - threshold).min(30);
+        let backoff_ms = (1i64 << exp).min(s.lockout_max_secs.max(1) as i64) * 1000;
+        self.last_ms.saturating_add(backoff_ms).saturating_sub(now_ms)
+    }
+
+    /// Whether the streak has reached the threshold (the record is backing off).
+    fn at_threshold(&self, s: &RateLimitSettings) -> bool {
+        self.consecutive >= s.lockout_threshold.max(1)
+    }
+
+    /// This record with one more attempt charged at `now_ms`: the streak grows, and the
+    /// attempt counts in the hour until [`Self::succeeded`] takes it back.
+    pub fn charged(&self, s: &RateLimitSettings, now_ms: i64) -> Self {
+        let mut r = self.counted(s, now_ms);
+        r.consecutive = r.consecutive.saturating_add(1);
+        r.last_ms = r.last_ms.max(now_ms);
+        r
+    }
+
+    /// This record with one failure added to the hour only (a recognised device's failure,
+    /// counted against its account).
+    pub fn counted(&self, s: &RateLimitSettings, now_ms: i64) -> Self {
+        let mut r = self.at(s, now_ms);
+        let at = r.recent.partition_point(|t| *t <= now_ms);
+        r.recent.insert(at, now_ms);
+        let excess = r.recent.len().saturating_sub(MAX_FAILURES_PER_HOUR_CAP as usize);
+        r.recent.drain(..excess);
+        r
+    }
+
+    /// This record after the attempt charged at `charged_ms` succeeded: the streak ends and
+    /// that attempt no longer counts as a failure. Other failures of the hour stay.
+    pub fn succeeded(&self, s: &RateLimitSettings, now_ms: i64, charged_ms: i64) -> Self {
+        let mut r = self.at(s, now_ms);
+        r.consecutive = 0;
+        if let Some(i) = r.recent.iter().position(|t| *t == charged_ms) {
+            r.recent.remove(i);
+        }
+        r
+    }
+}
+
+fn wait_of_ms(ms: i64) -> Option<RetryAfter> {
+    (ms > 0).then(|| RetryAfter(Duration::from_millis(ms as u64)))
+}
+
+/// The back-off decision for an attempt by a client the account does not recognise: the
+/// account-wide record's back-off and hourly cap.
+pub fn stranger_wait(account: &FailureRecord, s: &RateLimitSettings, now_ms: i64) -> Option<RetryAfter> {
+    let a = account.at(s, now_ms);
+    wait_of_ms(a.backoff_wait_ms(s, now_ms).max(a.hour_wait_ms(s, now_ms)))
+}
+
+/// The back-off decision for an attempt by a recognised device: its own record (back-off
+/// and hourly cap), whatever strangers did to the account; and, once the device itself has
+/// reached the threshold, also the account-wide hourly cap, so a stolen device cookie is
+/// held to the account's hour like everyone else. The owner who types the right password
+/// on a recognised device within `lockout_threshold` attempts always gets in.
+pub fn device_wait(
+    device: &FailureRecord,
+    account: &FailureRecord,
+    s: &RateLimitSettings,
+    now_ms: i64,
+) -> Option<RetryAfter> {
+    let d = device.at(s, now_ms);
+    let mut wait = d.backoff_wait_ms(s, now_ms).max(d.hour_wait_ms(s, now_ms));
+    if d.at_threshold(s) {
+        wait = wait.max(account.at(s, now_ms).hour_wait_ms(s, now_ms));
+    }
+    wait_of_ms(wait)
 }
 
 struct Buckets {
@@ -244,31 +393,14 @@ impl Buckets {
     }
 }
 
-#[derive(Default)]
-struct Accounts {
-    /// Account-wide failures.
-    failures: HashMap<String, FailureRecord>,
-    /// Failures per (account, client) for clients that logged in before.
-    per_client: HashMap<(String, IpAddr), FailureRecord>,
-    /// Clients that logged into each account (most recent last).
-    known: HashMap<String, VecDeque<IpAddr>>,
-}
-
-impl Accounts {
-    fn is_known(&self, account: &str, ip: Option<IpAddr>) -> bool {
-        ip.is_some_and(|ip| self.known.get(account).is_some_and(|k| k.contains(&client_key(ip))))
-    }
-}
-
-/// Throttling state kept in this process.
+/// Token buckets kept in this process.
 pub struct LocalLimiter {
     buckets: RwLock<Buckets>,
-    accounts: Mutex<Accounts>,
 }
 
 impl Default for LocalLimiter {
     fn default() -> Self {
-        Self { buckets: RwLock::new(Buckets::new(&RateLimitSettings::default())), accounts: Mutex::default() }
+        Self { buckets: RwLock::new(Buckets::new(&RateLimitSettings::default())) }
     }
 }
 
@@ -288,16 +420,6 @@ impl LocalLimiter {
         f(&b)
     }
 
-    fn accounts(&self) -> std::sync::MutexGuard<'_, Accounts> {
-        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether `ip` logged into `account` before (through this instance), which exempts
-    /// it from the per-account bucket.
-    pub fn is_trusted(&self, account: &str, ip: Option<IpAddr>) -> bool {
-        self.accounts().is_known(account, ip)
-    }
-
     /// The synchronous bucket check behind [`Limiter::acquire`].
     pub fn acquire_local(
         &self,
@@ -309,12 +431,11 @@ impl LocalLimiter {
         if !settings.enabled {
             return Ok(());
         }
-        let trusted = account.is_some_and(|a| self.is_trusted(a, ip));
         self.with_buckets(settings, |b| {
             if let Some(ip) = ip {
                 b.ip.check_key(&(action, client_key(ip))).map_err(wait_of)?;
             }
-            if let Some(account) = account.filter(|_| !trusted) {
+            if let Some(account) = account {
                 b.account.check_key(&(action, account.to_owned())).map_err(wait_of)?;
             }
             Ok(())
@@ -338,75 +459,12 @@ impl Limiter for LocalLimiter {
         self.acquire_local(settings, action, ip, account)
     }
 
-    fn login_allowed(&self, settings: &RateLimitSettings, account: &str, ip: Option<IpAddr>) -> Result<(), RetryAfter> {
-        if !settings.enabled {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let mut a = self.accounts();
-        // A known client is held to its own back-off; the account-wide hourly cap binds
-        // everyone (with the default back-off, strangers alone cannot reach it).
-        let known = a.is_known(account, ip);
-        let mut wait = a.failures.get_mut(account).and_then(|r| r.wait(settings, now, !known));
-        if known {
-            let key = (account.to_owned(), ip.map(client_key).unwrap_or(IpAddr::from([0, 0, 0, 0])));
-            let own = a.per_client.get_mut(&key).and_then(|r| r.wait(settings, now, true));
-            wait = wait.max(own);
-        }
-        match wait {
-            Some(w) => Err(RetryAfter(w)),
-            None => Ok(()),
-        }
-    }
-
-    fn login_failed(&self, settings: &RateLimitSettings, account: &str, ip: Option<IpAddr>) {
-        if !settings.enabled {
-            return;
-        }
-        let now = Instant::now();
-        let mut a = self.accounts();
-        if a.is_known(account, ip) {
-            let key = (account.to_owned(), ip.map(client_key).unwrap_or(IpAddr::from([0, 0, 0, 0])));
-            if a.per_client.len() < MAX_TRACKED || a.per_client.contains_key(&key) {
-                a.per_client.entry(key).or_default().fail(settings, now);
-            }
-        }
-        // Failures from known clients count account-wide too, so the hourly cap holds
-        // for the account as a whole.
-        if a.failures.len() < MAX_TRACKED || a.failures.contains_key(account) {
-            a.failures.entry(account.to_owned()).or_default().fail(settings, now);
-        }
-    }
-
-    fn login_succeeded(&self, account: &str, ip: Option<IpAddr>) {
-        let mut a = self.accounts();
-        a.failures.remove(account);
-        let Some(ip) = ip.map(client_key) else { return };
-        a.per_client.remove(&(account.to_owned(), ip));
-        if a.known.len() >= MAX_TRACKED && !a.known.contains_key(account) {
-            return;
-        }
-        let known = a.known.entry(account.to_owned()).or_default();
-        known.retain(|k| *k != ip);
-        known.push_back(ip);
-        while known.len() > MAX_KNOWN_PER_ACCOUNT {
-            known.pop_front();
-        }
-    }
-
     fn sweep(&self) {
-        {
-            let b = self.buckets.read().unwrap_or_else(|p| p.into_inner());
-            b.ip.retain_recent();
-            b.account.retain_recent();
-            b.ip.shrink_to_fit();
-            b.account.shrink_to_fit();
-        }
-        let settings = self.buckets.read().unwrap_or_else(|p| p.into_inner()).settings.clone();
-        let now = Instant::now();
-        let mut a = self.accounts();
-        a.failures.retain(|_, r| !r.stale(now, &settings));
-        a.per_client.retain(|_, r| !r.stale(now, &settings));
+        let b = self.buckets.read().unwrap_or_else(|p| p.into_inner());
+        b.ip.retain_recent();
+        b.account.retain_recent();
+        b.ip.shrink_to_fit();
+        b.account.shrink_to_fit();
     }
 }
 
@@ -414,45 +472,96 @@ impl Limiter for LocalLimiter {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> Option<IpAddr> {
-        s.parse().ok()
+    const T0: i64 = 1_900_000_000_000;
+
+    fn fail_n(s: &RateLimitSettings, n: u32, at: i64) -> FailureRecord {
+        (0..n).fold(FailureRecord::default(), |r, _| r.charged(s, at))
     }
 
     #[test]
-    fn backoff_starts_at_threshold_and_blocks_right_password_too() {
-        let l = LocalLimiter::default();
+    fn backoff_starts_at_threshold_and_doubles() {
         let s = RateLimitSettings::default();
-        for _ in 0..4 {
-            assert!(l.login_allowed(&s, "alice", ip("10.0.0.1")).is_ok());
-            l.login_failed(&s, "alice", ip("10.0.0.1"));
+        let mut r = FailureRecord::default();
+        for _ in 0..5 {
+            assert_eq!(stranger_wait(&r, &s, T0), None);
+            r = r.charged(&s, T0);
         }
-        assert!(l.login_allowed(&s, "alice", ip("10.0.0.1")).is_ok());
-        l.login_failed(&s, "alice", ip("10.0.0.1"));
-        let wait = l.login_allowed(&s, "alice", ip("10.0.0.2")).unwrap_err();
-        assert_eq!(wait.secs(), 1);
+        assert_eq!(stranger_wait(&r, &s, T0).map(|w| w.secs()), Some(1));
+        assert_eq!(stranger_wait(&r, &s, T0 + 999).map(|w| w.0), Some(Duration::from_millis(1)));
+        assert_eq!(stranger_wait(&r, &s, T0 + 1000), None);
+        let r = r.charged(&s, T0 + 1000);
+        assert_eq!(stranger_wait(&r, &s, T0 + 1000).map(|w| w.secs()), Some(2));
     }
 
     #[test]
-    fn known_client_is_not_locked_out_by_strangers() {
-        let l = LocalLimiter::default();
+    fn backoff_is_capped_and_forgotten_once_stale() {
+        let s = RateLimitSettings { lockout_max_secs: 3, ..Default::default() };
+        let r = fail_n(&s, 40, T0);
+        assert_eq!(stranger_wait(&r, &s, T0).map(|w| w.secs()), Some(3));
+        let later = T0 + stale_after(&s).as_millis() as i64;
+        assert_eq!(r.at(&s, later), FailureRecord { consecutive: 0, last_ms: T0, recent: vec![] });
+    }
+
+    #[test]
+    fn success_ends_the_streak_and_takes_its_own_charge_back() {
         let s = RateLimitSettings::default();
-        l.login_succeeded("alice", ip("10.0.0.1"));
-        for _ in 0..20 {
-            l.login_failed(&s, "alice", ip("192.0.2.9"));
-        }
-        assert!(l.login_allowed(&s, "alice", ip("192.0.2.9")).is_err());
-        assert!(l.login_allowed(&s, "alice", ip("10.0.0.1")).is_ok());
+        let r = fail_n(&s, 3, T0).charged(&s, T0 + 5);
+        let r = r.succeeded(&s, T0 + 10, T0 + 5);
+        assert_eq!(r.consecutive, 0);
+        assert_eq!(r.recent, vec![T0, T0, T0], "the earlier failures still count in the hour");
     }
 
     #[test]
-    fn hourly_cap_holds() {
-        let l = LocalLimiter::default();
-        let s = RateLimitSettings { lockout_threshold: 1000, max_failures_per_hour: 100, ..Default::default() };
-        for _ in 0..100 {
-            l.login_failed(&s, "bob", None);
+    fn hourly_cap_holds_and_slides() {
+        let s = RateLimitSettings { lockout_threshold: 1000, max_failures_per_hour: 3, ..Default::default() };
+        let r = FailureRecord::default().charged(&s, T0).charged(&s, T0 + 10).charged(&s, T0 + 20);
+        let wait = stranger_wait(&r, &s, T0 + 20).expect("capped");
+        assert_eq!(wait.0, Duration::from_millis((HOUR_MS - 20) as u64));
+        assert_eq!(stranger_wait(&r, &s, T0 + HOUR_MS), None, "the oldest failure left the hour");
+        // A success does not empty the hour.
+        let r = r.succeeded(&s, T0 + 30, 0);
+        assert!(stranger_wait(&r, &s, T0 + 30).is_some());
+    }
+
+    #[test]
+    fn a_recognised_device_is_judged_by_its_own_record() {
+        let s = RateLimitSettings { lockout_threshold: 5, max_failures_per_hour: 10, ..Default::default() };
+        let account = fail_n(&s, 10, T0);
+        assert!(stranger_wait(&account, &s, T0).is_some());
+        let device = fail_n(&s, 4, T0);
+        assert_eq!(device_wait(&device, &account, &s, T0), None, "strangers do not lock the owner out");
+        // A device at its own threshold is held to its back-off and to the account's hour.
+        let device = device.charged(&s, T0);
+        let wait = device_wait(&device, &account, &s, T0 + 5_000).expect("held");
+        assert!(wait.0 > Duration::from_secs(3000), "{wait:?}");
+        assert_eq!(device_wait(&device, &FailureRecord::default(), &s, T0 + 1_000), None);
+    }
+
+    #[test]
+    fn records_round_trip_and_refuse_garbage() {
+        let s = RateLimitSettings::default();
+        let r = fail_n(&s, 2, T0).counted(&s, T0 + 7);
+        assert_eq!(FailureRecord::decode(&r.encode()), Some(r));
+        assert_eq!(FailureRecord::decode(&FailureRecord::default().encode()), Some(FailureRecord::default()));
+        assert!(!FailureRecord::default().encode().is_empty());
+        for bad in ["", "1/2", "a/b/c", "1/2/3/4", "1/2/x", "1/2/,"] {
+            assert_eq!(FailureRecord::decode(bad), None, "{bad:?}");
         }
-        let wait = l.login_allowed(&s, "bob", None).unwrap_err();
-        assert!(wait.0 > Duration::from_secs(3500));
+    }
+
+    #[test]
+    fn the_window_keeps_at_most_the_cap() {
+        let s = RateLimitSettings { lockout_threshold: 1000, ..Default::default() };
+        let r = (0..150).fold(FailureRecord::default(), |r, i| r.counted(&s, T0 + i));
+        assert_eq!(r.recent.len(), MAX_FAILURES_PER_HOUR_CAP as usize);
+        assert_eq!(r.recent[0], T0 + 50);
+    }
+
+    #[test]
+    fn record_keys_escape_what_stores_cannot_hold() {
+        assert_eq!(account_record_key("alice"), "acct:alice");
+        assert_eq!(account_record_key("a\0b%c\u{85}é"), "acct:a%00b%25c%C2%85é");
+        assert_ne!(account_record_key("a%00"), account_record_key("a\0"));
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! Token buckets shared by several instances through Redis, with the in-process
-//! [`LocalLimiter`] as fallback.
+//! Token buckets and failed-login records shared by several instances through Redis, with
+//! the in-process [`LocalLimiter`] as fallback for the buckets.
 //!
-//! Only the buckets (`acquire`) are shared: one Lua script applies GCRA to the client's and
-//! the account's bucket atomically, using the Redis clock, so every instance pointed at the
-//! same Redis draws from the same buckets. The failed-login back-off and the "known client"
-//! records stay per instance (see docs/abuse.md).
+//! Buckets (`acquire`): one Lua script applies GCRA to the client's and the account's
+//! bucket atomically, using the Redis clock, so every instance pointed at the same Redis
+//! draws from the same buckets. Failed-login records ([`SharedRecords`]): opaque values
+//! under `<prefix>fail:<key>`, replaced by a compare-and-swap script and expiring with the
+//! record (see docs/abuse.md); the back-off policy itself stays in
+//! [`crate::auth::ratelimit`].
 //!
-//! When Redis fails or is slower than [`CALL_TIMEOUT`], that call is judged by the local
-//! limiter (fail closed: never unthrottled), the outage is logged once and shown in
-//! `/api/info` and `/metrics`; while down, Redis is retried at most once per
-//! [`RETRY_EVERY`] so a dead server does not slow every request.
+//! When Redis fails or is slower than [`CALL_TIMEOUT`], a bucket check is judged by the
+//! local limiter (fail closed: never unthrottled) and a record operation reports
+//! [`StoreDown`], so the caller keeps records in the database meanwhile; the outage is
+//! logged once and shown in `/api/info` and `/metrics`; while down, Redis is retried at
+//! most once per [`RETRY_EVERY`] so a dead server does not slow every request.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::net::IpAddr;
@@ -17,10 +20,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::ratelimit::{Action, Backend, Limiter, LocalLimiter, RateLimitSettings, RetryAfter, client_key};
+use super::ratelimit::{
+    Action, Backend, Limiter, LocalLimiter, RateLimitSettings, RetryAfter, SharedRecords, StoreDown, client_key,
+};
 
 /// Longest wait for Redis on a request path before the local limiter decides.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(50);
+/// Longest wait for one Redis call on a failure record. Longer than [`CALL_TIMEOUT`]: a
+/// record that falls back to the database mid-attack splits the account's count between
+/// two stores, which is worse than a slower login (whose password hash takes longer anyway).
+pub const RECORD_TIMEOUT: Duration = Duration::from_millis(250);
 /// While Redis is down, how often a request tries it again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// Default prefix of every key this limiter writes.
@@ -51,10 +60,21 @@ end
 return 0
 ";
 
-/// Buckets in Redis, the rest (and every fallback decision) in a [`LocalLimiter`].
+/// Compare-and-swap of one value: `KEYS[1]` becomes `ARGV[2]` (expiring in `ARGV[3]` ms)
+/// if it is `ARGV[1]` now (the empty string standing for "absent"). Returns 1 when it
+/// swapped, 0 otherwise. Records never encode to the empty string.
+const SWAP: &str = r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+/// Buckets and failure records in Redis; the buckets fall back to a [`LocalLimiter`].
 pub struct RedisLimiter {
     conn: ConnectionManager,
     script: redis::Script,
+    swap: redis::Script,
     prefix: String,
     local: LocalLimiter,
     up: AtomicBool,
@@ -72,7 +92,8 @@ impl RedisLimiter {
         let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("bad --redis-url: {e}"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT))
+            // Bucket checks bound themselves to CALL_TIMEOUT; record calls may take longer.
+            .set_response_timeout(Some(RECORD_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(RETRY_EVERY);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
@@ -80,6 +101,7 @@ impl RedisLimiter {
         Ok(Self {
             conn,
             script: redis::Script::new(GCRA),
+            swap: redis::Script::new(SWAP),
             prefix: prefix.to_owned(),
             local: LocalLimiter::default(),
             up: AtomicBool::new(true),
@@ -159,7 +181,7 @@ impl RedisLimiter {
                 .arg(settings.ip_burst.max(1));
             any = true;
         }
-        if let Some(account) = account.filter(|a| !self.local.is_trusted(a, ip)) {
+        if let Some(account) = account {
             inv.key(self.key(action, "acct", account))
                 .arg(period(settings.user_per_minute).max(1))
                 .arg(settings.user_burst.max(1));
@@ -202,18 +224,6 @@ impl Limiter for RedisLimiter {
         self.local.acquire_local(settings, action, ip, account)
     }
 
-    fn login_allowed(&self, settings: &RateLimitSettings, account: &str, ip: Option<IpAddr>) -> Result<(), RetryAfter> {
-        self.local.login_allowed(settings, account, ip)
-    }
-
-    fn login_failed(&self, settings: &RateLimitSettings, account: &str, ip: Option<IpAddr>) {
-        self.local.login_failed(settings, account, ip)
-    }
-
-    fn login_succeeded(&self, account: &str, ip: Option<IpAddr>) {
-        self.local.login_succeeded(account, ip)
-    }
-
     fn sweep(&self) {
         self.local.sweep()
     }
@@ -224,5 +234,55 @@ impl Limiter for RedisLimiter {
 
     fn shared_store_up(&self) -> Option<bool> {
         Some(self.up.load(Ordering::Acquire))
+    }
+
+    fn records(&self) -> Option<&dyn SharedRecords> {
+        self.should_try().then_some(self as &dyn SharedRecords)
+    }
+}
+
+impl RedisLimiter {
+    /// `<prefix>fail:<key>`.
+    fn record_key(&self, key: &str) -> String {
+        format!("{}fail:{key}", self.prefix)
+    }
+
+    /// Runs one record command within [`RECORD_TIMEOUT`], keeping the up/down state.
+    async fn record_call<T: redis::FromRedisValue>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreDown> {
+        let why = match tokio::time::timeout(RECORD_TIMEOUT, call).await {
+            Ok(Ok(v)) => {
+                self.mark_up();
+                return Ok(v);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        self.mark_down(&why);
+        Err(StoreDown(why))
+    }
+}
+
+#[async_trait::async_trait]
+impl SharedRecords for RedisLimiter {
+    async fn load_record(&self, key: &str) -> Result<Option<String>, StoreDown> {
+        let mut conn = self.conn.clone();
+        let key = self.record_key(key);
+        self.record_call(async move { redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut conn).await }).await
+    }
+
+    async fn swap_record(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreDown> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.swap.prepare_invoke();
+        inv.key(self.record_key(key)).arg(expected.unwrap_or("")).arg(new).arg(ttl.as_millis().max(1) as u64);
+        self.record_call(async move { inv.invoke_async::<i64>(&mut conn).await }).await.map(|swapped| swapped == 1)
     }
 }

@@ -25,6 +25,45 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Parses the command line, or exits with clap's message; a refused value also says where
+/// it came from (the flag, an environment variable, or `.env`), since a bad value in a
+/// forgotten `.env` otherwise looks like a bad flag.
+pub fn parse() -> Cli {
+    let err = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    let Some(origin) = value_origin(&err) else { err.exit() };
+    let text = err.render().to_string();
+    let (first, rest) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    eprintln!("{first}\n  (the value came {origin})\n{rest}");
+    std::process::exit(2)
+}
+
+/// Where the refused value of a clap error came from.
+fn value_origin(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(err.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else { return None };
+    let flag = arg.split_whitespace().next()?;
+    if std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}="))) {
+        return Some(format!("from the command line ({flag})"));
+    }
+    let env = env_of(&<Cli as clap::CommandFactory>::command(), flag.trim_start_matches("--"))?;
+    Some(format!("{} ({env})", config::env_source(&env)))
+}
+
+/// The environment variable behind the flag `--long`, in `cmd` or its subcommands.
+fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+    cmd.get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .or_else(|| cmd.get_subcommands().find_map(|c| env_of(c, long)))
+}
+
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -46,12 +85,25 @@ pub enum Command {
     /// Password hashing cost.
     #[command(subcommand)]
     Passwords(PasswordsCommand),
-    /// Import users from a seed-style SQLite database (`users` table with username,
-    /// password and optionally email; plaintext, bcrypt or werkzeug hashes).
+    /// Import users from a Flask app's SQLite database: seed-style (`users` table with
+    /// username, password and optionally email) or Flask-SQLAlchemy-style (`user` table,
+    /// `password_hash`); plaintext, bcrypt or werkzeug hashes.
     Import {
-        /// Source, as `sqlite:PATH`.
+        /// Source: `sqlite:PATH`, a SQLAlchemy URI (`sqlite:///site.db`), or a path.
         #[arg(long)]
         from: String,
+        /// Table holding the users (default: `users`, else `user`).
+        #[arg(long)]
+        table: Option<String>,
+        /// Column with the username (default: `username`).
+        #[arg(long)]
+        username_column: Option<String>,
+        /// Column with the password or its hash (default: `password_hash`, else `password`).
+        #[arg(long)]
+        password_column: Option<String>,
+        /// Column with the e-mail address (default: `email`, if there is one).
+        #[arg(long)]
+        email_column: Option<String>,
         /// Check everything and report, but write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -274,7 +326,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { url } => crate::demo::run(&url).await,
-        Command::Import { from, dry_run, store, security } => import::run(&from, dry_run, &store, &security).await,
+        Command::Import { from, table, username_column, password_column, email_column, dry_run, store, security } => {
+            let shape = crate::service::import::SourceShape { table, username_column, password_column, email_column };
+            import::run(&from, &shape, dry_run, &store, &security).await
+        }
         Command::Passwords(PasswordsCommand::Calibrate { target, max_memory_kib }) => {
             let c = tokio::task::spawn_blocking(move || crate::auth::calibrate::calibrate(target, max_memory_kib))
                 .await??;

@@ -1,10 +1,16 @@
-//! Wall-clock time as epoch seconds, the unit every token claim and stored timestamp uses.
+//! Wall-clock time as epoch seconds, the unit every token claim and stored timestamp uses
+//! (milliseconds where a second is too coarse: the failed-login back-off).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Formats epoch seconds as RFC 3339 (UTC); empty if out of range.

@@ -1,4 +1,5 @@
-//! Cookie names and attributes for browser sessions (GP-25).
+//! Cookie names and attributes for browser sessions (GP-25), and the long-lived device
+//! cookie that lets the failed-login back-off recognise a browser that signed in before.
 //!
 //! Whether cookies are `Secure` (with `__Host-`/`__Secure-` names) is decided per request
 //! by [`CookiePolicy`]: gatepass itself speaks plain HTTP, so it has to be told, or see
@@ -52,6 +53,11 @@ impl CookieSettings {
         if self.secure { "__Host-csrf" } else { "csrf_token" }
     }
 
+    /// Device cookie name (`HttpOnly`, `Path=/`, for [`crate::auth::device::MAX_AGE_SECS`]).
+    pub fn device_name(&self) -> &'static str {
+        if self.secure { "__Host-device" } else { "device" }
+    }
+
     fn build(&self, name: &str, value: &str, path: &str, max_age: i64, http_only: bool) -> HeaderValue {
         let mut c = format!("{name}={value}; Path={path}; Max-Age={max_age}; SameSite=Lax");
         if http_only {
@@ -79,10 +85,11 @@ impl CookieSettings {
         headers.append(header::SET_COOKIE, self.build(self.csrf_name(), csrf, "/", refresh_max_age, false));
     }
 
-    /// Appends only a new access-token cookie (step-up re-authentication keeps the session,
-    /// so its refresh and CSRF cookies stay valid).
-    pub fn set_access(&self, headers: &mut HeaderMap, access: &str, access_max_age: i64) {
-        headers.append(header::SET_COOKIE, self.build(self.session_name(), access, "/", access_max_age, true));
+    /// Appends the device cookie (kept across logouts: it says the browser signed in here
+    /// before, which stays true).
+    pub fn set_device(&self, headers: &mut HeaderMap, value: &str) {
+        let max_age = crate::auth::device::MAX_AGE_SECS;
+        headers.append(header::SET_COOKIE, self.build(self.device_name(), value, "/", max_age, true));
     }
 
     /// Appends cookies that delete all three.

@@ -9,6 +9,7 @@ use gatepass_verify::{AccessClaims, TokenSource, token_from_headers};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 
+use crate::auth::device::PresentedDevice;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::cookies::CookieSettings;
@@ -149,6 +150,22 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The session of the browser's access cookie, when it holds a valid one. A login ends
+/// it (see [`crate::service::sessions::Renewing`]); no CSRF token is needed for that, since
+/// the login itself passed the origin check and ending a session grants nothing.
+pub struct HeldSession(pub Option<AccessClaims>);
+
+impl FromRequestParts<AppState> for HeldSession {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+        let cookies = cookie_settings(&parts.extensions, &parts.headers, app);
+        let held = CookieSettings::get(&parts.headers, cookies.session_name())
+            .and_then(|token| app.service.authenticate(&token).ok());
+        Ok(HeldSession(held))
+    }
+}
+
 /// The cookie settings of this request (see [`crate::http::cookies::CookiePolicy`]).
 pub struct Cookies(pub CookieSettings);
 
@@ -180,13 +197,13 @@ fn forwarded_https(extensions: &Extensions, headers: &HeaderMap) -> bool {
     last.and_then(|v| v.rsplit(',').next()).is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
-/// Client IP and user agent of the request.
+/// Client IP, user agent and device cookie of the request.
 pub struct Client(pub ClientInfo);
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+impl FromRequestParts<AppState> for Client {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
         // Forwarding headers count only when the peer is a configured trusted proxy.
         let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| {
             let xff = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
@@ -197,6 +214,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         });
         let user_agent =
             parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
-        Ok(Client(ClientInfo { ip, user_agent }))
+        // Only the name in force counts, as for the session cookie: with `__Host-` names, a
+        // plain `device` cookie may have been planted by a sibling domain.
+        let device_name = cookie_settings(&parts.extensions, &parts.headers, app).device_name();
+        let device = CookieSettings::get(&parts.headers, device_name).map(PresentedDevice);
+        Ok(Client(ClientInfo { ip, user_agent, device }))
     }
 }

@@ -26,6 +26,8 @@ use crate::http::api::GrantBody;
 pub const BEARER: &str = "bearer";
 /// Security scheme: the access-token cookie set by cookie-mode login.
 pub const COOKIE: &str = "session_cookie";
+/// Security scheme: the refresh-token cookie (path `/api/refresh`).
+pub const REFRESH_COOKIE: &str = "refresh_cookie";
 /// Security scheme: this process's operator token in `Authorization: Bearer`.
 pub const OPERATOR: &str = "operator_token";
 /// Security scheme: `GATEPASS_METRICS_TOKEN` in `Authorization: Bearer`.
@@ -86,6 +88,14 @@ impl utoipa::Modify for Document {
                 "__Host-session",
                 "The access-token cookie (named `session` on plain-HTTP loopback). Non-GET requests also need \
                  the `X-CSRF-Token` header and a same-origin `Origin`/`Sec-Fetch-Site`.",
+            ))),
+        );
+        components.add_security_scheme(
+            REFRESH_COOKIE,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "__Secure-refresh",
+                "The refresh-token cookie (named `refresh_token` on plain-HTTP loopback); sent only to \
+                 paths under `/api/refresh`.",
             ))),
         );
         components.add_security_scheme(
@@ -321,12 +331,15 @@ macro_rules! grant_responses {
 
 /// What `Set-Cookie` carries when a grant is delivered as cookies.
 const GRANT_COOKIES: &str = "Session, refresh and CSRF cookies (cookie delivery only)";
+/// The same after a password sign-in, which also (re)sets the long-lived device cookie.
+const SIGN_IN_COOKIES: &str = "Session, refresh, CSRF and device cookies (cookie delivery only; the device \
+     cookie lets the failed-login back-off recognise this browser for the account)";
 
 grant_responses! {
     /// 201 from registration: the new account's first grant.
-    Registered = CREATED, "Account created and signed in", GRANT_COOKIES;
+    Registered = CREATED, "Account created and signed in", SIGN_IN_COOKIES;
     /// 200 from login.
-    SignedIn = OK, "Signed in", GRANT_COOKIES;
+    SignedIn = OK, "Signed in", SIGN_IN_COOKIES;
     /// 200 from a password change.
     PasswordChanged = OK, "Changed; a new grant for this session", GRANT_COOKIES;
     /// 200 from refresh.

@@ -4,13 +4,14 @@
 
 use gatepass_verify::AccessClaims;
 
+use super::sessions::Renewing;
 use super::{Actor, AuthService, ClientInfo, Core, TokenGrant, event, now};
 use crate::auth::ratelimit::{self, Action};
 use crate::auth::refresh::RefreshTokens;
 use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
-use crate::storage::{PasswordReplace, StorageError};
+use crate::storage::{NewSession, PasswordReplace, StorageError};
 
 impl Core {
     /// The rules for new passwords in force now (the minimum length is a runtime setting).
@@ -102,7 +103,8 @@ impl Core {
 }
 
 impl AuthService {
-    /// Creates an account and its first session.
+    /// Creates an account and its first session; the grant carries the device cookie to set
+    /// for this browser.
     pub async fn register(
         &self,
         username: &str,
@@ -117,7 +119,10 @@ impl AuthService {
         let user = self.core.new_account(username, password, email, Roles::default_user()).await?;
         let user = self.core.insert(user).await?;
         self.core.audit(event("register", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
-        self.start_session(user, now(), client).await
+        let mut grant = self.start_session(user, now(), client, Renewing::Nothing).await?;
+        // The browser that created the account is its owner's.
+        grant.device = Some(self.devices.remember(self.device_of(client).as_ref(), grant.user.id.as_str()));
+        Ok(grant)
     }
 
     /// Changes the caller's password after checking the current one, ends every session
@@ -129,13 +134,16 @@ impl AuthService {
         new: &str,
         client: &ClientInfo,
     ) -> Result<TokenGrant> {
-        let account = self.password_gate(Action::PasswordChange, &claims.username, client).await?;
+        // Malformed input is refused before the gate: it proves nothing about the password,
+        // so it must not be charged as a failed attempt.
         let current = Password::parse_existing(current, "current_password")?;
         let new = self.core.password_policy().check(new, &claims.username, "new_password")?;
+        let device = Self::recognised(self.device_of(client).as_ref(), &claims.sub);
+        let attempt = self.password_gate(Action::PasswordChange, &claims.username, client, device).await?;
         let user = self.current_user(claims).await?;
         let verdict = self.check_password(Some(user), &current).await?;
         let reason = verdict.as_ref().err().copied();
-        let user = match self.note_attempt(&account, client, verdict.map_err(|_| Error::InvalidCredentials)) {
+        let user = match self.note_attempt(&attempt, verdict.map_err(|_| Error::InvalidCredentials)).await {
             Ok(user) => user,
             Err(e) => {
                 let ev = event("password_change_failed", FAILURE, client).actor(&claims.sub).subject(&claims.sub);
@@ -157,7 +165,13 @@ impl AuthService {
             expected_hash: Some(&checked),
             new_hash: &hash,
             now: now(),
-            new_session: Some((&session, &refresh_hash, refresh_exp)),
+            new_session: Some(NewSession {
+                record: &session,
+                roles: &grant.user.roles,
+                refresh_hash: &refresh_hash,
+                refresh_expires_at: refresh_exp,
+                replaces: None,
+            }),
         };
         match self.core.replace_password(&by, &grant.user, change, "password_changed").await? {
             Some(_) => Ok(grant),

@@ -1,13 +1,14 @@
 //! `gatepass import --from sqlite:PATH`: moves users from a database shaped like the seed
-//! apps' (`users` table with `username`, `password` and optionally `email`). Accounts are
-//! created through `Core::add_account`, so each is audited like any other creation.
+//! apps' (`users` table with `username`, `password` and optionally `email`) or like
+//! Flask-SQLAlchemy's and flask-jwt-extended's (`user` table, `password_hash`), or any
+//! table and columns named on the command line. Accounts are created through
+//! `Core::add_account`, so each is audited like any other creation.
 //!
 //! Plaintext passwords are hashed with Argon2id; bcrypt and werkzeug `pbkdf2:`/`scrypt:`
 //! hashes are kept as they are and replaced by Argon2id at the user's next login.
 
 use sqlx::{Connection, Row};
 use std::collections::HashSet;
-use std::str::FromStr;
 
 use super::{Actor, Core, now};
 use crate::auth::passwords::{is_known_hash, legacy_cost_problem};
@@ -25,6 +26,19 @@ pub struct ImportReport {
     pub skipped: Vec<(String, String)>,
 }
 
+/// Where the users are in the source database; `None` picks the usual names.
+#[derive(Debug, Clone, Default)]
+pub struct SourceShape {
+    /// Table; default `users`, else `user`.
+    pub table: Option<String>,
+    /// Username column; default `username`.
+    pub username_column: Option<String>,
+    /// Password column; default `password_hash`, else `password`.
+    pub password_column: Option<String>,
+    /// E-mail column; default `email` when there is one.
+    pub email_column: Option<String>,
+}
+
 /// One source row, before checks.
 struct SourceRow {
     username: String,
@@ -32,27 +46,67 @@ struct SourceRow {
     email: Option<String>,
 }
 
-/// Reads every row of `users` from the SQLite database at `path`.
-async fn read_source(path: &str) -> anyhow::Result<Vec<SourceRow>> {
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?.read_only(true);
-    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-    let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('users')")
-        .fetch_all(&mut conn)
-        .await?
-        .iter()
-        .filter_map(|r| r.try_get::<String, _>(0).ok())
-        .collect();
-    for needed in ["username", "password"] {
-        if !columns.iter().any(|c| c == needed) {
-            anyhow::bail!("the source has no users.{needed} column (found: {})", columns.join(", "));
-        }
-    }
-    let sql = if columns.iter().any(|c| c == "email") {
-        "SELECT CAST(username AS TEXT), CAST(password AS TEXT), CAST(email AS TEXT) FROM users"
+/// The file a `--from` value names: `sqlite:PATH`, `sqlite://PATH`, SQLAlchemy's
+/// `sqlite:///relative` and `sqlite:////absolute`, or a bare path.
+pub fn source_path(from: &str) -> std::path::PathBuf {
+    let rest = from.strip_prefix("sqlite:").unwrap_or(from);
+    let path = if let Some(sqlalchemy) = rest.strip_prefix("///") {
+        sqlalchemy
     } else {
-        "SELECT CAST(username AS TEXT), CAST(password AS TEXT), NULL FROM users"
+        rest.strip_prefix("//").unwrap_or(rest)
     };
-    let rows = sqlx::query(sql).fetch_all(&mut conn).await?;
+    std::path::PathBuf::from(path.split('?').next().unwrap_or(path))
+}
+
+/// Names in the source, as SQL identifiers (quoted, so odd names and keywords work).
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Reads every row of the users table from the SQLite database at `path`.
+async fn read_source(path: &std::path::Path, shape: &SourceShape) -> anyhow::Result<Vec<SourceRow>> {
+    if !path.is_file() {
+        anyhow::bail!("no such file");
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .fetch_all(&mut conn)
+        .await?;
+    let table = match &shape.table {
+        Some(t) if tables.contains(t) => t.clone(),
+        Some(t) => anyhow::bail!("there is no table {t:?} (tables: {})", tables.join(", ")),
+        None => ["users", "user"].into_iter().find(|t| tables.iter().any(|x| x == t)).map(str::to_owned).ok_or_else(
+            || anyhow::anyhow!("no users or user table (tables: {}); name it with --table", tables.join(", ")),
+        )?,
+    };
+    let columns: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info(?1)").bind(&table).fetch_all(&mut conn).await?;
+    let pick = |given: &Option<String>, defaults: &[&str], flag: &str| -> anyhow::Result<Option<String>> {
+        match given {
+            Some(c) if columns.contains(c) => Ok(Some(c.clone())),
+            Some(c) => {
+                anyhow::bail!("table {table} has no column {c:?} (given by {flag}; columns: {})", columns.join(", "))
+            }
+            None => Ok(defaults.iter().find(|d| columns.iter().any(|c| c == *d)).map(|d| (*d).to_owned())),
+        }
+    };
+    let missing = |what: &str, flag: &str| {
+        anyhow::anyhow!("table {table} has no {what} column (columns: {}); name it with {flag}", columns.join(", "))
+    };
+    let username = pick(&shape.username_column, &["username"], "--username-column")?
+        .ok_or_else(|| missing("username", "--username-column"))?;
+    let password = pick(&shape.password_column, &["password_hash", "password"], "--password-column")?
+        .ok_or_else(|| missing("password", "--password-column"))?;
+    let email = pick(&shape.email_column, &["email"], "--email-column")?;
+    let email = email.map(|c| format!("CAST({} AS TEXT)", ident(&c))).unwrap_or_else(|| "NULL".to_owned());
+    let sql = format!(
+        "SELECT CAST({} AS TEXT), CAST({} AS TEXT), {email} FROM {}",
+        ident(&username),
+        ident(&password),
+        ident(&table)
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await?;
     Ok(rows
         .iter()
         .map(|r| SourceRow {
@@ -63,20 +117,23 @@ async fn read_source(path: &str) -> anyhow::Result<Vec<SourceRow>> {
         .collect())
 }
 
-/// Imports users from `path`. With `dry_run`, checks everything and writes nothing.
-/// `progress` is called after each row with (done, total).
+/// Imports users from the SQLite database at `path`. With `dry_run`, checks every row and
+/// writes nothing (and hashes nothing: plaintext passwords are only checked for being
+/// usable). `progress` is called after each row with (done, total). Errors name the file.
 pub async fn import_sqlite(
     core: &Core,
-    path: &str,
+    path: &std::path::Path,
+    shape: &SourceShape,
     dry_run: bool,
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<ImportReport> {
-    let rows = read_source(path).await?;
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let rows = read_source(path, shape).await.map_err(|e| anyhow::anyhow!("{}: {e:#}", shown.display()))?;
     let mut report = ImportReport { read: rows.len(), ..Default::default() };
     let mut seen: HashSet<String> = HashSet::new();
     for (i, row) in rows.iter().enumerate() {
         let label = if row.username.is_empty() { format!("row {}", i + 1) } else { row.username.clone() };
-        match prepare(row, core, &mut seen).await {
+        match prepare(row, core, &mut seen, dry_run).await {
             Ok(user) => {
                 if !dry_run {
                     match core.add_account(&Actor::cli(), user, true).await {
@@ -98,7 +155,7 @@ pub async fn import_sqlite(
     Ok(report)
 }
 
-async fn prepare(row: &SourceRow, core: &Core, seen: &mut HashSet<String>) -> Result<User, String> {
+async fn prepare(row: &SourceRow, core: &Core, seen: &mut HashSet<String>, dry_run: bool) -> Result<User, String> {
     let username = Username::parse(&row.username).map_err(|e| format!("invalid username: {}", e.message))?;
     if !seen.insert(username.canonical()) {
         return Err("duplicate username in the source (case-insensitive)".into());
@@ -122,7 +179,7 @@ async fn prepare(row: &SourceRow, core: &Core, seen: &mut HashSet<String>) -> Re
         // The user already has this password; the import keeps it working rather than
         // applying the policy for new passwords.
         let pw = Password::parse_existing(raw, "password").map_err(|e| e.message)?;
-        core.hasher.hash(&pw).await.map_err(|e| e.to_string())?
+        if dry_run { String::new() } else { core.hasher.hash(&pw).await.map_err(|e| e.to_string())? }
     };
     Ok(User {
         id: UserId::new(),

@@ -1,13 +1,17 @@
-//! Signing in: the throttling gate in front of every password check, the check itself
-//! (with the same cost for unknown, disabled and wrong), login, and step-up
+//! Signing in: the throttling gate in front of every password check (token buckets and the
+//! failed-login back-off, with the device cookie that tells the owner from strangers), the
+//! check itself (with the same cost for unknown, disabled and wrong), login, and step-up
 //! re-authentication.
 
 use gatepass_verify::AccessClaims;
 
+use super::backoff::Step;
+use super::sessions::Renewing;
 use super::{AuthService, ClientInfo, TokenGrant, event, now};
+use crate::auth::device::Device;
 use crate::auth::passwords::Verified;
-use crate::auth::ratelimit::{self, Action};
-use crate::auth::tokens::IssuedToken;
+use crate::auth::ratelimit::{self, Action, FailureRecord, RetryAfter, device_wait, stranger_wait};
+use crate::domain::clock::now_ms;
 use crate::domain::{Password, User, Username};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
@@ -15,6 +19,17 @@ use crate::storage::audit::{FAILURE, SUCCESS};
 /// Why a password check refused, for the audit trail only; clients always see
 /// [`Error::InvalidCredentials`].
 pub(crate) type Refusal = &'static str;
+
+/// A password attempt let through the gate: the record it was charged to, settled by
+/// [`AuthService::note_attempt`] once the password has been checked.
+pub(crate) struct Attempt {
+    /// Key of the account-wide record.
+    account: String,
+    /// Key of the recognised device's record, when the attempt was judged by it.
+    device: Option<String>,
+    /// When the attempt was charged (epoch ms); `None` while throttling is off.
+    charged_ms: Option<i64>,
+}
 
 impl AuthService {
     /// Takes a token for `action` from the client's (and the account's) bucket.
@@ -29,53 +44,124 @@ impl AuthService {
             .map_err(|w| Error::RateLimited { retry_after: w.secs() })
     }
 
-    /// Rate limit plus per-account back-off before a password check; returns the account key.
+    /// The device this client's cookie stands for, if it shows a valid one.
+    pub(crate) fn device_of(&self, client: &ClientInfo) -> Option<Device> {
+        client.device.as_ref().and_then(|d| self.devices.verify(d))
+    }
+
+    /// The key of the record that judges `device` for the account `user_id`, when the
+    /// account signed in from it before.
+    pub(crate) fn recognised(device: Option<&Device>, user_id: &str) -> Option<String> {
+        device.filter(|d| d.knows(user_id)).map(|d| ratelimit::device_record_key(user_id, &d.id))
+    }
+
+    /// The gate before a password check: the token buckets, then the back-off, which
+    /// charges the attempt to its record before any hashing (so that concurrent attempts
+    /// through any number of instances cannot overtake the threshold). A recognised device
+    /// (`device`: its record's key) skips the account bucket and is judged by its own
+    /// record; everyone else by the account-wide one.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] when a bucket is empty or the record says wait; storage errors.
     pub(crate) async fn password_gate(
         &self,
         action: Action,
         raw_username: &str,
         client: &ClientInfo,
-    ) -> Result<String> {
-        let account = ratelimit::account_key(raw_username);
-        self.throttle(action, client, Some(&account)).await?;
-        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
-        self.limiter
-            .login_allowed(&self.settings().rate_limit, &account, ip)
-            .map_err(|w| Error::RateLimited { retry_after: w.secs() })?;
-        Ok(account)
+        device: Option<String>,
+    ) -> Result<Attempt> {
+        let name = ratelimit::account_key(raw_username);
+        self.throttle(action, client, device.is_none().then_some(name.as_str())).await?;
+        let account = ratelimit::account_record_key(&name);
+        let s = self.settings().rate_limit;
+        if !s.enabled {
+            return Ok(Attempt { account, device, charged_ms: None });
+        }
+        let t = now_ms();
+        let charge = |wait: Option<RetryAfter>, r: &FailureRecord| match wait {
+            Some(wait) => Step::Keep(Err(wait)),
+            None => Step::Put(r.charged(&s, t), Ok(())),
+        };
+        let verdict = match &device {
+            None => self.update_failures(&account, &s, |r| charge(stranger_wait(r, &s, t), r)).await?,
+            Some(key) => {
+                // Read, not locked: the account's hour only bounds a device that is itself
+                // backing off (a stolen cookie), where a stale read costs one attempt at most.
+                let acct = self.failure_record(&account).await?;
+                self.update_failures(key, &s, |r| charge(device_wait(r, &acct, &s, t), r)).await?
+            }
+        };
+        verdict.map_err(|w| Error::RateLimited { retry_after: w.secs() })?;
+        Ok(Attempt { account, device, charged_ms: Some(t) })
     }
 
-    /// Feeds the outcome of a password check into the back-off.
-    pub(crate) fn note_attempt(&self, account: &str, client: &ClientInfo, outcome: Result<User>) -> Result<User> {
-        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
-        match &outcome {
-            Ok(_) => self.limiter.login_succeeded(account, ip),
-            Err(Error::InvalidCredentials) => self.limiter.login_failed(&self.settings().rate_limit, account, ip),
-            Err(_) => {}
+    /// Settles an attempt with the outcome of its password check. A success ends the
+    /// streak of the record that judged it (and takes its charge back); a wrong password
+    /// stays charged, and from a recognised device also counts in the account's hour.
+    /// Other errors stay charged (fail closed).
+    pub(crate) async fn note_attempt(&self, attempt: &Attempt, outcome: Result<User>) -> Result<User> {
+        let Some(charged) = attempt.charged_ms else { return outcome };
+        let s = self.settings().rate_limit;
+        let t = now_ms();
+        let settled = match (&outcome, &attempt.device) {
+            (Ok(_), device) => {
+                let key = device.as_ref().unwrap_or(&attempt.account);
+                self.update_failures(key, &s, |r| Step::Put(r.succeeded(&s, t, charged), ())).await
+            }
+            (Err(Error::InvalidCredentials), Some(_)) => {
+                self.update_failures(&attempt.account, &s, |r| Step::Put(r.counted(&s, t), ())).await
+            }
+            (Err(_), _) => Ok(()),
+        };
+        if let Err(e) = settled {
+            // The password check stands; only the record lags (a success still counted as a
+            // failure errs on the safe side).
+            tracing::warn!(error = %e, "could not settle a login attempt in its failure record");
         }
         outcome
     }
 
-    /// Checks a username and password and starts a session.
+    /// Checks a username and password and starts a session. The grant carries the device
+    /// cookie to set for this browser.
     ///
     /// Unknown user, wrong password and disabled account all answer
-    /// [`Error::InvalidCredentials`] after the same amount of hashing work.
-    pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<TokenGrant> {
-        let account = self.password_gate(Action::Login, username, client).await?;
+    /// [`Error::InvalidCredentials`] after the same amount of hashing work. `held` is the
+    /// session the client already holds (a browser's access cookie): it ends when the new
+    /// one starts.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: &ClientInfo,
+        held: Option<&AccessClaims>,
+    ) -> Result<TokenGrant> {
         let password = Password::parse_existing(password, "password")?;
-        let user = match Username::parse(username) {
-            Ok(name) => self.core.storage.user_by_username(&name.canonical()).await?,
-            Err(_) => None,
+        let name = Username::parse(username).ok();
+        let device = self.device_of(client);
+        // Recognising a device needs the account's id before the gate, so a client showing
+        // a valid device cookie has the account read first; anyone else only after the gate.
+        let early = match (&device, &name) {
+            (Some(_), Some(name)) => Some(self.core.storage.user_by_username(&name.canonical()).await?),
+            _ => None,
+        };
+        let recognised = early.as_ref().and_then(|u| Self::recognised(device.as_ref(), u.as_ref()?.id.as_str()));
+        let attempt = self.password_gate(Action::Login, username, client, recognised).await?;
+        let user = match (early, &name) {
+            (Some(user), _) => user,
+            (None, Some(name)) => self.core.storage.user_by_username(&name.canonical()).await?,
+            (None, None) => None,
         };
         let subject = user.as_ref().map(|u| u.id.as_str().to_owned());
         let verdict = self.check_password(user, &password).await?;
         let reason = verdict.as_ref().err().copied();
-        match self.note_attempt(&account, client, verdict.map_err(|_| Error::InvalidCredentials)) {
+        match self.note_attempt(&attempt, verdict.map_err(|_| Error::InvalidCredentials)).await {
             Ok(user) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
                 let ev = event("login", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str());
                 self.core.audit(ev).await;
-                self.start_session(user, now(), client).await
+                let mut grant = self.start_session(user, now(), client, Renewing::Held(held)).await?;
+                grant.device = Some(self.devices.remember(device.as_ref(), grant.user.id.as_str()));
+                Ok(grant)
             }
             Err(e) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "failed").increment(1);
@@ -130,30 +216,30 @@ impl AuthService {
         now() - claims.auth_time <= self.policy.fresh_auth_max_age
     }
 
-    /// Step-up: re-checks the caller's password and issues a new access token for the
-    /// *same* session with `auth_time` = now. The session record keeps its original
-    /// `auth_time`, so a later refresh returns to the older value (freshness is not
-    /// extended by refreshing).
+    /// Step-up: re-checks the caller's password and replaces the caller's session with a
+    /// new one whose `auth_time` is now (ASVS 5 §7.2.4: a new session id on
+    /// re-authentication, so the old access token, refresh token and CSRF token all end).
     ///
-    /// The token carries the account as it is *after* the password check (roles can change
-    /// during the hash), and is handed out only if the session is still not revoked when its
-    /// expiry is recorded; a revocation after that point outlives it (see
-    /// [`crate::storage::Storage::note_access_issued`]).
+    /// The new session carries the account as it is *after* the password check (roles can
+    /// change during the hash), and is created only if the old session is still live at
+    /// that moment, in one transaction with ending it: a revocation that wins the race
+    /// leaves nothing behind ([`Error::TokenRevoked`]).
     ///
-    /// It passes the same gate as a login (rate limits and the account's back-off), and a
-    /// wrong password counts toward that back-off.
+    /// It passes the same gate as a login (rate limits and the account's back-off, with
+    /// the browser's device cookie), and a wrong password counts toward that back-off.
     pub async fn reauthenticate(
         &self,
         claims: &AccessClaims,
         password: &str,
         client: &ClientInfo,
-    ) -> Result<IssuedToken> {
-        let account = self.password_gate(Action::Login, &claims.username, client).await?;
+    ) -> Result<TokenGrant> {
         let password = Password::parse_existing(password, "password")?;
+        let device = Self::recognised(self.device_of(client).as_ref(), &claims.sub);
+        let attempt = self.password_gate(Action::Login, &claims.username, client, device).await?;
         let user = self.current_user(claims).await?;
         let verdict = self.check_password(Some(user), &password).await?;
         let reason = verdict.as_ref().err().copied();
-        if let Err(e) = self.note_attempt(&account, client, verdict.map_err(|_| Error::InvalidCredentials)) {
+        if let Err(e) = self.note_attempt(&attempt, verdict.map_err(|_| Error::InvalidCredentials)).await {
             let ev = event("reauth_failed", FAILURE, client).actor(&claims.sub).subject(&claims.sub);
             self.core.audit(ev.detail(serde_json::json!({ "reason": reason }))).await;
             return Err(e);
@@ -162,11 +248,9 @@ impl AuthService {
         if user.disabled {
             return Err(Error::InvalidCredentials);
         }
-        let t = now();
-        let access = self.issuer.issue(&user, &claims.sid, t, self.settings().access_token_ttl, t)?;
-        if !self.core.storage.note_access_issued(&claims.sid, access.claims.exp).await? {
-            return Err(Error::TokenRevoked);
-        }
-        Ok(access)
+        let grant = self.start_session(user, now(), client, Renewing::Required(claims)).await?;
+        let ev = event("reauth", SUCCESS, client).actor(&claims.sub).subject(&claims.sub);
+        self.core.audit(ev.detail(serde_json::json!({ "replaced_session": claims.sid }))).await;
+        Ok(grant)
     }
 }

@@ -2,7 +2,8 @@
 //! that touches storage at all. Handlers and the command line call these and shape the
 //! answers; nothing here knows about HTTP.
 //!
-//! One use case per file: [`login`] (throttling gate, password check, step-up),
+//! One use case per file: [`login`] (throttling gate, password check, step-up), [`backoff`]
+//! (where the failed-login records live and how they change),
 //! [`sessions`] (start, refresh, authenticate, logout, revoke, sweep), [`accounts`]
 //! (register, create, change password, the one `set_password`), [`admin`] (listing and
 //! changing accounts, the audit trail), [`audit_chain`] (the keyed audit chain: its anchor
@@ -14,6 +15,7 @@
 use gatepass_verify::Verifier;
 use std::sync::{Arc, RwLock};
 
+use crate::auth::device::{DeviceCookies, PresentedDevice};
 use crate::auth::ratelimit::{Limiter, LocalLimiter};
 use crate::auth::refresh::RefreshTokens;
 use crate::auth::tokens::IssuedToken;
@@ -26,6 +28,7 @@ use crate::storage::audit::{AuditEvent, AuditKey};
 pub mod accounts;
 pub mod admin;
 pub mod audit_chain;
+pub mod backoff;
 pub mod import;
 pub mod key_revocation;
 pub mod keys;
@@ -59,6 +62,8 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     /// `User-Agent`, truncated.
     pub user_agent: Option<String>,
+    /// The device cookie the browser sent, unverified (the service checks it).
+    pub device: Option<PresentedDevice>,
 }
 
 /// Tokens handed to a client after login, registration, refresh or password change.
@@ -72,6 +77,9 @@ pub struct TokenGrant {
     pub refresh_token: String,
     /// Access-token lifetime in seconds.
     pub expires_in: i64,
+    /// After a password sign-in (login, registration): the device cookie value that makes
+    /// this browser recognised for the account. Set only where tokens go into cookies.
+    pub device: Option<String>,
 }
 
 /// The part of the service that needs no signing keys: storage, password hashing, the
@@ -154,6 +162,7 @@ pub struct AuthService {
     policy: SessionPolicy,
     keys: KeyManagement,
     limiter: Arc<dyn Limiter>,
+    devices: DeviceCookies,
     verified: VerifiedCache,
 }
 
@@ -174,6 +183,7 @@ impl AuthService {
             policy,
             keys: KeyManagement::default(),
             limiter: Arc::new(LocalLimiter::default()),
+            devices: DeviceCookies::ephemeral(),
             verified: VerifiedCache::default(),
         }
     }
@@ -187,6 +197,13 @@ impl AuthService {
     /// Replaces the throttling backend (a shared one when several instances run).
     pub fn with_limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
         self.limiter = limiter;
+        self
+    }
+
+    /// Sets the device-cookie key (derived from the server secret, so that every instance
+    /// and every restart recognises the same browsers; until then a key of this process).
+    pub fn with_device_cookies(mut self, devices: DeviceCookies) -> Self {
+        self.devices = devices;
         self
     }
 

@@ -9,7 +9,19 @@ use crate::domain::Revocation;
 use crate::domain::{User, UserId};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
-use crate::storage::{RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord};
+use crate::storage::{NewSession, Replaced, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord};
+
+/// The session a client already holds when it proves who it is again.
+#[derive(Debug, Clone, Copy)]
+pub enum Renewing<'a> {
+    /// None (a JSON client, or a browser without a session).
+    Nothing,
+    /// The session of the browser's access cookie, if any: ended when the new one starts.
+    Held(Option<&'a AccessClaims>),
+    /// Step-up of this session: it is replaced by a new one, and nothing is issued when it
+    /// has been revoked meanwhile.
+    Required(&'a AccessClaims),
+}
 
 /// Which sessions logout ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +85,40 @@ impl Core {
 
 impl AuthService {
     /// Starts a session for `user` (who proved who they are at `auth_time`) and issues its
-    /// first tokens.
-    pub(crate) async fn start_session(&self, user: User, auth_time: i64, client: &ClientInfo) -> Result<TokenGrant> {
+    /// first tokens. A session the client already holds (`renewing`) ends in the same
+    /// transaction, so signing in again never leaves the old session id alive (ASVS 5
+    /// §7.2.4).
+    pub(crate) async fn start_session(
+        &self,
+        user: User,
+        auth_time: i64,
+        client: &ClientInfo,
+        renewing: Renewing<'_>,
+    ) -> Result<TokenGrant> {
         let (grant, session, refresh_exp) = self.new_session(user, auth_time, client)?;
-        // Refused when the account was disabled or deleted while the password was checked.
         let refresh_hash = RefreshTokens::hash(&grant.refresh_token);
-        if !self.core.storage.create_session(&session, &refresh_hash, refresh_exp).await? {
-            return Err(Error::InvalidCredentials);
+        let replaces = match renewing {
+            Renewing::Nothing | Renewing::Held(None) => None,
+            Renewing::Held(Some(old)) => Some((old, false)),
+            Renewing::Required(old) => Some((old, true)),
         }
-        Ok(grant)
+        .map(|(old, must_be_live)| Replaced { user_id: &old.sub, sid: &old.sid, must_be_live, now: now() });
+        let new = NewSession {
+            record: &session,
+            roles: &grant.user.roles,
+            refresh_hash: &refresh_hash,
+            refresh_expires_at: refresh_exp,
+            replaces,
+        };
+        match self.core.storage.create_session(new).await? {
+            Some(ended) => {
+                self.core.apply_revocations(ended);
+                Ok(grant)
+            }
+            None if matches!(renewing, Renewing::Required(_)) => Err(Error::TokenRevoked),
+            // The account was disabled, deleted or changed while the password was checked.
+            None => Err(Error::InvalidCredentials),
+        }
     }
 
     /// A new session for `user` and its first tokens, not yet stored: the grant, the
@@ -110,7 +147,8 @@ impl AuthService {
             revoked_at: None,
         };
         let refresh_exp = (t + settings.refresh_token_ttl).min(session.expires_at);
-        Ok((TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl }, session, refresh_exp))
+        let grant = TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl, device: None };
+        Ok((grant, session, refresh_exp))
     }
 
     /// Rotates a refresh token: returns a new access token and the successor refresh
@@ -159,7 +197,7 @@ impl AuthService {
             .ok_or(Error::RefreshTokenInvalid)?;
         let access = self.issuer.issue(&user, &session.id, session.auth_time, settings.access_token_ttl, t)?;
         debug_assert_eq!(access.claims.exp, exp);
-        Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl })
+        Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl, device: None })
     }
 
     /// Like [`Self::refresh`], for a refresh token that arrived in a cookie: first checks,
@@ -180,6 +218,18 @@ impl AuthService {
             return Err(Error::CsrfFailed);
         }
         self.refresh(refresh_token, client).await
+    }
+
+    /// The live session a refresh token belongs to, without rotating anything.
+    ///
+    /// # Errors
+    /// [`Error::RefreshTokenInvalid`] for an unknown, expired or ended one.
+    pub async fn session_of_refresh_token(&self, refresh_token: &str) -> Result<String> {
+        if !RefreshTokens::looks_valid(refresh_token) {
+            return Err(Error::RefreshTokenInvalid);
+        }
+        let found = self.core.storage.session_of_refresh_token(&RefreshTokens::hash(refresh_token), now()).await?;
+        found.map(|(sid, _)| sid).ok_or(Error::RefreshTokenInvalid)
     }
 
     /// Verifies an access token and checks that its session has not been revoked.

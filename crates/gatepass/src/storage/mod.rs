@@ -6,6 +6,7 @@
 
 pub mod audit;
 mod events;
+pub mod failures;
 mod keys;
 mod postgres;
 pub mod revocation_feed;
@@ -15,6 +16,7 @@ mod sqlite;
 
 pub use audit::AuditStore;
 pub use events::{Change, ChangeFeed, ChangeSubscription};
+pub use failures::FailureStore;
 pub use keys::{KeyRevocation, KeyStore};
 pub use postgres::PostgresStorage;
 pub use revocation_feed::RevocationFeed;
@@ -89,6 +91,39 @@ pub enum SessionFilter<'a> {
     AllExcept(&'a str),
 }
 
+/// The session a new one replaces: a client that already holds a session and signs in
+/// again (or confirms its password) gets a new session id, and the old one ends in the
+/// same transaction (session renewal on re-authentication).
+#[derive(Debug, Clone, Copy)]
+pub struct Replaced<'a> {
+    /// Owner of the old session.
+    pub user_id: &'a str,
+    /// The old session.
+    pub sid: &'a str,
+    /// Refuse, storing nothing, when the old session has already ended: a step-up must
+    /// never turn a revoked session into a live one.
+    pub must_be_live: bool,
+    /// When.
+    pub now: i64,
+}
+
+/// A session to start, with its first refresh token.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    /// The session row.
+    pub record: &'a SessionRecord,
+    /// The roles its first access token carries, read before the password check: when the
+    /// account's roles differ by the time the session is stored (a demotion raced the
+    /// login), the session is refused, so no token with old roles outlives the change.
+    pub roles: &'a Roles,
+    /// Digest of its first refresh token.
+    pub refresh_hash: &'a str,
+    /// That token's expiry.
+    pub refresh_expires_at: i64,
+    /// The session it replaces (see [`Replaced`]).
+    pub replaces: Option<Replaced<'a>>,
+}
+
 /// A password change: new hash, every session ended, optionally a new session.
 pub struct PasswordReplace<'a> {
     /// The account.
@@ -100,9 +135,9 @@ pub struct PasswordReplace<'a> {
     pub new_hash: &'a str,
     /// When.
     pub now: i64,
-    /// A session to start for the account (with its first refresh token hash and that
-    /// token's expiry) once the others have ended; refused while the account is disabled.
-    pub new_session: Option<(&'a SessionRecord, &'a str, i64)>,
+    /// A session to start for the account once the others have ended; refused while the
+    /// account is disabled or its roles differ (its `replaces` is moot: every session ends).
+    pub new_session: Option<NewSession<'a>>,
 }
 
 /// A refresh-token rotation request.
@@ -155,7 +190,7 @@ pub struct UserPatch {
 
 /// Everything gatepass persists.
 #[async_trait]
-pub trait Storage: AuditStore + ChangeFeed + KeyStore + RevocationFeed + Send + Sync + 'static {
+pub trait Storage: AuditStore + ChangeFeed + FailureStore + KeyStore + RevocationFeed + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Succeeds when the database answers.
@@ -184,15 +219,13 @@ pub trait Storage: AuditStore + ChangeFeed + KeyStore + RevocationFeed + Send + 
     /// `None` when there was no such user.
     async fn delete_user(&self, id: &UserId, now: i64) -> StorageResult<Option<Vec<RevokedSession>>>;
 
-    /// Creates a session with its first refresh token, provided its owner exists and is
-    /// enabled at that moment (checked in the same transaction, holding the owner's row
-    /// against a concurrent disable): false, and nothing stored, otherwise.
-    async fn create_session(
-        &self,
-        session: &SessionRecord,
-        refresh_hash: &str,
-        refresh_expires_at: i64,
-    ) -> StorageResult<bool>;
+    /// Creates a session with its first refresh token (see [`NewSession`]), provided its
+    /// owner exists, is enabled and still has the roles its first token carries at that
+    /// moment (checked in the same transaction, holding the owner's row against a
+    /// concurrent disable or role change), and ends the session it replaces, if any.
+    /// Returns the replaced session's revocation (none when there was none, or it had
+    /// already ended); `None`, with nothing stored, when refused.
+    async fn create_session(&self, new: NewSession<'_>) -> StorageResult<Option<Vec<RevokedSession>>>;
     /// Rotates a refresh token atomically (see [`Rotation`]), together with the access-token
     /// bookkeeping and audit entry of [`RotateRequest`]: one transaction per refresh.
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation>;

@@ -52,8 +52,9 @@ const SESSION_SELECT: &str = "SELECT id, user_id, created_at, last_used_at, expi
      access_expires_at, user_agent, ip, revoked_at FROM sessions";
 const INSERT_REVOCATION: &str = "INSERT INTO revocations (session_id, until, reason) VALUES ($1, $2, $3) \
      ON CONFLICT (session_id) DO UPDATE SET until = excluded.until, reason = excluded.reason";
-const PURGE: [&str; 3] = [
+const PURGE: [&str; 4] = [
     "DELETE FROM revocations WHERE until <= $1",
+    "DELETE FROM login_failures WHERE expires_at <= $1",
     "DELETE FROM refresh_tokens WHERE expires_at <= $1",
     // A session row is kept while its revocation matters or it is still live.
     "DELETE FROM sessions WHERE (expires_at <= $1 OR revoked_at IS NOT NULL) AND access_expires_at + 60 <= $1",
@@ -84,6 +85,7 @@ where
     for<'r> KeyRow: FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
@@ -218,13 +220,14 @@ where
         // concurrent disable waits and then ends that session too.
         let r = sqlx::query::<DB>(
             "UPDATE users SET password_hash = $1, updated_at = $2 \
-             WHERE id = $3 AND (CAST($4 AS TEXT) IS NULL OR password_hash = $4) AND ($5 = 0 OR NOT disabled)",
+             WHERE id = $3 AND (CAST($4 AS TEXT) IS NULL OR password_hash = $4) \
+             AND (CAST($5 AS TEXT) IS NULL OR (NOT disabled AND roles = $5))",
         )
         .bind(req.new_hash)
         .bind(req.now)
         .bind(req.user_id.as_str())
         .bind(req.expected_hash)
-        .bind(i64::from(req.new_session.is_some()))
+        .bind(req.new_session.map(|n| n.roles.to_stored()))
         .execute(&mut **tx)
         .await
         .map_err(DB::map_err)?;
@@ -233,33 +236,41 @@ where
         }
         let revoked =
             Self::revoke_in_tx(tx, req.user_id.as_str(), SessionFilter::All, req.now, Revocation::Revoked).await?;
-        if let Some((session, refresh_hash, refresh_expires_at)) = req.new_session {
-            Self::insert_session(tx, session, refresh_hash, refresh_expires_at).await?;
+        if let Some(new) = req.new_session {
+            Self::insert_session(tx, new.record, new.refresh_hash, new.refresh_expires_at).await?;
         }
         Ok(Some(revoked))
     }
 
-    /// Creates a session inside `tx` if its owner exists and is enabled (false otherwise).
-    /// `owner_lock` ends the owner query: PostgreSQL's `FOR SHARE` holds the row against a
-    /// concurrent disable until commit; SQLite's write lock already does.
+    /// [`super::Storage::create_session`] inside `tx`, which the caller commits only on
+    /// `Some`. `owner_lock` ends the owner query: PostgreSQL's `FOR SHARE` holds the row
+    /// against a concurrent disable or role change until commit; SQLite's write lock
+    /// already does. The owner's row is locked before the replaced session's, the order an
+    /// account disable takes too (user row, then its sessions), so the two cannot deadlock.
     pub(super) async fn create_session_in_tx(
         tx: &mut Tx<DB>,
-        s: &SessionRecord,
-        refresh_hash: &str,
-        refresh_expires_at: i64,
+        new: &super::NewSession<'_>,
         owner_lock: &str,
-    ) -> StorageResult<bool> {
-        let sql = format!("SELECT CAST(1 AS BIGINT) FROM users WHERE id = $1 AND NOT disabled {owner_lock}");
+    ) -> StorageResult<Option<Vec<RevokedSession>>> {
+        let sql =
+            format!("SELECT CAST(1 AS BIGINT) FROM users WHERE id = $1 AND NOT disabled AND roles = $2 {owner_lock}");
         let owner = sqlx::query_scalar::<DB, i64>(sqlx::AssertSqlSafe(sql))
-            .bind(s.user_id.as_str())
+            .bind(new.record.user_id.as_str())
+            .bind(new.roles.to_stored())
             .fetch_optional(&mut **tx)
             .await
             .map_err(DB::map_err)?;
         if owner.is_none() {
-            return Ok(false);
+            return Ok(None);
         }
-        Self::insert_session(tx, s, refresh_hash, refresh_expires_at).await?;
-        Ok(true)
+        Self::insert_session(tx, new.record, new.refresh_hash, new.refresh_expires_at).await?;
+        let Some(old) = new.replaces else { return Ok(Some(Vec::new())) };
+        let ended =
+            Self::revoke_in_tx(tx, old.user_id, SessionFilter::One(old.sid), old.now, Revocation::Revoked).await?;
+        if old.must_be_live && ended.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(ended))
     }
 
     pub(super) async fn insert_session(
@@ -427,6 +438,48 @@ where
             .map_err(DB::map_err)?;
         }
         Ok(())
+    }
+
+    pub(super) async fn failure_record<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        key: &str,
+    ) -> StorageResult<Option<String>> {
+        sqlx::query_scalar::<DB, String>("SELECT record FROM login_failures WHERE key = $1")
+            .bind(key)
+            .fetch_optional(ex)
+            .await
+            .map_err(DB::map_err)
+    }
+
+    /// Compare-and-swap of one failure record, in one statement: an insert that yields to
+    /// any existing row, or an update that applies only while the row holds `expected`.
+    /// On PostgreSQL a concurrent update waits for the first one's row lock and then
+    /// re-checks `record = $4` against the committed row, so exactly one of them applies.
+    pub(super) async fn swap_failure_record<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        key: &str,
+        expected: Option<&str>,
+        new: &str,
+        expires_at: i64,
+    ) -> StorageResult<bool> {
+        let q = match expected {
+            None => sqlx::query::<DB>(
+                "INSERT INTO login_failures (key, record, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(new)
+            .bind(expires_at),
+            Some(expected) => sqlx::query::<DB>(
+                "UPDATE login_failures SET record = $2, expires_at = $3 WHERE key = $1 AND record = $4",
+            )
+            .bind(key)
+            .bind(new)
+            .bind(expires_at)
+            .bind(expected),
+        };
+        let r = q.execute(ex).await.map_err(DB::map_err)?;
+        Ok(DB::rows_affected(&r) == 1)
     }
 
     pub(super) async fn insert_signing_key<'c>(

@@ -277,3 +277,61 @@ async fn deleted_user_token_is_invalid() {
     app.state.service.core().delete_user(&gatepass::service::Actor::cli(), &user).await.unwrap();
     expect_error(app.get_auth("/api/profile", s(&body, "token")).await, 401, "token_invalid").await;
 }
+
+/// Sign-up and password forms commonly send the password twice: `confirm_password` is
+/// accepted and must match; any other unknown field is refused on every route alike.
+#[tokio::test]
+async fn confirm_password_must_match_and_unknown_fields_are_refused_everywhere() {
+    let app = TestApp::spawn().await;
+    let body = json!({"username": "twice", "password": "a-long-password", "confirm_password": "a-long-passw0rd"});
+    let err = expect_error(app.post("/api/register", body).await, 400, "validation_failed").await;
+    assert!(err["error"].as_str().unwrap().contains("confirm_password"), "{err}");
+    expect_error(
+        app.post("/api/login", json!({"username": "twice", "password": "a-long-password"})).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let body = json!({"username": "twice", "password": "a-long-password", "confirm_password": "a-long-password"});
+    let reg: Value = app.post("/api/register", body).await.json().await.unwrap();
+    let token = s(&reg, "access_token").to_owned();
+
+    let change = json!({"current_password": "a-long-password", "new_password": "another-password", "confirm_password": "another-passw0rd"});
+    expect_error(app.post_auth("/api/password", &token, change).await, 400, "validation_failed").await;
+    assert_eq!(
+        app.post("/api/login", json!({"username": "twice", "password": "a-long-password"})).await.status(),
+        200,
+        "unchanged"
+    );
+    let change = json!({"current_password": "a-long-password", "new_password": "another-password", "confirm_password": "another-password"});
+    assert_eq!(app.post_auth("/api/password", &token, change).await.status(), 200);
+
+    for (path, body) in [
+        ("/api/login", json!({"username": "twice", "password": "another-password", "remember_me": true})),
+        ("/api/register", json!({"username": "other", "password": "a-long-password", "roles": ["admin"]})),
+        ("/api/refresh", json!({"refresh_token": "x", "scope": "all"})),
+    ] {
+        let err = expect_error(app.post(path, body).await, 400, "invalid_json").await;
+        assert!(err["error"].as_str().unwrap().contains("unknown field"), "{path}: {err}");
+    }
+}
+
+/// `/api/login` answers a form post like JSON (tokens in the body) unless cookies are
+/// asked for; the seed path `/login` keeps seed 001's cookie answer.
+#[tokio::test]
+async fn form_encoded_api_login_returns_tokens_unless_cookies_are_asked_for() {
+    let app = TestApp::spawn().await;
+    app.register("former", "a-long-password").await;
+    let form = [("username", "former"), ("password", "a-long-password")];
+    for (query, cookies) in [("", false), ("?cookie=false", false), ("?cookie=true", true)] {
+        let r = app.client.post(app.url(&format!("/api/login{query}"))).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let set = r.headers().get_all("set-cookie").iter().count();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body.get("access_token").is_some(), !cookies, "{query}: {body}");
+        assert_eq!(set > 0, cookies, "{query}");
+    }
+    let r = app.client.post(app.url("/login?cookie=false")).form(&form).send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body.get("access_token").is_some(), "an explicit ?cookie=false wins on the seed path too");
+}

@@ -523,7 +523,8 @@ async fn cookie_borne_admin_requests_need_the_csrf_token_and_operator_tokens_nee
 
 #[tokio::test]
 async fn settings_changed_on_one_instance_reach_another() {
-    let a = TestApp::spawn().await;
+    // The probe below logs in until B has reloaded: more than one account's burst.
+    let a = TestApp::spawn_with(&["--rate-limit-user-burst", "1000"]).await;
     let b = a.spawn_peer().await;
     a.register("shared", "a-long-password").await;
     assert_eq!(b.login("shared", "a-long-password").await["expires_in"], 900);
@@ -608,4 +609,41 @@ async fn token_verify_tells_a_valid_token_from_a_revoked_one() {
     let out = cli(&app, &["token", "verify", &token, "--jwt-secret", common::SECRET]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("session was revoked"));
+}
+
+/// A command run from the wrong place must not quietly work on a new, empty database: it
+/// names the database it opened, and refuses to create one unless asked (`--init`).
+#[tokio::test]
+async fn cli_commands_name_their_database_and_create_none_unless_asked() {
+    let app = TestApp::spawn().await;
+    app.register("named", "a-long-password").await;
+    let out = cli(&app, &["user", "list"]);
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    if app.db.is_none() {
+        let db = std::path::absolute(app.data_dir().join("gatepass.db")).unwrap();
+        assert!(said.contains(&format!("database: SQLite {}", db.display())), "{said}");
+    } else {
+        assert!(said.contains("database: PostgreSQL ") && !said.contains("postgres://"), "{said}");
+    }
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let empty = elsewhere.path().join("data");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"))
+            .args(["user", "list", "--data-dir", empty.to_str().unwrap()])
+            .args(extra)
+            .env_remove("GATEPASS_DATABASE_URL")
+            .env("GATEPASS_LOG", "warn")
+            .output()
+            .expect("gatepass runs")
+    };
+    let out = run(&[]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("there is no database at") && said.contains("--init"), "{said}");
+    assert!(!empty.exists(), "a refused command created the data directory");
+    let out = run(&["--init"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(empty.join("gatepass.db").exists());
 }

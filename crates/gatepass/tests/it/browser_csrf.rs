@@ -48,6 +48,12 @@ impl Jar {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|(v, _)| v.as_str())
     }
+
+    /// No session cookie is left. Only the device cookie may stay: it says the browser
+    /// signed in here before, which a logout does not undo.
+    fn signed_out(&self) -> bool {
+        self.0.keys().all(|name| name == "device" || name == "__Host-device")
+    }
 }
 
 /// A same-origin browser: sends cookies and the headers Chrome adds to its own form posts.
@@ -313,6 +319,51 @@ async fn login_form_checks_origin_and_shows_failures() {
     assert!(b.page("/").await.contains("Logged in as ivan"));
 }
 
+/// Signing in again over a live browser session renews it (ASVS 5 §7.2.4): the session
+/// the cookies held ends, on the login form and on `/api/login?cookie=true` alike, while a
+/// bearer login (which sets no cookies) leaves the browser's session alone.
+#[tokio::test]
+async fn logging_in_again_ends_the_session_the_browser_held() {
+    let app = TestApp::spawn().await;
+    app.register("rhea", "correct horse battery").await;
+    app.register("saul", "correct horse battery").await;
+    let form = [("username", "rhea"), ("password", "correct horse battery")];
+    let mut b = Browser::new(&app);
+    b.post_form("/ui/login", &form).await;
+    let first = b.jar.get("session").expect("access cookie").to_owned();
+
+    let r = b.post_form("/ui/login", &form).await;
+    assert_eq!(r.status(), 303);
+    let second = b.jar.get("session").expect("access cookie").to_owned();
+    assert_ne!(first, second);
+    expect_error(app.get_auth("/api/profile", &first).await, 401, "token_revoked").await;
+    assert!(b.page("/").await.contains("Logged in as rhea"));
+
+    // A bearer login by the same browser sets no cookies, so its session stays.
+    let r = app
+        .client
+        .post(app.url("/api/login"))
+        .header("cookie", format!("session={second}"))
+        .json(&json!({"username": "rhea", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.get_auth("/api/profile", &second).await.status(), 200);
+
+    // Cookie mode, as another user: the held session ends whoever owned it.
+    let r = app
+        .client
+        .post(app.url("/api/login?cookie=true"))
+        .header("cookie", format!("session={second}"))
+        .json(&json!({"username": "saul", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    expect_error(app.get_auth("/api/profile", &second).await, 401, "token_revoked").await;
+}
+
 #[tokio::test]
 async fn logout_form_needs_the_token_then_clears_cookies_and_ends_the_session() {
     let app = TestApp::spawn().await;
@@ -335,7 +386,8 @@ async fn logout_form_needs_the_token_then_clears_cookies_and_ends_the_session() 
     for name in ["session=;", "refresh_token=;", "csrf_token=;"] {
         assert!(cleared.iter().any(|c| c.starts_with(name) && c.contains("Max-Age=0")), "{name} in {cleared:?}");
     }
-    assert!(b.jar.0.is_empty());
+    assert!(b.jar.signed_out());
+    assert!(b.jar.get("device").is_some(), "the device cookie outlives the session");
     let html = b.page("/?notice=logged_out").await;
     assert!(html.contains("You have been logged out.") && html.contains("action=\"/ui/login\""));
 
@@ -419,11 +471,19 @@ async fn ending_other_sessions_from_the_page_needs_a_fresh_login() {
     let r = b.post_form("/ui/reauth", &[("csrf_token", &csrf), ("password", "wrong password!")]).await;
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("id=\"reauth-error\">Password is incorrect."));
+    let old_access = b.jar.get("session").expect("access cookie").to_owned();
     let r = b.post_form("/ui/reauth", &[("csrf_token", &csrf), ("password", "correct horse battery")]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), "/?notice=reauthed");
-    assert_eq!(set_cookies(&r).len(), 1, "step-up replaces only the access cookie");
-    assert_eq!(b.csrf(), csrf, "same session, same CSRF token");
+    // Renewal (ASVS 5 §7.2.4): a new session, so all three cookies are new and the old
+    // session's access token and CSRF token are worthless.
+    assert_eq!(set_cookies(&r).len(), 3, "step-up sets new access, refresh and CSRF cookies");
+    let stale_csrf = csrf;
+    let csrf = b.csrf();
+    assert_ne!(csrf, stale_csrf, "a new session, a new CSRF token");
+    expect_error(app.get_auth("/api/profile", &old_access).await, 401, "token_revoked").await;
+    let r = b.post_form(&end_path, &[("csrf_token", &stale_csrf)]).await;
+    assert_eq!(r.status(), 403, "the old session's CSRF token no longer works");
 
     let r = b.post_form(&end_path, &[("csrf_token", &csrf)]).await;
     assert_eq!(location(&r), "/?notice=session_ended");
@@ -475,7 +535,7 @@ async fn an_expired_access_cookie_is_renewed_on_page_load_with_rotation() {
     thief.jar.0.insert("refresh_token".into(), (first_refresh, "/api/refresh".into()));
     let r = thief.post_form("/api/refresh/page", &[("csrf_token", &csrf)]).await;
     assert_eq!(location(&r), "/?notice=expired");
-    assert!(thief.jar.0.is_empty(), "cookies cleared");
+    assert!(thief.jar.signed_out(), "cookies cleared");
     assert!(thief.page("/?notice=expired").await.contains("Session expired. Please log in again."));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let html = b.page("/").await;
@@ -506,7 +566,7 @@ async fn page_renewal_with_a_csrf_cookie_of_another_session_ends_the_session() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = b.post_form("/api/refresh/page", &[("csrf_token", &planted)]).await;
     assert_eq!(location(&r), "/?notice=invalid");
-    assert!(b.jar.0.is_empty());
+    assert!(b.jar.signed_out());
     // The session is over: even a replay of its last refresh token within the grace
     // window gets nothing.
     let r = app.post("/api/refresh", json!({ "refresh_token": refresh })).await;
@@ -524,5 +584,5 @@ async fn pages_work_with_host_prefixed_cookie_names() {
     let csrf = b.jar.get("__Host-csrf").unwrap().to_owned();
     let r = b.post_form("/ui/logout", &[("csrf_token", &csrf)]).await;
     assert_eq!(location(&r), "/?notice=logged_out");
-    assert!(b.jar.0.is_empty(), "{:?}", b.jar.0.keys().collect::<Vec<_>>());
+    assert!(b.jar.signed_out(), "{:?}", b.jar.0.keys().collect::<Vec<_>>());
 }

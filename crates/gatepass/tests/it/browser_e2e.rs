@@ -23,7 +23,7 @@ async fn browser_sign_in_flow() {
     };
     let profile = tempfile::tempdir().expect("profile dir");
     let (mut driver, port) = start_chromedriver(&driver_path).await.expect("chromedriver starts");
-    let client = connect(port, &profile.path().to_string_lossy()).await.expect("browser session");
+    let client = connect(port, &profile.path().to_string_lossy(), &[]).await.expect("browser session");
     let outcome = run_flows(&client).await;
     let _ = client.close().await;
     let _ = driver.kill().await;
@@ -187,7 +187,7 @@ async fn spawn_cross_site_page(target: &str) -> Result<String> {
     Ok(format!("http://{addr}/"))
 }
 
-async fn start_chromedriver(path: &str) -> Result<(Child, u16)> {
+pub(crate) async fn start_chromedriver(path: &str) -> Result<(Child, u16)> {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?.port()
@@ -208,9 +208,10 @@ async fn start_chromedriver(path: &str) -> Result<(Child, u16)> {
     bail!("chromedriver did not listen on port {port}")
 }
 
-async fn connect(port: u16, profile_dir: &str) -> Result<Client> {
+/// A headless Chromium session through the chromedriver on `port`, with `extra` flags.
+pub(crate) async fn connect(port: u16, profile_dir: &str, extra: &[&str]) -> Result<Client> {
     let binary = std::env::var("GATEPASS_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let args = [
+    let mut args: Vec<String> = [
         "--headless=new",
         "--no-sandbox",
         "--disable-gpu",
@@ -219,8 +220,12 @@ async fn connect(port: u16, profile_dir: &str) -> Result<Client> {
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        &format!("--user-data-dir={profile_dir}"),
-    ];
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .map(str::to_owned)
+    .collect();
+    args.push(format!("--user-data-dir={profile_dir}"));
     let mut caps = serde_json::Map::new();
     caps.insert("goog:chromeOptions".into(), json!({ "binary": binary, "args": args }));
     let client = ClientBuilder::rustls()?

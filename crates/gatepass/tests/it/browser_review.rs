@@ -45,8 +45,9 @@ fn names(cookies: &[(String, String, bool)]) -> Vec<&str> {
     n
 }
 
-const SECURE_NAMES: [&str; 3] = ["__Host-csrf", "__Host-session", "__Secure-refresh"];
-const PLAIN_NAMES: [&str; 3] = ["csrf_token", "refresh_token", "session"];
+/// What a sign-in sets: the session's three cookies and the device cookie.
+const SECURE_NAMES: [&str; 4] = ["__Host-csrf", "__Host-device", "__Host-session", "__Secure-refresh"];
+const PLAIN_NAMES: [&str; 4] = ["csrf_token", "device", "refresh_token", "session"];
 
 #[tokio::test]
 async fn an_https_issuer_makes_cookies_secure_on_loopback() {
@@ -185,7 +186,58 @@ async fn a_frontend_on_an_allowed_origin_can_use_cookie_mode() {
     let r = post(&app, &jar, "/api/logout", &from_frontend).await;
     assert_eq!(r.status(), 200);
     jar.absorb(&set_cookies(&r));
-    assert!(jar.0.is_empty(), "logout clears the cookies: {:?}", jar.0);
+    // The device cookie stays: the browser did sign in here before.
+    assert!(
+        jar.0.keys().all(|k| k == "device" || k == "__Host-device"),
+        "logout clears the session's cookies: {:?}",
+        jar.0
+    );
+}
+
+/// A frontend on another host of the allow-list cannot read gatepass's host-only cookies:
+/// `GET /api/refresh/csrf` (reached by the refresh cookie's path) tells it the CSRF token,
+/// and only this origin and the allowed ones get an answer.
+#[tokio::test]
+async fn a_frontend_on_an_allowed_origin_gets_the_csrf_token_from_the_refresh_cookie() {
+    let app = TestApp::spawn_with(&["--cors-origins", FRONTEND]).await;
+    app.register("ida", PASSWORD).await;
+    let from_frontend = [("origin", FRONTEND), ("sec-fetch-site", "same-site")];
+    let mut jar = Jar::default();
+    jar.absorb(&cookie_login(&app, "ida", &from_frontend).await);
+    let get = |jar: &Jar, headers: &[(&str, &str)]| {
+        let mut rb = app.client.get(app.url("/api/refresh/csrf")).header("cookie", jar.header_for("/api/refresh/csrf"));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        rb.send()
+    };
+    let r = get(&jar, &from_frontend).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], FRONTEND);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["csrf_token"], jar.csrf(), "the token of this session");
+    // Same-origin callers (and non-browser clients) may ask too.
+    assert_eq!(get(&jar, &[("sec-fetch-site", "same-origin")]).await.unwrap().status(), 200);
+
+    // Other origins get nothing readable: refused outright, without CORS headers.
+    for foreign in ["https://evil.example.com", "null"] {
+        let r = get(&jar, &[("origin", foreign), ("sec-fetch-site", "cross-site")]).await.unwrap();
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+        expect_error(r, 403, "csrf_failed").await;
+    }
+    let r = get(&jar, &[("sec-fetch-site", "cross-site")]).await.unwrap();
+    expect_error(r, 403, "csrf_failed").await;
+
+    // No refresh cookie, a made-up one, and one whose session has ended.
+    let r = app.client.get(app.url("/api/refresh/csrf")).send().await.unwrap();
+    expect_error(r, 400, "refresh_token_required").await;
+    let mut forged = Jar::default();
+    forged.0.insert("refresh_token".into(), "x".repeat(43));
+    expect_error(get(&forged, &[]).await.unwrap(), 401, "refresh_token_invalid").await;
+    let r = post(&app, &jar, "/api/logout", &from_frontend).await;
+    assert_eq!(r.status(), 200);
+    expect_error(get(&jar, &from_frontend).await.unwrap(), 401, "refresh_token_invalid").await;
 }
 
 #[tokio::test]

@@ -41,13 +41,14 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
     let storage = app.storage.clone();
     let core = app.state.service.core();
 
-    let dry = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), true, |_, _| {}).await.unwrap();
+    let dry = gatepass::service::import::import_sqlite(core, &src, &Default::default(), true, |_, _| {}).await.unwrap();
     assert_eq!((dry.read, dry.imported, dry.skipped.len()), (7, 3, 4));
     assert_eq!(storage.count_users().await.unwrap(), 0, "dry run writes nothing");
 
     let mut ticks = 0;
-    let report =
-        gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| ticks += 1).await.unwrap();
+    let report = gatepass::service::import::import_sqlite(core, &src, &Default::default(), false, |_, _| ticks += 1)
+        .await
+        .unwrap();
     assert_eq!(ticks, 7);
     assert_eq!(report.imported, 3);
     let reasons: Vec<String> = report.skipped.iter().map(|(u, r)| format!("{u}: {r}")).collect();
@@ -87,7 +88,8 @@ async fn imported_users_log_in_and_bad_rows_are_reported() {
     .await;
 
     // Importing again skips everyone as existing.
-    let again = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| {}).await.unwrap();
+    let again =
+        gatepass::service::import::import_sqlite(core, &src, &Default::default(), false, |_, _| {}).await.unwrap();
     assert_eq!(again.imported, 0);
 }
 
@@ -113,7 +115,8 @@ async fn absurd_legacy_hash_costs_are_skipped_with_the_reason() {
         sqlx::query("INSERT INTO users VALUES (?1, ?2)").bind(u).bind(p).execute(&mut conn).await.unwrap();
     }
     let core = app.state.service.core();
-    let report = gatepass::service::import::import_sqlite(core, src.to_str().unwrap(), false, |_, _| {}).await.unwrap();
+    let report =
+        gatepass::service::import::import_sqlite(core, &src, &Default::default(), false, |_, _| {}).await.unwrap();
     assert_eq!((report.read, report.imported), (5, 1));
     let reasons: Vec<String> = report.skipped.iter().map(|(u, r)| format!("{u}: {r}")).collect();
     for name in ["onepass", "hugescrypt", "hugeargon", "slowbcrypt"] {
@@ -122,4 +125,85 @@ async fn absurd_legacy_hash_costs_are_skipped_with_the_reason() {
     }
     assert_eq!(app.storage.count_users().await.unwrap(), 1);
     app.login("fine", "flask-password").await;
+}
+
+/// A Flask-SQLAlchemy app's database: a `user` table with `password_hash`, named by a
+/// SQLAlchemy URI relative to where the command runs; the real CLI imports it, prints
+/// progress lines off a terminal, and names the file when something is wrong.
+#[tokio::test]
+async fn flask_sqlalchemy_databases_import_through_the_cli() {
+    let app = TestApp::spawn().await;
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", work.path().join("site.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE user (id INTEGER PRIMARY KEY, username VARCHAR(80) UNIQUE NOT NULL, \
+         email VARCHAR(120), password_hash VARCHAR(256))",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let werkzeug =
+        "pbkdf2:sha256:1000$zcELMtBtnSQvnAe7$932c8f3b3ec0fc618d76ca8e766544e367687d08f1498ed0f097d6bcc8dbbf2b";
+    sqlx::query("INSERT INTO user (username, email, password_hash) VALUES ('flasky', 'f@example.com', ?1)")
+        .bind(werkzeug)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE accounts (login TEXT, secret TEXT)").execute(&mut conn).await.unwrap();
+    sqlx::query("INSERT INTO accounts VALUES ('renamed', 'renamed-password')").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
+        cmd.current_dir(work.path())
+            .arg("import")
+            .args(args)
+            .args(["--data-dir", app.data_dir().to_str().unwrap(), "--jwt-secret", crate::common::SECRET])
+            .args(["--argon2-memory-kib", "1024", "--argon2-iterations", "1"])
+            .env_remove("GATEPASS_DATABASE_URL")
+            .env("GATEPASS_LOG", "warn");
+        if let Some(db) = &app.db {
+            cmd.args(["--database-url", &db.url, "--master-key", crate::common::MASTER_KEY]);
+        }
+        cmd.output().expect("gatepass runs")
+    };
+    let out = run(&["--from", "sqlite:///site.db"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("read 1 rows; imported 1; skipped 0"), "{stdout}");
+    assert!(stderr.contains("progress: 1/1 rows"), "progress off a terminal: {stderr}");
+    let r = app.post("/api/login", json!({"username": "flasky", "password": "flask-password"})).await;
+    assert_eq!(r.status(), 200, "the werkzeug hash from password_hash works");
+
+    // Any table and columns, by name.
+    let named = ["--table", "accounts", "--username-column", "login", "--password-column", "secret"];
+    let out = run(&[&["--from", "site.db"][..], &named[..]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        app.post("/api/login", json!({"username": "renamed", "password": "renamed-password"})).await.status(),
+        200
+    );
+
+    // Errors name the file (absolute) and what was looked for.
+    let site = std::path::absolute(work.path().join("site.db")).unwrap();
+    let out = run(&["--from", "sqlite:///site.db", "--table", "people"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&site.display().to_string()), "{stderr}");
+    assert!(stderr.contains("no table \"people\"") && stderr.contains("accounts, user"), "{stderr}");
+    let out = run(&["--from", "sqlite:///missing.db"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let missing = std::path::absolute(work.path().join("missing.db")).unwrap();
+    assert!(stderr.contains(&format!("{}: no such file", missing.display())), "{stderr}");
+}
+
+#[test]
+fn source_uris_name_the_right_file() {
+    use gatepass::service::import::source_path;
+    use std::path::PathBuf;
+    assert_eq!(source_path("sqlite:///site.db"), PathBuf::from("site.db"));
+    assert_eq!(source_path("sqlite:////srv/app/site.db"), PathBuf::from("/srv/app/site.db"));
+    assert_eq!(source_path("sqlite:seed.db"), PathBuf::from("seed.db"));
+    assert_eq!(source_path("sqlite://seed.db"), PathBuf::from("seed.db"));
+    assert_eq!(source_path("/tmp/x.db"), PathBuf::from("/tmp/x.db"));
 }

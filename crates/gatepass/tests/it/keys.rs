@@ -144,6 +144,9 @@ async fn rotation_never_fails_a_verification_for_a_caching_client() {
         "2s",
         "--key-reload-interval",
         "200ms",
+        // Logins go on until the new key signs: more than one account's burst.
+        "--rate-limit-user-burst",
+        "1000",
     ])
     .await;
     app.register("alice", PASSWORD).await;

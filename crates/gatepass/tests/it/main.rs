@@ -8,6 +8,8 @@ mod abuse;
 mod accounts;
 mod admin;
 mod audit;
+mod backoff;
+mod browser_cross_origin;
 mod browser_csrf;
 mod browser_e2e;
 mod browser_review;

@@ -117,3 +117,96 @@ async fn every_response_has_a_request_id_and_security_headers() {
     let r = app.client.get(app.url("/healthz")).header("x-request-id", "trace-me-42").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-me-42");
 }
+
+type LogLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+/// `gatepass serve` on loopback; returns the child, its base URL, the stderr reader
+/// positioned after "listening on", and the log lines before it.
+async fn serve_logging(dir: &std::path::Path) -> (tokio::process::Child, String, LogLines, Vec<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = common::serve(dir, &[]).stdout(std::process::Stdio::null()).spawn().expect("starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    let base = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                return addr.split_whitespace().next().expect("address").to_owned();
+            }
+            seen.push(line);
+        }
+        panic!("no address in the log: {seen:?}");
+    })
+    .await
+    .expect("listens promptly");
+    (child, base, lines, seen)
+}
+
+/// Every request gets one `info` line with method, path (no query string), status,
+/// latency and request id; start-up names the database and its number of accounts.
+#[tokio::test]
+async fn each_request_is_logged_once_without_its_query_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, mut lines, startup) = serve_logging(dir.path()).await;
+    let db = dir.path().join("data").join("gatepass.db");
+    assert!(
+        startup.iter().any(|l| l.contains("database opened")
+            && l.contains(&format!("SQLite {}", db.display()))
+            && l.contains("accounts=0")),
+        "start-up names the database: {startup:?}"
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{base}/healthz?token=do-not-log-me"))
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a request line")
+        .expect("read")
+        .expect("a line");
+    for part in ["INFO", "method=GET", "path=/healthz", "request_id=req-123", "status=200", "latency="] {
+        assert!(line.contains(part), "{part} missing: {line}");
+    }
+    assert!(!line.contains("do-not-log-me") && !line.contains('\u{1b}'), "query string or colour: {line}");
+    let _ = child.kill().await;
+}
+
+/// A log reader that goes away (a broken stderr pipe) does not break request handling.
+#[tokio::test]
+async fn a_broken_log_pipe_does_not_break_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, lines, _) = serve_logging(dir.path()).await;
+    drop(lines);
+    for _ in 0..3 {
+        assert_eq!(reqwest::get(format!("{base}/healthz")).await.expect("answered").status(), 200);
+    }
+    let _ = child.kill().await;
+}
+
+/// `/docs` is an API explorer over `/openapi.json` served from the binary: its page and
+/// scripts come from this server (nothing from a CDN) under a policy that allows only them.
+#[tokio::test]
+async fn the_api_explorer_is_served_offline() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/docs/").await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");
+    assert!(!csp.contains("http"), "no other origin allowed: {csp}");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("swagger-ui"), "{page}");
+    for asset in ["swagger-ui-bundle.js", "swagger-ui.css", "swagger-initializer.js"] {
+        let r = app.get(&format!("/docs/{asset}")).await;
+        assert_eq!(r.status(), 200, "{asset}");
+        let text = r.text().await.unwrap();
+        assert!(!text.contains("cdn.") && !text.contains("unpkg.com"), "{asset} loads from a CDN");
+        if asset == "swagger-initializer.js" {
+            assert!(text.contains("/openapi.json"), "the explorer reads this server's description: {text}");
+        }
+    }
+    // Other pages keep their strict policy.
+    let csp = app.get("/healthz").await.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.starts_with("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+}

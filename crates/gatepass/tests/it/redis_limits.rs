@@ -1,9 +1,11 @@
-//! Rate limits shared through Redis (`--redis-url`): two instances draw from one bucket;
-//! with Redis unreachable each instance falls back to its own buckets and says so.
+//! Rate limits shared through Redis (`--redis-url`): two instances draw from one bucket
+//! and share one failed-login back-off; with Redis unreachable each instance falls back to
+//! its own buckets (and the back-off to the database) and says so.
 //!
 //! Tests that need a live Redis read `GATEPASS_TEST_REDIS_URL` and skip without it. Each
 //! test writes under its own random key prefix and deletes only those keys afterwards.
 
+use crate::backoff::{PASSWORD, attempt, expect_429};
 use crate::common::{self, TestApp, expect_error};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -236,4 +238,65 @@ async fn instance_started_while_redis_is_down_switches_over_when_it_answers() {
     }
     assert!(recovered, "shared limits start once Redis answers");
     assert!(delete_keys(&url, &prefix).await >= 1, "buckets now live in Redis");
+}
+
+/// The TTL (ms) of `key` in Redis; negative when there is no such key or it never expires.
+async fn pttl(url: &str, key: &str) -> i64 {
+    let client = redis::Client::open(url).expect("url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+    redis::cmd("PTTL").arg(key).query_async(&mut conn).await.expect("PTTL")
+}
+
+#[tokio::test]
+async fn the_backoff_is_shared_through_redis_and_outlives_an_instance() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix();
+    let mut flags = crate::backoff::OPEN_BUCKETS.to_vec();
+    flags.extend(["--redis-url", &url, "--redis-prefix", &prefix]);
+    let a = TestApp::spawn_with(&flags).await;
+    let b = a.spawn_peer().await;
+    a.register("yara", PASSWORD).await;
+    // The hourly cap at the threshold keeps the account refused however long a restart takes.
+    for app in [&a, &b] {
+        let r = app.patch_auth("/api/info", app.operator(), json!({"rate_limit": {"max_failures_per_hour": 5}})).await;
+        assert_eq!(r.status(), 200);
+    }
+    for app in [&a, &b, &a, &b, &a] {
+        expect_error(attempt(app, "yara", "wrong password", None).await, 401, "invalid_credentials").await;
+    }
+    expect_429(attempt(&b, "yara", PASSWORD, None).await).await;
+    // The record lives in Redis, under the prefix, expiring; the database has none.
+    let key = format!("{prefix}fail:acct:yara");
+    assert!(pttl(&url, &key).await > 0, "{key} has a TTL");
+    assert_eq!(a.storage.failure_record("acct:yara").await.expect("read"), None);
+    let a = a.restart().await;
+    expect_429(attempt(&a, "yara", PASSWORD, None).await).await;
+    delete_keys(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_guesses_through_redis_stop_at_the_threshold() {
+    let Some(url) = redis_url().await else { return };
+    let prefix = unique_prefix();
+    let mut flags = crate::backoff::OPEN_BUCKETS.to_vec();
+    flags.extend(["--redis-url", &url, "--redis-prefix", &prefix]);
+    let a = TestApp::spawn_with(&flags).await;
+    let b = a.spawn_peer().await;
+    crate::backoff::race_to_the_threshold(&a, &b, 3, 60).await;
+    assert_eq!(delete_keys(&url, &format!("{prefix}fail:acct:")).await, 3, "one record per account in Redis");
+    delete_keys(&url, &prefix).await;
+}
+
+#[tokio::test]
+async fn with_redis_unreachable_the_backoff_is_kept_in_the_database() {
+    let mut flags = crate::backoff::OPEN_BUCKETS.to_vec();
+    let prefix = unique_prefix();
+    flags.extend(["--redis-url", "redis://127.0.0.1:1", "--redis-prefix", &prefix]);
+    let app = TestApp::spawn_with(&flags).await;
+    app.register("zeno", PASSWORD).await;
+    for _ in 0..5 {
+        expect_error(attempt(&app, "zeno", "wrong password", None).await, 401, "invalid_credentials").await;
+    }
+    expect_429(attempt(&app, "zeno", PASSWORD, None).await).await;
+    assert!(app.storage.failure_record("acct:zeno").await.expect("read").is_some());
 }

@@ -8,8 +8,8 @@ use gatepass::domain::StoredKey;
 use gatepass::domain::{Email, Revocation, Roles, User, UserId, Username};
 use gatepass::storage::audit::{AuditEvent, AuditKey, ChainCheck, GENESIS_HASH};
 use gatepass::storage::{
-    KeyRevocation, PostgresStorage, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage,
-    StorageError, UserPatch,
+    KeyRevocation, NewSession, PostgresStorage, Replaced, RotateRequest, Rotation, SessionFilter, SessionRecord,
+    SqliteStorage, Storage, StorageError, UserPatch,
 };
 use std::sync::Arc;
 
@@ -55,6 +55,12 @@ fn session(id: &str, user_id: &str, created_at: i64) -> SessionRecord {
     }
 }
 
+/// A new session of an account with the default roles, replacing nothing.
+fn started<'a>(record: &'a SessionRecord, refresh_hash: &'a str, refresh_expires_at: i64) -> NewSession<'a> {
+    static ROLES: std::sync::LazyLock<Roles> = std::sync::LazyLock::new(Roles::default_user);
+    NewSession { record, roles: &ROLES, refresh_hash, refresh_expires_at, replaces: None }
+}
+
 fn rotate<'a>(presented: &'a str, successor: &'a str, now: i64, grace: i64) -> RotateRequest<'a> {
     RotateRequest {
         presented_hash: presented,
@@ -72,7 +78,10 @@ fn rotate<'a>(presented: &'a str, successor: &'a str, now: i64, grace: i64) -> R
 async fn user_with_session(s: &dyn Storage, name: &str, sid: &str) -> User {
     let u = user(name);
     s.insert_user(&u).await.expect("insert");
-    s.create_session(&session(sid, u.id.as_str(), NOW), "h0", NOW + 3600).await.expect("session");
+    s.create_session(started(&session(sid, u.id.as_str(), NOW), "h0", NOW + 3600))
+        .await
+        .expect("session")
+        .expect("stored");
     u
 }
 
@@ -151,11 +160,11 @@ async fn sessions(s: Arc<dyn Storage>) {
     let u = user("frank");
     s.insert_user(&u).await.expect("insert");
     let uid = u.id.as_str();
-    s.create_session(&session("s1", uid, NOW), "h1", NOW + 3600).await.expect("s1");
-    s.create_session(&session("s2", uid, NOW + 5), "h2", NOW + 3600).await.expect("s2");
+    s.create_session(started(&session("s1", uid, NOW), "h1", NOW + 3600)).await.expect("s1").expect("stored");
+    s.create_session(started(&session("s2", uid, NOW + 5), "h2", NOW + 3600)).await.expect("s2").expect("stored");
     let mut expired = session("s3", uid, NOW - 90_000);
     expired.expires_at = NOW - 1;
-    s.create_session(&expired, "h3", NOW - 1).await.expect("s3");
+    s.create_session(started(&expired, "h3", NOW - 1)).await.expect("s3").expect("stored");
     assert_eq!(s.session("s1").await.expect("q"), Some(session("s1", uid, NOW)));
     assert_eq!(s.session("nope").await.expect("q"), None);
     let live: Vec<_> = s.live_sessions(uid, NOW + 10).await.expect("live").into_iter().map(|r| r.id).collect();
@@ -163,7 +172,10 @@ async fn sessions(s: Arc<dyn Storage>) {
     assert_eq!(s.count_live_sessions(NOW + 10).await.expect("count"), 2);
     assert!(s.live_sessions("someone-else", NOW).await.expect("live").is_empty());
     // A duplicate refresh hash is a conflict, and nothing of that session is kept.
-    assert!(matches!(s.create_session(&session("s4", uid, NOW), "h1", NOW + 3600).await, Err(StorageError::Conflict)));
+    assert!(matches!(
+        s.create_session(started(&session("s4", uid, NOW), "h1", NOW + 3600)).await,
+        Err(StorageError::Conflict)
+    ));
     assert_eq!(s.session("s4").await.expect("q"), None);
 
     // access_expires_at only ever grows.
@@ -182,10 +194,47 @@ async fn sessions(s: Arc<dyn Storage>) {
     // A disabled or missing owner gets no new session.
     let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };
     assert!(s.update_user(&u.id, &patch, NOW).await.expect("disable"));
-    assert!(!s.create_session(&session("s5", uid, NOW), "h5", NOW + 3600).await.expect("refused"));
+    assert!(s.create_session(started(&session("s5", uid, NOW), "h5", NOW + 3600)).await.expect("refused").is_none());
     assert_eq!(s.session("s5").await.expect("q"), None);
     let ghost = UserId::new();
-    assert!(!s.create_session(&session("s6", ghost.as_str(), NOW), "h6", NOW + 3600).await.expect("refused"));
+    assert!(
+        s.create_session(started(&session("s6", ghost.as_str(), NOW), "h6", NOW + 3600))
+            .await
+            .expect("refused")
+            .is_none()
+    );
+}
+
+/// A session is stored only while its owner still has the roles its first token carries,
+/// and a replacing session ends the old one in the same transaction (or, when the old one
+/// must be live and is not, is refused).
+async fn session_roles_and_replacement(s: Arc<dyn Storage>) {
+    let u = user_with_session(s.as_ref(), "renewer", "old").await;
+    let uid = u.id.as_str();
+    let admin = Roles::parse(&["admin", "user"]).expect("roles");
+    let stale_record = session("stale", uid, NOW);
+    let stale = NewSession { roles: &admin, ..started(&stale_record, "hs", NOW + 3600) };
+    assert!(s.create_session(stale).await.expect("refused").is_none(), "roles changed: refused");
+    assert_eq!(s.session("stale").await.expect("q"), None);
+
+    let old = Replaced { user_id: uid, sid: "old", must_be_live: true, now: NOW + 1 };
+    let new_record = session("new", uid, NOW + 1);
+    let renewed = NewSession { replaces: Some(old), ..started(&new_record, "hn", NOW + 3600) };
+    let ended = s.create_session(renewed).await.expect("create").expect("stored");
+    assert_eq!(ended.iter().map(|r| r.sid.as_str()).collect::<Vec<_>>(), ["old"]);
+    assert!(s.session("old").await.expect("q").expect("old").revoked_at.is_some());
+    assert!(s.session("new").await.expect("q").expect("new").revoked_at.is_none());
+
+    // "old" has ended: a step-up of it is refused and stores nothing; a login over it
+    // (the old session need not be live) just starts the new one.
+    let again_record = session("again", uid, NOW + 2);
+    let again = NewSession { replaces: Some(old), ..started(&again_record, "ha", NOW + 3600) };
+    assert!(s.create_session(again).await.expect("refused").is_none());
+    assert_eq!(s.session("again").await.expect("q"), None);
+    let loose = Replaced { must_be_live: false, ..old };
+    let login_record = session("login", uid, NOW + 2);
+    let login = NewSession { replaces: Some(loose), ..started(&login_record, "hl", NOW + 3600) };
+    assert!(s.create_session(login).await.expect("create").expect("stored").is_empty());
 }
 
 async fn rotation_outcomes(s: Arc<dyn Storage>) {
@@ -216,23 +265,29 @@ async fn rotation_outcomes(s: Arc<dyn Storage>) {
     // Outside the grace window, a rotated token is reuse.
     let u = user("late");
     s.insert_user(&u).await.expect("insert");
-    s.create_session(&session("s3", u.id.as_str(), NOW), "k0", NOW + 3600).await.expect("session");
+    s.create_session(started(&session("s3", u.id.as_str(), NOW), "k0", NOW + 3600))
+        .await
+        .expect("session")
+        .expect("stored");
     assert!(matches!(s.rotate_refresh(rotate("k0", "k1", NOW + 1, 10)).await.expect("r"), Rotation::Rotated(_)));
     assert!(matches!(s.rotate_refresh(rotate("k0", "k1", NOW + 12, 10)).await.expect("r"), Rotation::Reused(_)));
 
     // Expired token / expired session → invalid.
     let u = user("expired");
     s.insert_user(&u).await.expect("insert");
-    s.create_session(&session("s4", u.id.as_str(), NOW), "e0", NOW + 10).await.expect("session");
+    s.create_session(started(&session("s4", u.id.as_str(), NOW), "e0", NOW + 10))
+        .await
+        .expect("session")
+        .expect("stored");
     assert_eq!(s.rotate_refresh(rotate("e0", "e1", NOW + 10, 10)).await.expect("r"), Rotation::Invalid);
     let mut short = session("s5", u.id.as_str(), NOW);
     short.expires_at = NOW + 5;
-    s.create_session(&short, "f0", NOW + 3600).await.expect("session");
+    s.create_session(started(&short, "f0", NOW + 3600)).await.expect("session").expect("stored");
     assert_eq!(s.rotate_refresh(rotate("f0", "f1", NOW + 5, 10)).await.expect("r"), Rotation::Invalid);
     // A successor never outlives its session.
     let mut capped = session("s6", u.id.as_str(), NOW);
     capped.expires_at = NOW + 100;
-    s.create_session(&capped, "g0", NOW + 100).await.expect("session");
+    s.create_session(started(&capped, "g0", NOW + 100)).await.expect("session").expect("stored");
     assert!(matches!(s.rotate_refresh(rotate("g0", "g1", NOW, 10)).await.expect("r"), Rotation::Rotated(_)));
     assert_eq!(s.rotate_refresh(rotate("g1", "g2", NOW + 100, 10)).await.expect("r"), Rotation::Invalid);
 }
@@ -245,7 +300,10 @@ async fn concurrent_rotation(s: Arc<dyn Storage>) {
         s.insert_user(&u).await.expect("insert");
         let first = format!("{sid}-t0");
         let next = format!("{sid}-t1");
-        s.create_session(&session(sid, u.id.as_str(), NOW), &first, NOW + 3600).await.expect("session");
+        s.create_session(started(&session(sid, u.id.as_str(), NOW), &first, NOW + 3600))
+            .await
+            .expect("session")
+            .expect("stored");
         let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let (s, first, next) = (s.clone(), first.clone(), next.clone());
@@ -321,7 +379,10 @@ async fn concurrent_rotations_of_many_sessions(s: Arc<dyn Storage>) {
     s.insert_user(&u).await.expect("insert");
     let uid = u.id.as_str();
     for i in 0..24 {
-        s.create_session(&session(&format!("c{i}"), uid, NOW), &format!("c{i}-t0"), NOW + 3600).await.expect("s");
+        s.create_session(started(&session(&format!("c{i}"), uid, NOW), &format!("c{i}-t0"), NOW + 3600))
+            .await
+            .expect("s")
+            .expect("stored");
     }
     // c0 already rotated long ago: presenting its first token again is reuse.
     assert!(matches!(
@@ -329,7 +390,7 @@ async fn concurrent_rotations_of_many_sessions(s: Arc<dyn Storage>) {
         Rotation::Rotated(_)
     ));
     // c1's successor already exists as another session's token: its rotation fails.
-    s.create_session(&session("clash", uid, NOW), "c1-t1", NOW + 3600).await.expect("s");
+    s.create_session(started(&session("clash", uid, NOW), "c1-t1", NOW + 3600)).await.expect("s").expect("stored");
 
     let event = AuditEvent::new("refresh", "success");
     let tasks: Vec<_> = (0..24)
@@ -381,7 +442,10 @@ async fn revocations(s: Arc<dyn Storage>) {
     s.insert_user(&u).await.expect("insert");
     let uid = u.id.as_str();
     for (i, sid) in ["a", "b", "c", "d"].iter().enumerate() {
-        s.create_session(&session(sid, uid, NOW + i as i64), &format!("h{sid}"), NOW + 3600).await.expect("session");
+        s.create_session(started(&session(sid, uid, NOW + i as i64), &format!("h{sid}"), NOW + 3600))
+            .await
+            .expect("session")
+            .expect("stored");
     }
     let before = s.revocations_version().await.expect("version");
     let one = s.revoke_sessions(uid, SessionFilter::One("a"), NOW + 10).await.expect("revoke");
@@ -421,7 +485,10 @@ async fn delete_user(s: Arc<dyn Storage>) {
     let uid = u.id.as_str();
     // A session ended earlier whose access token is still unexpired must be refused as
     // "deleted" too.
-    s.create_session(&session("ended", uid, NOW), "h-ended", NOW + 3600).await.expect("session");
+    s.create_session(started(&session("ended", uid, NOW), "h-ended", NOW + 3600))
+        .await
+        .expect("session")
+        .expect("stored");
     s.revoke_sessions(uid, SessionFilter::One("ended"), NOW + 1).await.expect("revoke");
     let revoked = s.delete_user(&u.id, NOW + 2).await.expect("delete").expect("existed");
     let mut sids: Vec<_> = revoked.iter().map(|r| r.sid.as_str()).collect();
@@ -442,8 +509,8 @@ async fn purge(s: Arc<dyn Storage>) {
     let u = user("ida");
     s.insert_user(&u).await.expect("insert");
     let uid = u.id.as_str();
-    s.create_session(&session("keep", uid, NOW), "k", NOW + 3600).await.expect("s");
-    s.create_session(&session("gone", uid, NOW), "g", NOW + 3600).await.expect("s");
+    s.create_session(started(&session("keep", uid, NOW), "k", NOW + 3600)).await.expect("s").expect("stored");
+    s.create_session(started(&session("gone", uid, NOW), "g", NOW + 3600)).await.expect("s").expect("stored");
     s.revoke_sessions(uid, SessionFilter::One("gone"), NOW).await.expect("revoke");
     // Nothing is due yet.
     assert_eq!(s.purge_expired(NOW + 10).await.expect("purge"), 0);
@@ -557,6 +624,48 @@ async fn key_revocation(s: Arc<dyn Storage>) {
     }
 }
 
+async fn failure_records(s: Arc<dyn Storage>) {
+    assert_eq!(s.failure_record("acct:x").await.expect("read"), None);
+    assert!(s.swap_failure_record("acct:x", None, "1/5/5", NOW + 60).await.expect("insert"));
+    assert!(!s.swap_failure_record("acct:x", None, "9/9/9", NOW + 60).await.expect("insert"), "a row exists");
+    assert!(!s.swap_failure_record("acct:x", Some("0/0/"), "9/9/9", NOW + 60).await.expect("swap"), "stale");
+    assert!(!s.swap_failure_record("acct:y", Some("1/5/5"), "9/9/9", NOW + 60).await.expect("swap"), "no row");
+    assert_eq!(s.failure_record("acct:x").await.expect("read").as_deref(), Some("1/5/5"));
+    assert!(s.swap_failure_record("acct:x", Some("1/5/5"), "2/6/5,6", NOW + 60).await.expect("swap"));
+    assert_eq!(s.failure_record("acct:x").await.expect("read").as_deref(), Some("2/6/5,6"));
+    assert_eq!(s.failure_record("acct:y").await.expect("read"), None);
+    // Expired rows go with the sweep; live ones stay.
+    assert!(s.swap_failure_record("dev:u:d", None, "1/1/1", NOW - 1).await.expect("insert"));
+    assert!(s.purge_expired(NOW).await.expect("purge") >= 1);
+    assert_eq!(s.failure_record("dev:u:d").await.expect("read"), None);
+    assert_eq!(s.failure_record("acct:x").await.expect("read").as_deref(), Some("2/6/5,6"));
+}
+
+/// Compare-and-swap increments from many tasks at once: none is lost.
+async fn concurrent_failure_record_swaps(s: Arc<dyn Storage>) {
+    const TASKS: usize = 8;
+    const EACH: usize = 25;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let s = s.clone();
+        set.spawn(async move {
+            for _ in 0..EACH {
+                loop {
+                    let current = s.failure_record("acct:counter").await.expect("read");
+                    let n: usize = current.as_deref().map_or(0, |c| c.parse().expect("a number"));
+                    let next = (n + 1).to_string();
+                    if s.swap_failure_record("acct:counter", current.as_deref(), &next, NOW + 60).await.expect("swap") {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    set.join_all().await;
+    let total = s.failure_record("acct:counter").await.expect("read");
+    assert_eq!(total, Some((TASKS * EACH).to_string()));
+}
+
 async fn ping_and_backend(s: Arc<dyn Storage>) {
     s.ping().await.expect("ping");
     assert!(["sqlite", "postgres"].contains(&s.backend()));
@@ -631,6 +740,7 @@ conformance!(
     username_conflicts_ignore_case,
     concurrent_inserts_of_one_name,
     sessions,
+    session_roles_and_replacement,
     rotation_outcomes,
     rotation_bookkeeping,
     concurrent_rotation,
@@ -641,6 +751,8 @@ conformance!(
     settings,
     audit_anchor,
     key_revocation,
+    failure_records,
+    concurrent_failure_record_swaps,
     ping_and_backend,
 );
 

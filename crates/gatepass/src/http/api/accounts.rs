@@ -1,7 +1,8 @@
 //! Accounts: register, login, profile, the protected example route, password change.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, MatchedPath, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use super::{Delivery, UserView, token_response};
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::{Auth, Client, Cookies, JsonBody, JsonOrForm, QueryParams};
+use crate::http::extract::{Auth, Client, Cookies, HeldSession, JsonBody, JsonOrForm, QueryParams};
 use crate::http::openapi::{
     AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedIn, Unauthorized, with_alias,
 };
@@ -43,6 +44,9 @@ pub struct RegisterRequest {
     /// E-mail address (optional).
     #[schema(format = Email)]
     email: Option<String>,
+    /// The password again, as many sign-up forms send it (optional; must match).
+    #[schema(value_type = String)]
+    confirm_password: Option<String>,
 }
 
 impl RegisterRequest {
@@ -52,8 +56,9 @@ impl RegisterRequest {
     }
 }
 
-/// Login body (JSON or form).
+/// Login body (JSON or form). Unknown fields are refused, as on every route.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The username (any case).
     #[schema(value_type = String, required = true, min_length = 1)]
@@ -74,9 +79,44 @@ impl LoginRequest {
 #[derive(Debug, Deserialize, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
-    /// `true`: set the tokens as cookies and leave them out of the body.
-    #[serde(default)]
-    cookie: bool,
+    /// `true`: set the tokens as cookies and leave them out of the body; `false`: the
+    /// body. Default: the body, except for a form post to the seed paths `/login` and
+    /// `/register`, which keep seed 001's cookie answer.
+    cookie: Option<bool>,
+}
+
+/// How a grant request wants its tokens: its `?cookie=` and whether it came in on a seed
+/// path (`/login`, `/register`).
+struct Asked {
+    query: DeliveryQuery,
+    seed_path: bool,
+}
+
+impl Asked {
+    /// Whether this request asked (or, on a seed path, defaults) for cookies.
+    fn cookies(&self, from_form: bool) -> bool {
+        self.query.cookie.unwrap_or(from_form && self.seed_path)
+    }
+}
+
+impl FromRequestParts<AppState> for Asked {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let QueryParams(query) = QueryParams::<DeliveryQuery>::from_request_parts(parts, state).await?;
+        let seed_path = parts.extensions.get::<MatchedPath>().is_some_and(|p| !p.as_str().starts_with("/api/"));
+        Ok(Self { query, seed_path })
+    }
+}
+
+/// A `confirm_password` that was sent must equal the password it confirms.
+fn confirmed(password: &str, confirmation: &Option<String>) -> Result<()> {
+    match confirmation {
+        Some(c) if !bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), password.as_bytes())) => {
+            Err(ValidationError::new("confirm_password", "does not match the password").into())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn required<'a>(value: &'a Option<String>, field: &'static str) -> Result<&'a str> {
@@ -97,8 +137,8 @@ fn refuse_cross_site_form(headers: &HeaderMap, cookies: CookieSettings, from_for
 
 /// Register
 ///
-/// Creates an account and signs it in. A form post (a browser) gets cookies; JSON gets
-/// the tokens in the body unless `?cookie=true`.
+/// Creates an account and signs it in: the tokens in the body, or (`?cookie=true`) as
+/// cookies. JSON and form bodies answer alike.
 #[utoipa::path(post, path = "/api/register", operation_id = "register", tag = "accounts", params(DeliveryQuery),
     request_body(content((RegisterRequest = "application/json"),
             (RegisterRequest = "application/x-www-form-urlencoded"))),
@@ -106,7 +146,7 @@ fn refuse_cross_site_form(headers: &HeaderMap, cookies: CookieSettings, from_for
 async fn register(
     State(state): State<AppState>,
     Client(client): Client,
-    QueryParams(q): QueryParams<DeliveryQuery>,
+    asked: Asked,
     Cookies(cookies): Cookies,
     headers: HeaderMap,
     body: JsonOrForm<RegisterRequest>,
@@ -115,23 +155,28 @@ async fn register(
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
+    confirmed(password, &req.confirm_password)?;
     let grant = state.service.register(username, password, req.email.as_deref(), &client).await?;
-    let delivery = if q.cookie || body.from_form { Delivery::Cookies(cookies) } else { Delivery::Body };
+    let delivery = if asked.cookies(body.from_form) { Delivery::Cookies(cookies) } else { Delivery::Body };
     Ok(token_response(&state, StatusCode::CREATED, "User created successfully", &grant, delivery))
 }
 
 /// Log in
 ///
-/// Checks the password and starts a session. A form post (a browser) gets cookies; JSON
-/// gets the tokens in the body unless `?cookie=true`.
+/// Checks the password and starts a session: the tokens in the body, or
+/// (`?cookie=true`) as cookies. JSON and form bodies answer alike. Cookie delivery also
+/// sets the long-lived device cookie, by which the failed-login back-off recognises this
+/// browser for the account: attempts from it are judged by their own record, so strangers'
+/// failed guesses cannot keep its owner out.
 #[utoipa::path(post, path = "/api/login", operation_id = "login", tag = "accounts", params(DeliveryQuery),
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
     responses(SignedIn, GrantErrors, Unauthorized))]
 async fn login(
     State(state): State<AppState>,
     Client(client): Client,
-    QueryParams(q): QueryParams<DeliveryQuery>,
+    asked: Asked,
     Cookies(cookies): Cookies,
+    HeldSession(held): HeldSession,
     headers: HeaderMap,
     body: JsonOrForm<LoginRequest>,
 ) -> Result<Response> {
@@ -139,8 +184,10 @@ async fn login(
     let req = body.value;
     let username = required(&req.username, "username")?;
     let password = required(&req.password, "password")?;
-    let grant = state.service.login(username, password, &client).await?;
-    let delivery = if q.cookie || body.from_form { Delivery::Cookies(cookies) } else { Delivery::Body };
+    let delivery = if asked.cookies(body.from_form) { Delivery::Cookies(cookies) } else { Delivery::Body };
+    // Only a login that replaces the browser's cookies ends the session those cookies hold.
+    let held = held.as_ref().filter(|_| matches!(delivery, Delivery::Cookies(_)));
+    let grant = state.service.login(username, password, &client, held).await?;
     Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery))
 }
 
@@ -189,6 +236,9 @@ pub struct PasswordRequest {
     /// The new password (same rules as at registration).
     #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     new_password: Option<String>,
+    /// The new password again (optional; must match).
+    #[schema(value_type = String)]
+    confirm_password: Option<String>,
 }
 
 impl PasswordRequest {
@@ -213,6 +263,7 @@ async fn change_password(
 ) -> Result<Response> {
     let current = required(&req.current_password, "current_password")?;
     let new = required(&req.new_password, "new_password")?;
+    confirmed(new, &req.confirm_password)?;
     let grant = state.service.change_password(&auth.claims, current, new, &client).await?;
     let delivery = match auth.source {
         gatepass_verify::TokenSource::Cookie => Delivery::Cookies(auth.cookies),

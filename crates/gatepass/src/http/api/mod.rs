@@ -162,7 +162,8 @@ pub fn token_response(
     no_store(response)
 }
 
-/// Appends the session, refresh and CSRF cookies for `grant`.
+/// Appends the session, refresh and CSRF cookies for `grant`, and the device cookie when
+/// the grant follows a password sign-in.
 pub fn set_grant_cookies(state: &AppState, cookies: CookieSettings, headers: &mut HeaderMap, grant: &TokenGrant) {
     let settings = state.service.settings();
     cookies.set_session(
@@ -173,4 +174,7 @@ pub fn set_grant_cookies(state: &AppState, cookies: CookieSettings, headers: &mu
         settings.refresh_token_ttl,
         &state.csrf.token(&grant.access.claims.sid),
     );
+    if let Some(device) = &grant.device {
+        cookies.set_device(headers, device);
+    }
 }

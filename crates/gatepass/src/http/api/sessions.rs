@@ -14,17 +14,26 @@ use crate::auth::ratelimit::Action;
 use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Auth, Client, Cookies, PathParam, QueryParams, RawBody};
-use crate::http::openapi::{AccessErrors, AuthErrors, BadRequest, GrantErrors, NotFound, Refreshed, Unauthorized};
+use crate::http::openapi::{
+    AccessErrors, AuthErrors, BadRequest, Forbidden, GrantErrors, NotFound, Refreshed, ServiceUnavailable,
+    TooManyRequests, Unauthorized,
+};
 use crate::http::{AppState, csrf};
 use crate::service::LogoutScope;
 
 /// Session routes.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(refresh)).routes(routes!(logout)).routes(routes!(list)).routes(routes!(end_one))
+    OpenApiRouter::new()
+        .routes(routes!(refresh))
+        .routes(routes!(csrf_token))
+        .routes(routes!(logout))
+        .routes(routes!(list))
+        .routes(routes!(end_one))
 }
 
 /// Refresh body; may be left out when the refresh cookie is sent instead.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token from the last grant.
     #[schema(value_type = String, required = true, min_length = 1)]
@@ -78,6 +87,39 @@ async fn refresh(
         }
     };
     Ok(token_response(&state, StatusCode::OK, "Token refreshed", &grant, delivery))
+}
+
+/// The CSRF token of the caller's browser session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CsrfToken {
+    /// Send it as `X-CSRF-Token` on every unsafe cookie-authenticated request.
+    csrf_token: String,
+}
+
+/// The CSRF token of this browser's session
+///
+/// For a frontend on another origin of the CORS allow-list (`GATEPASS_CORS_ORIGINS`),
+/// which cannot read gatepass's host-only cookies: answers the CSRF token of the session
+/// the refresh cookie belongs to (the cookie's path reaches this route, so it works after a
+/// reload and after the access cookie has expired). Only this origin and the allowed ones
+/// are answered, and CORS lets only those read the answer.
+#[utoipa::path(get, path = "/api/refresh/csrf", tag = "sessions", security(("refresh_cookie" = [])),
+    responses((status = 200, description = "The token", body = CsrfToken), BadRequest, Unauthorized, Forbidden,
+        TooManyRequests, ServiceUnavailable))]
+async fn csrf_token(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Cookies(cookies): Cookies,
+    headers: HeaderMap,
+) -> Result<Response> {
+    if !csrf::api_origin(&headers, cookies, &state.allowed_origins) {
+        return Err(Error::CsrfFailed);
+    }
+    state.service.throttle(Action::Refresh, &client, None).await?;
+    let cookie = CookieSettings::get(&headers, cookies.refresh_name()).ok_or(Error::RefreshTokenRequired)?;
+    let sid = state.service.session_of_refresh_token(&cookie).await?;
+    let body = CsrfToken { csrf_token: state.csrf.token(&sid) };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
 /// Which sessions a logout ends.

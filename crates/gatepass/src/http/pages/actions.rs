@@ -20,7 +20,7 @@ use super::{PageSession, blank_register_page, clip, home_page, login_page, page_
 use crate::error::{Error, Result};
 use crate::http::api::set_grant_cookies;
 use crate::http::cookies::CookieSettings;
-use crate::http::extract::{Client, Cookies, PathParam, RawBody, cookie_settings};
+use crate::http::extract::{Client, Cookies, HeldSession, PathParam, RawBody, cookie_settings};
 use crate::http::openapi::{FormConflict, FormErrors, FormPasswordErrors, FormRedirect, FormTooManyRequests};
 use crate::http::{AppState, csrf, no_store};
 use crate::service::{LogoutScope, TokenGrant};
@@ -185,6 +185,7 @@ async fn login(
     State(state): State<AppState>,
     Cookies(cookies): Cookies,
     Client(client): Client,
+    HeldSession(held): HeldSession,
     // Login CSRF: there is no session yet to bind a token to, so the origin check is it.
     SameOriginForm(f): SameOriginForm<LoginForm>,
 ) -> Result<Response> {
@@ -194,7 +195,7 @@ async fn login(
         let msg = "Enter your username and password.".to_owned();
         return Ok(login_page(StatusCode::BAD_REQUEST, None, Some(msg), &username));
     }
-    match state.service.login(&username, &password, &client).await {
+    match state.service.login(&username, &password, &client, held.as_ref()).await {
         Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/", &grant)),
         Err(Error::InvalidCredentials | Error::Validation(_)) => {
             Ok(login_page(StatusCode::UNAUTHORIZED, None, Some("Invalid username or password.".into()), &username))
@@ -398,12 +399,7 @@ async fn reauth(
         return Ok(home_page(&state, &claims, StatusCode::BAD_REQUEST, None, errors).await);
     }
     match state.service.reauthenticate(&claims, &password, &client).await {
-        Ok(access) => {
-            let mut headers = HeaderMap::new();
-            let max_age = access.claims.exp - access.claims.iat;
-            cookies.set_access(&mut headers, &access.token, max_age);
-            Ok(see_other_with("/?notice=reauthed", headers))
-        }
+        Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/?notice=reauthed", &grant)),
         Err(Error::InvalidCredentials | Error::Validation(_)) => {
             let errors = refused("Password is incorrect.");
             Ok(home_page(&state, &claims, StatusCode::UNAUTHORIZED, None, errors).await)

@@ -10,6 +10,7 @@
 
 mod audit;
 mod events;
+mod failures;
 mod keys;
 mod revocation_feed;
 
@@ -23,8 +24,8 @@ use std::time::Duration;
 use super::audit::AppendKey;
 use super::shared::{Backend, Shared};
 use super::{
-    PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError,
-    StorageResult, UserPatch,
+    NewSession, PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage,
+    StorageError, StorageResult, UserPatch,
 };
 use crate::domain::{Revocation, User, UserId};
 use crate::storage::audit::AuditEvent;
@@ -196,20 +197,16 @@ impl Storage for PostgresStorage {
         Ok(revoked)
     }
 
-    async fn create_session(
-        &self,
-        s: &SessionRecord,
-        refresh_hash: &str,
-        refresh_expires_at: i64,
-    ) -> StorageResult<bool> {
+    async fn create_session(&self, new: NewSession<'_>) -> StorageResult<Option<Vec<RevokedSession>>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // A concurrent disable (an UPDATE of the owner's row) waits for this commit, and its
-        // revocation then sees this session.
-        let created = Q::create_session_in_tx(&mut tx, s, refresh_hash, refresh_expires_at, "FOR SHARE").await?;
-        if created {
+        // A concurrent disable or role change (an UPDATE of the owner's row) waits for this
+        // commit, and its revocation then sees this session; the replaced session's row
+        // lock orders this against a concurrent logout of it.
+        let out = Q::create_session_in_tx(&mut tx, &new, "FOR SHARE").await?;
+        if out.is_some() {
             tx.commit().await.map_err(map_err)?;
         }
-        Ok(created)
+        Ok(out)
     }
 
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {

@@ -20,8 +20,8 @@ use std::time::Duration;
 use super::audit::AppendKey;
 use super::shared::{Backend, Shared};
 use super::{
-    PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage, StorageError,
-    StorageResult, UserPatch,
+    NewSession, PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage,
+    StorageError, StorageResult, UserPatch,
 };
 use crate::domain::{Revocation, User, UserId};
 
@@ -30,6 +30,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 // Capability-sized impls of further storage traits live in sibling files of this module.
 mod audit;
 mod events;
+mod failures;
 mod keys;
 mod revocation_feed;
 mod rotation;
@@ -160,18 +161,13 @@ impl Storage for SqliteStorage {
         Ok(revoked)
     }
 
-    async fn create_session(
-        &self,
-        s: &SessionRecord,
-        refresh_hash: &str,
-        refresh_expires_at: i64,
-    ) -> StorageResult<bool> {
+    async fn create_session(&self, new: NewSession<'_>) -> StorageResult<Option<Vec<RevokedSession>>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let created = Q::create_session_in_tx(&mut tx, s, refresh_hash, refresh_expires_at, "").await?;
-        if created {
+        let out = Q::create_session_in_tx(&mut tx, &new, "").await?;
+        if out.is_some() {
             tx.commit().await.map_err(map_err)?;
         }
-        Ok(created)
+        Ok(out)
     }
 
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {

@@ -140,7 +140,7 @@ impl TestApp {
         }
         argv.extend(extra.iter().cloned());
         let args = Wrapper::try_parse_from(&argv).expect("valid test arguments").args;
-        let storage = gatepass::app::open_storage(&args.store).await.expect("storage opens");
+        let storage = gatepass::app::open_storage(&args.store, true).await.expect("storage opens");
         let app = Application::build_on(args, storage.clone()).await.expect("server builds");
         let addr = app.local_addr().expect("bound");
         let state = app.state().clone();
