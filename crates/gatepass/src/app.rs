@@ -17,6 +17,7 @@ use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs, secs};
 use crate::http::{self, AppState, MetricsAccess, cookies::CookiePolicy};
 use crate::service::{AuthService, Core, KeyManagement, RuntimeSettings, SessionPolicy, sync};
+use crate::storage::audit::AuditKey;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 
 /// Opens the storage backend named by the database URL.
@@ -49,16 +50,13 @@ pub async fn open_storage(store: &StoreArgs, create: bool) -> anyhow::Result<Arc
 /// Longest access-token lifetime any gatepass verifier accepts, in seconds.
 const MAX_TOKEN_LIFETIME_SECS: i64 = 86_400;
 
-/// Resolves how signing keys are managed: the algorithm, the HS256 secret, and (for
-/// asymmetric algorithms) the master key that encrypts private keys at rest.
+/// Resolves how signing keys are managed: the algorithm, the HS256 secret, and the master
+/// key that encrypts private keys at rest (resolved in HS256 mode too: it keys the audit
+/// chain, and generates the replacement when a stored key is revoked).
 pub fn key_management(sec: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<KeyManagement> {
     let secret = config::signing_secret(sec, &store.data_dir)?;
-    let master = if sec.jwt_algorithm.is_asymmetric() {
-        let master = config::master_secret(sec, store)?;
-        Some(Arc::new(crate::auth::keys::MasterKey::derive(master.expose_secret().as_bytes())?))
-    } else {
-        None
-    };
+    let master = config::master_secret(sec, store)?;
+    let master = Some(Arc::new(crate::auth::keys::MasterKey::derive(master.expose_secret().as_bytes())?));
     Ok(KeyManagement {
         algorithm: sec.jwt_algorithm,
         master,
@@ -66,6 +64,13 @@ pub fn key_management(sec: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<K
         activation_delay: secs(sec.key_activation_delay),
         retention: MAX_TOKEN_LIFETIME_SECS + secs(sec.token_leeway).min(60),
     })
+}
+
+/// The audit chain's key, derived from the master key (see [`crate::storage::audit`]).
+pub fn audit_key(sec: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<AuditKey> {
+    let master = config::master_secret(sec, store)?;
+    let bytes = crate::auth::keys::audit_chain_key(master.expose_secret().as_bytes())?;
+    Ok(AuditKey::from_bytes(&bytes))
 }
 
 /// The issuer and verifier over the keys in storage; with `create`, first generates a key
@@ -102,26 +107,23 @@ async fn password_hasher(cost: HashCost, threads: usize) -> anyhow::Result<(Pass
 }
 
 /// The [`Core`] the command line works with: the data directory's storage, a one-thread
-/// hasher, and the configured password minimum with the stored settings over it. Commands
-/// that never hash a password pass no `security` and get the default cost.
-pub async fn open_core(store: &StoreArgs, security: Option<&SecurityArgs>) -> anyhow::Result<Core> {
+/// hasher, the configured password minimum with the stored settings over it, and the audit
+/// chain's key (from the master key, so that its audit entries link like the server's).
+pub async fn open_core(store: &StoreArgs, security: &SecurityArgs) -> anyhow::Result<Core> {
     open_core_with(store, security, 1).await
 }
 
 /// [`open_core`] with `threads` hashing threads.
-pub async fn open_core_with(
-    store: &StoreArgs,
-    security: Option<&SecurityArgs>,
-    threads: usize,
-) -> anyhow::Result<Core> {
+pub async fn open_core_with(store: &StoreArgs, security: &SecurityArgs, threads: usize) -> anyhow::Result<Core> {
     let storage = open_storage(store, store.init).await?;
     eprintln!("database: {}", store.describe());
-    let (hasher, _) = password_hasher(security.map(SecurityArgs::hash_cost).unwrap_or_default(), threads).await?;
-    let mut configured = RuntimeSettings::default();
-    if let Some(security) = security {
-        configured.password_min_length = usize::from(security.password_min_length);
-    }
-    Ok(Core::open(storage, hasher, configured).await?)
+    // Resolved once the database is known to exist: on a mistyped data directory nothing
+    // (no master-key file either) is created.
+    let audit_key = audit_key(security, store)?;
+    let (hasher, _) = password_hasher(security.hash_cost(), threads).await?;
+    let configured =
+        RuntimeSettings { password_min_length: usize::from(security.password_min_length), ..Default::default() };
+    Core::open(storage, hasher, configured, audit_key).await
 }
 
 /// Builds the service over `storage` from the configuration: secret, keys, settings.
@@ -136,7 +138,8 @@ async fn build_service(
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let (hasher, took) = password_hasher(sec.hash_cost(), cores).await?;
     crate::auth::calibrate::warn_if_off(sec.hash_cost(), took);
-    let core = Core::open(storage, hasher, configured_settings(args)).await?.with_mail(mail);
+    let core =
+        Core::open(storage, hasher, configured_settings(args), audit_key(sec, &args.store)?).await?.with_mail(mail);
     let (keys, issuer, verifier) = token_keys(sec, &args.store, &core, true).await?;
     let policy = SessionPolicy {
         session_max_age: secs(args.session_max_age).max(1),

@@ -87,9 +87,10 @@ pub struct SecurityArgs {
     /// public-key verification via JWKS), RS256 (interoperability only).
     #[arg(long, env = "GATEPASS_JWT_ALGORITHM", default_value = "HS256", ignore_case = false)]
     pub jwt_algorithm: crate::auth::keys::SigningAlgorithm,
-    /// Secret (at least 32 bytes) from which the key encrypting private signing keys at rest
-    /// is derived. Generated and kept in the data directory when unset and the database is
-    /// the embedded default; required with an external database.
+    /// Secret (at least 32 bytes) from which the keys encrypting private signing keys at rest
+    /// and linking the audit chain are derived. Generated and kept in the data directory
+    /// when unset and the database is the embedded default; required with an external
+    /// database.
     #[arg(long, env = "GATEPASS_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<SecretString>,
     /// How long a rotated-in key is published before it signs, so that JWKS caches fetch it.
@@ -260,16 +261,20 @@ pub fn signing_secret(security: &SecurityArgs, data_dir: &Path) -> anyhow::Resul
 /// Name of the generated master-key file inside the data directory.
 pub const MASTER_KEY_FILE: &str = "master-key";
 
-/// Resolves the master secret: `GATEPASS_MASTER_KEY` (checked), else the file kept in the
-/// data directory (generated on first use), which only the embedded default database may
-/// use: with a shared database every instance needs the same configured key.
+/// Resolves the master secret, whatever the signing algorithm (it keys the audit chain
+/// too): `GATEPASS_MASTER_KEY` (checked), else the file kept in the data directory
+/// (generated on first use), which only the embedded default database may use: with a
+/// shared database every instance needs the same configured key.
 pub fn master_secret(security: &SecurityArgs, store: &StoreArgs) -> anyhow::Result<SecretString> {
     if let Some(secret) = &security.master_key {
         check_secret(secret.expose_secret(), &origin("GATEPASS_MASTER_KEY", "--master-key", secret))?;
         return Ok(secret.clone());
     }
     if store.database_url.is_some() {
-        anyhow::bail!("set GATEPASS_MASTER_KEY (the same on every instance) to use asymmetric signing keys");
+        anyhow::bail!(
+            "set GATEPASS_MASTER_KEY (the same on every instance) with an external database: it keys the audit \
+             chain and encrypts signing keys at rest"
+        );
     }
     let path = store.data_dir.join(MASTER_KEY_FILE);
     if path.exists() {

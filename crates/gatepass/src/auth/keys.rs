@@ -117,6 +117,28 @@ impl MasterKey {
     }
 }
 
+/// An HKDF output length.
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// Derives the audit chain's HMAC-SHA256 key from the master secret
+/// (`GATEPASS_MASTER_KEY`). Its own HKDF salt keeps it independent of the key that encrypts
+/// private signing keys; the master key, unlike the HS256 secret, is never rotated, so the
+/// chain stays verifiable across a change of `GATEPASS_JWT_SECRET`.
+pub fn audit_chain_key(secret: &[u8]) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gatepass audit chain v1").extract(secret);
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    prk.expand(&[b"hmac-sha256"], Len(32))
+        .and_then(|okm| okm.fill(bytes.as_mut()))
+        .map_err(|_| anyhow::anyhow!("key derivation failed"))?;
+    Ok(bytes)
+}
+
 fn aad(kid: &str, alg: &str) -> Vec<u8> {
     format!("gatepass-key\0{kid}\0{alg}").into_bytes()
 }
@@ -175,6 +197,7 @@ pub fn generate(alg: SigningAlgorithm, master: &MasterKey, now: i64, activates_a
         private_key,
         created_at: now,
         activates_at,
+        revoked_at: None,
     })
 }
 
@@ -293,6 +316,9 @@ pub enum KeyState {
     Retired,
     /// No unexpired token can carry it; no longer published.
     Expired,
+    /// Revoked in an emergency: neither signs nor verifies nor is published, whatever its
+    /// dates say (until the tokens it could have signed have expired; then `Expired`).
+    Revoked,
 }
 
 impl KeyState {
@@ -303,6 +329,7 @@ impl KeyState {
             KeyState::Active => "active",
             KeyState::Retired => "retired",
             KeyState::Expired => "expired",
+            KeyState::Revoked => "revoked",
         }
     }
 }
@@ -320,42 +347,77 @@ pub struct KeyStatus {
     pub activates_at: i64,
     /// Stops signing at (when the next key activates), if a successor exists.
     pub retires_at: Option<i64>,
-    /// Unpublished from, if retiring.
+    /// Unpublished from, if retiring (or revoked).
     pub unpublish_at: Option<i64>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
     /// State at the time asked.
     pub state: KeyState,
 }
 
 /// Orders keys and computes each one's state at `now`. A key retires when the next key
-/// (by activation time, then `kid`) activates; it stays published for `retention_secs`
+/// (by activation time, then `kid`; see `order`) activates; it stays published for `retention_secs`
 /// more, the longest lifetime any verifier accepts plus leeway.
+///
+/// A revoked key is `Revoked` whatever its dates (and `Expired`, to be deleted, once
+/// `retention_secs` have passed since). One revoked while it signed or after keeps its place
+/// in the order, so a key it retired stays retired; one revoked while pending never signed
+/// and retires nothing.
 pub fn timeline(keys: &[StoredKey], now: i64, retention_secs: i64) -> Vec<KeyStatus> {
-    let mut sorted: Vec<&StoredKey> = keys.iter().collect();
-    sorted.sort_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)));
-    let mut out = Vec::with_capacity(sorted.len());
+    let revoked_state = |at: i64| {
+        if at.saturating_add(retention_secs) > now { KeyState::Revoked } else { KeyState::Expired }
+    };
+    let (mut sorted, never_signed): (Vec<&StoredKey>, Vec<&StoredKey>) =
+        keys.iter().partition(|k| k.revoked_at.is_none_or(|r| r >= k.activates_at));
+    sorted
+        .sort_by(|a, b| order(a.activates_at, a.revoked_at, &a.kid).cmp(&order(b.activates_at, b.revoked_at, &b.kid)));
+    let mut out = Vec::with_capacity(keys.len());
     for (i, key) in sorted.iter().enumerate() {
-        let retires_at = sorted.get(i + 1).map(|next| next.activates_at);
-        let unpublish_at = retires_at.map(|r| r.saturating_add(retention_secs));
-        let state = if key.activates_at > now {
+        let next = sorted.get(i + 1).map(|next| next.activates_at);
+        let retires_at = match (next, key.revoked_at) {
+            (Some(n), Some(r)) => Some(n.min(r)),
+            (n, r) => n.or(r),
+        };
+        let unpublish_at = key.revoked_at.or(retires_at.map(|r| r.saturating_add(retention_secs)));
+        let state = if let Some(at) = key.revoked_at {
+            revoked_state(at)
+        } else if key.activates_at > now {
             KeyState::Pending
-        } else if retires_at.is_none_or(|r| r > now) {
+        } else if next.is_none_or(|r| r > now) {
             KeyState::Active
         } else if unpublish_at.is_some_and(|u| u > now) {
             KeyState::Retired
         } else {
             KeyState::Expired
         };
-        out.push(KeyStatus {
-            kid: key.kid.clone(),
-            alg: key.alg.clone(),
-            created_at: key.created_at,
-            activates_at: key.activates_at,
-            retires_at,
-            unpublish_at,
-            state,
-        });
+        out.push(status(key, retires_at, unpublish_at, state));
     }
+    for key in never_signed {
+        let at = key.revoked_at.unwrap_or(key.activates_at);
+        out.push(status(key, None, Some(at), revoked_state(at)));
+    }
+    out.sort_by(|a, b| order(a.activates_at, a.revoked_at, &a.kid).cmp(&order(b.activates_at, b.revoked_at, &b.kid)));
     out
+}
+
+/// The order of the timeline: by activation time; at the same instant a revoked key comes
+/// first (the replacement stored with a revocation activates in the very second of it, and
+/// must follow the key it replaces), then by `kid`.
+fn order(activates_at: i64, revoked_at: Option<i64>, kid: &str) -> (i64, bool, &str) {
+    (activates_at, revoked_at.is_none(), kid)
+}
+
+fn status(key: &StoredKey, retires_at: Option<i64>, unpublish_at: Option<i64>, state: KeyState) -> KeyStatus {
+    KeyStatus {
+        kid: key.kid.clone(),
+        alg: key.alg.clone(),
+        created_at: key.created_at,
+        activates_at: key.activates_at,
+        retires_at,
+        unpublish_at,
+        revoked_at: key.revoked_at,
+        state,
+    }
 }
 
 struct LoadedKey {
@@ -402,7 +464,8 @@ impl KeyRing {
             .map(|p| p.keys.iter().filter_map(|k| k.signer.as_ref().map(|s| (k.kid.as_str(), s))).collect())
             .unwrap_or_default();
         for status in timeline(stored, now, retention_secs) {
-            if status.state == KeyState::Expired {
+            // Neither an expired nor a revoked key is published or trusted.
+            if matches!(status.state, KeyState::Expired | KeyState::Revoked) {
                 continue;
             }
             let Some(key) = by_kid.get(status.kid.as_str()) else { continue };
@@ -506,5 +569,45 @@ mod tests {
         assert_eq!(ring.signer(150).unwrap().kid(), a.kid);
         assert_eq!(ring.signer(250).unwrap().kid(), b.kid);
         assert_eq!(ring.verifying_keys().len(), 2);
+    }
+
+    #[test]
+    fn a_revoked_key_is_neither_published_nor_trusted_nor_signing() {
+        let master = MasterKey::derive(b"0123456789abcdef0123456789abcdef").unwrap();
+        let a = generate(SigningAlgorithm::EdDsa, &master, 0, 0).unwrap();
+        let b = generate(SigningAlgorithm::EdDsa, &master, 100, 200).unwrap();
+        let states =
+            |keys: &[StoredKey], now| timeline(keys, now, 1000).into_iter().map(|s| s.state).collect::<Vec<_>>();
+
+        // b revoked while it signed, replaced at 300 by c: a stays retired, c signs.
+        let b_revoked = StoredKey { revoked_at: Some(300), ..b.clone() };
+        let c = generate(SigningAlgorithm::EdDsa, &master, 300, 300).unwrap();
+        let keys = [a.clone(), b_revoked.clone(), c.clone()];
+        assert_eq!(states(&keys, 300), [KeyState::Retired, KeyState::Revoked, KeyState::Active]);
+        let ring = KeyRing::build(None, &keys, Some(&master), 300, 1000, None).unwrap();
+        assert_eq!(ring.signer(300).unwrap().kid(), c.kid);
+        let trusted: Vec<_> = ring.verifying_keys().into_iter().map(|k| k.kid).collect();
+        assert_eq!(trusted, [a.kid.clone(), c.kid.clone()]);
+        assert!(!ring.jwks().to_string().contains(&b.kid));
+        // Listed as revoked until its tokens could all have expired, then swept.
+        assert_eq!(states(&keys, 1299)[1], KeyState::Revoked);
+        assert_eq!(states(&keys, 1300)[1], KeyState::Expired);
+
+        // Revoked and replaced in the very second it activated: the replacement signs,
+        // whatever the kids' order.
+        for replacement_kid in ["aaaa", "zzzz"] {
+            let revoked = StoredKey { activates_at: 400, revoked_at: Some(400), ..a.clone() };
+            let replacement = StoredKey { kid: replacement_kid.into(), activates_at: 400, ..c.clone() };
+            let keys = [revoked, replacement];
+            assert_eq!(states(&keys, 400), [KeyState::Revoked, KeyState::Active], "{replacement_kid}");
+        }
+
+        // A key revoked while pending never signed: the key before it goes on signing.
+        let pending_revoked = StoredKey { revoked_at: Some(150), ..b };
+        let keys = [a.clone(), pending_revoked];
+        assert_eq!(states(&keys, 250), [KeyState::Active, KeyState::Revoked]);
+        let ring = KeyRing::build(None, &keys, Some(&master), 250, 1000, None).unwrap();
+        assert_eq!(ring.signer(250).unwrap().kid(), a.kid);
+        assert_eq!(ring.verifying_keys().len(), 1);
     }
 }

@@ -1,13 +1,13 @@
-//! `gatepass audit [verify]`: recent audit events, or the hash-chain check.
+//! `gatepass audit [verify]`: recent audit events, or the check of the keyed chain.
 
 use clap::{Args, Subcommand};
 use std::io::Write;
 
 use super::fail;
 use crate::app;
-use crate::config::StoreArgs;
+use crate::config::{SecurityArgs, StoreArgs};
 use crate::domain::clock::rfc3339;
-use crate::storage::audit::{AuditQuery, ChainBreak};
+use crate::storage::audit::AuditQuery;
 
 /// `gatepass audit …`
 #[derive(Debug, Args)]
@@ -28,35 +28,49 @@ pub struct AuditArgs {
     /// Where the data is.
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Signing and hashing settings (the master key keys the audit chain).
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// `gatepass audit verify`
 #[derive(Debug, Subcommand)]
 pub enum AuditAction {
-    /// Recompute the hash chain; report the first removed or edited entry.
+    /// Check the chain with the audit key (from the master key): report the first removed
+    /// or edited entry, including links recomputed without the key.
     Verify {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key keys the audit chain).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
 }
 
 /// Runs `gatepass audit`.
 pub(super) async fn run(args: AuditArgs) -> anyhow::Result<()> {
     match args.action {
-        Some(AuditAction::Verify { store }) => {
-            let core = app::open_core(&store, None).await?;
-            match core.verify_audit_chain().await.map_err(fail)? {
-                Ok(entries) => println!("audit chain intact: {entries} entries"),
-                Err(ChainBreak::Tampered { id }) => anyhow::bail!("audit chain broken at entry {id}: entry was edited"),
-                Err(ChainBreak::Unlinked { id }) => {
-                    anyhow::bail!("audit chain broken at entry {id}: an entry before it was removed or replaced")
-                }
+        Some(AuditAction::Verify { store, security }) => {
+            let core = app::open_core(&store, &security).await?;
+            let report = core.verify_audit_chain().await.map_err(fail)?.map_err(|b| anyhow::anyhow!(b.describe()))?;
+            println!("audit chain intact: {} entries", report.entries);
+            if report.plain_entries() > 0 {
+                println!(
+                    "  entries 1-{}: plain SHA-256 links from before the keyed chain, pinned by its anchor",
+                    report.plain_entries()
+                );
             }
+            println!(
+                "  keyed chain (HMAC under the master key) from entry {}, sealed {}: {} entries",
+                report.keyed_from,
+                rfc3339(report.sealed_at),
+                report.keyed_entries()
+            );
             Ok(())
         }
         None => {
-            let core = app::open_core(&args.store, None).await?;
+            let core = app::open_core(&args.store, &args.security).await?;
             let query = AuditQuery {
                 user: args.user,
                 event: args.event,

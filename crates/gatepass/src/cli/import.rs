@@ -16,7 +16,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let path = source_path(from);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let core = app::open_core_with(store, Some(security), cores).await?;
+    let core = app::open_core_with(store, security, cores).await?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows {elapsed_precise}")

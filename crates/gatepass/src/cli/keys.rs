@@ -1,22 +1,56 @@
-//! `gatepass keys rotate|list`: asymmetric signing keys in the data directory.
+//! `gatepass keys rotate|revoke|list`: asymmetric signing keys in the data directory.
 
 use std::io::Write;
 
 use super::{KeysCommand, fail};
 use crate::app;
 use crate::domain::clock::rfc3339;
+use crate::service::Actor;
 
 /// Runs one `gatepass keys` command.
 pub(super) async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
-    let (KeysCommand::Rotate { store, security } | KeysCommand::List { store, security }) = &cmd;
-    let core = app::open_core(store, Some(security)).await?;
+    let (KeysCommand::Rotate { store, security }
+    | KeysCommand::Revoke { store, security, .. }
+    | KeysCommand::List { store, security }) = &cmd;
+    let core = app::open_core(store, security).await?;
     let km = app::key_management(security, store)?;
-    if let KeysCommand::Rotate { .. } = cmd {
-        if km.master.is_none() {
-            anyhow::bail!("key rotation needs GATEPASS_JWT_ALGORITHM=EdDSA, ES256 or RS256 (HS256 uses the secret)");
+    match &cmd {
+        KeysCommand::Rotate { .. } => {
+            if !km.algorithm.is_asymmetric() {
+                anyhow::bail!(
+                    "key rotation needs GATEPASS_JWT_ALGORITHM=EdDSA, ES256 or RS256 (HS256 uses the secret)"
+                );
+            }
+            let key = core.rotate_signing_key(&km, km.activation_delay).await.map_err(fail)?;
+            println!("added {} key {}: published now, signs from {}", key.alg, key.kid, rfc3339(key.activates_at));
         }
-        let key = core.rotate_signing_key(&km, km.activation_delay).await.map_err(fail)?;
-        println!("added {} key {}: published now, signs from {}", key.alg, key.kid, rfc3339(key.activates_at));
+        KeysCommand::Revoke { kid, .. } => {
+            let revoked = core.revoke_signing_key(&km, &Actor::cli(), kid).await.map_err(|e| match e {
+                crate::error::Error::NotFound => anyhow::anyhow!("no signing key {kid:?} (see `gatepass keys list`)"),
+                e => fail(e),
+            })?;
+            if revoked.already {
+                let at = revoked.key.revoked_at.map(rfc3339).unwrap_or_default();
+                println!("key {kid} was already revoked at {at}; nothing changed");
+            } else {
+                println!(
+                    "revoked key {kid}: unpublished, and its tokens are refused by every running instance within a \
+                     second"
+                );
+                match &revoked.replacement {
+                    Some(r) => println!(
+                        "it was the signing key: new {} key {} signs from now on (published at once)",
+                        r.alg, r.kid
+                    ),
+                    None => println!("it was not the signing key: signing goes on with the current key"),
+                }
+                println!(
+                    "sessions keep working: their next refresh gets an access token signed with the current key; \
+                     services verifying with a cached JWKS stop accepting the key when they next fetch it"
+                );
+            }
+        }
+        KeysCommand::List { .. } => {}
     }
     let statuses = core.key_timeline(km.retention).await.map_err(fail)?;
     let mut out = std::io::stdout().lock();

@@ -142,6 +142,19 @@ pub enum KeysCommand {
         #[command(flatten)]
         security: SecurityArgs,
     },
+    /// Revoke a signing key at once (a leaked key): unpublished and its tokens refused on
+    /// every instance within a second; revoking the key that signs adds a replacement that
+    /// signs at once.
+    Revoke {
+        /// The key id (`kid`), as `gatepass keys list` shows it.
+        kid: String,
+        /// Where the data is.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Signing and hashing settings.
+        #[command(flatten)]
+        security: SecurityArgs,
+    },
     /// List signing keys with their state and dates.
     List {
         /// Where the data is.
@@ -203,6 +216,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Disable an account; its sessions end within a second, even on a running server.
     Disable {
@@ -211,6 +227,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Enable a disabled account.
     Enable {
@@ -219,6 +238,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Delete an account and end its sessions. Asks for the username again unless --yes.
     Delete {
@@ -230,6 +252,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Set a new password (from stdin, or generated and printed once); ends its sessions.
     Passwd {
@@ -252,6 +277,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
         /// How links are built (`GATEPASS_PUBLIC_URL`).
         #[command(flatten)]
         mail: crate::mailing::MailArgs,
@@ -263,6 +291,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
         /// How links are built (`GATEPASS_PUBLIC_URL`).
         #[command(flatten)]
         mail: crate::mailing::MailArgs,
@@ -274,6 +305,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// List accounts.
     List {
@@ -289,6 +323,9 @@ pub enum UserCommand {
         /// Where the data is.
         #[command(flatten)]
         store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
     },
 }
 
@@ -334,7 +371,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             user::run(cmd).await
         }
         Command::Token(cmd) => token::run(cmd).await,
-        Command::Audit(args) => audit::run(args).await,
+        Command::Audit(args) => {
+            crate::telemetry::init("text");
+            audit::run(args).await
+        }
         Command::Keys(cmd) => {
             crate::telemetry::init("text");
             keys::run(cmd).await

@@ -14,7 +14,7 @@ pub(super) async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Verify { jwt, store, security } => {
-            let core = app::open_core(&store, Some(&security)).await?;
+            let core = app::open_core(&store, &security).await?;
             let (_, _, verifier) = app::token_keys(&security, &store, &core, false).await?;
             match verifier.verify_access(&jwt) {
                 Ok(claims) => {

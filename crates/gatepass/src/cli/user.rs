@@ -16,7 +16,7 @@ async fn find(core: &Core, name: &str) -> anyhow::Result<User> {
     core.find_user(name).await.map_err(|_| anyhow::anyhow!("no such user: {name:?}"))
 }
 
-async fn open(store: &StoreArgs, security: Option<&SecurityArgs>) -> anyhow::Result<Core> {
+async fn open(store: &StoreArgs, security: &SecurityArgs) -> anyhow::Result<Core> {
     app::open_core(store, security).await
 }
 
@@ -25,7 +25,7 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
     let by = Actor::cli();
     match cmd {
         UserCommand::Add { name, email, password_stdin, roles, store, security, mail } => {
-            let core = open(&store, Some(&security)).await?.with_mail(mail.config(None)?);
+            let core = open(&store, &security).await?.with_mail(mail.config(None)?);
             let (password, generated) = new_password(password_stdin)?;
             let roles = Roles::parse(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
             let user = core.create_user(&by, &name, &password, email.as_deref(), roles).await.map_err(fail)?;
@@ -36,18 +36,18 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 writeln!(out, "password: {password}")?;
             }
         }
-        UserCommand::SetRoles { name, roles, store } => {
-            let core = open(&store, None).await?;
+        UserCommand::SetRoles { name, roles, store, security } => {
+            let core = open(&store, &security).await?;
             let user = find(&core, &name).await?;
             let roles = Roles::parse(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (user, ended) = core.set_roles(&by, &user, roles).await.map_err(fail)?;
             let roles = user.roles.names().join(",");
             println!("{}: roles {roles}; {ended} session(s) ended", user.username);
         }
-        UserCommand::Disable { name, store } => set_disabled(&by, &name, &store, true).await?,
-        UserCommand::Enable { name, store } => set_disabled(&by, &name, &store, false).await?,
-        UserCommand::Delete { name, yes, store } => {
-            let core = open(&store, None).await?;
+        UserCommand::Disable { name, store, security } => set_disabled(&by, &name, &store, &security, true).await?,
+        UserCommand::Enable { name, store, security } => set_disabled(&by, &name, &store, &security, false).await?,
+        UserCommand::Delete { name, yes, store, security } => {
+            let core = open(&store, &security).await?;
             let user = find(&core, &name).await?;
             if !yes {
                 confirm_delete(&user)?;
@@ -56,7 +56,7 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
             println!("deleted {} ({}); {ended} session(s) ended", user.username, user.id.as_str());
         }
         UserCommand::Passwd { name, password_stdin, store, security } => {
-            let core = open(&store, Some(&security)).await?;
+            let core = open(&store, &security).await?;
             let user = find(&core, &name).await?;
             let (password, generated) = new_password(password_stdin)?;
             // The same rules as registration and the API: length, common passwords, username.
@@ -71,8 +71,8 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 writeln!(out, "password: {}", password.expose())?;
             }
         }
-        UserCommand::SendReset { name, store, mail } => {
-            let core = open(&store, None).await?.with_mail(mail.config(None)?);
+        UserCommand::SendReset { name, store, security, mail } => {
+            let core = open(&store, &security).await?.with_mail(mail.config(None)?);
             let user = find(&core, &name).await?;
             let Some(email) = user.email.as_ref() else { anyhow::bail!("{} has no e-mail address", user.username) };
             if !core.send_password_reset(&by, &user).await.map_err(fail)? {
@@ -80,22 +80,22 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
             }
             println!("password-reset link for {} queued to {}", user.username, email.as_str());
         }
-        UserCommand::ResendVerification { name, store, mail } => {
-            let core = open(&store, None).await?.with_mail(mail.config(None)?);
+        UserCommand::ResendVerification { name, store, security, mail } => {
+            let core = open(&store, &security).await?.with_mail(mail.config(None)?);
             let user = find(&core, &name).await?;
             core.resend_verification(&by, &user).await.map_err(fail)?;
             let email = user.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
             println!("verification link for {} queued to {email}", user.username);
         }
-        UserCommand::MarkVerified { name, store } => {
-            let core = open(&store, None).await?;
+        UserCommand::MarkVerified { name, store, security } => {
+            let core = open(&store, &security).await?;
             let user = find(&core, &name).await?;
             let user = core.mark_email_verified(&by, &user).await.map_err(fail)?;
             let email = user.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
             println!("{}: {email} marked verified", user.username);
         }
-        UserCommand::List { prefix, limit, offset, store } => {
-            let core = open(&store, None).await?;
+        UserCommand::List { prefix, limit, offset, store, security } => {
+            let core = open(&store, &security).await?;
             let query = UserQuery { prefix, limit: Some(i64::from(limit)), offset: Some(i64::from(offset)) };
             let page = core.list_users(&query).await.map_err(fail)?;
             let rows: Vec<[String; 5]> = page
@@ -125,8 +125,14 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn set_disabled(by: &Actor, name: &str, store: &StoreArgs, disabled: bool) -> anyhow::Result<()> {
-    let core = open(store, None).await?;
+async fn set_disabled(
+    by: &Actor,
+    name: &str,
+    store: &StoreArgs,
+    security: &SecurityArgs,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let core = open(store, security).await?;
     let user = find(&core, name).await?;
     let patch = UserPatch { disabled: Some(disabled), ..Default::default() };
     let (user, ended) = core.update_user(by, &user, &patch).await.map_err(fail)?;

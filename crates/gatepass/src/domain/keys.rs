@@ -16,6 +16,8 @@ pub struct StoredKey {
     pub created_at: i64,
     /// From when it signs (before that it is only published).
     pub activates_at: i64,
+    /// When it was revoked: from then on it neither signs nor verifies nor is published.
+    pub revoked_at: Option<i64>,
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -25,6 +27,7 @@ impl std::fmt::Debug for StoredKey {
             .field("alg", &self.alg)
             .field("created_at", &self.created_at)
             .field("activates_at", &self.activates_at)
+            .field("revoked_at", &self.revoked_at)
             .finish_non_exhaustive()
     }
 }

@@ -1,5 +1,5 @@
 //! Public key discovery (`/.well-known/jwks.json`, `/.well-known/openid-configuration`)
-//! and the admin routes that list and rotate signing keys.
+//! and the admin routes that list, rotate and revoke signing keys.
 //!
 //! The discovery documents are public and cacheable, so they set their own
 //! `Cache-Control` (the global default is `no-store`). They never contain private keys or
@@ -18,8 +18,9 @@ use crate::auth::keys::KeyStatus;
 use crate::domain::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::http::AppState;
-use crate::http::guard::AdminCaller;
-use crate::http::openapi::{AccessErrors, BadRequest};
+use crate::http::extract::PathParam;
+use crate::http::guard::{AdminActor, AdminCaller};
+use crate::http::openapi::{AccessErrors, BadRequest, NotFound};
 
 /// How long clients may cache the JWKS. Rotation publishes new keys well before they sign
 /// (GATEPASS_KEY_ACTIVATION_DELAY, default 10 min > 5 min).
@@ -27,7 +28,12 @@ const JWKS_CACHE: &str = "public, max-age=300";
 
 /// Discovery and key-management routes.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(jwks)).routes(routes!(discovery)).routes(routes!(list)).routes(routes!(rotate))
+    OpenApiRouter::new()
+        .routes(routes!(jwks))
+        .routes(routes!(discovery))
+        .routes(routes!(list))
+        .routes(routes!(rotate))
+        .routes(routes!(revoke))
 }
 
 /// A JSON Web Key Set (RFC 7517) of public keys only.
@@ -132,7 +138,7 @@ pub struct KeyView {
     kid: String,
     /// Algorithm.
     alg: String,
-    /// `pending`, `active`, `retired` or `expired`.
+    /// `pending`, `active`, `retired`, `expired` or `revoked`.
     state: &'static str,
     /// RFC 3339.
     created_at: String,
@@ -140,8 +146,10 @@ pub struct KeyView {
     activates_at: String,
     /// When it stops signing, if a successor exists.
     retires_at: Option<String>,
-    /// When it leaves the JWKS, if retiring.
+    /// When it leaves (or left) the JWKS, if retiring or revoked.
     unpublish_at: Option<String>,
+    /// When it was revoked, if it was: it then neither signs nor verifies.
+    revoked_at: Option<String>,
 }
 
 fn view(s: &KeyStatus) -> KeyView {
@@ -153,6 +161,7 @@ fn view(s: &KeyStatus) -> KeyView {
         activates_at: rfc3339(s.activates_at),
         retires_at: s.retires_at.map(rfc3339),
         unpublish_at: s.unpublish_at.map(rfc3339),
+        revoked_at: s.revoked_at.map(rfc3339),
     }
 }
 
@@ -191,4 +200,42 @@ async fn rotate(State(state): State<AppState>, AdminCaller(caller): AdminCaller)
     let key = state.service.rotate_keys().await?;
     tracing::info!(kid = %key.kid, by = %caller.actor_id(), "signing key rotated");
     Ok((axum::http::StatusCode::CREATED, Json(RotatedKey { key: view(&key) })).into_response())
+}
+
+/// Body of a revocation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedKey {
+    /// The revoked key (state `revoked`).
+    key: KeyView,
+    /// The key that signs from now on, when the revoked key was the signing key.
+    replacement: Option<KeyView>,
+    /// Whether the key had already been revoked: then nothing changed.
+    already_revoked: bool,
+}
+
+/// Revoke a signing key
+///
+/// Emergency stop for a leaked key (admin only, audited as `signing_key_revoked`): it leaves
+/// the JWKS and every token it signed is refused at once on this instance, and on the
+/// others within a second. Revoking the key that signs adds a replacement that signs at
+/// once, in the same transaction. Revoking a revoked key changes nothing (200,
+/// `already_revoked`). Refresh tokens keep working and mint tokens with the current key.
+/// In HS256 mode the shared secret cannot be revoked (400): change `GATEPASS_JWT_SECRET`.
+#[utoipa::path(post, path = "/api/admin/keys/{kid}/revoke", tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    params(("kid" = String, Path, description = "Key id")),
+    responses((status = 200, description = "The key is revoked", body = RevokedKey), AccessErrors, BadRequest,
+        NotFound))]
+async fn revoke(
+    State(state): State<AppState>,
+    AdminActor(by): AdminActor,
+    PathParam(kid): PathParam,
+) -> Result<Response> {
+    let revoked = state.service.revoke_key(&by, &kid).await?;
+    let body = RevokedKey {
+        key: view(&revoked.key),
+        replacement: revoked.replacement.as_ref().map(view),
+        already_revoked: revoked.already,
+    };
+    Ok(Json(body).into_response())
 }

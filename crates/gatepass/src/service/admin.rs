@@ -6,7 +6,7 @@
 use super::{ClientInfo, Core, now};
 use crate::domain::{Roles, User, UserId, Username};
 use crate::error::{Error, Result};
-use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, ChainBreak, GENESIS_HASH, SUCCESS, verify_chain};
+use crate::storage::audit::{AuditEntry, AuditEvent, AuditQuery, SUCCESS};
 use crate::storage::{SessionFilter, UserPatch};
 
 /// Largest page of the listings.
@@ -216,24 +216,5 @@ impl Core {
     /// [`Error::BadRequest`] for a page size out of range; storage errors.
     pub async fn audit_entries(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         Ok(self.storage.audit_entries(query).await?)
-    }
-
-    /// Recomputes the audit trail's hash chain from the start. Returns how many entries
-    /// it holds, or where it breaks.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn verify_audit_chain(&self) -> Result<std::result::Result<i64, ChainBreak>> {
-        let (mut last_id, mut last_hash) = (0, GENESIS_HASH.to_owned());
-        loop {
-            let page = self.storage.audit_chain(last_id, 1000).await?;
-            if page.is_empty() {
-                return Ok(Ok(last_id));
-            }
-            match verify_chain(&page, last_id, last_hash.clone()) {
-                Ok((id, hash)) => (last_id, last_hash) = (id, hash),
-                Err(broken) => return Ok(Err(broken)),
-            }
-        }
     }
 }

@@ -89,7 +89,8 @@ impl Core {
             return Err(Error::Internal("no master key".into()));
         }
         let statuses = self.key_timeline(km.retention).await?;
-        if statuses.last().is_some_and(|s| s.alg == km.algorithm.name()) {
+        // A revoked key signs nothing, whatever its place.
+        if statuses.iter().rfind(|s| s.revoked_at.is_none()).is_some_and(|s| s.alg == km.algorithm.name()) {
             return Ok(());
         }
         self.rotate_signing_key(km, 0).await?;
@@ -122,8 +123,12 @@ impl AuthService {
         &self.keys
     }
 
-    /// Reloads signing keys from storage: picks up rotations made elsewhere (CLI, other
-    /// instances), activates pending keys, stops publishing expired ones (and deletes them).
+    /// Reloads signing keys from storage: picks up rotations and revocations made elsewhere
+    /// (CLI, other instances), activates pending keys, stops publishing expired ones (and
+    /// deletes them).
+    ///
+    /// A key set that cannot sign is installed all the same (and logged): a key that was
+    /// revoked must stop being trusted even then, so issuing fails rather than trusting it.
     pub async fn reload_keys(&self) -> Result<()> {
         let t = now();
         let stored = self.core.storage.signing_keys().await?;
@@ -135,10 +140,17 @@ impl AuthService {
         let previous = self.issuer.ring();
         let ring = self.keys.ring(&stored, t, Some(&previous))?;
         if !ring.can_sign(t) {
-            return Err(Error::Internal("no signing key is active".into()));
+            tracing::error!("no signing key is active: tokens cannot be issued until one is (gatepass keys rotate)");
         }
-        self.verifier.set_keys(ring.verifying_keys());
+        let now_trusted = ring.verifying_keys();
+        let dropped = self.verifier.keys().iter().any(|old| now_trusted.iter().all(|new| new.kid != old.kid));
+        self.verifier.set_keys(now_trusted);
         self.issuer.set_ring(ring);
+        // The cache holds tokens verified under the old set: forget them once a key left it,
+        // or a revoked key's tokens would keep passing until they expire.
+        if dropped {
+            self.verified.clear();
+        }
         if !expired.is_empty() {
             self.core.storage.delete_signing_keys(&expired).await?;
         }

@@ -6,11 +6,13 @@
 //! (where the failed-login records live and how they change),
 //! [`sessions`] (start, refresh, authenticate, logout, revoke, sweep), [`accounts`]
 //! (register, create, change password, the one `set_password`), [`admin`] (listing and
-//! changing accounts, the audit trail), [`settings`] (runtime settings and their one
-//! reload), [`sync`] (following other writers), [`keys`] (signing keys) and [`import`]
-//! (accounts from another database), [`mail`] (composing mail, the outbox sender),
-//! [`email`] (verifying and changing addresses, notices) and [`recovery`] (forgotten
-//! passwords). A new feature gets a file of its own here.
+//! changing accounts, the audit trail), [`audit_chain`] (the keyed audit chain: its anchor
+//! and its check), [`settings`] (runtime settings and their one reload), [`sync`]
+//! (following other writers), [`keys`] (signing keys), [`key_revocation`] (revoking a
+//! signing key in an emergency), [`import`] (accounts from another database), [`mail`]
+//! (composing mail, the outbox sender), [`email`] (verifying and changing addresses,
+//! notices) and [`recovery`] (forgotten passwords). A new feature gets a file of its own
+//! here.
 
 use gatepass_verify::Verifier;
 use std::sync::{Arc, RwLock};
@@ -23,13 +25,15 @@ use crate::auth::verified_cache::VerifiedCache;
 use crate::auth::{PasswordHasher, RevocationSet, TokenIssuer};
 use crate::domain::User;
 use crate::storage::Storage;
-use crate::storage::audit::AuditEvent;
+use crate::storage::audit::{AuditEvent, AuditKey};
 
 pub mod accounts;
 pub mod admin;
+pub mod audit_chain;
 pub mod backoff;
 pub mod email;
 pub mod import;
+pub mod key_revocation;
 pub mod keys;
 pub mod login;
 pub mod mail;
@@ -89,6 +93,8 @@ pub struct TokenGrant {
 /// directory, and a running server picks the changes up from storage).
 pub struct Core {
     storage: Arc<dyn Storage>,
+    /// The audit chain's key (derived from the master key).
+    audit_key: AuditKey,
     hasher: PasswordHasher,
     revocations: RevocationSet,
     /// Flags and environment: what stored settings are laid over on every reload.
@@ -104,17 +110,23 @@ pub struct Core {
 
 impl Core {
     /// Opens the core over `storage` with the configured settings, then lays the stored
-    /// ones over them.
+    /// ones over them, and opens the audit trail for appends under `audit_key` (see
+    /// [`audit_chain`]). Its errors say what is wrong, since they stop start-up (or the
+    /// command) rather than reach a client.
     ///
     /// # Errors
-    /// When the stored settings cannot be read.
+    /// When the stored settings cannot be read; when the audit chain's anchor does not
+    /// verify under `audit_key` (another master key, or an altered anchor).
     pub async fn open(
         storage: Arc<dyn Storage>,
         hasher: PasswordHasher,
         configured: RuntimeSettings,
-    ) -> crate::error::Result<Self> {
+        audit_key: AuditKey,
+    ) -> anyhow::Result<Self> {
+        audit_chain::open(storage.as_ref(), &audit_key).await?;
         let core = Self {
             storage,
+            audit_key,
             hasher,
             revocations: RevocationSet::new(),
             settings: RwLock::new(configured.clone()),

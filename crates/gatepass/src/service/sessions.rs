@@ -247,7 +247,10 @@ impl AuthService {
         let leeway = self.verifier.config().leeway_secs.min(60) as i64;
         let verified = match self.verified.get(token, now(), leeway) {
             Some(claims) => Ok(claims),
-            None => self.verifier.verify_access(token).inspect(|claims| self.verified.insert(token, claims)),
+            None => {
+                let generation = self.verified.generation();
+                self.verifier.verify_access(token).inspect(|claims| self.verified.insert(token, claims, generation))
+            }
         };
         // The revocation check is never cached: it runs on every request.
         let result = verified.map_err(Error::from).and_then(|claims| match self.core.revocations.check(&claims.sid) {

@@ -1,5 +1,5 @@
 //! Change feed capability: how a backend tells running instances that shared state
-//! (revocations, runtime settings) changed, so each keeps its in-memory copy current
+//! (revocations, runtime settings, signing keys) changed, so each keeps its in-memory copy current
 //! without a database round trip per request.
 //!
 //! Backends that can push (PostgreSQL `LISTEN/NOTIFY`) return a [`ChangeSubscription`];
@@ -17,6 +17,8 @@ pub enum Change {
     Revoked(RevokedSession),
     /// Runtime settings changed: reload them.
     SettingsChanged,
+    /// Signing keys changed (a rotation, a revocation): reload them.
+    KeysChanged,
     /// The feed was interrupted (reconnect): changes may have been missed, reload everything.
     Resync,
 }

@@ -18,7 +18,7 @@ mod sqlite;
 pub use audit::AuditStore;
 pub use events::{Change, ChangeFeed, ChangeSubscription};
 pub use failures::FailureStore;
-pub use keys::KeyStore;
+pub use keys::{KeyRevocation, KeyStore};
 pub use mail::{EmailConfirmed, OneTimeToken, OutboxMail, OutboxStore, TokenPurpose, TokenStore};
 pub use postgres::PostgresStorage;
 pub use revocation_feed::RevocationFeed;

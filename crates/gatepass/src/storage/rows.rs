@@ -74,6 +74,7 @@ pub(crate) struct KeyRow {
     private_key: String,
     created_at: i64,
     activates_at: i64,
+    revoked_at: Option<i64>,
 }
 
 impl From<KeyRow> for StoredKey {
@@ -85,6 +86,7 @@ impl From<KeyRow> for StoredKey {
             private_key: r.private_key,
             created_at: r.created_at,
             activates_at: r.activates_at,
+            revoked_at: r.revoked_at,
         }
     }
 }

@@ -11,7 +11,8 @@ use std::marker::PhantomData;
 
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
-use super::audit::{AuditEntry, AuditEvent, AuditQuery, GENESIS_HASH, entry_hash};
+use super::audit::{AuditAnchor, AuditEntry, AuditEvent, AuditKey, AuditQuery, GENESIS_HASH};
+use super::keys::KeyRevocation;
 use super::mail::{EmailConfirmed, OneTimeToken, OutboxMail, TokenPurpose};
 use super::rows::{KeyRow, MailRow, SessionRow, TokenRow, UserRow};
 use super::{
@@ -87,12 +88,14 @@ where
     for<'r> UserRow: FromRow<'r, DB::Row>,
     for<'r> SessionRow: FromRow<'r, DB::Row>,
     for<'r> AuditEntry: FromRow<'r, DB::Row>,
+    for<'r> AuditAnchor: FromRow<'r, DB::Row>,
     for<'r> KeyRow: FromRow<'r, DB::Row>,
     for<'r> MailRow: FromRow<'r, DB::Row>,
     for<'r> TokenRow: FromRow<'r, DB::Row>,
     for<'r> (String, Option<String>): FromRow<'r, DB::Row>,
     for<'r> (Option<String>,): FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,
@@ -517,12 +520,46 @@ where
 
     pub(super) async fn signing_keys<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<Vec<StoredKey>> {
         let rows = sqlx::query_as::<DB, KeyRow>(
-            "SELECT kid, alg, public_jwk, private_key, created_at, activates_at FROM signing_keys",
+            "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, revoked_at FROM signing_keys",
         )
         .fetch_all(ex)
         .await
         .map_err(DB::map_err)?;
         Ok(rows.into_iter().map(StoredKey::from).collect())
+    }
+
+    /// Revokes `kid` inside `tx` unless it is already revoked, adding `replacement` in the
+    /// same transaction when it did (see [`KeyStore::revoke_signing_key`]).
+    pub(super) async fn revoke_signing_key_in_tx(
+        tx: &mut Tx<DB>,
+        kid: &str,
+        now: i64,
+        replacement: Option<&StoredKey>,
+    ) -> StorageResult<KeyRevocation> {
+        // Compare-and-swap: of concurrent revocations of one key, exactly one changes the
+        // row (and so adds the one replacement); the others read its time.
+        let r = sqlx::query::<DB>("UPDATE signing_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(kid)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        if DB::rows_affected(&r) == 0 {
+            let at = sqlx::query_as::<DB, (Option<i64>,)>("SELECT revoked_at FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(DB::map_err)?;
+            return match at {
+                None => Ok(KeyRevocation::Unknown),
+                Some((Some(at),)) => Ok(KeyRevocation::AlreadyRevoked { at }),
+                Some((None,)) => Err(StorageError::Other("signing key neither revoked nor revocable".into())),
+            };
+        }
+        if let Some(key) = replacement {
+            Self::insert_signing_key(&mut **tx, key).await?;
+        }
+        Ok(KeyRevocation::Revoked)
     }
 
     pub(super) async fn session_of_refresh_token<'c>(
@@ -542,27 +579,34 @@ where
     }
 
     /// The chain link of the entry that appends `event` at `at`: its id, the previous
-    /// entry's hash and its own hash. The position comes from `head` when known, else from
-    /// the table (inside `tx`, which must keep other appends out); `head` moves to the new
-    /// entry, so several appends in one transaction read the table only once.
+    /// entry's link and its own ([`AuditKey::link`]). The position comes from `head` when
+    /// known, else from the table (inside `tx`, which must keep other appends out); `head`
+    /// moves to the new entry, so several appends in one transaction read the table only
+    /// once.
     pub(super) async fn next_audit_link(
         tx: &mut Tx<DB>,
+        key: &AuditKey,
         event: &AuditEvent,
         at: i64,
         head: &mut Option<(i64, String)>,
     ) -> StorageResult<(i64, String, String)> {
         let (last_id, prev_hash) = match head.take() {
             Some(h) => h,
-            None => sqlx::query_as::<DB, (i64, String)>("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(DB::map_err)?
-                .unwrap_or((0, GENESIS_HASH.to_owned())),
+            None => Self::last_audit_link(tx).await?,
         };
         let id = last_id + 1;
-        let hash = entry_hash(id, at, event, &prev_hash);
+        let hash = key.link(id, at, event, &prev_hash);
         *head = Some((id, hash.clone()));
         Ok((id, prev_hash, hash))
+    }
+
+    /// Id and link of the last entry (`0` and [`GENESIS_HASH`] for an empty trail).
+    async fn last_audit_link(tx: &mut Tx<DB>) -> StorageResult<(i64, String)> {
+        Ok(sqlx::query_as::<DB, (i64, String)>("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(DB::map_err)?
+            .unwrap_or((0, GENESIS_HASH.to_owned())))
     }
 
     /// Binds the audit columns after id (event … hash) to `q`, in table order.
@@ -580,8 +624,13 @@ where
 
     /// Appends `event` inside `tx`, which must already keep other appends out (each
     /// backend takes its own lock for that).
-    pub(super) async fn append_audit_in_tx(tx: &mut Tx<DB>, event: &AuditEvent, at: i64) -> StorageResult<AuditEntry> {
-        let (id, prev_hash, hash) = Self::next_audit_link(tx, event, at, &mut None).await?;
+    pub(super) async fn append_audit_in_tx(
+        tx: &mut Tx<DB>,
+        key: &AuditKey,
+        event: &AuditEvent,
+        at: i64,
+    ) -> StorageResult<AuditEntry> {
+        let (id, prev_hash, hash) = Self::next_audit_link(tx, key, event, at, &mut None).await?;
         let q = sqlx::query::<DB>(
             "INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -590,6 +639,48 @@ where
         .bind(at);
         Self::bind_audit(q, event, &prev_hash, &hash).execute(&mut **tx).await.map_err(DB::map_err)?;
         Ok(AuditEntry { id, at, event: event.clone(), prev_hash, hash })
+    }
+
+    /// The anchor row, if it exists.
+    pub(super) async fn audit_anchor<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<Option<AuditAnchor>> {
+        sqlx::query_as::<DB, AuditAnchor>("SELECT keyed_from, prev_hash, sealed_at, seal FROM audit_chain WHERE id = 1")
+            .fetch_optional(ex)
+            .await
+            .map_err(DB::map_err)
+    }
+
+    /// Seals the anchor inside `tx` if it is unsealed: the keyed chain starts after the
+    /// last entry present. `tx` must keep appends out, so that no entry lands between
+    /// reading the last link and sealing it.
+    pub(super) async fn seal_audit_anchor_in_tx(
+        tx: &mut Tx<DB>,
+        key: &AuditKey,
+        now: i64,
+    ) -> StorageResult<Option<AuditAnchor>> {
+        let Some(anchor) = Self::audit_anchor(&mut **tx).await? else { return Ok(None) };
+        if anchor.seal.is_some() {
+            return Ok(Some(anchor));
+        }
+        let (last_id, prev_hash) = Self::last_audit_link(tx).await?;
+        let keyed_from = last_id + 1;
+        let seal = key.seal(keyed_from, &prev_hash, now);
+        sqlx::query::<DB>(
+            "UPDATE audit_chain SET keyed_from = $1, prev_hash = $2, sealed_at = $3, seal = $4 \
+             WHERE id = 1 AND seal IS NULL",
+        )
+        .bind(keyed_from)
+        .bind(prev_hash.as_str())
+        .bind(now)
+        .bind(seal.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(Some(AuditAnchor {
+            keyed_from: Some(keyed_from),
+            prev_hash: Some(prev_hash),
+            sealed_at: Some(now),
+            seal: Some(seal),
+        }))
     }
 
     /// Audit entries matching `q`, newest first. The parameters are cast because

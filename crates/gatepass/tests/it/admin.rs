@@ -374,7 +374,7 @@ fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
     cmd.args(args).args(["--data-dir", app.data_dir().to_str().unwrap()]);
     if let Some(db) = &app.db {
-        cmd.args(["--database-url", &db.url]);
+        cmd.args(["--database-url", &db.url, "--master-key", common::MASTER_KEY]);
     }
     cmd.env_remove("GATEPASS_DATABASE_URL").env("GATEPASS_LOG", "warn").output().expect("gatepass runs")
 }
@@ -431,7 +431,13 @@ async fn cli_changes_reach_the_running_server() {
             "1",
         ])
         .args(["--data-dir", app.data_dir().to_str().unwrap(), "--jwt-secret", common::SECRET])
-        .args(app.db.as_ref().map(|db| vec!["--database-url".to_owned(), db.url.clone()]).unwrap_or_default())
+        .args(
+            app.db
+                .as_ref()
+                .map(|db| ["--database-url", &db.url, "--master-key", common::MASTER_KEY])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -538,7 +544,13 @@ fn cli_with_password(app: &TestApp, args: &[&str], password: &str) -> std::proce
         .args(args)
         .args(["--password-stdin", "--argon2-memory-kib", "1024", "--argon2-iterations", "1"])
         .args(["--data-dir", app.data_dir().to_str().unwrap(), "--jwt-secret", common::SECRET])
-        .args(app.db.as_ref().map(|db| vec!["--database-url".to_owned(), db.url.clone()]).unwrap_or_default())
+        .args(
+            app.db
+                .as_ref()
+                .map(|db| ["--database-url", &db.url, "--master-key", common::MASTER_KEY])
+                .into_iter()
+                .flatten(),
+        )
         .env_remove("GATEPASS_DATABASE_URL")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

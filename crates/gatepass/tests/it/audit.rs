@@ -1,8 +1,11 @@
 //! Issue: the audit trail. Each security event is recorded with actor, subject, client
-//! and outcome; the admin API filters and pages it; `gatepass audit verify` detects edited
-//! and removed entries; concurrent appends keep the chain linear.
+//! and outcome; the admin API filters and pages it; `gatepass audit verify` (and the admin
+//! API's check) detects edited and removed entries, also when whoever edited them
+//! recomputed the plain SHA-256 links, since links are keyed with the master key;
+//! a trail from before the keyed chain keeps its plain part, pinned by the sealed anchor;
+//! concurrent appends keep the chain linear.
 
-use crate::common::{TestApp, expect_error, s};
+use crate::common::{self, TestApp, expect_error, s};
 use serde_json::{Value, json};
 
 async fn events(app: &TestApp, query: &str) -> Vec<Value> {
@@ -22,7 +25,7 @@ fn gatepass(app: &TestApp, args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
     cmd.args(args).args(["--data-dir", app.data_dir().to_str().unwrap()]);
     if let Some(db) = &app.db {
-        cmd.args(["--database-url", &db.url]);
+        cmd.args(["--database-url", &db.url, "--master-key", common::MASTER_KEY]);
     }
     cmd.env_remove("GATEPASS_DATABASE_URL").env("GATEPASS_LOG", "warn").output().expect("gatepass runs")
 }
@@ -263,4 +266,220 @@ async fn concurrent_events_keep_the_chain_linear() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 25 entries"));
     assert_eq!(events(&app, "?event=login&limit=200").await.len(), 12);
     assert_eq!(events(&app, "?event=login_failed&limit=200").await.len(), 12);
+}
+
+/// The database behind a server, opened directly, as someone with write access to it
+/// (not through gatepass) would.
+enum RawDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+type Row = (i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, String, Option<String>);
+
+impl RawDb {
+    async fn open(url: &str) -> Self {
+        if url.starts_with("sqlite:") {
+            RawDb::Sqlite(sqlx::SqlitePool::connect(url).await.expect("open database"))
+        } else {
+            RawDb::Postgres(sqlx::PgPool::connect(url).await.expect("open database"))
+        }
+    }
+
+    async fn of(app: &TestApp) -> Self {
+        match &app.db {
+            Some(db) => Self::open(&db.url).await,
+            None => Self::open(&format!("sqlite://{}", app.data_dir().join("gatepass.db").display())).await,
+        }
+    }
+
+    async fn exec(&self, sql: &str) -> Result<(), sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            RawDb::Sqlite(p) => sqlx::query(sql).execute(p).await.map(drop),
+            RawDb::Postgres(p) => sqlx::query(sql).execute(p).await.map(drop),
+        }
+    }
+
+    /// Drops the append-only guards of `audit_log` and `audit_chain`.
+    async fn drop_guards(&self) {
+        let statements: &[&str] = match self {
+            RawDb::Sqlite(_) => &[
+                "DROP TRIGGER audit_log_no_update",
+                "DROP TRIGGER audit_log_no_delete",
+                "DROP TRIGGER IF EXISTS audit_chain_sealed",
+            ],
+            RawDb::Postgres(_) => &[
+                "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update",
+                "ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_sealed",
+            ],
+        };
+        for sql in statements {
+            self.exec(sql).await.expect(sql);
+        }
+    }
+
+    async fn rows(&self) -> Vec<Row> {
+        const SQL: &str =
+            "SELECT id, at, event, actor, subject, ip, user_agent, outcome, detail FROM audit_log ORDER BY id";
+        match self {
+            RawDb::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await.expect("rows"),
+            RawDb::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await.expect("rows"),
+        }
+    }
+
+    /// Relinks every entry from `from` on with plain SHA-256, as anyone can compute it.
+    async fn recompute_plain_links(&self, from: i64) {
+        let mut prev = GENESIS.to_owned();
+        for row in self.rows().await {
+            if row.0 >= from {
+                let hash = plain_link(&row, &prev);
+                let sql = format!("UPDATE audit_log SET prev_hash = '{prev}', hash = '{hash}' WHERE id = {}", row.0);
+                self.exec(&sql).await.expect("relink");
+                prev = hash;
+            } else {
+                prev = self.link_of(row.0).await;
+            }
+        }
+    }
+
+    async fn link_of(&self, id: i64) -> String {
+        let sql = format!("SELECT hash FROM audit_log WHERE id = {id}");
+        let sql = sqlx::AssertSqlSafe(sql);
+        match self {
+            RawDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("hash"),
+            RawDb::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("hash"),
+        }
+    }
+
+    /// Appends an entry linked the plain way (what versions before the keyed chain wrote).
+    async fn append_plain(&self, id: i64, event: &str, prev: &str) -> String {
+        let row: Row =
+            (id, 1_800_000_000 + id, event.into(), Some("cli".into()), None, None, None, "success".into(), None);
+        let hash = plain_link(&row, prev);
+        let sql = format!(
+            "INSERT INTO audit_log (id, at, event, actor, outcome, prev_hash, hash) \
+             VALUES ({id}, {}, '{event}', 'cli', 'success', '{prev}', '{hash}')",
+            row.1
+        );
+        self.exec(&sql).await.expect("insert");
+        hash
+    }
+}
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// SHA-256 of an entry's canonical JSON with the previous link last: the plain link, which
+/// needs no key.
+fn plain_link(r: &Row, prev: &str) -> String {
+    use sha2::Digest as _;
+    let canonical = json!([r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, prev]).to_string();
+    sha2::Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn api_verdict(app: &TestApp) -> Value {
+    let r = app.get_auth("/api/admin/audit/verify", app.operator()).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_edit_with_recomputed_plain_links_is_caught() {
+    let app = TestApp::spawn().await;
+    for i in 0..4 {
+        app.register(&format!("user{i}"), "a-long-password").await;
+    }
+    let out = gatepass(&app, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 4 entries"));
+    let verdict = api_verdict(&app).await;
+    assert_eq!((verdict["intact"].clone(), verdict["keyed_from"].clone()), (json!(true), json!(1)));
+
+    // Someone with write access to the database edits entry 2 and recomputes every link
+    // after it the way a plain hash chain is computed.
+    let db = RawDb::of(&app).await;
+    db.drop_guards().await;
+    db.exec("UPDATE audit_log SET ip = '10.9.9.9' WHERE id = 2").await.unwrap();
+    db.recompute_plain_links(2).await;
+    let out = gatepass(&app, &["audit", "verify"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken at entry 2: entry was edited"), "{stderr}");
+    let verdict = api_verdict(&app).await;
+    assert_eq!(verdict["intact"], false);
+    assert_eq!((verdict["broken_at"].clone(), verdict["reason"].clone()), (json!(2), json!("edited")));
+
+    // Moving the start of the keyed chain past the end, to pass everything off as plain,
+    // breaks the anchor's seal.
+    db.exec("UPDATE audit_chain SET keyed_from = 100 WHERE id = 1").await.unwrap();
+    db.recompute_plain_links(1).await;
+    let out = gatepass(&app, &["audit", "verify"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("anchor does not verify"));
+    let verdict = api_verdict(&app).await;
+    assert_eq!((verdict["intact"].clone(), verdict["reason"].clone()), (json!(false), json!("anchor_invalid")));
+}
+
+/// A database written before the keyed chain: its plain entries stay as they were and are
+/// checked as such; the keyed chain starts after them, and the anchor's seal pins them.
+#[tokio::test]
+async fn an_upgraded_trail_keeps_its_plain_part_and_pins_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = std::env::var("GATEPASS_TEST_BACKEND").as_deref() == Ok("postgres");
+    let (url, _db, backend) = if postgres {
+        let db = common::pg::TestDb::create(&common::pg::admin_url().expect("postgres configured")).await;
+        (db.url.clone(), Some(db), "postgres")
+    } else {
+        (format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display()), None, "sqlite")
+    };
+    // The schema as the version before the keyed chain left it (migrations 1 to 5).
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    for entry in std::fs::read_dir(format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR"))).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0006" {
+            std::fs::copy(&path, old.join(name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(old.as_path()).await.unwrap();
+    let db = RawDb::open(&url).await;
+    match &db {
+        RawDb::Sqlite(p) => migrator.run(p).await.unwrap(),
+        RawDb::Postgres(p) => migrator.run(p).await.unwrap(),
+    }
+    let mut prev = GENESIS.to_owned();
+    for id in 1..=3 {
+        prev = db.append_plain(id, "user_created", &prev).await;
+    }
+
+    let app = TestApp::spawn_on_database(&url, &["--master-key", common::MASTER_KEY]).await;
+    app.register("after", "a-long-password").await;
+    let verify = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"))
+            .args(["audit", "verify", "--database-url", &url, "--master-key", common::MASTER_KEY])
+            .args(["--data-dir", app.data_dir().to_str().unwrap()])
+            .env("GATEPASS_LOG", "warn")
+            .output()
+            .expect("gatepass runs")
+    };
+    let out = verify();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("intact: 4 entries"), "{stdout}");
+    assert!(stdout.contains("entries 1-3: plain SHA-256"), "{stdout}");
+    assert!(stdout.contains("keyed chain (HMAC under the master key) from entry 4"), "{stdout}");
+    let verdict = api_verdict(&app).await;
+    assert_eq!((verdict["plain_entries"].clone(), verdict["keyed_from"].clone()), (json!(3), json!(4)));
+
+    // The plain part rewritten consistently, and the first keyed entry relinked to it: the
+    // anchor still holds the old last link.
+    db.drop_guards().await;
+    db.exec("UPDATE audit_log SET actor = 'someone-else' WHERE id = 1").await.unwrap();
+    db.recompute_plain_links(1).await;
+    let out = verify();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken at entry"), "{stderr}");
+    assert_eq!(api_verdict(&app).await["intact"], false);
 }

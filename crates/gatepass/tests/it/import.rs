@@ -164,7 +164,7 @@ async fn flask_sqlalchemy_databases_import_through_the_cli() {
             .env_remove("GATEPASS_DATABASE_URL")
             .env("GATEPASS_LOG", "warn");
         if let Some(db) = &app.db {
-            cmd.args(["--database-url", &db.url]);
+            cmd.args(["--database-url", &db.url, "--master-key", crate::common::MASTER_KEY]);
         }
         cmd.output().expect("gatepass runs")
     };

@@ -5,7 +5,7 @@
 //! Needs `GATEPASS_TEST_POSTGRES_URL` and an `nginx` binary; prints SKIPPED otherwise.
 
 use crate::common::pg::{TestDb, admin_url};
-use crate::common::{SECRET, expect_error, s};
+use crate::common::{MASTER_KEY, SECRET, expect_error, s};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -86,6 +86,7 @@ impl Drop for Nginx {
 fn start_instance(port: u16, db_url: &str, data_dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_gatepass"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", db_url, "--jwt-secret", SECRET])
+        .args(["--master-key", MASTER_KEY])
         .args(["--argon2-memory-kib", "1024", "--argon2-iterations", "1", "--data-dir"])
         .arg(data_dir)
         .stdin(Stdio::null())

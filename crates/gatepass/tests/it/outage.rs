@@ -7,7 +7,7 @@
 //! PostgreSQL server other tests use is never stopped.
 
 use crate::common::pg::{TestDb, admin_url};
-use crate::common::{TestApp, expect_error, s};
+use crate::common::{MASTER_KEY, TestApp, expect_error, s};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,7 +73,8 @@ async fn database_outage_gives_503_and_recovers_by_itself() {
     let db = TestDb::create(&admin).await;
     let relay = Relay::start(host_port(&db.url)).await;
     let via_relay = db.url.replace(&host_port(&db.url), &relay.addr.to_string());
-    let app = TestApp::spawn_on_database(&via_relay, &[]).await;
+    // An external database needs the master key (nothing is generated).
+    let app = TestApp::spawn_on_database(&via_relay, &["--master-key", MASTER_KEY]).await;
 
     let reg = app.register("alice", "password-1").await;
     let token = s(&reg, "token").to_owned();

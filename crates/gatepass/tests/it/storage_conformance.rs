@@ -4,15 +4,29 @@
 //! unset).
 
 use crate::common::pg::{TestDb, admin_url, with_database};
+use gatepass::domain::StoredKey;
 use gatepass::domain::{Email, Revocation, Roles, User, UserId, Username};
-use gatepass::storage::audit::{AuditEvent, GENESIS_HASH, verify_chain};
+use gatepass::storage::audit::{AuditEvent, AuditKey, ChainCheck, GENESIS_HASH};
 use gatepass::storage::{
-    EmailConfirmed, NewSession, OneTimeToken, OutboxMail, PostgresStorage, Replaced, RotateRequest, Rotation,
-    SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError, TokenPurpose, UserPatch,
+    EmailConfirmed, KeyRevocation, NewSession, OneTimeToken, OutboxMail, PostgresStorage, Replaced, RotateRequest,
+    Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError, TokenPurpose, UserPatch,
 };
 use std::sync::Arc;
 
 const NOW: i64 = 1_900_000_000;
+
+/// The audit chain key of these tests.
+fn audit_key() -> AuditKey {
+    AuditKey::from_bytes(&[42; 32])
+}
+
+/// Whether the whole audit trail checks out under [`audit_key`].
+async fn chain_intact(s: &dyn Storage) -> bool {
+    let key = audit_key();
+    let anchor = s.audit_anchor().await.expect("anchor");
+    let mut check = ChainCheck::new(&key, anchor.as_ref()).expect("anchor verifies");
+    check.feed(&s.audit_chain(0, 10_000).await.expect("chain")).is_ok() && check.finish().is_ok()
+}
 
 fn user(name: &str) -> User {
     User {
@@ -349,7 +363,7 @@ async fn rotation_bookkeeping(s: Arc<dyn Storage>) {
         assert_eq!((e.event.event.as_str(), e.event.actor.as_deref()), ("refresh", Some(uid)));
         assert_eq!((e.event.subject.as_deref(), e.event.ip.as_deref()), (Some(uid), Some("10.0.0.1")));
     }
-    assert!(verify_chain(&entries, 0, GENESIS_HASH.into()).is_ok());
+    assert!(chain_intact(s.as_ref()).await);
 
     // A disabled owner's session still rotates (the service refuses the token), unaudited.
     let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };
@@ -421,7 +435,7 @@ async fn concurrent_rotations_of_many_sessions(s: Arc<dyn Storage>) {
     }
     let entries = s.audit_chain(0, 1000).await.expect("audit");
     assert_eq!(entries.len(), 22 * 3, "an entry for each rotation and replay, none for failures");
-    assert!(verify_chain(&entries, 0, GENESIS_HASH.into()).is_ok(), "the chain stays linear");
+    assert!(chain_intact(s.as_ref()).await, "the chain stays linear");
 }
 
 async fn revocations(s: Arc<dyn Storage>) {
@@ -523,6 +537,94 @@ async fn settings(s: Arc<dyn Storage>) {
     );
 }
 
+/// A new database's anchor is unsealed until a process seals it with its key; appends need
+/// that key; sealing again (with any key) changes nothing.
+async fn audit_anchor(s: Arc<dyn Storage>) {
+    let fresh = open_unkeyed(s.backend()).await;
+    let unsealed = fresh.storage.audit_anchor().await.expect("anchor").expect("the migration creates the row");
+    assert_eq!(unsealed.seal, None);
+    let event = AuditEvent::new("login", "success");
+    assert!(fresh.storage.append_audit(&event, NOW).await.is_err(), "no append without the key");
+    let key = audit_key();
+    let sealed = fresh.storage.seal_audit_anchor(&key, NOW).await.expect("seal").expect("row");
+    assert_eq!((sealed.keyed_from, sealed.prev_hash.as_deref()), (Some(1), Some(GENESIS_HASH)));
+    assert!(key.check_anchor(Some(&sealed)).is_ok());
+    let other = AuditKey::from_bytes(&[1; 32]);
+    assert_eq!(fresh.storage.seal_audit_anchor(&other, NOW + 5).await.expect("seal"), Some(sealed.clone()));
+    assert!(other.check_anchor(Some(&sealed)).is_err());
+    fresh.storage.enable_audit_appends(key.clone());
+    let e = fresh.storage.append_audit(&event, NOW).await.expect("append");
+    assert_eq!((e.id, e.prev_hash.as_str()), (1, GENESIS_HASH));
+    assert_eq!(e.hash, key.link(1, NOW, &event, GENESIS_HASH));
+    assert!(chain_intact(fresh.storage.as_ref()).await);
+    // The already-keyed storage of this scenario links the same way.
+    assert!(s.append_audit(&event, NOW).await.is_ok());
+    assert!(chain_intact(s.as_ref()).await);
+}
+
+fn stored_key(kid: &str, activates_at: i64) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        public_jwk: "{}".into(),
+        private_key: "sealed".into(),
+        created_at: activates_at,
+        activates_at,
+        revoked_at: None,
+    }
+}
+
+/// Revoking a key marks it and stores its replacement together, once; an unknown or
+/// already revoked key changes nothing; every change moves the keys version.
+async fn key_revocation(s: Arc<dyn Storage>) {
+    let v0 = s.signing_keys_version().await.expect("version");
+    s.insert_signing_key(&stored_key("k1", NOW)).await.expect("insert");
+    let v1 = s.signing_keys_version().await.expect("version");
+    assert_ne!(v1, v0, "an insert moves the version");
+    assert_eq!(
+        s.revoke_signing_key("nope", NOW, Some(&stored_key("r0", NOW))).await.expect("r"),
+        KeyRevocation::Unknown
+    );
+    assert_eq!(s.signing_keys().await.expect("keys").len(), 1, "nothing stored for an unknown key");
+
+    let outcome = s.revoke_signing_key("k1", NOW + 10, Some(&stored_key("r1", NOW + 10))).await.expect("revoke");
+    assert_eq!(outcome, KeyRevocation::Revoked);
+    assert_ne!(s.signing_keys_version().await.expect("version"), v1, "a revocation moves the version");
+    let again = s.revoke_signing_key("k1", NOW + 20, Some(&stored_key("r2", NOW + 20))).await.expect("again");
+    assert_eq!(again, KeyRevocation::AlreadyRevoked { at: NOW + 10 });
+    let mut keys = s.signing_keys().await.expect("keys");
+    keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+    let summary: Vec<_> = keys.iter().map(|k| (k.kid.as_str(), k.revoked_at)).collect();
+    assert_eq!(summary, [("k1", Some(NOW + 10)), ("r1", None)], "one replacement, the first revocation's time");
+
+    // Revocations of one key racing each other: exactly one wins and stores its replacement.
+    for round in 0..20 {
+        let kid = format!("race{round}");
+        s.insert_signing_key(&stored_key(&kid, NOW)).await.expect("insert");
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, kid) = (s.clone(), kid.clone());
+                tokio::spawn(async move {
+                    let replacement = stored_key(&format!("{kid}-r{i}"), NOW + 1);
+                    s.revoke_signing_key(&kid, NOW + 1, Some(&replacement)).await.expect("revoke")
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                KeyRevocation::Revoked => won += 1,
+                KeyRevocation::AlreadyRevoked { at } => assert_eq!(at, NOW + 1),
+                KeyRevocation::Unknown => panic!("{kid} vanished"),
+            }
+        }
+        assert_eq!(won, 1, "{kid}: one revocation wins");
+        let replacements =
+            s.signing_keys().await.expect("keys").iter().filter(|k| k.kid.starts_with(&format!("{kid}-r"))).count();
+        assert_eq!(replacements, 1, "{kid}: one replacement");
+    }
+}
+
 async fn failure_records(s: Arc<dyn Storage>) {
     assert_eq!(s.failure_record("acct:x").await.expect("read"), None);
     assert!(s.swap_failure_record("acct:x", None, "1/5/5", NOW + 60).await.expect("insert"));
@@ -570,17 +672,45 @@ async fn ping_and_backend(s: Arc<dyn Storage>) {
     assert!(["sqlite", "postgres"].contains(&s.backend()));
 }
 
+/// A storage whose audit anchor is sealed with [`audit_key`], appends enabled, as a server
+/// opens it.
+async fn keyed(s: Arc<dyn Storage>) -> Arc<dyn Storage> {
+    let key = audit_key();
+    let anchor = s.seal_audit_anchor(&key, NOW).await.expect("seal");
+    key.check_anchor(anchor.as_ref()).expect("sealed under the key");
+    s.enable_audit_appends(key);
+    s
+}
+
 async fn open_sqlite() -> (Arc<dyn Storage>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    (Arc::new(SqliteStorage::connect(&url).await.expect("sqlite")), dir)
+    (keyed(Arc::new(SqliteStorage::connect(&url).await.expect("sqlite"))).await, dir)
 }
 
 async fn open_postgres() -> Option<(Arc<dyn Storage>, TestDb)> {
     let admin = admin_url()?;
     let db = TestDb::create(&admin).await;
     let storage = PostgresStorage::connect(&db.url).await.expect("connect to the test database");
-    Some((Arc::new(storage), db))
+    Some((keyed(Arc::new(storage)).await, db))
+}
+
+/// A second, fresh database of `backend`, as migrated and not yet opened by any process.
+struct Unkeyed {
+    storage: Arc<dyn Storage>,
+    _dir: Option<tempfile::TempDir>,
+    _db: Option<TestDb>,
+}
+
+async fn open_unkeyed(backend: &str) -> Unkeyed {
+    if backend == "postgres" {
+        let db = TestDb::create(&admin_url().expect("postgres configured")).await;
+        let storage = PostgresStorage::connect(&db.url).await.expect("connect to the test database");
+        return Unkeyed { storage: Arc::new(storage), _dir: None, _db: Some(db) };
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    Unkeyed { storage: Arc::new(SqliteStorage::connect(&url).await.expect("sqlite")), _dir: Some(dir), _db: None }
 }
 
 fn with_email(name: &str, email: &str) -> User {
@@ -788,6 +918,8 @@ conformance!(
     delete_user,
     purge,
     settings,
+    audit_anchor,
+    key_revocation,
     failure_records,
     concurrent_failure_record_swaps,
     ping_and_backend,

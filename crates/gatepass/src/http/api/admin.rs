@@ -1,4 +1,5 @@
-//! The admin API (role `admin` or the operator token): accounts and the audit trail.
+//! The admin API (role `admin` or the operator token): accounts, the audit trail and its
+//! chain check.
 
 use axum::Json;
 use axum::extract::State;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show, update, remove))
         .routes(routes!(logout_all))
         .routes(routes!(audit_log))
+        .routes(routes!(audit_verify))
 }
 
 /// An account as administrators see it.
@@ -337,9 +339,10 @@ pub struct AuditEntryView {
     /// Event-specific details.
     #[schema(value_type = Option<Object>)]
     detail: Option<Value>,
-    /// Hash of the previous entry (hex).
+    /// Link of the previous entry (hex).
     prev_hash: String,
-    /// This entry's chain hash (hex).
+    /// This entry's chain link (hex): an HMAC under the audit key, or for entries from
+    /// before the keyed chain a plain SHA-256.
     hash: String,
 }
 
@@ -391,4 +394,68 @@ async fn audit_log(
     let next = (entries.len() as i64 == q.limit).then(|| entries.last().map(|e| e.id)).flatten();
     let entries = entries.iter().map(entry_view).collect();
     Ok(Json(AuditPage { entries, next_before: next }).into_response())
+}
+
+/// The outcome of an audit-chain check: `intact` with what the chain holds, or where and
+/// why it breaks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditVerification {
+    /// Whether every entry, and the anchor of the keyed chain, checks out.
+    intact: bool,
+    /// Entries checked (when intact).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entries: Option<i64>,
+    /// Entries from before the keyed chain (plain SHA-256 links, pinned by the anchor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plain_entries: Option<i64>,
+    /// Id of the first entry linked with the audit key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyed_from: Option<i64>,
+    /// When the anchor was sealed (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed_at: Option<String>,
+    /// The first entry found broken (none when the anchor itself is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broken_at: Option<i64>,
+    /// Why: `edited`, `unlinked`, `plain_part_rewritten`, `missing`, `anchor_missing`,
+    /// `anchor_unsealed` or `anchor_invalid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    /// What an operator reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+/// Check the audit chain (admin)
+///
+/// Recomputes every link with the audit key (derived from the master key), so that an
+/// entry edited by someone who also recomputed the links without the key is found; answers
+/// 200 either way, with the verdict in the body.
+#[utoipa::path(get, path = "/api/admin/audit/verify", tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The verdict", body = AuditVerification), AccessErrors))]
+async fn audit_verify(State(state): State<AppState>, _: AdminCaller) -> Result<Response> {
+    let verdict = match state.service.core().verify_audit_chain().await? {
+        Ok(r) => AuditVerification {
+            intact: true,
+            entries: Some(r.entries),
+            plain_entries: Some(r.plain_entries()),
+            keyed_from: Some(r.keyed_from),
+            sealed_at: Some(rfc3339(r.sealed_at)),
+            broken_at: None,
+            reason: None,
+            message: None,
+        },
+        Err(b) => AuditVerification {
+            intact: false,
+            entries: None,
+            plain_entries: None,
+            keyed_from: None,
+            sealed_at: None,
+            broken_at: b.id(),
+            reason: Some(b.code()),
+            message: Some(b.describe()),
+        },
+    };
+    Ok(Json(verdict).into_response())
 }

@@ -1,7 +1,7 @@
 //! PostgreSQL change feed: `LISTEN gatepass_events` on a dedicated connection.
 //!
-//! The triggers created by `migrations/postgres/0001_initial.sql` send a JSON payload on
-//! every write to `revocations` or `settings`; NOTIFY is delivered on commit, so an
+//! The triggers created by the migrations (`0001_initial.sql`, `0006_…`) send a JSON payload
+//! on every write to `revocations`, `settings` or `signing_keys`; NOTIFY is delivered on commit, so an
 //! instance never hears of a change that was rolled back.
 
 use async_trait::async_trait;
@@ -19,6 +19,7 @@ pub const CHANNEL: &str = "gatepass_events";
 enum Payload {
     Revocation { sid: String, until: i64, reason: String },
     Settings,
+    Keys,
 }
 
 /// Decodes a NOTIFY payload; anything unrecognised asks for a full reload, which is always
@@ -29,6 +30,7 @@ fn decode(payload: &str) -> Change {
             Change::Revoked(RevokedSession { sid, until, reason: reason_from_str(&reason) })
         }
         Ok(Payload::Settings) => Change::SettingsChanged,
+        Ok(Payload::Keys) => Change::KeysChanged,
         Err(_) => Change::Resync,
     }
 }
@@ -70,6 +72,7 @@ mod tests {
             Change::Revoked(RevokedSession { sid: "s1".into(), until: 42, reason: Revocation::UserDeleted })
         );
         assert_eq!(decode(r#"{"kind":"settings"}"#), Change::SettingsChanged);
+        assert_eq!(decode(r#"{"kind":"keys"}"#), Change::KeysChanged);
         assert_eq!(decode("garbage"), Change::Resync);
     }
 }

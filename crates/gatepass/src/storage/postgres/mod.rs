@@ -22,6 +22,7 @@ use sqlx::{PgPool, Postgres};
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::audit::AppendKey;
 use super::shared::{Backend, Shared};
 use super::{
     NewSession, PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage,
@@ -36,6 +37,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 #[derive(Clone)]
 pub struct PostgresStorage {
     pub(super) pool: PgPool,
+    /// The key new audit entries are linked with.
+    pub(super) audit_key: AppendKey,
 }
 
 impl PostgresStorage {
@@ -52,7 +55,7 @@ impl PostgresStorage {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, audit_key: AppendKey::default() })
     }
 
     /// The connection pool (tests and tooling).
@@ -278,7 +281,7 @@ impl Storage for PostgresStorage {
             if enabled == Some(true) {
                 let event =
                     AuditEvent { actor: Some(s.user_id.clone()), subject: Some(s.user_id.clone()), ..event.clone() };
-                audit::append_in_tx(&mut tx, &event, req.now).await?;
+                audit::append_in_tx(&mut tx, &*self.audit_key.get()?, &event, req.now).await?;
             }
         }
         tx.commit().await.map_err(map_err)?;

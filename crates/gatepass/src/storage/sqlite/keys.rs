@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::{Q, SqliteStorage, map_err};
 use crate::domain::StoredKey;
-use crate::storage::{KeyStore, StorageResult};
+use crate::storage::{KeyRevocation, KeyStore, StorageResult};
 
 #[async_trait]
 impl KeyStore for SqliteStorage {
@@ -14,6 +14,25 @@ impl KeyStore for SqliteStorage {
 
     async fn signing_keys(&self) -> StorageResult<Vec<StoredKey>> {
         Q::signing_keys(&self.pool).await
+    }
+
+    async fn revoke_signing_key(
+        &self,
+        kid: &str,
+        now: i64,
+        replacement: Option<&StoredKey>,
+    ) -> StorageResult<KeyRevocation> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let outcome = Q::revoke_signing_key_in_tx(&mut tx, kid, now, replacement).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(outcome)
+    }
+
+    async fn signing_keys_version(&self) -> StorageResult<i64> {
+        sqlx::query_scalar("SELECT version FROM signing_keys_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     async fn delete_signing_keys(&self, kids: &[String]) -> StorageResult<u64> {

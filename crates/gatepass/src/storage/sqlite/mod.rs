@@ -17,6 +17,7 @@ use sqlx::{Sqlite, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::audit::AppendKey;
 use super::shared::{Backend, Shared};
 use super::{
     NewSession, PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage,
@@ -44,6 +45,8 @@ pub struct SqliteStorage {
     pub(super) writer: SqlitePool,
     /// Refresh-token rotations, committed in groups on `writer`.
     rotator: rotation::Rotator,
+    /// The key new audit entries are linked with.
+    pub(super) audit_key: AppendKey,
 }
 
 impl SqliteStorage {
@@ -66,7 +69,8 @@ impl SqliteStorage {
             .await?;
         MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
-        Ok(Self { pool, rotator: rotation::Rotator::spawn(writer.clone()), writer })
+        let audit_key = AppendKey::default();
+        Ok(Self { pool, rotator: rotation::Rotator::spawn(writer.clone(), audit_key.clone()), writer, audit_key })
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Q, Tx, map_err};
 use crate::domain::Revocation;
-use crate::storage::audit::AuditEvent;
+use crate::storage::audit::{AppendKey, AuditEvent};
 use crate::storage::rows::SessionRow;
 use crate::storage::{RotateRequest, Rotation, SessionFilter, SessionRecord, StorageError, StorageResult};
 
@@ -47,9 +47,9 @@ pub(super) struct Rotator {
 impl Rotator {
     /// Starts the writer task on the current Tokio runtime; it ends when the last handle
     /// is dropped.
-    pub(super) fn spawn(writer: SqlitePool) -> Self {
+    pub(super) fn spawn(writer: SqlitePool, audit_key: AppendKey) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, rx));
+        tokio::spawn(run(writer, audit_key, rx));
         Self { jobs }
     }
 
@@ -72,10 +72,10 @@ impl Rotator {
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
+async fn run(pool: SqlitePool, audit_key: AppendKey, mut rx: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-        commit_group(&pool, &mut group).await;
+        commit_group(&pool, &audit_key, &mut group).await;
     }
 }
 
@@ -88,9 +88,9 @@ enum GroupError {
 }
 
 /// Applies and answers every job in `group`, leaving it empty.
-async fn commit_group(pool: &SqlitePool, group: &mut Vec<Job>) {
+async fn commit_group(pool: &SqlitePool, audit_key: &AppendKey, group: &mut Vec<Job>) {
     while !group.is_empty() {
-        match try_group(pool, group).await {
+        match try_group(pool, audit_key, group).await {
             Ok(outcomes) => {
                 for (job, outcome) in group.drain(..).zip(outcomes) {
                     // A caller that went away still had its rotation applied; retrying the
@@ -110,12 +110,12 @@ async fn commit_group(pool: &SqlitePool, group: &mut Vec<Job>) {
     }
 }
 
-async fn try_group(pool: &SqlitePool, group: &[Job]) -> Result<Vec<Rotation>, GroupError> {
+async fn try_group(pool: &SqlitePool, audit_key: &AppendKey, group: &[Job]) -> Result<Vec<Rotation>, GroupError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| GroupError::All(map_err(e)))?;
     let mut audit_head = None;
     let mut outcomes = Vec::with_capacity(group.len());
     for (i, job) in group.iter().enumerate() {
-        outcomes.push(rotate_in_tx(&mut tx, job, &mut audit_head).await.map_err(|e| GroupError::Job(i, e))?);
+        outcomes.push(rotate_in_tx(&mut tx, audit_key, job, &mut audit_head).await.map_err(|e| GroupError::Job(i, e))?);
     }
     tx.commit().await.map_err(|e| GroupError::All(map_err(e)))?;
     Ok(outcomes)
@@ -174,7 +174,12 @@ const SQL_REPLAY_AUDITED: &str = concat!(replay_sql!(), audit_sql!());
 
 /// One rotation inside the group's transaction; the same decisions as a transaction of
 /// its own would take.
-async fn rotate_in_tx(tx: &mut Tx, job: &Job, audit_head: &mut Option<(i64, String)>) -> StorageResult<Rotation> {
+async fn rotate_in_tx(
+    tx: &mut Tx,
+    audit_key: &AppendKey,
+    job: &Job,
+    audit_head: &mut Option<(i64, String)>,
+) -> StorageResult<Rotation> {
     let row: Option<Presented> = sqlx::query_as(SQL_PRESENTED)
         .bind(&job.presented_hash)
         .bind(&job.successor_hash)
@@ -227,7 +232,7 @@ async fn rotate_in_tx(tx: &mut Tx, job: &Job, audit_head: &mut Option<(i64, Stri
         q.execute(&mut **tx).await.map_err(map_err)?;
         return Ok(outcome);
     };
-    let (id, prev_hash, hash) = Q::next_audit_link(tx, &event, job.now, audit_head).await?;
+    let (id, prev_hash, hash) = Q::next_audit_link(tx, &*audit_key.get()?, &event, job.now, audit_head).await?;
     Q::bind_audit(q.bind(id), &event, &prev_hash, &hash).execute(&mut **tx).await.map_err(map_err)?;
     Ok(outcome)
 }
