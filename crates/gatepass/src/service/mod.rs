@@ -26,6 +26,7 @@ pub mod admin;
 pub mod import;
 pub mod keys;
 pub mod login;
+pub mod revocation_feed;
 pub mod sessions;
 pub mod settings;
 pub mod sync;
@@ -83,6 +84,8 @@ pub struct Core {
     settings: RwLock<RuntimeSettings>,
     /// Held while the settings in memory change, so that changes apply in order.
     settings_updates: tokio::sync::Mutex<()>,
+    /// Publishes the revocation log to this instance's feed subscribers.
+    feed: revocation_feed::FeedHub,
 }
 
 impl Core {
@@ -103,6 +106,7 @@ impl Core {
             settings: RwLock::new(configured.clone()),
             configured,
             settings_updates: tokio::sync::Mutex::const_new(()),
+            feed: revocation_feed::FeedHub::new(revocation_feed::DEFAULT_BUFFER),
         };
         core.reload_settings().await?;
         Ok(core)
@@ -169,6 +173,13 @@ impl AuthService {
     /// Sets how signing keys are managed (algorithm, master key, rotation timing).
     pub fn with_key_management(mut self, keys: KeyManagement) -> Self {
         self.keys = keys;
+        self
+    }
+
+    /// Sets how many entries a revocation-feed subscriber may fall behind before it is
+    /// dropped (the per-connection buffer).
+    pub fn with_feed_buffer(mut self, buffer: usize) -> Self {
+        self.core.feed = revocation_feed::FeedHub::new(buffer);
         self
     }
 

@@ -17,7 +17,7 @@ pub use audit::AuditStore;
 pub use events::{Change, ChangeFeed, ChangeSubscription};
 pub use keys::KeyStore;
 pub use postgres::PostgresStorage;
-pub use revocation_feed::RevocationFeed;
+pub use revocation_feed::{FeedEntry, FeedItem, RevocationFeed};
 pub use sqlite::SqliteStorage;
 
 use async_trait::async_trait;

@@ -25,6 +25,7 @@ mod ops;
 mod outage;
 mod races;
 mod redis_limits;
+mod revocation_feed;
 mod sessions;
 mod startup_checks;
 mod storage_conformance;

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod admin;
 pub mod info;
 pub mod introspect;
+pub mod revocation_feed;
 pub mod sessions;
 
 use axum::http::HeaderMap;
@@ -25,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(info::router())
         .merge(introspect::router())
+        .merge(revocation_feed::router())
 }
 
 /// An account as clients see it (no hash, ever).
