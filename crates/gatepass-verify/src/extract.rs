@@ -32,8 +32,11 @@ use crate::{AccessClaims, Verifier, VerifyError, token_from_headers};
 /// The claims of a valid access token taken from the `Authorization` header or the
 /// `session` cookie. Rejects with 401 and an RFC 6750 `WWW-Authenticate` header.
 ///
-/// This checks signature and claims only; it cannot know about logouts. Services that must
-/// honour revocation immediately ask the gatepass server (`/api/introspect`).
+/// This checks signature and claims; it knows about logouts only when the verifier has a
+/// revocation feed attached (feature `revocation-feed`), and then answers 401
+/// `token_revoked` for a revoked session or key and 503 `revocation_feed_stale` while the
+/// feed is stale and fails closed. Without a feed, services that must honour revocation
+/// immediately ask the gatepass server (`/api/introspect`).
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub AccessClaims);
 
@@ -113,6 +116,20 @@ impl AuthRejection {
             AuthRejection::Missing => {
                 (StatusCode::UNAUTHORIZED, "token_missing", "authentication required", Some(REALM.to_owned()))
             }
+            #[cfg(feature = "revocation-feed")]
+            AuthRejection::Token(VerifyError::Invalid(crate::feed::FEED_STALE)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "revocation_feed_stale",
+                "token revocations cannot be checked right now; retry shortly",
+                None,
+            ),
+            #[cfg(feature = "revocation-feed")]
+            AuthRejection::Token(VerifyError::Invalid(crate::feed::SESSION_REVOKED | crate::feed::KEY_REVOKED)) => (
+                StatusCode::UNAUTHORIZED,
+                "token_revoked",
+                "token revoked",
+                Some(format!("{REALM}, error=\"invalid_token\", error_description=\"token revoked\"")),
+            ),
             AuthRejection::Token(e) => {
                 let message = match e {
                     VerifyError::Malformed(_) => "malformed credentials",
@@ -139,6 +156,9 @@ impl IntoResponse for AuthRejection {
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(value) = www.and_then(|w| HeaderValue::from_str(&w).ok()) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
     }

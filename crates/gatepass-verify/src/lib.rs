@@ -12,6 +12,10 @@
 //! - a remote JWKS URL, cached and refetched on an unknown `kid` at most once per interval
 //!   (feature `remote`: `Verifier::from_jwks_url`).
 //!
+//! With the `revocation-feed` feature, a [`feed::RevocationFeed`] attached with
+//! `Verifier::with_revocation_feed` makes logouts, disabled accounts and revoked keys take
+//! effect within milliseconds while every token is still verified locally.
+//!
 //! Each key is typed by its algorithm; a token's `alg` must equal its key's, so algorithm
 //! confusion (an HS256 token keyed with a public key, `alg: none`, keys embedded in the
 //! header) cannot verify.
@@ -30,6 +34,8 @@ mod claims;
 mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
+#[cfg(feature = "revocation-feed")]
+pub mod feed;
 mod jwks;
 #[cfg(feature = "remote")]
 mod remote;
@@ -38,6 +44,8 @@ mod verifier;
 
 pub use claims::{ACCESS_TOKEN_TYP, AccessClaims, TimedClaims, present_string};
 pub use error::VerifyError;
+#[cfg(feature = "revocation-feed")]
+pub use feed::{RevocationFeed, RevocationFeedOptions};
 pub use jwks::{MAX_JWKS_LEN, key_from_jwk, keys_from_jwks};
 #[cfg(feature = "remote")]
 pub use remote::{RemoteJwksError, RemoteJwksOptions};

@@ -86,6 +86,8 @@ pub struct Verifier {
     config: VerifierConfig,
     #[cfg(feature = "remote")]
     remote: Option<Arc<crate::remote::RemoteJwks>>,
+    #[cfg(feature = "revocation-feed")]
+    feed: Option<crate::feed::RevocationFeed>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -101,6 +103,8 @@ impl Clone for Verifier {
             config: self.config.clone(),
             #[cfg(feature = "remote")]
             remote: self.remote.clone(),
+            #[cfg(feature = "revocation-feed")]
+            feed: self.feed.clone(),
         }
     }
 }
@@ -113,6 +117,8 @@ impl Verifier {
             config,
             #[cfg(feature = "remote")]
             remote: None,
+            #[cfg(feature = "revocation-feed")]
+            feed: None,
         }
     }
 
@@ -132,6 +138,21 @@ impl Verifier {
     pub(crate) fn with_remote(mut self, remote: Arc<crate::remote::RemoteJwks>) -> Self {
         self.remote = Some(remote);
         self
+    }
+
+    /// Consults `feed` on every access token: tokens of revoked sessions or signed by
+    /// revoked keys are refused, and every token is refused while the feed is stale
+    /// (unless it fails open). See [`crate::feed`].
+    #[cfg(feature = "revocation-feed")]
+    pub fn with_revocation_feed(mut self, feed: crate::feed::RevocationFeed) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// The revocation feed consulted, if any.
+    #[cfg(feature = "revocation-feed")]
+    pub fn revocation_feed(&self) -> Option<&crate::feed::RevocationFeed> {
+        self.feed.as_ref()
     }
 
     /// The claim requirements in force.
@@ -166,9 +187,16 @@ impl Verifier {
         self.verify_access(token)
     }
 
-    /// Verifies an access token (`typ: at+jwt`) and returns its claims.
+    /// Verifies an access token (`typ: at+jwt`) and returns its claims. With a revocation
+    /// feed attached, also refuses revoked sessions and keys (a hash lookup each).
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        self.verify_typed(token, ACCESS_TOKEN_TYP)
+        let claims = self.verify_typed::<AccessClaims>(token, ACCESS_TOKEN_TYP)?;
+        #[cfg(feature = "revocation-feed")]
+        if let Some(feed) = &self.feed {
+            let header = strict::parse(token, MAX_TOKEN_LEN)?;
+            feed.check(&claims.sid, header.kid.as_deref())?;
+        }
+        Ok(claims)
     }
 
     /// Verifies a token of JOSE type `typ` whose claims deserialize into `C`.

@@ -148,7 +148,8 @@ async fn build_service(
     };
     let service = AuthService::new(core, issuer, Arc::new(verifier), RefreshTokens::new(secret), policy)
         .with_key_management(keys)
-        .with_device_cookies(DeviceCookies::new(secret));
+        .with_device_cookies(DeviceCookies::new(secret))
+        .with_feed_buffer(args.revocation_feed_buffer as usize);
     let service = match &args.abuse.redis_url {
         Some(url) => {
             let limiter = crate::auth::ratelimit_redis::RedisLimiter::new(url, &args.abuse.redis_prefix)?;
@@ -226,6 +227,7 @@ impl Application {
                 Some(spec) => IntrospectionClients::parse(spec.expose_secret())?,
                 None => Default::default(),
             }),
+            feed_heartbeat: args.revocation_feed_heartbeat.max(Duration::from_millis(100)),
         };
         http::metrics::handle();
         Ok(Self {
@@ -263,11 +265,20 @@ impl Application {
         let reloader = sync::spawn_key_reload(self.state.service.clone(), self.key_reload);
         let follower = sync::spawn_follower(self.state.service.clone());
         let sender = crate::service::mail::spawn_sender(self.state.service.clone(), self.mailer.clone());
+        let feed = crate::service::revocation_feed::spawn_feed(self.state.service.clone());
+        // Feed streams never end by themselves: end them when shutdown begins, or the
+        // graceful drain would wait for them.
+        let service = self.state.service.clone();
+        let shutdown = async move {
+            shutdown.await;
+            service.core().feed().close();
+        };
         let addr = self.listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         let app = http::edge::apply(http::router(self.state), &self.abuse);
         let limits = crate::server::ConnectionLimits {
             header_read_timeout: self.abuse.header_read_timeout,
+            send_timeout: self.abuse.send_timeout.max(Duration::from_millis(100)),
             max_header_bytes: self.abuse.max_header_bytes as usize,
             max_connections: self.abuse.max_connections as usize,
         };
@@ -276,6 +287,7 @@ impl Application {
         reloader.abort();
         follower.abort();
         sender.abort();
+        feed.abort();
         Ok(result?)
     }
 }

@@ -174,6 +174,15 @@ pub struct ServeArgs {
     /// `id:secret,id2:secret2` (secrets at least 32 bytes).
     #[arg(long, env = "GATEPASS_INTROSPECTION_CLIENTS", hide_env_values = true)]
     pub introspection_clients: Option<SecretString>,
+    /// Interval of the revocation feed's heartbeats (SSE comments that keep idle
+    /// connections open through proxies and tell subscribers the feed is alive).
+    #[arg(long, env = "GATEPASS_REVOCATION_FEED_HEARTBEAT", default_value = "15s", value_parser = duration_in("1s", "10m"))]
+    pub revocation_feed_heartbeat: Duration,
+    /// Revocations a feed subscriber may fall behind before it is dropped (it reconnects
+    /// and resumes); bounds the memory each subscriber can hold on the server.
+    #[arg(long, env = "GATEPASS_REVOCATION_FEED_BUFFER", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub revocation_feed_buffer: u32,
     /// Log format: `text` or `json`.
     #[arg(long, env = "GATEPASS_LOG_FORMAT", default_value = "text", ignore_case = true,
           value_parser = clap::builder::PossibleValuesParser::new(["text", "json"]))]

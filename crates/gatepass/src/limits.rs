@@ -64,6 +64,10 @@ pub struct AbuseArgs {
     /// Longest time a client may take to send the request headers.
     #[arg(long, env = "GATEPASS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration_in("100ms", "5m"))]
     pub header_read_timeout: Duration,
+    /// Longest time a response may wait for the client to read it (a client that stops
+    /// reading, such as a stalled revocation-feed subscriber, is disconnected after this).
+    #[arg(long, env = "GATEPASS_SEND_TIMEOUT", default_value = "30s", value_parser = duration_in("100ms", "10m"))]
+    pub send_timeout: Duration,
     /// Largest request head (request line + headers), bytes; larger gets 431.
     #[arg(long, env = "GATEPASS_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
           value_parser = clap::value_parser!(u32).range(8192..=1_048_576))]

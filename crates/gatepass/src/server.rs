@@ -1,12 +1,14 @@
 //! The accept loop: hyper with the connection-level limits `axum::serve` does not offer
-//! (header read timeout against slow clients, request-head size, a cap on concurrent
-//! connections) and graceful shutdown that lets in-flight requests finish.
+//! (header read timeout against slow clients, a send timeout against clients that stop
+//! reading, request-head size, a cap on concurrent connections) and graceful shutdown that
+//! lets in-flight requests finish.
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -18,6 +20,8 @@ use tower::ServiceExt;
 pub struct ConnectionLimits {
     /// Time allowed to send the request head.
     pub header_read_timeout: Duration,
+    /// Longest time a write may wait for the client to read; then the connection closes.
+    pub send_timeout: Duration,
     /// Largest request head in bytes (hyper answers 431 beyond it).
     pub max_header_bytes: usize,
     /// Connections served at once; more wait in the kernel's accept queue.
@@ -74,6 +78,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let stream = SendTimeout { inner: stream, limit: limits.send_timeout, stalled: None };
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -87,4 +92,93 @@ pub async fn serve(
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("shutdown: gave up waiting for open connections"),
     }
     Ok(())
+}
+
+/// A connection whose writes fail once they have waited `limit` for the peer to read.
+///
+/// A client that stops reading (a stalled event-stream subscriber) otherwise keeps its
+/// connection, and the response bytes queued for it, forever: hyper stops polling the
+/// response body while the socket is full, so nothing above this layer notices.
+struct SendTimeout {
+    inner: tokio::net::TcpStream,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl SendTimeout {
+    /// After the inner write returned `Pending`: fails once the stall has lasted `limit`.
+    fn stall<T>(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<T>> {
+        let limit = self.limit;
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn progress<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        match r {
+            std::task::Poll::Pending => self.stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for SendTimeout {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SendTimeout {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

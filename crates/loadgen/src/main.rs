@@ -69,6 +69,48 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         revoked: u32,
     },
+    /// Revocation feed, end to end: logs `count` sessions out on `--url` one after another
+    /// and measures, for each, the time from sending the logout until a local
+    /// `gatepass-verify` verifier following the feed of `--feed-url` (another instance, or
+    /// the same) refuses the session's token. The verifier makes no call to gatepass per
+    /// verification. Needs throttling off and a cheap Argon2 cost on the server (the
+    /// sessions are made by `count` logins).
+    FeedLogout {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        feed_url: Option<String>,
+        /// `id:secret` of an introspection client.
+        #[arg(long)]
+        credential: String,
+        /// The server's HS256 signing secret (the verifier's key).
+        #[arg(long)]
+        secret: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+    },
+    /// Revocation feed fan-out: `--subscribers` SSE subscribers on `--url` while
+    /// revocations are written straight into the server's SQLite database at `--rate` per
+    /// second for `--duration` seconds, and `GET /api/protected` is driven by
+    /// `--concurrency` workers; first the same route alone (idle) for comparison.
+    FeedFanout {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        credential: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 10_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Waits until GET /healthz answers 200; prints milliseconds since `--since-ns` (a
     /// `date +%s%N` taken just before the server was started).
     WaitHealthy {
@@ -262,6 +304,12 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         }
         Cmd::SeedDb { database, users, revoked } => seed_db(&database, users, revoked).await?,
+        Cmd::FeedLogout { url, feed_url, credential, secret, count } => {
+            feed_logout(&url, feed_url.as_deref().unwrap_or(&url), &credential, &secret, count).await?
+        }
+        Cmd::FeedFanout { url, database, credential, token, subscribers, rate, duration, concurrency } => {
+            feed_fanout(&url, &database, &credential, &token, subscribers, rate, duration, concurrency).await?
+        }
         Cmd::WaitHealthy { url, since_ns } => {
             let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
             let give_up = Instant::now() + Duration::from_secs(30);
@@ -325,5 +373,186 @@ async fn seed_db(database: &str, users: u32, revoked: u32) -> anyhow::Result<()>
     }
     tx.commit().await?;
     println!("seeded {users} users and {revoked} revoked sessions");
+    Ok(())
+}
+
+fn split_credential(credential: &str) -> anyhow::Result<(String, String)> {
+    let (id, secret) = credential.split_once(':').context("--credential takes id:secret")?;
+    Ok((id.to_owned(), secret.to_owned()))
+}
+
+async fn feed_logout(url: &str, feed_url: &str, credential: &str, secret: &str, count: u32) -> anyhow::Result<()> {
+    use gatepass_verify::{RevocationFeed, RevocationFeedOptions, Verifier, VerifierConfig};
+    let (id, client_secret) = split_credential(credential)?;
+    let client = client()?;
+    let name = format!("feedbench{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let password = "bench-password-1";
+    let (status, v) =
+        post(&client, &format!("{url}/api/register"), json!({"username": name, "password": password})).await?;
+    if status != 201 {
+        bail!("register returned {status}: {v}");
+    }
+    // One session per logout, made up front.
+    let mut tokens = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let (status, v) =
+            post(&client, &format!("{url}/api/login"), json!({"username": name, "password": password})).await?;
+        if status != 200 {
+            bail!("login returned {status}: {v}");
+        }
+        tokens.push(v["access_token"].as_str().context("access_token")?.to_owned());
+    }
+    let feed = RevocationFeed::start(RevocationFeedOptions::new(
+        format!("{feed_url}/api/revocations/stream"),
+        id,
+        client_secret,
+    ))?;
+    if !feed.wait_current(Duration::from_secs(10)).await {
+        bail!("the revocation feed did not become current");
+    }
+    let verifier = Verifier::hs256(secret.as_bytes(), VerifierConfig::new("gatepass"))?.with_revocation_feed(feed);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut missed = 0u64;
+    let started = Instant::now();
+    for token in &tokens {
+        if verifier.verify_access(token).is_err() {
+            bail!("a live token was refused before its logout");
+        }
+        let t = Instant::now();
+        let r = client.post(format!("{url}/api/logout")).bearer_auth(token).send().await?;
+        if r.status() != 200 {
+            bail!("logout returned {}", r.status());
+        }
+        // Poll the local verifier (what a resource server does on its next request).
+        let deadline = t + Duration::from_secs(5);
+        loop {
+            if verifier.verify_access(token).is_err() {
+                let _ = hist.record(t.elapsed().as_micros().clamp(1, 60_000_000) as u64);
+                break;
+            }
+            if Instant::now() > deadline {
+                missed += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "feed-logout\t{}\t{:.1}\tp50 {:.2}\tp99 {:.2}\tmax {:.2}\tnot refused within 5 s: {missed}",
+        hist.len(),
+        hist.len() as f64 / started.elapsed().as_secs_f64(),
+        ms(0.5),
+        ms(0.99),
+        hist.max() as f64 / 1000.0
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn feed_fanout(
+    url: &str,
+    database: &str,
+    credential: &str,
+    token: &str,
+    subscribers: usize,
+    rate: u32,
+    duration: u64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use eventsource_stream::Eventsource as _;
+    use futures_util::StreamExt as _;
+    let (id, secret) = split_credential(credential)?;
+    let client = client()?;
+    let protected = |name: &'static str| {
+        let load = Load { url: url.to_owned(), concurrency, duration, name: name.to_owned() };
+        let (client, token) = (client.clone(), token.to_owned());
+        async move {
+            let url = format!("{}/api/protected", load.url);
+            run(&load, |_| {
+                let (client, url, token) = (client.clone(), url.clone(), token.clone());
+                move || {
+                    let (client, url, token) = (client.clone(), url.clone(), token.clone());
+                    async move { matches!(client.get(&url).bearer_auth(&token).send().await, Ok(r) if r.status() == 200) }
+                }
+            })
+            .await
+        }
+    };
+    protected("GET /api/protected idle").await?;
+
+    // Subscribers count the revocations they receive.
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut subs = Vec::new();
+    for _ in 0..subscribers {
+        let r = client.get(format!("{url}/api/revocations/stream")).basic_auth(&id, Some(&secret)).send().await?;
+        if r.status() != 200 {
+            bail!("subscribe returned {}", r.status());
+        }
+        let (received, stop) = (received.clone(), stop.clone());
+        subs.push(tokio::spawn(async move {
+            let mut events = r.bytes_stream().eventsource();
+            while let Some(Ok(e)) = events.next().await {
+                if e.event == "key_revoked" {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        }));
+    }
+
+    // The writer: batches every 10 ms straight into the database (key revocations, the
+    // same log rows a logout writes), as fast as `rate` allows.
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{database}")).await?;
+    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut conn).await?;
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let writer = tokio::spawn(async move {
+        let per_tick = (rate / 100).max(1);
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let end = Instant::now() + Duration::from_secs(duration);
+        let mut written = 0u64;
+        let until = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs())? + 600;
+        while Instant::now() < end {
+            tick.tick().await;
+            let mut tx = conn.begin().await?;
+            for _ in 0..per_tick {
+                sqlx::query(
+                    "INSERT INTO revocations (session_id, until, reason, kind) VALUES (?1, ?2, 'key_revoked', 'key')",
+                )
+                .bind(format!("key:bench-{run_id}-{written}"))
+                .bind(until)
+                .execute(&mut *tx)
+                .await?;
+                written += 1;
+            }
+            tx.commit().await?;
+        }
+        anyhow::Ok(written)
+    });
+    let started = Instant::now();
+    protected("GET /api/protected during fan-out").await?;
+    let written = writer.await??;
+    let write_secs = started.elapsed().as_secs_f64();
+    // Let the subscribers drain (bounded).
+    let expected = written * subscribers as u64;
+    let drain_end = Instant::now() + Duration::from_secs(30);
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < drain_end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for s in subs {
+        s.abort();
+    }
+    let got = received.load(Ordering::Relaxed);
+    println!(
+        "feed-fanout\t{subscribers} subscribers\twritten {written} ({:.0}/s)\tdelivered {got} of {expected} ({:.0} events/s) in {total:.1} s",
+        written as f64 / write_secs,
+        got as f64 / total
+    );
     Ok(())
 }

@@ -59,6 +59,8 @@ pub struct AppState {
     pub operator: Option<Arc<OperatorTokens>>,
     /// Services allowed to introspect tokens.
     pub introspection: Arc<crate::auth::clients::IntrospectionClients>,
+    /// Interval of the revocation feed's heartbeats.
+    pub feed_heartbeat: std::time::Duration,
 }
 
 /// Who may read `/metrics`: the counters reveal traffic, login failures and session

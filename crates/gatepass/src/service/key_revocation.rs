@@ -74,7 +74,7 @@ impl Core {
             }
             _ => None,
         };
-        let outcome = self.storage.revoke_signing_key(kid, t, replacement.as_ref()).await?;
+        let outcome = self.storage.revoke_signing_key(kid, t, replacement.as_ref(), t + km.retention).await?;
         let statuses = self.key_timeline(km.retention).await?;
         let find = |kid: &str| statuses.iter().find(|s| s.kid == kid).cloned();
         match outcome {
@@ -84,6 +84,8 @@ impl Core {
                 Ok(KeyRevoked { key, replacement: None, already: true })
             }
             KeyRevocation::Revoked => {
+                // Stored with the revocation; tell this instance's feed subscribers now.
+                self.feed().wake();
                 let replacement = replacement.as_ref().and_then(|r| find(&r.kid));
                 tracing::warn!(
                     kid,

@@ -38,6 +38,7 @@ pub mod keys;
 pub mod login;
 pub mod mail;
 pub mod recovery;
+pub mod revocation_feed;
 pub mod sessions;
 pub mod settings;
 pub mod sync;
@@ -106,6 +107,8 @@ pub struct Core {
     mail: mail::MailConfig,
     /// Wakes this instance's outbox sender when a mail was queued.
     outbox_wake: tokio::sync::Notify,
+    /// Publishes the revocation log to this instance's feed subscribers.
+    feed: revocation_feed::FeedHub,
 }
 
 impl Core {
@@ -134,6 +137,7 @@ impl Core {
             settings_updates: tokio::sync::Mutex::const_new(()),
             mail: mail::MailConfig::default(),
             outbox_wake: tokio::sync::Notify::new(),
+            feed: revocation_feed::FeedHub::new(revocation_feed::DEFAULT_BUFFER),
         };
         core.reload_settings().await?;
         Ok(core)
@@ -202,6 +206,13 @@ impl AuthService {
     /// Sets how signing keys are managed (algorithm, master key, rotation timing).
     pub fn with_key_management(mut self, keys: KeyManagement) -> Self {
         self.keys = keys;
+        self
+    }
+
+    /// Sets how many entries a revocation-feed subscriber may fall behind before it is
+    /// dropped (the per-connection buffer).
+    pub fn with_feed_buffer(mut self, buffer: usize) -> Self {
+        self.core.feed = revocation_feed::FeedHub::new(buffer);
         self
     }
 

@@ -55,9 +55,14 @@ impl Core {
 
     /// Puts revocations that storage already persisted in force on this instance.
     pub(crate) fn apply_revocations(&self, list: Vec<RevokedSession>) {
+        if list.is_empty() {
+            return;
+        }
         for r in list {
             self.revocations.insert(r.sid, r.until, r.reason);
         }
+        // Committed already: the feed can read them now.
+        self.feed.wake();
     }
 
     /// Loads persisted revocations into memory (start-up and resync).

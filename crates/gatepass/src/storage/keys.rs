@@ -30,13 +30,16 @@ pub trait KeyStore: Send + Sync {
     async fn signing_keys(&self) -> StorageResult<Vec<StoredKey>>;
     /// Marks `kid` revoked at `now` and, in the same transaction, adds `replacement` (the
     /// key that signs from now on, when `kid` was the one signing), so that no reader ever
-    /// sees the revocation without the replacement. Nothing changes unless `kid` exists and
-    /// is not revoked yet.
+    /// sees the revocation without the replacement. The same transaction logs it for the
+    /// revocation feed until `announce_until` (the last moment a token of the key could
+    /// still verify), so a verifier following the feed learns of it exactly when it
+    /// happens. Nothing changes unless `kid` exists and is not revoked yet.
     async fn revoke_signing_key(
         &self,
         kid: &str,
         now: i64,
         replacement: Option<&StoredKey>,
+        announce_until: i64,
     ) -> StorageResult<KeyRevocation>;
     /// A number that changes whenever a key is added, revoked or deleted, by any process
     /// (kept by database triggers; one row to read).

@@ -21,7 +21,7 @@ pub use failures::FailureStore;
 pub use keys::{KeyRevocation, KeyStore};
 pub use mail::{EmailConfirmed, OneTimeToken, OutboxMail, OutboxStore, TokenPurpose, TokenStore};
 pub use postgres::PostgresStorage;
-pub use revocation_feed::RevocationFeed;
+pub use revocation_feed::{FeedEntry, FeedItem, RevocationFeed};
 pub use sqlite::SqliteStorage;
 
 use async_trait::async_trait;

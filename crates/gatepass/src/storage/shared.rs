@@ -14,12 +14,16 @@ use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 use super::audit::{AuditAnchor, AuditEntry, AuditEvent, AuditKey, AuditQuery, GENESIS_HASH};
 use super::keys::KeyRevocation;
 use super::mail::{EmailConfirmed, OneTimeToken, OutboxMail, TokenPurpose};
+use super::revocation_feed::{FeedEntry, FeedItem};
 use super::rows::{KeyRow, MailRow, SessionRow, TokenRow, UserRow};
 use super::{
     REVOCATION_MARGIN_SECS, RevokedSession, SessionFilter, SessionRecord, StorageError, StorageResult, UserPatch,
     reason_from_str, reason_to_str,
 };
 use crate::domain::{Revocation, Roles, StoredKey, User, UserId};
+
+/// How a signing key's revocation is keyed in the `revocations` table (migration 0009).
+const KEY_PREFIX: &str = "key:";
 
 /// A database gatepass stores in, with its own reading of driver errors.
 pub(super) trait Backend: Database {
@@ -101,6 +105,7 @@ where
     for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
     for<'r> (String, i64, String): FromRow<'r, DB::Row>,
+    for<'r> (i64, String, i64, String, String): FromRow<'r, DB::Row>,
 {
     pub(super) async fn insert_user<'c>(ex: impl Executor<'c, Database = DB>, user: &User) -> StorageResult<()> {
         sqlx::query::<DB>(INSERT_USER)
@@ -419,7 +424,7 @@ where
         now: i64,
     ) -> StorageResult<Vec<RevokedSession>> {
         let rows = sqlx::query_as::<DB, (String, i64, String)>(
-            "SELECT session_id, until, reason FROM revocations WHERE until > $1",
+            "SELECT session_id, until, reason FROM revocations WHERE until > $1 AND kind = 'session'",
         )
         .bind(now)
         .fetch_all(ex)
@@ -429,6 +434,63 @@ where
             .into_iter()
             .map(|(sid, until, reason)| RevokedSession { sid, until, reason: reason_from_str(&reason) })
             .collect())
+    }
+
+    /// The revocation log after `after` (see [`super::RevocationFeed::revocation_log`]).
+    pub(super) async fn revocation_log<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        after: i64,
+        now: i64,
+        limit: i64,
+    ) -> StorageResult<Vec<FeedEntry>> {
+        let rows = sqlx::query_as::<DB, (i64, String, i64, String, String)>(
+            "SELECT seq, session_id, until, reason, kind FROM revocations \
+             WHERE seq > $1 AND until > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(after)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(ex)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, id, until, reason, kind)| {
+                let item = match kind.as_str() {
+                    "session" => FeedItem::Session(RevokedSession { sid: id, until, reason: reason_from_str(&reason) }),
+                    "key" => FeedItem::Key { kid: id.strip_prefix(KEY_PREFIX)?.to_owned(), until },
+                    // A kind a newer version wrote: not ours to announce.
+                    _ => return None,
+                };
+                Some(FeedEntry { seq, item })
+            })
+            .collect())
+    }
+
+    /// The largest committed `seq` still stored.
+    pub(super) async fn revocation_log_head<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<i64> {
+        sqlx::query_scalar::<DB, i64>("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+            .fetch_one(ex)
+            .await
+            .map_err(DB::map_err)
+    }
+
+    /// Persists a signing key's revocation (a log entry of kind `key`).
+    pub(super) async fn record_key_revocation<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        kid: &str,
+        until: i64,
+    ) -> StorageResult<()> {
+        sqlx::query::<DB>(
+            "INSERT INTO revocations (session_id, until, reason, kind) VALUES ($1, $2, 'key_revoked', 'key') \
+             ON CONFLICT (session_id) DO UPDATE SET until = excluded.until, reason = excluded.reason",
+        )
+        .bind(format!("{KEY_PREFIX}{kid}"))
+        .bind(until)
+        .execute(ex)
+        .await
+        .map_err(DB::map_err)?;
+        Ok(())
     }
 
     /// Deletes expired revocations, refresh tokens and sessions inside `tx`.
@@ -535,6 +597,7 @@ where
         kid: &str,
         now: i64,
         replacement: Option<&StoredKey>,
+        announce_until: i64,
     ) -> StorageResult<KeyRevocation> {
         // Compare-and-swap: of concurrent revocations of one key, exactly one changes the
         // row (and so adds the one replacement); the others read its time.
@@ -559,6 +622,7 @@ where
         if let Some(key) = replacement {
             Self::insert_signing_key(&mut **tx, key).await?;
         }
+        Self::record_key_revocation(&mut **tx, kid, announce_until).await?;
         Ok(KeyRevocation::Revoked)
     }
 

@@ -30,6 +30,7 @@ mod outage;
 mod precis;
 mod races;
 mod redis_limits;
+mod revocation_feed;
 mod sessions;
 mod startup_checks;
 mod storage_conformance;

@@ -8,8 +8,9 @@ use gatepass::domain::StoredKey;
 use gatepass::domain::{Email, Revocation, Roles, User, UserId, Username};
 use gatepass::storage::audit::{AuditEvent, AuditKey, ChainCheck, GENESIS_HASH};
 use gatepass::storage::{
-    EmailConfirmed, KeyRevocation, NewSession, OneTimeToken, OutboxMail, PostgresStorage, Replaced, RotateRequest,
-    Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError, TokenPurpose, UserPatch,
+    EmailConfirmed, FeedItem, KeyRevocation, NewSession, OneTimeToken, OutboxMail, PostgresStorage, Replaced,
+    RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError, TokenPurpose,
+    UserPatch,
 };
 use std::sync::Arc;
 
@@ -481,6 +482,79 @@ async fn revocations(s: Arc<dyn Storage>) {
     assert!(s.live_revocations(NOW + 3 + 960).await.expect("live").is_empty());
 }
 
+async fn revocation_log(s: Arc<dyn Storage>) {
+    assert_eq!(s.revocation_log_head().await.expect("head"), 0);
+    let u = user("ivy");
+    s.insert_user(&u).await.expect("insert");
+    let uid = u.id.as_str();
+    for sid in ["x", "y"] {
+        s.create_session(started(&session(sid, uid, NOW), &format!("h{sid}"), NOW + 3600)).await.expect("s");
+    }
+    s.revoke_sessions(uid, SessionFilter::One("x"), NOW).await.expect("revoke");
+    s.record_key_revocation("k1", NOW + 100).await.expect("key");
+    s.revoke_sessions(uid, SessionFilter::One("y"), NOW).await.expect("revoke");
+    let log = s.revocation_log(0, NOW, 100).await.expect("log");
+    let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    assert!(matches!(&log[0].item, FeedItem::Session(r) if r.sid == "x"));
+    assert_eq!(log[1].item, FeedItem::Key { kid: "k1".into(), until: NOW + 100 });
+    assert!(matches!(&log[2].item, FeedItem::Session(r) if r.sid == "y"));
+    assert_eq!(s.revocation_log_head().await.expect("head"), seqs[2]);
+    // After a position: only what follows; a page limit; expired entries left out.
+    assert_eq!(s.revocation_log(seqs[0], NOW, 100).await.expect("log").len(), 2);
+    assert_eq!(s.revocation_log(0, NOW, 1).await.expect("log").len(), 1);
+    assert_eq!(s.revocation_log(0, NOW + 100, 100).await.expect("log").len(), 2, "the key's entry expired");
+    // A key revocation is no session revocation.
+    let live: Vec<_> = s.live_revocations(NOW).await.expect("live").into_iter().map(|r| r.sid).collect();
+    assert_eq!(live.len(), 2);
+    assert!(!live.iter().any(|sid| sid.contains("k1")));
+    // Revoking again moves the entry to the end (its news is new).
+    s.record_key_revocation("k1", NOW + 200).await.expect("key");
+    let log = s.revocation_log(seqs[2], NOW, 100).await.expect("log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].item, FeedItem::Key { kid: "k1".into(), until: NOW + 200 });
+}
+
+/// Positions follow commit order: a reader that follows the log by position while
+/// revocations commit concurrently never skips one (a position drawn before another but
+/// committed after it would be skipped).
+async fn concurrent_revocations_are_read_in_commit_order(s: Arc<dyn Storage>) {
+    const N: usize = 300;
+    let writers: Vec<_> = (0..N)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.record_key_revocation(&format!("k{i}"), NOW + 100).await.expect("key") })
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0;
+    let mut writers = writers.into_iter().peekable();
+    loop {
+        for e in s.revocation_log(cursor, NOW, 1000).await.expect("log") {
+            assert!(e.seq > cursor);
+            cursor = e.seq;
+            if let FeedItem::Key { kid, .. } = e.item {
+                assert!(seen.insert(kid), "each entry once");
+            }
+        }
+        if writers.peek().is_none() {
+            break;
+        }
+        // Drain finished writers without waiting for all of them.
+        while writers.peek().is_some_and(|w| w.is_finished()) {
+            writers.next().expect("peeked").await.expect("writer");
+        }
+        tokio::task::yield_now().await;
+    }
+    // Everything committed: one more read picks up the rest.
+    for e in s.revocation_log(cursor, NOW, 1000).await.expect("log") {
+        if let FeedItem::Key { kid, .. } = e.item {
+            assert!(seen.insert(kid), "each entry once");
+        }
+    }
+    assert_eq!(seen.len(), N, "a reader following positions missed entries");
+}
+
 async fn delete_user(s: Arc<dyn Storage>) {
     let u = user_with_session(s.as_ref(), "henry", "live").await;
     let uid = u.id.as_str();
@@ -582,20 +656,28 @@ async fn key_revocation(s: Arc<dyn Storage>) {
     let v1 = s.signing_keys_version().await.expect("version");
     assert_ne!(v1, v0, "an insert moves the version");
     assert_eq!(
-        s.revoke_signing_key("nope", NOW, Some(&stored_key("r0", NOW))).await.expect("r"),
+        s.revoke_signing_key("nope", NOW, Some(&stored_key("r0", NOW)), NOW + 500).await.expect("r"),
         KeyRevocation::Unknown
     );
     assert_eq!(s.signing_keys().await.expect("keys").len(), 1, "nothing stored for an unknown key");
 
-    let outcome = s.revoke_signing_key("k1", NOW + 10, Some(&stored_key("r1", NOW + 10))).await.expect("revoke");
+    let head = s.revocation_log_head().await.expect("head");
+    let outcome =
+        s.revoke_signing_key("k1", NOW + 10, Some(&stored_key("r1", NOW + 10)), NOW + 500).await.expect("revoke");
     assert_eq!(outcome, KeyRevocation::Revoked);
+    // Logged for the revocation feed in the same transaction, once.
+    let log: Vec<_> = s.revocation_log(head, NOW, 100).await.expect("log").into_iter().map(|e| e.item).collect();
+    assert_eq!(log, [FeedItem::Key { kid: "k1".into(), until: NOW + 500 }]);
     assert_ne!(s.signing_keys_version().await.expect("version"), v1, "a revocation moves the version");
-    let again = s.revoke_signing_key("k1", NOW + 20, Some(&stored_key("r2", NOW + 20))).await.expect("again");
+    let again =
+        s.revoke_signing_key("k1", NOW + 20, Some(&stored_key("r2", NOW + 20)), NOW + 600).await.expect("again");
     assert_eq!(again, KeyRevocation::AlreadyRevoked { at: NOW + 10 });
     let mut keys = s.signing_keys().await.expect("keys");
     keys.sort_by(|a, b| a.kid.cmp(&b.kid));
     let summary: Vec<_> = keys.iter().map(|k| (k.kid.as_str(), k.revoked_at)).collect();
     assert_eq!(summary, [("k1", Some(NOW + 10)), ("r1", None)], "one replacement, the first revocation's time");
+    let log = s.revocation_log(head, NOW, 100).await.expect("log");
+    assert_eq!(log.len(), 1, "a second revocation announces nothing: {log:?}");
 
     // Revocations of one key racing each other: exactly one wins and stores its replacement.
     for round in 0..20 {
@@ -606,7 +688,7 @@ async fn key_revocation(s: Arc<dyn Storage>) {
                 let (s, kid) = (s.clone(), kid.clone());
                 tokio::spawn(async move {
                     let replacement = stored_key(&format!("{kid}-r{i}"), NOW + 1);
-                    s.revoke_signing_key(&kid, NOW + 1, Some(&replacement)).await.expect("revoke")
+                    s.revoke_signing_key(&kid, NOW + 1, Some(&replacement), NOW + 500).await.expect("revoke")
                 })
             })
             .collect();
@@ -915,6 +997,8 @@ conformance!(
     concurrent_rotation,
     concurrent_rotations_of_many_sessions,
     revocations,
+    revocation_log,
+    concurrent_revocations_are_read_in_commit_order,
     delete_user,
     purge,
     settings,

@@ -26,7 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(introspect)).routes(routes!(revoke))
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+/// The HTTP Basic `(id, secret)` of a service credential, if the request carries exactly one.
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let value = values.next()?.to_str().ok()?;
     if values.next().is_some() {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod email;
 pub mod info;
 pub mod introspect;
+pub mod revocation_feed;
 pub mod sessions;
 
 use axum::http::HeaderMap;
@@ -27,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(email::router())
         .merge(info::router())
         .merge(introspect::router())
+        .merge(revocation_feed::router())
 }
 
 /// An account as clients see it (no hash, ever).

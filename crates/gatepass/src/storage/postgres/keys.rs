@@ -21,11 +21,12 @@ impl KeyStore for PostgresStorage {
         kid: &str,
         now: i64,
         replacement: Option<&StoredKey>,
+        announce_until: i64,
     ) -> StorageResult<KeyRevocation> {
         // The UPDATE's row lock makes a concurrent revocation of the same key wait, then
         // find it revoked.
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let outcome = Q::revoke_signing_key_in_tx(&mut tx, kid, now, replacement).await?;
+        let outcome = Q::revoke_signing_key_in_tx(&mut tx, kid, now, replacement, announce_until).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(outcome)
     }

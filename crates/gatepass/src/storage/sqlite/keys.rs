@@ -21,9 +21,10 @@ impl KeyStore for SqliteStorage {
         kid: &str,
         now: i64,
         replacement: Option<&StoredKey>,
+        announce_until: i64,
     ) -> StorageResult<KeyRevocation> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let outcome = Q::revoke_signing_key_in_tx(&mut tx, kid, now, replacement).await?;
+        let outcome = Q::revoke_signing_key_in_tx(&mut tx, kid, now, replacement, announce_until).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(outcome)
     }

@@ -1,0 +1,114 @@
+//! The revocation feed for verifiers: `GET /api/revocations/stream`, Server-Sent Events.
+//!
+//! Authenticated like introspection (a service credential of
+//! `GATEPASS_INTROSPECTION_CLIENTS`, HTTP Basic). The event format is documented for other
+//! languages in `docs/revocation-feed.md`; this file only shapes the service's
+//! [`FeedEvent`]s into SSE events.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::introspect::basic_credentials;
+use crate::domain::Revocation;
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use crate::http::openapi::{ServiceUnavailable, Unauthorized};
+use crate::service::revocation_feed::FeedEvent;
+use crate::storage::FeedItem;
+
+/// The feed's route.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stream))
+}
+
+/// Data of a `revoked` event: tokens of session `sid` are refused until `until`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedEvent<'a> {
+    /// Session id (the tokens' `sid` claim).
+    sid: &'a str,
+    /// Epoch seconds after which no token of the session can be valid anyway; the entry
+    /// can be forgotten then.
+    until: i64,
+    /// `revoked` (logout, password change, refresh-token reuse, account disabled or roles
+    /// changed) or `user_deleted`.
+    reason: &'static str,
+}
+
+/// Data of a `key_revoked` event: tokens whose header names `kid` are refused until `until`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyRevokedEvent<'a> {
+    /// Signing key id (the tokens' `kid` header).
+    kid: &'a str,
+    /// Epoch seconds after which no token signed by the key can be valid anyway.
+    until: i64,
+}
+
+/// Data of the `ready` event that ends the replay.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyEvent {
+    /// The position the subscriber is now current to (also the event's `id`).
+    head: i64,
+    /// `true` when the replay was a full snapshot rather than a resumption after
+    /// `Last-Event-ID`.
+    snapshot: bool,
+}
+
+fn sse_event(event: FeedEvent) -> Event {
+    let (name, id, data) = match &event {
+        FeedEvent::Entry(entry) => match &entry.item {
+            FeedItem::Session(r) => {
+                let reason = match r.reason {
+                    Revocation::Revoked => "revoked",
+                    Revocation::UserDeleted => "user_deleted",
+                };
+                ("revoked", entry.seq, serde_json::to_string(&RevokedEvent { sid: &r.sid, until: r.until, reason }))
+            }
+            FeedItem::Key { kid, until } => {
+                ("key_revoked", entry.seq, serde_json::to_string(&KeyRevokedEvent { kid, until: *until }))
+            }
+        },
+        FeedEvent::Ready { head, snapshot } => {
+            ("ready", *head, serde_json::to_string(&ReadyEvent { head: *head, snapshot: *snapshot }))
+        }
+    };
+    // Serializing these plain structs cannot fail; an empty object keeps the stream valid.
+    Event::default().event(name).id(id.to_string()).data(data.unwrap_or_else(|_| "{}".to_owned()))
+}
+
+/// Follow revocations (Server-Sent Events)
+///
+/// For services that verify tokens themselves: first every revocation whose tokens may
+/// not have expired yet (or, with `Last-Event-ID`, those after it), then a `ready` event,
+/// then each new revocation as it is committed on any instance. Events: `revoked`
+/// `{sid, until, reason}`, `key_revoked` `{kid, until}`, `ready` `{head, snapshot}`; each
+/// carries an `id` to resume from. A comment line (`:heartbeat`) is sent every
+/// `GATEPASS_REVOCATION_FEED_HEARTBEAT`. A malformed or unknown `Last-Event-ID` gets a full
+/// snapshot. Needs an introspection client's Basic credentials. See
+/// docs/revocation-feed.md.
+#[utoipa::path(get, path = "/api/revocations/stream", tag = "tokens", security(("introspection_client" = [])),
+    params(("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received, to resume after it")),
+    responses((status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String),
+        Unauthorized, ServiceUnavailable))]
+async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    let (id, secret) = basic_credentials(&headers).ok_or(Error::InvalidClient)?;
+    if !state.introspection.check(&id, &secret) {
+        return Err(Error::InvalidClient);
+    }
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let events = state.service.core().subscribe_revocations(last_event_id).await?;
+    tracing::info!(client = %id, resume = last_event_id.is_some(), "revocation feed subscriber connected");
+    let events = events.map(|e| Ok::<_, std::convert::Infallible>(sse_event(e)));
+    let mut response =
+        Sse::new(events).keep_alive(KeepAlive::new().interval(state.feed_heartbeat).text("heartbeat")).into_response();
+    // nginx would otherwise buffer the stream and delay every event.
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

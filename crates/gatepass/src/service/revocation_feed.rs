@@ -1,0 +1,278 @@
+//! The revocation feed served to verifiers (`GET /api/revocations/stream`): every
+//! revocation that can still matter, then each new one as it is committed, anywhere in the
+//! deployment.
+//!
+//! Storage gives every revocation a position `seq` in one deployment-wide order that
+//! follows commit order (migration 0009), so the feed needs no state of its own beyond a
+//! cursor: a subscriber that has seen `seq = n` is missing exactly the stored revocations
+//! after `n`, whichever instance it asks. Each instance runs one task ([`spawn_feed`]) that
+//! reads the log past the last position it published and broadcasts new entries to its
+//! subscribers. It is woken by this instance's own revocations, by the change feed
+//! (PostgreSQL `NOTIFY`) and by the once-a-second version check, and reads anyway once a
+//! second, so an entry reaches every instance's subscribers however it was written.
+//!
+//! A subscription first subscribes to the broadcast, then replays the log after its cursor
+//! (everything, for a fresh snapshot) page by page, then follows the broadcast, skipping what
+//! the replay already sent. Memory per subscriber is bounded: the broadcast is one shared
+//! ring of `buffer` entries, and a subscriber that falls more than `buffer` entries behind
+//! (a burst, a slow reader) reads what it missed from storage, a page at a time, instead
+//! of holding it in memory. A subscriber that stops reading altogether stops being
+//! polled; the server's send timeout then closes its connection (`server.rs`).
+
+use futures_util::Stream;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+
+use super::{AuthService, Core, now};
+use crate::error::Result;
+use crate::storage::{FeedEntry, Storage};
+
+/// Entries read from storage per query (replay pages and catch-up).
+const PAGE: i64 = 1000;
+
+/// Default number of entries a subscriber may fall behind before it is dropped.
+pub const DEFAULT_BUFFER: usize = 1024;
+
+/// One instance's publisher of the revocation log to its subscribers.
+pub struct FeedHub {
+    tx: broadcast::Sender<Arc<FeedEntry>>,
+    wake: Notify,
+    closed: watch::Sender<bool>,
+}
+
+impl FeedHub {
+    /// A hub whose subscribers may fall `buffer` entries behind.
+    pub fn new(buffer: usize) -> Self {
+        let (tx, _) = broadcast::channel(buffer.max(1));
+        Self { tx, wake: Notify::new(), closed: watch::Sender::new(false) }
+    }
+
+    /// Asks the publishing task to read the log now (a revocation was just committed or
+    /// announced).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Ends every subscription (server shutdown: open streams must not hold it up).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Number of open subscriptions on this instance.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+/// What a subscription yields, in order: the replay ([`FeedEvent::Entry`]s), one
+/// [`FeedEvent::Ready`], then live entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// A revocation.
+    Entry(FeedEntry),
+    /// The replay is complete: the subscriber holds everything up to `head`.
+    Ready {
+        /// Position the subscriber is now current to (its next cursor).
+        head: i64,
+        /// Whether the replay started from nothing (no, malformed or unusable
+        /// `Last-Event-ID`) rather than resuming after the given one.
+        snapshot: bool,
+    },
+}
+
+/// Reads a `Last-Event-ID`: a decimal position, or `None` for anything else (which gets a
+/// fresh snapshot, never an error).
+pub fn parse_cursor(last_event_id: Option<&str>) -> Option<i64> {
+    let s = last_event_id?.trim();
+    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+impl Core {
+    /// The revocation feed's hub on this instance.
+    pub fn feed(&self) -> &FeedHub {
+        &self.feed
+    }
+
+    /// Opens a subscription to the revocation feed. `last_event_id` is the client's
+    /// `Last-Event-ID`: the replay resumes after it when it is a position this deployment
+    /// has reached, and is a fresh snapshot otherwise.
+    ///
+    /// # Errors
+    /// When storage cannot be read.
+    pub async fn subscribe_revocations(
+        &self,
+        last_event_id: Option<&str>,
+    ) -> Result<impl Stream<Item = FeedEvent> + Send + 'static> {
+        // Subscribe before reading storage: an entry committed after the replay's read is
+        // then broadcast to us, and one broadcast before is in the replay.
+        let rx = self.feed.tx.subscribe();
+        let head = self.storage.revocation_log_head().await?;
+        let cursor = parse_cursor(last_event_id).filter(|c| *c <= head);
+        let snapshot = cursor.is_none();
+        if last_event_id.is_some() && snapshot {
+            tracing::info!("revocation feed: Last-Event-ID unusable here; sending a fresh snapshot");
+        }
+        metrics::gauge!("gatepass_revocation_feed_subscribers").increment(1.0);
+        let state = Subscription {
+            storage: self.storage.clone(),
+            rx,
+            closed: self.feed.closed.subscribe(),
+            last: cursor.unwrap_or(0),
+            head,
+            snapshot,
+            catching_up: false,
+            phase: Phase::Replay(VecDeque::new()),
+            _gauge: SubscriberGauge,
+        };
+        Ok(futures_util::stream::unfold(state, Subscription::next))
+    }
+}
+
+enum Phase {
+    /// Replaying storage; the page not yet sent.
+    Replay(VecDeque<FeedEntry>),
+    /// Following the broadcast.
+    Live,
+    /// Over.
+    Done,
+}
+
+struct Subscription {
+    storage: Arc<dyn Storage>,
+    rx: broadcast::Receiver<Arc<FeedEntry>>,
+    closed: watch::Receiver<bool>,
+    /// Highest position sent.
+    last: i64,
+    head: i64,
+    snapshot: bool,
+    /// Replaying after falling behind the ring (no second `ready`).
+    catching_up: bool,
+    phase: Phase,
+    _gauge: SubscriberGauge,
+}
+
+/// Counts a subscription in the gauge while it lives.
+struct SubscriberGauge;
+
+impl Drop for SubscriberGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("gatepass_revocation_feed_subscribers").decrement(1.0);
+    }
+}
+
+impl Subscription {
+    async fn next(mut self) -> Option<(FeedEvent, Self)> {
+        loop {
+            match &mut self.phase {
+                Phase::Replay(page) => {
+                    if let Some(entry) = page.pop_front() {
+                        self.last = self.last.max(entry.seq);
+                        return Some((FeedEvent::Entry(entry), self));
+                    }
+                    let read = self.storage.revocation_log(self.last, now(), PAGE).await;
+                    match read {
+                        Ok(rows) if !rows.is_empty() => self.phase = Phase::Replay(rows.into()),
+                        Ok(_) if self.catching_up => {
+                            self.catching_up = false;
+                            self.phase = Phase::Live;
+                        }
+                        Ok(_) => {
+                            self.phase = Phase::Live;
+                            self.last = self.last.max(self.head);
+                            let ready = FeedEvent::Ready { head: self.last, snapshot: self.snapshot };
+                            return Some((ready, self));
+                        }
+                        Err(e) => {
+                            // The client reconnects with its last id and resumes.
+                            tracing::warn!(error = %e, "revocation feed: storage read failed; closing the stream");
+                            self.phase = Phase::Done;
+                        }
+                    }
+                }
+                Phase::Live => {
+                    let received = tokio::select! {
+                        r = self.rx.recv() => r,
+                        _ = self.closed.wait_for(|c| *c) => Err(broadcast::error::RecvError::Closed),
+                    };
+                    match received {
+                        Ok(entry) if entry.seq > self.last => {
+                            self.last = entry.seq;
+                            return Some((FeedEvent::Entry((*entry).clone()), self));
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            // Fell out of the shared ring (a burst, or a slow reader): read
+                            // what it missed from storage, page by page, instead of holding
+                            // it in memory; the ring's later entries are skipped by `seq`.
+                            tracing::debug!(behind = n, "revocation feed: subscriber behind; catching up from storage");
+                            metrics::counter!("gatepass_revocation_feed_lagged_total").increment(1);
+                            self.catching_up = true;
+                            self.phase = Phase::Replay(VecDeque::new());
+                        }
+                        Err(broadcast::error::RecvError::Closed) => self.phase = Phase::Done,
+                    }
+                }
+                Phase::Done => return None,
+            }
+        }
+    }
+}
+
+/// Starts this instance's feed publisher. Abort the handle to stop.
+pub fn spawn_feed(service: Arc<AuthService>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let core = service.core();
+        let hub = &core.feed;
+        // Subscribers replay history from storage; the publisher starts at the present.
+        let mut published = loop {
+            match core.storage.revocation_log_head().await {
+                Ok(head) => break head,
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation feed: cannot read the log head; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        loop {
+            match core.storage.revocation_log(published, now(), PAGE).await {
+                Ok(rows) => {
+                    let full = rows.len() as i64 == PAGE;
+                    for entry in rows {
+                        published = entry.seq;
+                        // No receiver is not an error: nobody is subscribed right now.
+                        let _ = hub.tx.send(Arc::new(entry));
+                    }
+                    if full {
+                        continue;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "revocation feed: log read failed; retrying"),
+            }
+            tokio::select! {
+                () = hub.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_decimal_positions_and_anything_else_is_none() {
+        assert_eq!(parse_cursor(Some("42")), Some(42));
+        assert_eq!(parse_cursor(Some(" 7 ")), Some(7));
+        for bad in ["", "-1", "1e3", "0x10", "abc", "99999999999999999999", "4 2"] {
+            assert_eq!(parse_cursor(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(parse_cursor(None), None);
+    }
+}
