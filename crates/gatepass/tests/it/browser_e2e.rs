@@ -55,6 +55,7 @@ async fn sign_in_flow(c: &Client) -> Result<()> {
     c.find(Locator::Id("username")).await?.send_keys("browser.user").await?;
     c.find(Locator::Id("email")).await?.send_keys("browser@example.com").await?;
     c.find(Locator::Id("password")).await?.send_keys(PASSWORD).await?;
+    c.find(Locator::Id("confirm_password")).await?.send_keys(PASSWORD).await?;
     c.find(Locator::Css("form[action='/ui/register'] button[type=submit]")).await?.click().await?;
     wait_for_text(c, "Logged in as browser.user").await?;
     ensure!(c.current_url().await?.path() == "/", "PRG lands on /");
@@ -115,11 +116,24 @@ async fn sign_in_flow(c: &Client) -> Result<()> {
     c.goto(&app.url("/register")).await?;
     c.find(Locator::Id("username")).await?.send_keys("browser.user").await?;
     c.find(Locator::Id("password")).await?.send_keys(PASSWORD).await?;
+    c.find(Locator::Id("confirm_password")).await?.send_keys(PASSWORD).await?;
     c.find(Locator::Css("form[action='/ui/register'] button[type=submit]")).await?.click().await?;
     wait_for_text(c, "This username is already taken.").await?;
     let kept = c.find(Locator::Id("username")).await?.prop("value").await?;
     ensure!(kept.as_deref() == Some("browser.user"), "username kept: {kept:?}");
     save(c, &shots, "register-error.png").await?;
+
+    // Every problem at once, and the focus on the first invalid field (by `autofocus`:
+    // the CSP allows no script for it).
+    c.find(Locator::Id("username")).await?.clear().await?;
+    c.find(Locator::Id("username")).await?.send_keys("fresh.user").await?;
+    c.find(Locator::Id("password")).await?.send_keys("short").await?;
+    c.find(Locator::Id("confirm_password")).await?.send_keys("different").await?;
+    c.find(Locator::Css("form[action='/ui/register'] button[type=submit]")).await?.click().await?;
+    wait_for_text(c, "The two passwords do not match.").await?;
+    wait_for_text(c, "Password must be at least 8 bytes long.").await?;
+    let focused = c.execute("return document.activeElement && document.activeElement.id;", vec![]).await?;
+    ensure!(focused.as_str() == Some("password"), "focus on the first invalid field: {focused:?}");
     Ok(())
 }
 
