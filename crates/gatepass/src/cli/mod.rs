@@ -337,7 +337,9 @@ pub enum TokenCommand {
         /// The JWT.
         jwt: String,
     },
-    /// Verify a token with the configured secret and say why it fails, if it does.
+    /// Verify a token with the server's configuration (the same flags, environment, `.env`
+    /// and data directory as `serve`) and say why it fails, if it does; an expired token is
+    /// refused even within the leeway. Prints the token's times (UTC, and how long ago).
     Verify {
         /// The JWT.
         jwt: String,
