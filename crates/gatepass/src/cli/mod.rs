@@ -3,7 +3,7 @@
 //! ([`crate::service::Core`]), like the API does, with the same checks and audit entries.
 
 use clap::{Parser, Subcommand};
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 use crate::app::{self, Application};
 use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs};
@@ -337,7 +337,9 @@ pub enum TokenCommand {
         /// The JWT.
         jwt: String,
     },
-    /// Verify a token with the configured secret and say why it fails, if it does.
+    /// Verify a token with the server's configuration (the same flags, environment, `.env`
+    /// and data directory as `serve`) and say why it fails, if it does; an expired token is
+    /// refused even within the leeway. Prints the token's times (UTC, and how long ago).
     Verify {
         /// The JWT.
         jwt: String,
@@ -417,6 +419,30 @@ fn new_password(password_stdin: bool) -> anyhow::Result<(String, bool)> {
 }
 
 /// A service error as the command line reports it.
+/// Writes `rows` under `header` in columns padded to the widest cell, counting characters
+/// (not bytes), so names with accents line up.
+pub(super) fn write_table<const N: usize>(
+    out: &mut impl Write,
+    header: &[&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
 fn fail(e: crate::error::Error) -> anyhow::Error {
     anyhow::anyhow!("{}", e.message())
 }

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::{UserCommand, fail, new_password};
+use super::{UserCommand, fail, new_password, write_table};
 use crate::app;
 use crate::config::{SecurityArgs, StoreArgs};
 use crate::domain::{Roles, User};
@@ -138,26 +138,6 @@ async fn set_disabled(
     let (user, ended) = core.update_user(by, &user, &patch).await.map_err(fail)?;
     let state = if user.disabled { "disabled" } else { "enabled" };
     println!("{} {state}; {ended} session(s) ended", user.username);
-    Ok(())
-}
-
-/// Writes `rows` under `header` in columns padded to the widest cell, counting characters
-/// (not bytes), so names with accents line up.
-fn write_table<const N: usize>(out: &mut impl Write, header: &[&str; N], rows: &[[String; N]]) -> std::io::Result<()> {
-    let mut widths = header.map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        padded.join("  ").trim_end().to_owned()
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-    }
     Ok(())
 }
 

@@ -279,8 +279,11 @@ error_responses! {
     FormBadRequest = BAD_REQUEST, "The form again with its errors (HTML), or a malformed body (JSON)", html_or_error_response;
     /// 401 from a form route: the form again with the error.
     FormUnauthorized = UNAUTHORIZED, "The form again: wrong password (HTML)", html_only_response;
-    /// 403 from a form route: the CSRF check (JSON) or closed registration (HTML).
-    FormForbidden = FORBIDDEN, "CSRF check failed (JSON), or the form again (HTML)", html_or_error_response;
+    /// 403 from a form route: the CSRF check (JSON), a stale page or closed registration (HTML).
+    FormForbidden = FORBIDDEN,
+        "CSRF check failed (JSON), or, for a browser (`Accept: text/html`) posting a stale page, the form again \
+         with \"This page had expired, please try again.\" and a fresh token (HTML); registration closed (HTML)",
+        html_or_error_response;
     /// 409 from the registration form.
     FormConflict = CONFLICT, "The form again: the username is taken (HTML)", html_only_response;
     /// 429 from a form route.

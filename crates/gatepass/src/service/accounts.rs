@@ -8,7 +8,7 @@ use super::sessions::Renewing;
 use super::{Actor, AuthService, ClientInfo, Core, TokenGrant, event, now};
 use crate::auth::ratelimit::{self, Action};
 use crate::auth::refresh::RefreshTokens;
-use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username};
+use crate::domain::{Email, Password, PasswordPolicy, Roles, User, UserId, Username, ValidationError};
 use crate::error::{Error, Result};
 use crate::storage::audit::{FAILURE, SUCCESS};
 use crate::storage::{NewSession, PasswordReplace, StorageError, TokenPurpose};
@@ -134,6 +134,28 @@ impl Core {
 }
 
 impl AuthService {
+    /// Every problem with the fields of a new account, in the order a form shows them
+    /// (username, e-mail, password), so a page can show them all at once. Empty when
+    /// [`AuthService::register`] would accept the fields (a taken name is found only there).
+    pub fn registration_problems(&self, username: &str, password: &str, email: Option<&str>) -> Vec<ValidationError> {
+        let mut problems = Vec::new();
+        // The password rule compares against the name as it will be stored, when it parses.
+        let name = match Username::parse(username) {
+            Ok(name) => name.as_str().to_owned(),
+            Err(e) => {
+                problems.push(e);
+                username.to_owned()
+            }
+        };
+        if let Some(Err(e)) = email.filter(|e| !e.is_empty()).map(Email::parse) {
+            problems.push(e);
+        }
+        if let Err(e) = self.core.password_policy().check(password, &name, "password") {
+            problems.push(e);
+        }
+        problems
+    }
+
     /// Creates an account and its first session; the grant carries the device cookie to set
     /// for this browser.
     pub async fn register(

@@ -612,6 +612,67 @@ async fn token_verify_tells_a_valid_token_from_a_revoked_one() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("session was revoked"));
 }
 
+/// `token verify` reads the configuration as `serve` does (here: `.env` in the working
+/// directory), prints the times for people, and never calls an expired token valid.
+#[tokio::test]
+async fn token_verify_reads_the_servers_configuration_and_refuses_expired_tokens() {
+    let app = TestApp::spawn().await;
+    let short = TestApp::spawn_with(&["--access-token-ttl", "1s"]).await;
+    let token = s(&app.register("timed", "a-long-password").await, "access_token").to_owned();
+    let brief = s(&short.register("brief", "a-long-password").await, "access_token").to_owned();
+    let cwd = tempfile::tempdir().unwrap();
+    let verify = |app: &TestApp, token: &str, dotenv: &str, extra: &[&str]| {
+        std::fs::write(cwd.path().join(".env"), dotenv).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
+        cmd.current_dir(cwd.path()).args(["token", "verify", token]).args(extra);
+        cmd.args(["--data-dir", app.data_dir().to_str().unwrap()]);
+        if let Some(db) = &app.db {
+            cmd.args(["--database-url", &db.url, "--master-key", common::MASTER_KEY]);
+        }
+        for var in ["GATEPASS_DATABASE_URL", "GATEPASS_JWT_SECRET", "JWT_SECRET_KEY", "GATEPASS_TOKEN_LEEWAY"] {
+            cmd.env_remove(var);
+        }
+        let out = cmd.env("GATEPASS_LOG", "warn").output().expect("gatepass runs");
+        (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let right = format!("GATEPASS_JWT_SECRET={}\n", common::SECRET);
+
+    let (ok, out, err) = verify(&app, &token, &right, &[]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("valid: user timed"), "{out}");
+    let expires = out.lines().find(|l| l.trim_start().starts_with("expires")).expect("expiry line");
+    assert!(expires.contains("(expires in 15m)") || expires.contains("(expires in 14m)"), "{out}");
+    let stamp = expires.split_whitespace().nth(1).unwrap();
+    assert!(stamp.len() == 10 && stamp.as_bytes()[4] == b'-', "human date: {out}");
+    assert!(expires.split_whitespace().nth(2).unwrap().ends_with('Z'), "UTC time: {out}");
+    assert!(out.contains("  issued ") && out.contains("  signed in "), "{out}");
+
+    // The wrong secret, from `.env` too.
+    let wrong = "GATEPASS_JWT_SECRET=Zq8vN3xK0pLm5Tr2Wy7Ub4Hc9Ge1Df6Sa0Jk3\n";
+    let (ok, out, err) = verify(&app, &token, wrong, &[]);
+    assert!(!ok && !out.contains("valid"), "{out}");
+    assert!(err.contains("error: invalid (token_invalid)"), "{err}");
+
+    // Past its expiry but inside the default 30 s leeway: still refused, saying why.
+    let exp = claims(&brief)["exp"].as_i64().unwrap();
+    while unix_now() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (ok, out, err) = verify(&short, &brief, &right, &[]);
+    assert!(!ok && out.is_empty(), "an expired token is never valid: {out}");
+    assert!(err.contains("invalid (token_expired): the token expired ") && err.contains(" ago (at "), "{err}");
+    assert!(err.contains("--token-leeway 30s still accept it until"), "{err}");
+    // And past the leeway (none here), the verifier itself refuses it.
+    let (ok, _, err) = verify(&short, &brief, &right, &["--token-leeway", "0s"]);
+    assert!(!ok);
+    assert!(err.contains("invalid (token_expired): the token expired ") && err.contains(" ago (at "), "{err}");
+    assert!(!err.contains("still accept"), "{err}");
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
 /// A command run from the wrong place must not quietly work on a new, empty database: it
 /// names the database it opened, and refuses to create one unless asked (`--init`).
 #[tokio::test]

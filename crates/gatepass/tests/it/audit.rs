@@ -160,7 +160,88 @@ async fn every_security_event_is_recorded_with_its_context() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("audit chain intact"));
     let out = gatepass(&app, &["audit", "--limit", "5"]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6, "a header and five entries");
+}
+
+/// Checks that every row starts each column where the header does.
+fn assert_aligned(table: &str) {
+    let mut lines = table.lines();
+    let header: Vec<char> = lines.next().expect("header").chars().collect();
+    let starts: Vec<usize> =
+        (1..header.len()).filter(|&i| header[i - 1] == ' ' && header[i - 2] == ' ' && header[i] != ' ').collect();
+    assert!(starts.len() >= 8, "{table}");
+    for line in lines {
+        let row: Vec<char> = line.chars().collect();
+        for &at in &starts {
+            assert!(row.len() > at && row[at - 1] == ' ' && row[at] != ' ', "column at {at} misaligned:\n{table}");
+        }
+    }
+}
+
+/// `2026-12-05 03:52:18Z`
+fn is_human_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+#[tokio::test]
+async fn audit_cli_shows_usernames_filters_by_name_and_aligns_columns() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice", "coral-lantern-38").await;
+    let aid = s(&alice["user"], "id").to_owned();
+    let bob = app.register("bobby", "dusk-violin-64").await;
+    let bid = s(&bob["user"], "id").to_owned();
+    app.login("alice", "coral-lantern-38").await;
+    let r = app.patch_auth(&format!("/api/admin/users/{bid}"), app.operator(), json!({"disabled": true})).await;
+    assert_eq!(r.status(), 200);
+
+    let out = gatepass(&app, &["audit"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("id "), "{table}");
+    assert_aligned(&table);
+    let cells = |line: &str| -> Vec<String> {
+        line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    };
+    for line in table.lines().skip(1) {
+        let c = cells(line);
+        assert!(is_human_utc(&c[1]), "{line}");
+        for who in &c[4..6] {
+            assert!(["alice", "bobby", "operator", "-"].contains(&who.as_str()), "names, not ids: {line}");
+        }
+    }
+    let disabled = table.lines().find(|l| l.contains("user_disabled")).expect("user_disabled row");
+    assert_eq!(cells(disabled)[4..6], ["operator", "bobby"], "{disabled}");
+    assert!(disabled.contains("{\"sessions_ended\":1}"), "details stay readable JSON: {disabled}");
+
+    // --user takes a username and matches it as actor or subject.
+    let out = gatepass(&app, &["audit", "--user", "bobby"]);
+    assert!(out.status.success());
+    let only_bob = String::from_utf8(out.stdout).unwrap();
+    assert_aligned(&only_bob);
+    let rows: Vec<&str> = only_bob.lines().skip(1).collect();
+    assert!(rows.iter().any(|l| l.contains("register")) && rows.iter().any(|l| l.contains("user_disabled")));
+    assert!(rows.iter().all(|l| l.contains("bobby") && !l.contains("alice")), "{only_bob}");
+
+    let out = gatepass(&app, &["audit", "--user", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account named \"nobody\""));
+
+    // A deleted account's events are still found by its id, which stands in for the name.
+    let out = gatepass(&app, &["user", "delete", "alice", "--yes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gatepass(&app, &["audit", "--user", &aid]);
+    assert!(out.status.success());
+    let gone = String::from_utf8(out.stdout).unwrap();
+    assert!(gone.lines().skip(1).any(|l| l.contains("login") && l.contains(&aid)), "{gone}");
+    assert!(gone.lines().any(|l| l.contains("user_deleted")), "{gone}");
 }
 
 #[tokio::test]

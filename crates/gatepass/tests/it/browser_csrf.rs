@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 /// A minimal browser cookie jar: name → (value, path).
 #[derive(Default, Clone)]
-struct Jar(BTreeMap<String, (String, String)>);
+pub(crate) struct Jar(BTreeMap<String, (String, String)>);
 
 impl Jar {
     fn absorb(&mut self, headers: &HeaderMap) {
@@ -36,7 +36,7 @@ impl Jar {
     }
 
     /// The `Cookie` header a browser sends to `path` (RFC 6265 path match).
-    fn header_for(&self, path: &str) -> String {
+    pub(crate) fn header_for(&self, path: &str) -> String {
         self.0
             .iter()
             .filter(|(_, (_, p))| p == "/" || path == p || path.starts_with(&format!("{p}/")))
@@ -45,7 +45,7 @@ impl Jar {
             .join("; ")
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|(v, _)| v.as_str())
     }
 
@@ -57,17 +57,17 @@ impl Jar {
 }
 
 /// A same-origin browser: sends cookies and the headers Chrome adds to its own form posts.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
-    jar: Jar,
+    pub(crate) jar: Jar,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Browser { app, jar: Jar::default() }
     }
 
-    async fn get(&mut self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&mut self, path: &str) -> reqwest::Response {
         let r = self.app.client.get(self.app.url(path)).header("cookie", self.jar.header_for(path)).send().await;
         let r = r.unwrap();
         self.jar.absorb(r.headers());
@@ -75,34 +75,38 @@ impl<'a> Browser<'a> {
     }
 
     /// A form post from our own page (`Referrer-Policy: no-referrer` makes the Origin `null`).
-    async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        let r = self
-            .app
-            .client
-            .post(self.app.url(path))
-            .header("cookie", self.jar.header_for(path))
-            .header("origin", "null")
-            .header("sec-fetch-site", "same-origin")
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+    pub(crate) async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_with(path, form, &[("origin", "null"), ("sec-fetch-site", "same-origin")]).await
+    }
+
+    /// A form post with exactly these extra headers.
+    pub(crate) async fn post_with(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut rb = self.app.client.post(self.app.url(path)).header("cookie", self.jar.header_for(path)).form(form);
+        for (name, value) in headers {
+            rb = rb.header(*name, *value);
+        }
+        let r = rb.send().await.unwrap();
         self.jar.absorb(r.headers());
         r
     }
 
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         self.jar.get("csrf_token").expect("csrf cookie").to_owned()
     }
 
-    async fn page(&mut self, path: &str) -> String {
+    pub(crate) async fn page(&mut self, path: &str) -> String {
         let r = self.get(path).await;
         assert_eq!(r.status(), 200);
         r.text().await.unwrap()
     }
 }
 
-fn location(r: &reqwest::Response) -> &str {
+pub(crate) fn location(r: &reqwest::Response) -> &str {
     r.headers()["location"].to_str().unwrap()
 }
 

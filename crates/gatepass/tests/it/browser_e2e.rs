@@ -34,6 +34,7 @@ async fn browser_sign_in_flow() {
 
 async fn run_flows(c: &Client) -> Result<()> {
     sign_in_flow(c).await.context("sign-in flow")?;
+    stale_tab_flow(c).await.context("stale tab flow")?;
     renewal_flow(c).await.context("page-load renewal flow")?;
     Ok(())
 }
@@ -55,6 +56,7 @@ async fn sign_in_flow(c: &Client) -> Result<()> {
     c.find(Locator::Id("username")).await?.send_keys("browser.user").await?;
     c.find(Locator::Id("email")).await?.send_keys("browser@example.com").await?;
     c.find(Locator::Id("password")).await?.send_keys(PASSWORD).await?;
+    c.find(Locator::Id("confirm_password")).await?.send_keys(PASSWORD).await?;
     c.find(Locator::Css("form[action='/ui/register'] button[type=submit]")).await?.click().await?;
     wait_for_text(c, "Logged in as browser.user").await?;
     ensure!(c.current_url().await?.path() == "/", "PRG lands on /");
@@ -115,11 +117,61 @@ async fn sign_in_flow(c: &Client) -> Result<()> {
     c.goto(&app.url("/register")).await?;
     c.find(Locator::Id("username")).await?.send_keys("browser.user").await?;
     c.find(Locator::Id("password")).await?.send_keys(PASSWORD).await?;
+    c.find(Locator::Id("confirm_password")).await?.send_keys(PASSWORD).await?;
     c.find(Locator::Css("form[action='/ui/register'] button[type=submit]")).await?.click().await?;
     wait_for_text(c, "This username is already taken.").await?;
     let kept = c.find(Locator::Id("username")).await?.prop("value").await?;
     ensure!(kept.as_deref() == Some("browser.user"), "username kept: {kept:?}");
     save(c, &shots, "register-error.png").await?;
+
+    // Every problem at once, and the focus on the first invalid field (by `autofocus`:
+    // the CSP allows no script for it).
+    c.find(Locator::Id("username")).await?.clear().await?;
+    c.find(Locator::Id("username")).await?.send_keys("fresh.user").await?;
+    c.find(Locator::Id("password")).await?.send_keys("short").await?;
+    c.find(Locator::Id("confirm_password")).await?.send_keys("different").await?;
+    c.find(Locator::Css("form[action='/ui/register'] button[type=submit]")).await?.click().await?;
+    wait_for_text(c, "The two passwords do not match.").await?;
+    wait_for_text(c, "Password must be at least 8 bytes long.").await?;
+    let focused = c.execute("return document.activeElement && document.activeElement.id;", vec![]).await?;
+    ensure!(focused.as_str() == Some("password"), "focus on the first invalid field: {focused:?}");
+    Ok(())
+}
+
+/// A tab left open across a new sign-in in another tab posts a form with the old CSRF
+/// token: it gets the same page back with "This page had expired", and the retry from that
+/// page works.
+async fn stale_tab_flow(c: &Client) -> Result<()> {
+    let app = TestApp::spawn().await;
+    app.register("stale.tab", PASSWORD).await;
+    login(c, &app, "stale.tab", PASSWORD).await?;
+    wait_for_text(c, "Logged in as stale.tab").await?;
+    let first = c.window().await?;
+
+    // Another tab of the same browser logs out and in again: a new session, a new token.
+    let second = c.new_window(true).await?.handle;
+    c.switch_to_window(second).await?;
+    c.goto(&app.url("/")).await?;
+    c.find(Locator::Id("logout")).await?.click().await?;
+    wait_for_text(c, "You have been logged out.").await?;
+    login(c, &app, "stale.tab", PASSWORD).await?;
+    wait_for_text(c, "Logged in as stale.tab").await?;
+    c.close_window().await?;
+    c.switch_to_window(first).await?;
+
+    // The first tab still shows the page rendered under the old session.
+    c.find(Locator::Id("current_password")).await?.send_keys(PASSWORD).await?;
+    c.find(Locator::Id("new_password")).await?.send_keys(NEW_PASSWORD).await?;
+    c.find(Locator::Css("#password-form button[type=submit]")).await?.click().await?;
+    wait_for_text(c, "This page had expired, please try again.").await?;
+    let typed = c.find(Locator::Id("current_password")).await?.prop("value").await?;
+    ensure!(typed.as_deref() == Some(""), "passwords are not kept: {typed:?}");
+    c.find(Locator::Id("current_password")).await?.send_keys(PASSWORD).await?;
+    c.find(Locator::Id("new_password")).await?.send_keys(NEW_PASSWORD).await?;
+    c.find(Locator::Css("#password-form button[type=submit]")).await?.click().await?;
+    wait_for_text(c, "Password changed.").await?;
+    c.find(Locator::Id("logout")).await?.click().await?;
+    wait_for_text(c, "You have been logged out.").await?;
     Ok(())
 }
 

@@ -27,6 +27,7 @@ mod openapi;
 mod operator;
 mod ops;
 mod outage;
+mod page_forms;
 mod precis;
 mod races;
 mod redis_limits;

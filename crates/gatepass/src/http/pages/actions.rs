@@ -2,7 +2,11 @@
 //! post comes from our own origin ([`SameOriginForm`]), and for signed-in forms the
 //! session and its hidden `csrf_token` field ([`SignedInForm`]), then acts through [`AuthService`](crate::service::AuthService), and
 //! answers with a 303 redirect, or re-renders the form with the errors next to its
-//! fields. CSRF failures and malformed requests are the usual JSON errors.
+//! fields. A browser whose post fails the CSRF checks the way a stale tab does (a token
+//! from an earlier sign-in; for the login and registration forms, a failed origin check)
+//! gets the same form back with "This page had expired", what it typed except passwords,
+//! and a fresh token (403). Other callers, and cross-site posts to signed-in forms, get the
+//! usual JSON `csrf_failed`; malformed requests the usual JSON errors.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
@@ -15,7 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::HomeErrors;
+use super::views::{HomeErrors, Notice};
 use super::{PageSession, blank_register_page, clip, home_page, login_page, page_session};
 use crate::error::{Error, Result};
 use crate::http::api::set_grant_cookies;
@@ -88,8 +92,13 @@ impl FormBody {
 
     /// The `csrf_token` field, read leniently: a body that is no form has none.
     fn csrf_token(&self) -> String {
+        self.field("csrf_token")
+    }
+
+    /// One field, read leniently (empty when absent or when the body is no form).
+    fn field(&self, field: &str) -> String {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&self.bytes).unwrap_or_default();
-        pairs.into_iter().find(|(name, _)| name == "csrf_token").map(|(_, value)| value).unwrap_or_default()
+        pairs.into_iter().find(|(name, _)| name == field).map(|(_, value)| value).unwrap_or_default()
     }
 
     /// The whole form: 415 for another content type, 400 for a malformed one.
@@ -99,6 +108,16 @@ impl FormBody {
         }
         serde_urlencoded::from_bytes(&self.bytes).map_err(|e| Error::BadRequest(format!("invalid form body: {e}")))
     }
+}
+
+/// Whether the request comes from a page that shows HTML (a browser's form post sends
+/// `Accept: text/html…`); other callers keep getting JSON errors.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/html"))
 }
 
 fn require_same_origin(req: &Request, state: &AppState) -> Result<()> {
@@ -119,6 +138,31 @@ impl<T: DeserializeOwned> FromRequest<AppState> for SameOriginForm<T> {
     }
 }
 
+/// The login or registration form. Same origin first, as for [`SameOriginForm`]; when
+/// that fails for a browser (`Accept: text/html`), the form is still parsed so the page
+/// can be shown again with what was typed, and `stale` is set: the handler must then act
+/// on nothing.
+pub struct PageForm<T> {
+    /// The parsed form.
+    pub form: T,
+    /// The origin check failed: show the form again, do not act.
+    pub stale: bool,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for PageForm<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self> {
+        let stale = match require_same_origin(&req, state) {
+            Ok(()) => false,
+            Err(_) if wants_html(req.headers()) => true,
+            Err(e) => return Err(e),
+        };
+        let form = FormBody::read(req, state).await?.parse()?;
+        Ok(PageForm { form, stale })
+    }
+}
+
 /// A form post from a signed-in browser, checked in this order: same origin, an active
 /// session, the session's token in the `csrf_token` field (constant time), then the form.
 pub struct SignedInForm<T> {
@@ -134,6 +178,9 @@ pub enum FormRejection {
     Error(Error),
     /// No active session; what the cookies showed instead.
     SignedOut(PageSession),
+    /// A same-origin browser post whose token no longer matches the session (a tab
+    /// opened before the last sign-in): the signed-in page, shown again with a fresh token.
+    Stale(Response),
 }
 
 impl From<Error> for FormRejection {
@@ -148,6 +195,7 @@ impl IntoResponse for FormRejection {
             FormRejection::Error(e) => e.into_response(),
             // `/` renews an expired sign-in or shows the login page with the right message.
             FormRejection::SignedOut(_) => see_other("/"),
+            FormRejection::Stale(page) => page,
         }
     }
 }
@@ -162,9 +210,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for SignedInForm<T> {
             PageSession::Active(claims) => claims,
             other => return Err(FormRejection::SignedOut(other)),
         };
+        let html = wants_html(req.headers());
         let body = FormBody::read(req, state).await?;
         if !state.csrf.verify(&claims.sid, &body.csrf_token()) {
-            return Err(Error::CsrfFailed.into());
+            if !html {
+                return Err(Error::CsrfFailed.into());
+            }
+            // The origin check passed, so this is our own page with an old token. Nothing
+            // is done; the page carries the session's current token for the retry, and
+            // keeps a typed address (never a password).
+            let errors = HomeErrors { new_email: body.field("email"), ..HomeErrors::default() };
+            let notice = Notice::from_code("page_expired");
+            return Err(FormRejection::Stale(home_page(state, &claims, StatusCode::FORBIDDEN, notice, errors).await));
         }
         Ok(SignedInForm { form: body.parse()?, claims })
     }
@@ -188,9 +245,12 @@ async fn login(
     Client(client): Client,
     HeldSession(held): HeldSession,
     // Login CSRF: there is no session yet to bind a token to, so the origin check is it.
-    SameOriginForm(f): SameOriginForm<LoginForm>,
+    PageForm { form: f, stale }: PageForm<LoginForm>,
 ) -> Result<Response> {
     let username = f.username.unwrap_or_default();
+    if stale {
+        return Ok(login_page(StatusCode::FORBIDDEN, Notice::from_code("page_expired"), None, &username));
+    }
     let password = f.password.unwrap_or_default();
     if username.is_empty() || password.is_empty() {
         let msg = "Enter your username and password.".to_owned();
@@ -210,12 +270,16 @@ async fn login(
 struct RegisterForm {
     username: Option<String>,
     password: Option<String>,
+    /// The password again; checked when sent (the page always sends it).
+    confirm_password: Option<String>,
     email: Option<String>,
 }
 
 /// Registration form post
 ///
-/// Same-origin only; creates the account and redirects to `/`, or shows the form again.
+/// Same-origin only; creates the account and redirects to `/`, or shows the form again
+/// with every field's problem at once. Refused with the "registration is closed" page
+/// while registration is closed.
 #[utoipa::path(post, path = "/ui/register", operation_id = "ui_register", tag = "pages",
     request_body(content = RegisterForm, content_type = "application/x-www-form-urlencoded"),
     responses(FormRedirect, FormErrors, FormConflict, FormTooManyRequests))]
@@ -223,24 +287,52 @@ async fn register(
     State(state): State<AppState>,
     Cookies(cookies): Cookies,
     Client(client): Client,
-    SameOriginForm(f): SameOriginForm<RegisterForm>,
+    PageForm { form: f, stale }: PageForm<RegisterForm>,
 ) -> Result<Response> {
     let username = f.username.unwrap_or_default();
     let password = f.password.unwrap_or_default();
     let email = f.email.unwrap_or_default();
-    let mut page = blank_register_page();
+    let mut page = blank_register_page(&state);
+    if page.closed {
+        return Ok(super::register_page_with(StatusCode::FORBIDDEN, page));
+    }
     page.username = clip(&username);
     page.email = clip(&email);
+    if stale {
+        page.notice = Notice::from_code("page_expired");
+        return Ok(super::register_page_with(StatusCode::FORBIDDEN, page));
+    }
     if username.is_empty() {
         page.username_error = Some("Choose a username.".into());
     }
     if password.is_empty() {
         page.password_error = Some("Choose a password.".into());
     }
-    if page.username_error.is_some() || page.password_error.is_some() {
-        return Ok(super::register_page_with(StatusCode::BAD_REQUEST, page));
+    match &f.confirm_password {
+        Some(c) if c.is_empty() && !password.is_empty() => {
+            page.confirm_error = Some("Enter the password again.".into());
+        }
+        Some(c) if !password.is_empty() && !bool::from(c.as_bytes().ct_eq(password.as_bytes())) => {
+            page.confirm_error = Some("The two passwords do not match.".into());
+        }
+        _ => {}
     }
     let email = Some(email.as_str()).filter(|e| !e.is_empty());
+    // Every field's problem at once, not one per attempt.
+    for v in state.service.registration_problems(&username, &password, email) {
+        let slot = match v.field {
+            "username" => &mut page.username_error,
+            "email" => &mut page.email_error,
+            "password" => &mut page.password_error,
+            _ => &mut page.error,
+        };
+        if slot.is_none() {
+            *slot = Some(format!("{} {}.", field_label(v.field), v.message));
+        }
+    }
+    if page.has_field_errors() || page.error.is_some() {
+        return Ok(super::register_page_with(StatusCode::BAD_REQUEST, page));
+    }
     match state.service.register(&username, &password, email, &client).await {
         Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/", &grant)),
         Err(Error::Validation(v)) => {
@@ -256,6 +348,11 @@ async fn register(
         Err(Error::UsernameTaken) => {
             page.username_error = Some("This username is already taken.".into());
             Ok(super::register_page_with(StatusCode::CONFLICT, page))
+        }
+        // Closed between the check above and now.
+        Err(Error::RegistrationClosed) => {
+            page.closed = true;
+            Ok(super::register_page_with(StatusCode::FORBIDDEN, page))
         }
         Err(e) if e.status().is_client_error() => {
             let status = e.status();
@@ -300,6 +397,7 @@ async fn logout(
             Ok(redirect_clearing_cookies(cookies, "/?notice=logged_out"))
         }
         Err(FormRejection::Error(e)) => Err(e),
+        Err(FormRejection::Stale(page)) => Ok(page),
         // Without a verifiable access token we cannot tell which session to end; `/`
         // renews the sign-in first, then the person presses Log out again.
         Err(FormRejection::SignedOut(PageSession::Expired)) => Ok(see_other("/?notice=logout_retry")),

@@ -93,8 +93,9 @@ async fn forgot(
 #[utoipa::path(get, path = "/reset", tag = "pages",
     params(("token" = String, Query, description = "The token from the mailed link")),
     responses((status = 200, description = "The new-password form", body = String, content_type = "text/html")))]
-async fn reset_page(uri: Uri) -> Response {
-    render(StatusCode::OK, &ResetPage { css_href: css_href(), token: token_of(&uri), error: None })
+async fn reset_page(State(state): State<AppState>, uri: Uri) -> Response {
+    let password_min_length = state.service.settings().password_min_length;
+    render(StatusCode::OK, &ResetPage { css_href: css_href(), token: token_of(&uri), error: None, password_min_length })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -113,8 +114,10 @@ async fn reset(
     SameOriginForm(f): SameOriginForm<ResetForm>,
 ) -> Result<Response> {
     let token: String = f.token.unwrap_or_default().chars().take(64).collect();
+    let password_min_length = state.service.settings().password_min_length;
     let page = |status, error: String| {
-        render(status, &ResetPage { css_href: css_href(), token: token.clone(), error: Some(error) })
+        let page = ResetPage { css_href: css_href(), token: token.clone(), error: Some(error), password_min_length };
+        render(status, &page)
     };
     let new = f.new_password.unwrap_or_default();
     if new.is_empty() {
@@ -211,7 +214,7 @@ async fn change(
     SignedInForm { claims, form }: SignedInForm<ChangeForm>,
 ) -> Result<Response> {
     let email = form.email.unwrap_or_default();
-    let refused = |msg: String| HomeErrors { email_form: Some(msg), ..HomeErrors::default() };
+    let refused = |msg: String| HomeErrors { email_form: Some(msg), new_email: email.clone(), ..HomeErrors::default() };
     match state.service.change_email(&claims, &email, &client).await {
         Ok(()) => Ok(see_other("/?notice=email_change_sent")),
         Err(Error::FreshLoginRequired) => {

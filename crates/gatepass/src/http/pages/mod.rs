@@ -109,8 +109,10 @@ pub fn register_page_with(status: StatusCode, page: RegisterPage) -> Response {
     render(status, &page)
 }
 
-/// An empty registration form.
-pub fn blank_register_page() -> RegisterPage {
+/// An empty registration form under the settings in force now (password rule, whether
+/// registration is open).
+pub fn blank_register_page(state: &AppState) -> RegisterPage {
+    let settings = state.service.settings();
     RegisterPage {
         css_href: css_href(),
         error: None,
@@ -119,6 +121,10 @@ pub fn blank_register_page() -> RegisterPage {
         username_error: None,
         email_error: None,
         password_error: None,
+        confirm_error: None,
+        notice: None,
+        password_min_length: settings.password_min_length,
+        closed: !settings.registration_open,
     }
 }
 
@@ -174,6 +180,8 @@ pub async fn home_page(
             current_password_error: errors.current_password,
             new_password_error: errors.new_password,
             email_form_error: errors.email_form,
+            new_email: clip(&errors.new_email),
+            password_min_length: state.service.settings().password_min_length,
         },
     )
 }
@@ -232,7 +240,7 @@ async fn register_page(State(state): State<AppState>, Cookies(cookies): Cookies,
     if let PageSession::Active(_) = page_session(&state, cookies, &headers) {
         return actions::see_other("/");
     }
-    register_page_with(StatusCode::OK, blank_register_page())
+    register_page_with(StatusCode::OK, blank_register_page(&state))
 }
 
 /// The stylesheet

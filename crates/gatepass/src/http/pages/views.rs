@@ -33,6 +33,9 @@ impl Notice {
                 ("info", "Password changed. Every session has been ended: log in with the new password.")
             }
             "email_verified" => ("info", "E-mail address confirmed."),
+            // A form post whose CSRF proof no longer matched (a tab left open across a new
+            // sign-in, or a post that lost its origin): the form is shown again to retry.
+            "page_expired" => ("error", "This page had expired, please try again."),
             "verification_sent" => ("info", "A new verification link is on its way."),
             "email_change_sent" => {
                 ("info", "A confirmation link has been sent to the new address; it takes effect once you follow it.")
@@ -106,6 +109,35 @@ pub struct RegisterPage {
     pub email_error: Option<String>,
     /// Problem with the password.
     pub password_error: Option<String>,
+    /// Problem with the password confirmation.
+    pub confirm_error: Option<String>,
+    /// A message above the form (e.g. a stale page).
+    pub notice: Option<Notice>,
+    /// The shortest password accepted now (the runtime setting).
+    pub password_min_length: usize,
+    /// Registration is closed: the page says so instead of showing the form.
+    pub closed: bool,
+}
+
+impl RegisterPage {
+    /// The id of the first field with an error, in form order (it gets `autofocus`:
+    /// the CSP allows no script to move the focus), or `""`.
+    pub fn first_invalid(&self) -> &'static str {
+        [
+            ("username", &self.username_error),
+            ("email", &self.email_error),
+            ("password", &self.password_error),
+            ("confirm_password", &self.confirm_error),
+        ]
+        .into_iter()
+        .find(|(_, e)| e.is_some())
+        .map_or("", |(id, _)| id)
+    }
+
+    /// Whether any field has an error.
+    pub fn has_field_errors(&self) -> bool {
+        !self.first_invalid().is_empty()
+    }
 }
 
 /// One row of the sessions list.
@@ -138,6 +170,8 @@ pub struct HomeErrors {
     pub new_password: Option<String>,
     /// The address-change form's error.
     pub email_form: Option<String>,
+    /// The address typed into the change form, shown again with its error.
+    pub new_email: String,
 }
 
 /// `/`, signed in.
@@ -175,6 +209,10 @@ pub struct HomePage {
     pub new_password_error: Option<String>,
     /// The address-change form's error.
     pub email_form_error: Option<String>,
+    /// The address typed into the change form, shown again with its error.
+    pub new_email: String,
+    /// The shortest password accepted now (the runtime setting).
+    pub password_min_length: usize,
 }
 
 /// The page that renews an expired sign-in through a POST (see `docs/browser.md`).
@@ -213,6 +251,8 @@ pub struct ResetPage {
     pub token: String,
     /// An error to show.
     pub error: Option<String>,
+    /// The shortest password accepted now (the runtime setting).
+    pub password_min_length: usize,
 }
 
 /// The landing page of a verification or address-change link.
