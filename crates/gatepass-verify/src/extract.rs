@@ -1,5 +1,5 @@
-//! axum extractors: [`Authenticated`] for any valid access token and [`RequireRole`] for
-//! routes that need a role.
+//! axum extractors: [`Authenticated`] for any valid access token, [`RequireRole`] for
+//! routes that need a role and [`RequireMfa`] for routes that need a second factor.
 //!
 //! The router state must provide an `Arc<Verifier>` through `FromRef`:
 //!
@@ -97,6 +97,28 @@ where
     }
 }
 
+/// Like [`Authenticated`], and additionally requires that the session was authenticated
+/// with a second factor (`amr` contains `mfa`): 401 when not authenticated, 403
+/// `mfa_required` otherwise.
+#[derive(Debug)]
+pub struct RequireMfa(pub AccessClaims);
+
+impl<S> FromRequestParts<S> for RequireMfa
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Authenticated(claims) = Authenticated::from_request_parts(parts, state).await?;
+        if !claims.is_mfa() {
+            return Err(AuthRejection::MfaRequired);
+        }
+        Ok(RequireMfa(claims))
+    }
+}
+
 /// Why an extractor refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthRejection {
@@ -106,6 +128,8 @@ pub enum AuthRejection {
     Token(VerifyError),
     /// Authenticated, but without the role the route needs.
     InsufficientRole,
+    /// Authenticated, but without a second factor.
+    MfaRequired,
 }
 
 impl AuthRejection {
@@ -144,6 +168,12 @@ impl AuthRejection {
                 "insufficient_role",
                 "this route needs a role the token does not carry",
                 Some(format!("{REALM}, error=\"insufficient_scope\"")),
+            ),
+            AuthRejection::MfaRequired => (
+                StatusCode::FORBIDDEN,
+                "mfa_required",
+                "this route needs a sign-in with a second factor",
+                Some(format!("{REALM}, error=\"insufficient_user_authentication\"")),
             ),
         }
     }
