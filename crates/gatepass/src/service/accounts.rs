@@ -168,6 +168,7 @@ impl AuthService {
         // Malformed input is refused before the gate: it proves nothing about the password,
         // so it must not be charged as a failed attempt.
         let current = Password::parse_existing(current, "current_password")?;
+        self.require_second_factor_if_enrolled(claims).await?;
         let new = self.core.password_policy().check(new, &claims.username, "new_password")?;
         let device = Self::recognised(self.device_of(client).as_ref(), &claims.sub);
         let attempt = self.password_gate(Action::PasswordChange, &claims.username, client, device).await?;

@@ -25,6 +25,8 @@ use gatepass_verify::AccessClaims;
 pub const CHALLENGE_TTL_SECS: i64 = 300;
 /// Recovery codes per account.
 pub const RECOVERY_CODES: usize = 10;
+/// Base32 characters per recovery code: 120 bits.
+const RECOVERY_CODE_CHARS: usize = 24;
 /// The issuer name authenticator apps show next to the account.
 const TOTP_ISSUER: &str = "gatepass";
 /// The second-factor methods a challenge can be answered with.
@@ -84,20 +86,22 @@ fn client_digest(client: &ClientInfo) -> String {
 /// `None` when it cannot be one.
 fn normalize_recovery_code(code: &str) -> Option<String> {
     let c: String = code.chars().filter(|c| !matches!(c, '-' | ' ')).collect::<String>().to_ascii_lowercase();
-    (c.len() == 16 && c.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'))).then_some(c)
+    (c.len() == RECOVERY_CODE_CHARS && c.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'))).then_some(c)
 }
 
-/// Ten new recovery codes (80 random bits each, `xxxx-xxxx-xxxx-xxxx` in base32) and the
-/// digests to store.
+/// Ten new recovery codes (120 random bits each, six groups of four base32 characters)
+/// and the digests to store. At 112 bits or more a plain SHA-256 digest is a sound way to
+/// store them (ASVS 5 §6.5.2): no guess can be tested against it faster than online.
 fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut rng = rand::rng();
     let mut codes = Vec::with_capacity(RECOVERY_CODES);
     let mut hashes = Vec::with_capacity(RECOVERY_CODES);
     for _ in 0..RECOVERY_CODES {
-        let raw: String = (0..16).map(|_| char::from(ALPHABET[rng.random_range(0..32)])).collect();
+        let raw: String = (0..RECOVERY_CODE_CHARS).map(|_| char::from(ALPHABET[rng.random_range(0..32)])).collect();
         hashes.push(sha256_hex(raw.as_bytes()));
-        codes.push(format!("{}-{}-{}-{}", &raw[0..4], &raw[4..8], &raw[8..12], &raw[12..16]));
+        let groups: Vec<&str> = (0..RECOVERY_CODE_CHARS).step_by(4).map(|i| &raw[i..i + 4]).collect();
+        codes.push(groups.join("-"));
     }
     (codes, hashes)
 }
@@ -113,6 +117,28 @@ impl AuthService {
     /// Storage errors.
     pub async fn has_mfa(&self, user_id: &str) -> Result<bool> {
         Ok(self.core.storage.totp_factor(user_id).await?.is_some_and(|f| f.active))
+    }
+
+    /// The step-up rule for sensitive actions (address change, ending other sessions): a
+    /// fresh login that included the second factor when the account has one.
+    ///
+    /// # Errors
+    /// [`Error::FreshLoginRequired`]; storage errors.
+    pub async fn require_step_up(&self, claims: &AccessClaims) -> Result<()> {
+        self.require_fresh(claims)?;
+        self.require_second_factor_if_enrolled(claims).await
+    }
+
+    /// Refuses a session without the second factor when the account has one (a session
+    /// that was started before the factor was enabled).
+    ///
+    /// # Errors
+    /// [`Error::FreshLoginRequired`]; storage errors.
+    pub async fn require_second_factor_if_enrolled(&self, claims: &AccessClaims) -> Result<()> {
+        if !claims.is_mfa() && self.has_mfa(&claims.sub).await? {
+            return Err(Error::FreshLoginRequired);
+        }
+        Ok(())
     }
 
     /// The step-up rule for changing second factors: a fresh login, and one that included
@@ -351,6 +377,7 @@ mod tests {
         let (codes, hashes) = new_recovery_codes();
         assert_eq!(codes.len(), RECOVERY_CODES);
         for (code, hash) in codes.iter().zip(&hashes) {
+            assert_eq!(code.len(), 29, "six groups of four: {code}");
             let n = normalize_recovery_code(&code.to_uppercase()).unwrap();
             assert_eq!(&sha256_hex(n.as_bytes()), hash);
         }

@@ -290,7 +290,7 @@ impl AuthService {
             LogoutScope::Local => SessionFilter::One(&claims.sid),
             LogoutScope::Global => SessionFilter::All,
             LogoutScope::Others => {
-                self.require_fresh(claims)?;
+                self.require_step_up(claims).await?;
                 SessionFilter::AllExcept(&claims.sid)
             }
         };

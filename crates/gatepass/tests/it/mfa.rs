@@ -251,6 +251,13 @@ async fn step_up_and_the_routes_that_cannot_ask_fail_closed() {
     expect_error(app.delete_auth("/api/mfa/totp", &pwd_token).await, 401, "fresh_login_required").await;
     expect_error(app.post_auth("/api/mfa/recovery-codes", &pwd_token, json!({})).await, 401, "fresh_login_required")
         .await;
+    // Nor change the password or address, or end the other sessions.
+    let body = json!({ "current_password": PASSWORD, "new_password": "another-long-password" });
+    expect_error(app.post_auth("/api/password", &pwd_token, body).await, 401, "fresh_login_required").await;
+    let body = json!({ "email": "dave@example.com" });
+    expect_error(app.post_auth("/api/email/change", &pwd_token, body).await, 401, "fresh_login_required").await;
+    let r = app.post_auth("/api/logout?scope=others", &pwd_token, json!({})).await;
+    expect_error(r, 401, "fresh_login_required").await;
 
     // Seed paths, form posts and cookie delivery: no token, no session cookie.
     let r = app.client.post(app.url("/login")).json(&json!({ "username": "dave", "password": PASSWORD })).send().await;
