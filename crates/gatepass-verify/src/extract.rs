@@ -193,3 +193,54 @@ impl IntoResponse for AuthRejection {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ACCESS_TOKEN_TYP, VerifierConfig, hs256_kid};
+    use axum::http::Request;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn token(amr: &[&str]) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let claims = AccessClaims {
+            iss: "gatepass".into(),
+            sub: "u1".into(),
+            username: "alice".into(),
+            roles: vec!["user".into()],
+            iat: now,
+            nbf: now,
+            exp: now + 60,
+            jti: "j1".into(),
+            sid: "s1".into(),
+            auth_time: now,
+            email_verified: None,
+            amr: amr.iter().map(|m| m.to_string()).collect(),
+            aud: None,
+        };
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.into());
+        header.kid = Some(hs256_kid(SECRET));
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    async fn require_mfa(token: &str) -> Result<RequireMfa, AuthRejection> {
+        let verifier = Arc::new(Verifier::hs256(SECRET, VerifierConfig::new("gatepass")).unwrap());
+        let request = Request::builder().header("authorization", format!("Bearer {token}")).body(()).unwrap();
+        let (mut parts, ()) = request.into_parts();
+        RequireMfa::from_request_parts(&mut parts, &verifier).await
+    }
+
+    #[tokio::test]
+    async fn require_mfa_admits_only_tokens_with_a_second_factor() {
+        let ok = require_mfa(&token(&["pwd", "otp", "mfa"])).await.unwrap();
+        assert_eq!(ok.0.amr, ["pwd", "otp", "mfa"]);
+        assert_eq!(require_mfa(&token(&["pwd"])).await.unwrap_err(), AuthRejection::MfaRequired);
+        // A token from before second factors has no `amr` at all, and still verifies.
+        assert_eq!(require_mfa(&token(&[])).await.unwrap_err(), AuthRejection::MfaRequired);
+        let (status, code, _, www) = AuthRejection::MfaRequired.parts();
+        assert_eq!((status, code), (StatusCode::FORBIDDEN, "mfa_required"));
+        assert!(www.unwrap().contains("insufficient_user_authentication"));
+    }
+}
