@@ -10,7 +10,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::sessions::{BrowserLogin, Renewing};
-use super::{AuthService, ClientInfo, TokenGrant, event, now};
+use super::{Actor, AuthService, ClientInfo, Core, TokenGrant, event, now};
 use crate::auth::keys::MasterKey;
 use crate::auth::onetime;
 use crate::auth::ratelimit::Action;
@@ -104,6 +104,21 @@ fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
         codes.push(groups.join("-"));
     }
     (codes, hashes)
+}
+
+impl Core {
+    /// An administrator's reset: removes the account's TOTP factor and recovery codes,
+    /// audited. Its sessions stay (they were started with the factor or before it).
+    /// Returns whether there was a factor.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn reset_mfa(&self, by: &Actor, user: &User) -> Result<bool> {
+        let removed = self.storage.remove_totp(user.id.as_str()).await?;
+        let ev = by.event("mfa_reset").subject(user.id.as_str());
+        self.audit(ev.detail(serde_json::json!({ "had_factor": removed }))).await;
+        Ok(removed)
+    }
 }
 
 impl AuthService {

@@ -382,3 +382,44 @@ async fn one_totp_code_used_concurrently_signs_in_once() {
         race_round(&app, &name, 10, json!({ "totp": pyotp_at(&py, &secret, t + 30) })).await;
     }
 }
+
+/// Runs the real binary on `app`'s data directory (and database, on PostgreSQL).
+fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
+    cmd.args(args).args(["--data-dir", app.data_dir().to_str().unwrap()]);
+    if let Some(db) = &app.db {
+        cmd.args(["--database-url", &db.url, "--master-key", crate::common::MASTER_KEY]);
+    }
+    cmd.env_remove("GATEPASS_DATABASE_URL").env("GATEPASS_LOG", "warn").output().expect("gatepass runs")
+}
+
+#[tokio::test]
+async fn administrators_reset_second_factors_by_api_and_cli() {
+    let Some(py) = python_or_skip("administrators_reset_second_factors_by_api_and_cli") else { return };
+    let app = TestApp::spawn_with(&["--rate-limit", "false"]).await;
+    let t = steady_now().await;
+    let (user_token, _, _) = enrolled(&app, &py, "frank", t).await;
+    let id = claims(&user_token)["sub"].as_str().unwrap().to_owned();
+    // Not for ordinary users.
+    let path = format!("/api/admin/users/{id}/mfa");
+    expect_error(app.delete_auth(&path, &user_token).await, 403, "insufficient_role").await;
+    challenge(&app, "frank").await;
+    let r = app.delete_auth(&path, app.operator()).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["had_factor"], true);
+    // The password alone signs in again; the reset is in the audit trail.
+    assert!(app.login("frank", PASSWORD).await.get("access_token").is_some());
+    let audit: Value = app.get_auth("/api/admin/audit?event=mfa_reset", app.operator()).await.json().await.unwrap();
+    assert!(audit.to_string().contains(&id), "{audit}");
+
+    // The CLI, on the same data.
+    enrolled(&app, &py, "grace", t).await;
+    challenge(&app, "grace").await;
+    let out = cli(&app, &["user", "mfa-reset", "grace"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("grace: second factors removed"));
+    assert!(app.login("grace", PASSWORD).await.get("access_token").is_some());
+    let out = cli(&app, &["user", "mfa-reset", "grace"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("grace: had no second factor"));
+}

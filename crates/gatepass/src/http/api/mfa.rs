@@ -13,7 +13,8 @@ use utoipa_axum::routes;
 use super::{Delivery, token_response};
 use crate::domain::ValidationError;
 use crate::error::Result;
-use crate::http::extract::{Auth, Client, Cookies, HeldSession, JsonBody, QueryParams};
+use crate::http::extract::{Auth, Client, Cookies, HeldSession, JsonBody, PathParam, QueryParams};
+use crate::http::guard::AdminActor;
 use crate::http::openapi::{
     AccessErrors, AuthErrors, BodyErrors, Conflict, GrantErrors, NotFound, SignedIn, Unauthorized,
 };
@@ -29,6 +30,34 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(confirm))
         .routes(routes!(regenerate))
         .routes(routes!(login_mfa))
+        .routes(routes!(admin_reset))
+}
+
+/// What an administrator's reset did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaReset {
+    /// What happened.
+    message: &'static str,
+    /// Whether the account had a second factor.
+    had_factor: bool,
+}
+
+/// Remove an account's second factors (admin)
+///
+/// Removes the authenticator app and the recovery codes, for an owner who lost them;
+/// audited as `mfa_reset`.
+#[utoipa::path(delete, path = "/api/admin/users/{id}/mfa", tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Removed (or there was none)", body = MfaReset), AccessErrors, NotFound))]
+async fn admin_reset(
+    State(state): State<AppState>,
+    AdminActor(by): AdminActor,
+    PathParam(id): PathParam,
+) -> Result<Response> {
+    let core = state.service.core();
+    let had_factor = core.reset_mfa(&by, &core.user(&id).await?).await?;
+    Ok(Json(MfaReset { message: "Second factors removed", had_factor }).into_response())
 }
 
 /// The caller's second factors (never a secret).
