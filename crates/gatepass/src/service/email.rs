@@ -84,7 +84,7 @@ impl Core {
     }
 
     /// A notice about `user` to `to` (no link, no secret).
-    fn notice(
+    pub(crate) fn notice(
         &self,
         kind: &'static str,
         to: &str,

@@ -272,14 +272,14 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<TokenGrant> {
         let password = Password::parse_existing(password, "password")?;
+        // A password alone cannot renew a session of an account with a second factor: it
+        // signs in again through both steps (checked before the gate charges an attempt).
+        if self.has_mfa(&claims.sub).await? {
+            return Err(Error::MfaRequired);
+        }
         let device = Self::recognised(self.device_of(client).as_ref(), &claims.sub);
         let attempt = self.password_gate(Action::Login, &claims.username, client, device).await?;
         let user = self.current_user(claims).await?;
-        // A password alone cannot renew a session of an account with a second factor:
-        // it signs in again through both steps.
-        if self.has_mfa(user.id.as_str()).await? {
-            return Err(Error::MfaRequired);
-        }
         let verdict = self.check_password(Some(user), &password).await?;
         let reason = verdict.as_ref().err().copied();
         if let Err(e) = self.note_attempt(&attempt, verdict.map_err(|_| Error::InvalidCredentials)).await {

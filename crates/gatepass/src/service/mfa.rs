@@ -107,6 +107,30 @@ fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
 }
 
 impl Core {
+    /// Mails the owner (at a verified address) that something changed about their second
+    /// factors. Best effort: the change has happened; a mail that cannot be queued is logged.
+    pub(crate) async fn notify_mfa(&self, user: &User, kind: &'static str, subject: &str, what: String) {
+        let Some(email) = user.email.as_ref().filter(|_| user.email_verified) else { return };
+        let text = vec![
+            format!(
+                "{what} on your gatepass account \"{}\" at {}.",
+                user.username,
+                crate::domain::clock::rfc3339(now())
+            ),
+            "If this was not you, change your password and contact your administrator.".to_owned(),
+        ];
+        let queued = match self.notice(kind, email.as_str(), user, subject, text) {
+            Ok(mail) => {
+                let mails = [mail];
+                self.storage.enqueue_mails(&mails).await.map(|()| self.queued(&mails)).map_err(Error::from)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = queued {
+            tracing::warn!(error = %e.message(), kind, "could not queue a second-factor notice");
+        }
+    }
+
     /// An administrator's reset: removes the account's TOTP factor and recovery codes,
     /// audited. Its sessions stay (they were started with the factor or before it).
     /// Returns whether there was a factor.
@@ -117,6 +141,10 @@ impl Core {
         let removed = self.storage.remove_totp(user.id.as_str()).await?;
         let ev = by.event("mfa_reset").subject(user.id.as_str());
         self.audit(ev.detail(serde_json::json!({ "had_factor": removed }))).await;
+        if removed {
+            let what = "An administrator removed the authenticator app and recovery codes".to_owned();
+            self.notify_mfa(user, "mfa_reset", "Your second factors were removed", what).await;
+        }
         Ok(removed)
     }
 }
@@ -221,6 +249,10 @@ impl AuthService {
             return Err(invalid());
         }
         self.core.audit(event("mfa_totp_enabled", SUCCESS, client).actor(&claims.sub).subject(&claims.sub)).await;
+        if let Ok(user) = self.current_user(claims).await {
+            let what = "An authenticator app was set up".to_owned();
+            self.core.notify_mfa(&user, "mfa_enabled", "Authenticator app set up", what).await;
+        }
         Ok(codes)
     }
 
@@ -239,6 +271,10 @@ impl AuthService {
         }
         let ev = event("mfa_totp_removed", SUCCESS, client).actor(&claims.sub).subject(&claims.sub);
         self.core.audit(ev.detail(serde_json::json!({ "was_active": active }))).await;
+        if let (true, Ok(user)) = (active, self.current_user(claims).await) {
+            let what = "The authenticator app and recovery codes were removed".to_owned();
+            self.core.notify_mfa(&user, "mfa_removed", "Authenticator app removed", what).await;
+        }
         Ok(())
     }
 
@@ -348,6 +384,8 @@ impl AuthService {
         if matches!(factor, SecondFactor::RecoveryCode(_)) {
             let ev = event("mfa_recovery_code_used", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str());
             self.core.audit(ev).await;
+            let what = "A recovery code was used to sign in".to_owned();
+            self.core.notify_mfa(&user, "mfa_recovery_code_used", "A recovery code was used", what).await;
         }
         let ev = event("login", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str());
         self.core.audit(ev.detail(serde_json::json!({ "second_factor": method }))).await;

@@ -423,3 +423,37 @@ async fn administrators_reset_second_factors_by_api_and_cli() {
     let out = cli(&app, &["user", "mfa-reset", "grace"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("grace: had no second factor"));
 }
+
+#[tokio::test]
+async fn using_a_recovery_code_mails_a_notice() {
+    let Some(py) = python_or_skip("using_a_recovery_code_mails_a_notice") else { return };
+    let app = TestApp::spawn_with(&["--rate-limit", "false"]).await;
+    let r = app.post("/api/register", json!({ "username": "hana", "password": PASSWORD, "email": "hana@example.com" }));
+    let reg: Value = r.await.json().await.unwrap();
+    let id = reg["user"]["id"].as_str().unwrap().to_owned();
+    let r = app.post_auth(&format!("/api/admin/users/{id}/verify-email"), app.operator(), json!({})).await;
+    assert_eq!(r.status(), 200);
+    let token = s(&app.login("hana", PASSWORD).await, "access_token").to_owned();
+    let e: Value = app.post_auth("/api/mfa/totp", &token, json!({})).await.json().await.unwrap();
+    let t = steady_now().await;
+    let r = app.post_auth("/api/mfa/totp/confirm", &token, json!({ "code": pyotp_at(&py, s(&e, "secret"), t) })).await;
+    let body: Value = r.json().await.unwrap();
+    let code = body["recovery_codes"][0].as_str().unwrap().to_owned();
+    let c = challenge(&app, "hana").await;
+    assert_eq!(second(&app, json!({ "challenge": c, "recovery_code": code })).await.status(), 200);
+    // Without SMTP, mails are written to the data directory.
+    let outbox = app.data_dir().join("outbox");
+    for _ in 0..1200 {
+        let files: Vec<_> = std::fs::read_dir(&outbox).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
+        for f in files.iter().filter(|f| f.path().extension().is_some_and(|x| x == "eml")) {
+            let eml = std::fs::read_to_string(f.path()).unwrap();
+            if eml.contains("Subject: A recovery code was used") {
+                assert!(eml.contains("To: hana@example.com"), "{eml}");
+                assert!(!eml.contains(&code), "the notice never carries the code");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no recovery-code notice in {}", outbox.display());
+}
