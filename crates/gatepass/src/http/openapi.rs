@@ -330,6 +330,33 @@ macro_rules! grant_responses {
     )*};
 }
 
+/// 200 from the password step of a login: a grant, or, for an account with a second
+/// factor, a challenge for `/api/login/mfa` and no token.
+pub struct SignedInOrMfa;
+
+impl IntoResponses for SignedInOrMfa {
+    fn responses() -> ResponseMap {
+        let one_of = utoipa::openapi::schema::OneOfBuilder::new()
+            .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("GrantBody")))
+            .item(crate::http::api::mfa::MfaRequired::schema())
+            .build();
+        let response = ResponseBuilder::new()
+            .description(
+                "Signed in; or, for an account with a second factor, `mfa_required` with a challenge and no token",
+            )
+            .content("application/json", Content::new(Some(RefOr::T(Schema::OneOf(one_of)))))
+            .header(
+                "Set-Cookie",
+                HeaderBuilder::new()
+                    .schema(Some(String::schema()))
+                    .description(Some(SIGN_IN_COOKIES.to_owned()))
+                    .build(),
+            )
+            .build();
+        ResponseMap::from([(StatusCode::OK.as_str().to_owned(), RefOr::T(response))])
+    }
+}
+
 /// What `Set-Cookie` carries when a grant is delivered as cookies.
 const GRANT_COOKIES: &str = "Session, refresh and CSRF cookies (cookie delivery only)";
 /// The same after a password sign-in, which also (re)sets the long-lived device cookie.

@@ -457,3 +457,23 @@ async fn using_a_recovery_code_mails_a_notice() {
     }
     panic!("no recovery-code notice in {}", outbox.display());
 }
+
+#[tokio::test]
+async fn the_description_lists_the_mfa_routes_and_answers() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let login = &doc["paths"]["/api/login"]["post"]["responses"]["200"]["content"]["application/json"]["schema"];
+    let variants = login["oneOf"].as_array().expect("login answers one of two shapes");
+    assert!(variants.iter().any(|v| v["properties"]["mfa_required"].is_object()), "{login}");
+    for (path, method) in [
+        ("/api/mfa", "get"),
+        ("/api/mfa/totp", "post"),
+        ("/api/mfa/totp", "delete"),
+        ("/api/mfa/totp/confirm", "post"),
+        ("/api/mfa/recovery-codes", "post"),
+        ("/api/login/mfa", "post"),
+        ("/api/admin/users/{id}/mfa", "delete"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is described");
+    }
+}

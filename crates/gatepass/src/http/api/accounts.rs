@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Auth, Client, Cookies, HeldSession, JsonBody, JsonOrForm, QueryParams};
 use crate::http::openapi::{
-    AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedIn, Unauthorized, with_alias,
+    AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedInOrMfa, Unauthorized, with_alias,
 };
 use crate::http::{AppState, csrf};
 use crate::service::mfa::LoginStep;
@@ -178,7 +178,7 @@ async fn register(
 /// {"mfa_required": true, "challenge", "methods"}`, and `/api/login/mfa` finishes the login.
 #[utoipa::path(post, path = "/api/login", operation_id = "login", tag = "accounts", params(DeliveryQuery),
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
-    responses(SignedIn, GrantErrors, Unauthorized))]
+    responses(SignedInOrMfa, GrantErrors, Unauthorized))]
 async fn login(
     State(state): State<AppState>,
     Client(client): Client,
