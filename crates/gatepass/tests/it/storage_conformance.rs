@@ -1050,6 +1050,47 @@ async fn concurrent_mfa_uses(s: Arc<dyn Storage>) {
     }
 }
 
+/// Concurrent confirmations of one pending factor, racing new enrolments and a removal:
+/// exactly one confirmation wins, and an active factor always holds the secret that was
+/// confirmed, with the codes of that confirmation.
+async fn concurrent_mfa_enrolment(s: Arc<dyn Storage>) {
+    for round in 0..25 {
+        let u = user(&format!("mfa-enrol{round}"));
+        s.insert_user(&u).await.expect("insert");
+        let id = u.id.as_str().to_owned();
+        assert!(s.put_pending_totp(&id, "first", NOW).await.unwrap());
+        let mut tasks = Vec::new();
+        for n in 0..6 {
+            let (s, id) = (s.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                let codes = vec![format!("c{n}")];
+                let won = s.activate_totp(&id, "first", 1, NOW, &codes).await.unwrap();
+                // A new enrolment in between must never replace an active factor.
+                let replaced = s.put_pending_totp(&id, &format!("other{n}"), NOW).await.unwrap();
+                (won, replaced, n)
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (won, _, n) = t.await.unwrap();
+            if won {
+                winners.push(n);
+            }
+        }
+        let f = s.totp_factor(&id).await.unwrap().expect("factor");
+        match winners.as_slice() {
+            [n] => {
+                assert!(f.active && f.secret == "first", "round {round}: {f:?}");
+                assert!(s.use_recovery_code(&id, &format!("c{n}"), NOW).await.unwrap());
+                assert_eq!(s.recovery_codes_left(&id).await.unwrap(), 0);
+            }
+            // An enrolment replaced the pending secret before any confirmation ran.
+            [] => assert!(!f.active, "round {round}: {f:?}"),
+            more => panic!("round {round}: {} confirmations won", more.len()),
+        }
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1099,6 +1140,7 @@ conformance!(
     outbox_claims_are_exclusive,
     mfa_factors_and_challenges,
     concurrent_mfa_uses,
+    concurrent_mfa_enrolment,
 );
 
 #[test]
