@@ -35,6 +35,10 @@ pub struct AccessClaims {
     /// when the account has an address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+    /// How the user authenticated (RFC 8176 values such as `pwd`, `otp`, `mfa`). Tokens
+    /// from servers before second factors have none, which reads as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
     /// Audience, present when the server is configured with one.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_string")]
     pub aud: Option<String>,
@@ -54,6 +58,11 @@ impl AccessClaims {
     /// Whether the token carries `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether the session was authenticated with more than one factor (`amr` has `mfa`).
+    pub fn is_mfa(&self) -> bool {
+        self.amr.iter().any(|m| m == "mfa")
     }
 }
 

@@ -1,5 +1,5 @@
-//! axum extractors: [`Authenticated`] for any valid access token and [`RequireRole`] for
-//! routes that need a role.
+//! axum extractors: [`Authenticated`] for any valid access token, [`RequireRole`] for
+//! routes that need a role and [`RequireMfa`] for routes that need a second factor.
 //!
 //! The router state must provide an `Arc<Verifier>` through `FromRef`:
 //!
@@ -97,6 +97,28 @@ where
     }
 }
 
+/// Like [`Authenticated`], and additionally requires that the session was authenticated
+/// with a second factor (`amr` contains `mfa`): 401 when not authenticated, 403
+/// `mfa_required` otherwise.
+#[derive(Debug)]
+pub struct RequireMfa(pub AccessClaims);
+
+impl<S> FromRequestParts<S> for RequireMfa
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Authenticated(claims) = Authenticated::from_request_parts(parts, state).await?;
+        if !claims.is_mfa() {
+            return Err(AuthRejection::MfaRequired);
+        }
+        Ok(RequireMfa(claims))
+    }
+}
+
 /// Why an extractor refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthRejection {
@@ -106,6 +128,8 @@ pub enum AuthRejection {
     Token(VerifyError),
     /// Authenticated, but without the role the route needs.
     InsufficientRole,
+    /// Authenticated, but without a second factor.
+    MfaRequired,
 }
 
 impl AuthRejection {
@@ -145,6 +169,12 @@ impl AuthRejection {
                 "this route needs a role the token does not carry",
                 Some(format!("{REALM}, error=\"insufficient_scope\"")),
             ),
+            AuthRejection::MfaRequired => (
+                StatusCode::FORBIDDEN,
+                "mfa_required",
+                "this route needs a sign-in with a second factor",
+                Some(format!("{REALM}, error=\"insufficient_user_authentication\"")),
+            ),
         }
     }
 }
@@ -161,5 +191,56 @@ impl IntoResponse for AuthRejection {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ACCESS_TOKEN_TYP, VerifierConfig, hs256_kid};
+    use axum::http::Request;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn token(amr: &[&str]) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let claims = AccessClaims {
+            iss: "gatepass".into(),
+            sub: "u1".into(),
+            username: "alice".into(),
+            roles: vec!["user".into()],
+            iat: now,
+            nbf: now,
+            exp: now + 60,
+            jti: "j1".into(),
+            sid: "s1".into(),
+            auth_time: now,
+            email_verified: None,
+            amr: amr.iter().map(|m| m.to_string()).collect(),
+            aud: None,
+        };
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.into());
+        header.kid = Some(hs256_kid(SECRET));
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    async fn require_mfa(token: &str) -> Result<RequireMfa, AuthRejection> {
+        let verifier = Arc::new(Verifier::hs256(SECRET, VerifierConfig::new("gatepass")).unwrap());
+        let request = Request::builder().header("authorization", format!("Bearer {token}")).body(()).unwrap();
+        let (mut parts, ()) = request.into_parts();
+        RequireMfa::from_request_parts(&mut parts, &verifier).await
+    }
+
+    #[tokio::test]
+    async fn require_mfa_admits_only_tokens_with_a_second_factor() {
+        let ok = require_mfa(&token(&["pwd", "otp", "mfa"])).await.unwrap();
+        assert_eq!(ok.0.amr, ["pwd", "otp", "mfa"]);
+        assert_eq!(require_mfa(&token(&["pwd"])).await.unwrap_err(), AuthRejection::MfaRequired);
+        // A token from before second factors has no `amr` at all, and still verifies.
+        assert_eq!(require_mfa(&token(&[])).await.unwrap_err(), AuthRejection::MfaRequired);
+        let (status, code, _, www) = AuthRejection::MfaRequired.parts();
+        assert_eq!((status, code), (StatusCode::FORBIDDEN, "mfa_required"));
+        assert!(www.unwrap().contains("insufficient_user_authentication"));
     }
 }

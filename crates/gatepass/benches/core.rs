@@ -49,9 +49,9 @@ fn tokens(c: &mut Criterion) {
         let (issuer, verifier) = issuer(alg, now);
         let name = alg.name().to_ascii_lowercase();
         c.bench_function(&format!("token/issue_{name}"), |b| {
-            b.iter(|| issuer.issue(black_box(&user), "sid", now, 900, now).expect("issue"))
+            b.iter(|| issuer.issue(black_box(&user), "sid", now, &[], 900, now).expect("issue"))
         });
-        let token = issuer.issue(&user, "sid", now, 900, now).expect("issue").token;
+        let token = issuer.issue(&user, "sid", now, &[], 900, now).expect("issue").token;
         c.bench_function(&format!("token/verify_{name}"), |b| {
             b.iter(|| verifier.verify_access(black_box(&token)).expect("valid"))
         });

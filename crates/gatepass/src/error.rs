@@ -53,6 +53,10 @@ pub enum Error {
     /// 401 `invalid_client`: a service credential (HTTP Basic) is missing or wrong.
     #[error("invalid client")]
     InvalidClient,
+    /// 401 `mfa_required`: the password was right, but the account has a second factor and
+    /// this way of signing in cannot ask for it (use `/api/login` and `/api/login/mfa`).
+    #[error("second factor required")]
+    MfaRequired,
     /// 403 `insufficient_role`.
     #[error("insufficient role")]
     InsufficientRole,
@@ -83,6 +87,9 @@ pub enum Error {
     /// 409 `username_taken`.
     #[error("username taken")]
     UsernameTaken,
+    /// 409 `mfa_already_enabled`: the account already has an active TOTP factor.
+    #[error("second factor already enabled")]
+    MfaAlreadyEnabled,
     /// 413 `payload_too_large`.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -156,6 +163,8 @@ pub enum ErrorCode {
     FreshLoginRequired,
     /// 401: a service credential (HTTP Basic) is missing or wrong.
     InvalidClient,
+    /// 401: the account has a second factor this way of signing in cannot ask for.
+    MfaRequired,
     /// 403: the caller lacks the role.
     InsufficientRole,
     /// 403: the CSRF check failed.
@@ -176,6 +185,8 @@ pub enum ErrorCode {
     RequestTimeout,
     /// 409: the username exists.
     UsernameTaken,
+    /// 409: the account already has an active TOTP factor.
+    MfaAlreadyEnabled,
     /// 413.
     PayloadTooLarge,
     /// 415.
@@ -205,12 +216,13 @@ impl ErrorCode {
             | C::RefreshTokenInvalid
             | C::RefreshTokenReused
             | C::FreshLoginRequired
-            | C::InvalidClient => StatusCode::UNAUTHORIZED,
+            | C::InvalidClient
+            | C::MfaRequired => StatusCode::UNAUTHORIZED,
             C::InsufficientRole | C::CsrfFailed | C::RegistrationClosed | C::EmailNotVerified => StatusCode::FORBIDDEN,
             C::NotFound => StatusCode::NOT_FOUND,
             C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            C::UsernameTaken | C::EmailTaken => StatusCode::CONFLICT,
+            C::UsernameTaken | C::EmailTaken | C::MfaAlreadyEnabled => StatusCode::CONFLICT,
             C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -237,6 +249,7 @@ impl ErrorCode {
             C::RefreshTokenReused => "refresh_token_reused",
             C::FreshLoginRequired => "fresh_login_required",
             C::InvalidClient => "invalid_client",
+            C::MfaRequired => "mfa_required",
             C::InsufficientRole => "insufficient_role",
             C::CsrfFailed => "csrf_failed",
             C::RegistrationClosed => "registration_closed",
@@ -247,6 +260,7 @@ impl ErrorCode {
             C::MethodNotAllowed => "method_not_allowed",
             C::RequestTimeout => "request_timeout",
             C::UsernameTaken => "username_taken",
+            C::MfaAlreadyEnabled => "mfa_already_enabled",
             C::PayloadTooLarge => "payload_too_large",
             C::UnsupportedMediaType => "unsupported_media_type",
             C::RateLimited => "rate_limited",
@@ -294,6 +308,7 @@ impl Error {
             Error::RefreshTokenReused => C::RefreshTokenReused,
             Error::FreshLoginRequired => C::FreshLoginRequired,
             Error::InvalidClient => C::InvalidClient,
+            Error::MfaRequired => C::MfaRequired,
             Error::InsufficientRole => C::InsufficientRole,
             Error::CsrfFailed => C::CsrfFailed,
             Error::RegistrationClosed => C::RegistrationClosed,
@@ -304,6 +319,7 @@ impl Error {
             Error::MethodNotAllowed => C::MethodNotAllowed,
             Error::RequestTimeout => C::RequestTimeout,
             Error::UsernameTaken => C::UsernameTaken,
+            Error::MfaAlreadyEnabled => C::MfaAlreadyEnabled,
             Error::PayloadTooLarge => C::PayloadTooLarge,
             Error::UnsupportedMediaType(_) => C::UnsupportedMediaType,
             Error::RateLimited { .. } => C::RateLimited,
@@ -333,6 +349,9 @@ impl Error {
             Error::RefreshTokenReused => "Refresh token was already used; the session has been ended for safety".into(),
             Error::FreshLoginRequired => "This action needs a recent login: enter your password again".into(),
             Error::InvalidClient => "Client authentication failed".into(),
+            Error::MfaRequired => {
+                "This account has a second factor: sign in through /api/login and /api/login/mfa".into()
+            }
             Error::InsufficientRole => "You do not have the role this action needs".into(),
             Error::CsrfFailed => "CSRF check failed".into(),
             Error::RegistrationClosed => "Registration is closed".into(),
@@ -345,6 +364,7 @@ impl Error {
             Error::MethodNotAllowed => "Method not allowed".into(),
             Error::RequestTimeout => "The request took too long".into(),
             Error::UsernameTaken => "Username already exists".into(),
+            Error::MfaAlreadyEnabled => "An authenticator app is already set up; remove it first".into(),
             Error::PayloadTooLarge => "Request body too large (limit 64 KiB)".into(),
             Error::UnsupportedMediaType(expected) => format!("Unsupported content type; expected {expected}"),
             Error::RateLimited { retry_after } => format!("Too many attempts; retry in {retry_after} s"),

@@ -101,6 +101,17 @@ impl MasterKey {
         Ok(STANDARD.encode(out))
     }
 
+    /// Seals the TOTP secret of `user_id`, bound to the account (a sealed secret copied
+    /// to another account's row does not open there).
+    pub fn seal_totp(&self, user_id: &str, secret: &[u8]) -> anyhow::Result<String> {
+        self.seal(&format!("totp\0{user_id}"), "totp", secret)
+    }
+
+    /// Opens what [`Self::seal_totp`] sealed for the same account.
+    pub fn open_totp(&self, user_id: &str, sealed: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+        self.open(&format!("totp\0{user_id}"), "totp", sealed)
+    }
+
     /// Decrypts what [`Self::seal`] produced for the same `kid`/`alg`.
     fn open(&self, kid: &str, alg: &str, sealed: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
         const HOW: &str = "cannot decrypt a signing key: wrong GATEPASS_MASTER_KEY or corrupted key row";

@@ -1,5 +1,6 @@
 //! Credentials and tokens: password hashing, access-token issuing, refresh-token material,
-//! the operator token, the in-memory revocation set, throttling policy and device cookies.
+//! the operator token, the in-memory revocation set, throttling policy, device cookies and
+//! TOTP second factors.
 //! No HTTP types and no storage here.
 
 pub mod calibrate;
@@ -15,6 +16,7 @@ pub mod ratelimit_redis;
 pub mod refresh;
 pub mod revocation;
 pub mod tokens;
+pub mod totp;
 pub mod verified_cache;
 
 pub use passwords::PasswordHasher;

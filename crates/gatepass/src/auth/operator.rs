@@ -118,7 +118,7 @@ mod tests {
             disabled: false,
             created_at: now,
         };
-        let access = issuer.issue(&user, "sid", now, 900, now).unwrap();
+        let access = issuer.issue(&user, "sid", now, &[], 900, now).unwrap();
         assert!(matches!(ops.verify(&verifier, &access.token), Err(VerifyError::Invalid(WRONG_TYPE))));
         assert!(matches!(verifier.verify_access(&token), Err(VerifyError::Invalid(WRONG_TYPE))));
 

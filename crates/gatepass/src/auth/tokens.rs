@@ -49,12 +49,14 @@ impl TokenIssuer {
         *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
     }
 
-    /// Signs an access token for `user` in session `sid`, valid for `ttl_secs`.
+    /// Signs an access token for `user` in session `sid`, valid for `ttl_secs`, saying it
+    /// was authenticated with the methods `amr`.
     pub fn issue(
         &self,
         user: &User,
         sid: &str,
         auth_time: i64,
+        amr: &[String],
         ttl_secs: i64,
         now: i64,
     ) -> anyhow::Result<IssuedToken> {
@@ -70,6 +72,7 @@ impl TokenIssuer {
             sid: sid.to_owned(),
             auth_time,
             email_verified: user.email.as_ref().map(|_| user.email_verified),
+            amr: amr.to_vec(),
             aud: self.audience.clone(),
         };
         let token = self.sign(ACCESS_TOKEN_TYP, &claims)?;

@@ -101,6 +101,7 @@ mod tests {
             sid: "s".into(),
             auth_time: nbf,
             email_verified: None,
+            amr: Vec::new(),
             aud: None,
         }
     }

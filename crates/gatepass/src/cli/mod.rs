@@ -298,6 +298,18 @@ pub enum UserCommand {
         #[command(flatten)]
         mail: crate::mailing::MailArgs,
     },
+    /// Remove the account's second factors (authenticator app and recovery codes), for an
+    /// owner who lost them; the account signs in with its password alone afterwards.
+    MfaReset {
+        /// Username or id.
+        name: String,
+        /// Where the data is.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Signing and hashing settings (the master key links the audit entries).
+        #[command(flatten)]
+        security: SecurityArgs,
+    },
     /// Mark the account's address verified.
     MarkVerified {
         /// Username or id.

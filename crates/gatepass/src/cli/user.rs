@@ -87,6 +87,15 @@ pub(super) async fn run(cmd: UserCommand) -> anyhow::Result<()> {
             let email = user.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
             println!("verification link for {} queued to {email}", user.username);
         }
+        UserCommand::MfaReset { name, store, security } => {
+            let core = open(&store, &security).await?;
+            let user = find(&core, &name).await?;
+            if core.reset_mfa(&by, &user).await.map_err(fail)? {
+                println!("{}: second factors removed", user.username);
+            } else {
+                println!("{}: had no second factor", user.username);
+            }
+        }
         UserCommand::MarkVerified { name, store, security } => {
             let core = open(&store, &security).await?;
             let user = find(&core, &name).await?;

@@ -51,6 +51,7 @@ pub const BASIC: &str = "introspection_client";
     tags(
         (name = "accounts", description = "Registration, login, profile, password change"),
         (name = "sessions", description = "Refresh-token rotation, logout, the caller's sessions"),
+        (name = "mfa", description = "Second factors: authenticator apps (TOTP), recovery codes, the second login step"),
         (name = "admin", description = "Accounts, audit trail, signing keys, runtime settings (role `admin` or the operator token)"),
         (name = "tokens", description = "Key discovery, introspection (RFC 7662), revocation (RFC 7009)"),
         (name = "compat", description = "Routes the seed tutorials' clients call"),
@@ -330,6 +331,33 @@ macro_rules! grant_responses {
             }
         }
     )*};
+}
+
+/// 200 from the password step of a login: a grant, or, for an account with a second
+/// factor, a challenge for `/api/login/mfa` and no token.
+pub struct SignedInOrMfa;
+
+impl IntoResponses for SignedInOrMfa {
+    fn responses() -> ResponseMap {
+        let one_of = utoipa::openapi::schema::OneOfBuilder::new()
+            .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("GrantBody")))
+            .item(crate::http::api::mfa::MfaRequired::schema())
+            .build();
+        let response = ResponseBuilder::new()
+            .description(
+                "Signed in; or, for an account with a second factor, `mfa_required` with a challenge and no token",
+            )
+            .content("application/json", Content::new(Some(RefOr::T(Schema::OneOf(one_of)))))
+            .header(
+                "Set-Cookie",
+                HeaderBuilder::new()
+                    .schema(Some(String::schema()))
+                    .description(Some(SIGN_IN_COOKIES.to_owned()))
+                    .build(),
+            )
+            .build();
+        ResponseMap::from([(StatusCode::OK.as_str().to_owned(), RefOr::T(response))])
+    }
 }
 
 /// What `Set-Cookie` carries when a grant is delivered as cookies.

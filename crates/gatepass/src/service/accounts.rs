@@ -172,7 +172,7 @@ impl AuthService {
         let user = self.core.new_account(username, password, email, Roles::default_user()).await?;
         let user = self.core.insert(user, true).await?;
         self.core.audit(event("register", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str())).await;
-        let mut grant = self.start_session(user, now(), client, Renewing::Nothing).await?;
+        let mut grant = self.start_session(user, now(), &super::pwd_amr(), client, Renewing::Nothing).await?;
         // The browser that created the account is its owner's.
         grant.device = Some(self.devices.remember(self.device_of(client).as_ref(), grant.user.id.as_str()));
         Ok(grant)
@@ -190,6 +190,7 @@ impl AuthService {
         // Malformed input is refused before the gate: it proves nothing about the password,
         // so it must not be charged as a failed attempt.
         let current = Password::parse_existing(current, "current_password")?;
+        self.require_second_factor_if_enrolled(claims).await?;
         let new = self.core.password_policy().check(new, &claims.username, "new_password")?;
         let device = Self::recognised(self.device_of(client).as_ref(), &claims.sub);
         let attempt = self.password_gate(Action::PasswordChange, &claims.username, client, device).await?;
@@ -211,7 +212,7 @@ impl AuthService {
         let by = Actor::user(user.id.as_str(), client);
         let checked = user.password_hash.clone();
         let (grant, session, refresh_exp) =
-            self.new_session(User { password_hash: hash.clone(), ..user }, now(), client)?;
+            self.new_session(User { password_hash: hash.clone(), ..user }, now(), &super::amr_of(claims), client)?;
         let refresh_hash = RefreshTokens::hash(&grant.refresh_token);
         let mails = self.core.password_notice(&grant.user, "changed by someone who knew the old one")?;
         let change = PasswordReplace {

@@ -84,7 +84,7 @@ impl Core {
     }
 
     /// A notice about `user` to `to` (no link, no secret).
-    fn notice(
+    pub(crate) fn notice(
         &self,
         kind: &'static str,
         to: &str,
@@ -265,7 +265,7 @@ impl AuthService {
     /// [`Error::FreshLoginRequired`]; validation errors; [`Error::EmailTaken`];
     /// [`Error::RateLimited`]; storage errors.
     pub async fn change_email(&self, claims: &AccessClaims, new_email: &str, client: &ClientInfo) -> Result<()> {
-        self.require_fresh(claims)?;
+        self.require_step_up(claims).await?;
         self.throttle(Action::Mail, client, Some(&ratelimit::account_key(&claims.username))).await?;
         let email = Email::parse(new_email)?;
         let user = self.current_user(claims).await?;

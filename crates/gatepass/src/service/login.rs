@@ -6,6 +6,7 @@
 use gatepass_verify::AccessClaims;
 
 use super::backoff::Step;
+use super::mfa::LoginStep;
 use super::sessions::{BrowserLogin, Renewing};
 use super::{AuthService, ClientInfo, TokenGrant, event, now};
 use crate::auth::device::Device;
@@ -129,6 +130,9 @@ impl AuthService {
     /// set for a login that answers with cookies: the session its cookies held ends when the
     /// new one starts, and a browser not recognised for this account triggers the
     /// new-device notice (a bearer client is not a device the owner would recognise).
+    ///
+    /// An account with a second factor gets no session here: [`Error::MfaRequired`] (a way
+    /// of signing in that cannot ask for the factor fails closed); see [`Self::login_step`].
     pub async fn login(
         &self,
         username: &str,
@@ -136,6 +140,23 @@ impl AuthService {
         client: &ClientInfo,
         browser: Option<BrowserLogin<'_>>,
     ) -> Result<TokenGrant> {
+        match self.login_step(username, password, client, browser).await? {
+            LoginStep::Granted(grant) => Ok(*grant),
+            LoginStep::MfaRequired(_) => Err(Error::MfaRequired),
+        }
+    }
+
+    /// The password step of a login, as [`Self::login`] describes it, except that an
+    /// account with an active second factor gets a challenge to answer at the second step
+    /// ([`Self::login_mfa`]) instead of a session. Whether an account has a second factor
+    /// is told only to whoever proved its password.
+    pub async fn login_step(
+        &self,
+        username: &str,
+        password: &str,
+        client: &ClientInfo,
+        browser: Option<BrowserLogin<'_>>,
+    ) -> Result<LoginStep> {
         let password = Password::parse_existing(password, "password")?;
         let device = self.device_of(client);
         // Recognising a device needs the account's id before the gate, so a client showing
@@ -162,18 +183,23 @@ impl AuthService {
                 self.core.audit(ev.detail(serde_json::json!({ "reason": "email_not_verified" }))).await;
                 Err(Error::EmailNotVerified)
             }
+            Ok(user) if self.has_mfa(user.id.as_str()).await? => {
+                metrics::counter!("gatepass_logins_total", "outcome" => "mfa_required").increment(1);
+                Ok(LoginStep::MfaRequired(self.issue_mfa_challenge(&user, client).await?))
+            }
             Ok(user) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
                 let ev = event("login", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str());
                 self.core.audit(ev).await;
                 let known = Self::recognised(device.as_ref(), user.id.as_str()).is_some();
                 let held = browser.and_then(|b| b.held);
-                let mut grant = self.start_session(user, now(), client, Renewing::Held(held)).await?;
+                let mut grant =
+                    self.start_session(user, now(), &super::pwd_amr(), client, Renewing::Held(held)).await?;
                 grant.device = Some(self.devices.remember(device.as_ref(), grant.user.id.as_str()));
                 if browser.is_some() && !known {
                     self.core.notify_new_device(&grant.user, client).await;
                 }
-                Ok(grant)
+                Ok(LoginStep::Granted(Box::new(grant)))
             }
             Err(e) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "failed").increment(1);
@@ -246,6 +272,11 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<TokenGrant> {
         let password = Password::parse_existing(password, "password")?;
+        // A password alone cannot renew a session of an account with a second factor: it
+        // signs in again through both steps (checked before the gate charges an attempt).
+        if self.has_mfa(&claims.sub).await? {
+            return Err(Error::MfaRequired);
+        }
         let device = Self::recognised(self.device_of(client).as_ref(), &claims.sub);
         let attempt = self.password_gate(Action::Login, &claims.username, client, device).await?;
         let user = self.current_user(claims).await?;
@@ -260,7 +291,7 @@ impl AuthService {
         if user.disabled {
             return Err(Error::InvalidCredentials);
         }
-        let grant = self.start_session(user, now(), client, Renewing::Required(claims)).await?;
+        let grant = self.start_session(user, now(), &super::pwd_amr(), client, Renewing::Required(claims)).await?;
         let ev = event("reauth", SUCCESS, client).actor(&claims.sub).subject(&claims.sub);
         self.core.audit(ev.detail(serde_json::json!({ "replaced_session": claims.sid }))).await;
         Ok(grant)

@@ -11,7 +11,8 @@
 //! (following other writers), [`keys`] (signing keys), [`key_revocation`] (revoking a
 //! signing key in an emergency), [`import`] (accounts from another database), [`mail`]
 //! (composing mail, the outbox sender), [`email`] (verifying and changing addresses,
-//! notices) and [`recovery`] (forgotten passwords). A new feature gets a file of its own
+//! notices), [`recovery`] (forgotten passwords) and [`mfa`] (second factors and the
+//! second login step). A new feature gets a file of its own
 //! here.
 
 use gatepass_verify::Verifier;
@@ -37,6 +38,7 @@ pub mod key_revocation;
 pub mod keys;
 pub mod login;
 pub mod mail;
+pub mod mfa;
 pub mod recovery;
 pub mod revocation_feed;
 pub mod sessions;
@@ -49,6 +51,16 @@ pub use sessions::LogoutScope;
 pub use settings::RuntimeSettings;
 
 use crate::domain::clock::now;
+
+/// The `amr` (RFC 8176) of a session started with a password alone.
+pub(crate) fn pwd_amr() -> Vec<String> {
+    vec!["pwd".to_owned()]
+}
+
+/// The `amr` of the session `claims` belong to; a token without one was a password sign-in.
+pub(crate) fn amr_of(claims: &gatepass_verify::AccessClaims) -> Vec<String> {
+    if claims.amr.is_empty() { pwd_amr() } else { claims.amr.clone() }
+}
 
 /// Fixed session rules.
 #[derive(Debug, Clone)]

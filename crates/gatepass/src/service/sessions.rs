@@ -104,10 +104,11 @@ impl AuthService {
         &self,
         user: User,
         auth_time: i64,
+        amr: &[String],
         client: &ClientInfo,
         renewing: Renewing<'_>,
     ) -> Result<TokenGrant> {
-        let (grant, session, refresh_exp) = self.new_session(user, auth_time, client)?;
+        let (grant, session, refresh_exp) = self.new_session(user, auth_time, amr, client)?;
         let refresh_hash = RefreshTokens::hash(&grant.refresh_token);
         let replaces = match renewing {
             Renewing::Nothing | Renewing::Held(None) => None,
@@ -139,12 +140,13 @@ impl AuthService {
         &self,
         user: User,
         auth_time: i64,
+        amr: &[String],
         client: &ClientInfo,
     ) -> Result<(TokenGrant, SessionRecord, i64)> {
         let t = now();
         let settings = self.settings();
         let sid = uuid::Uuid::now_v7().to_string();
-        let access = self.issuer.issue(&user, &sid, auth_time, settings.access_token_ttl, t)?;
+        let access = self.issuer.issue(&user, &sid, auth_time, amr, settings.access_token_ttl, t)?;
         let refresh_token = self.refresh.generate();
         let session = SessionRecord {
             id: sid,
@@ -157,6 +159,7 @@ impl AuthService {
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
             revoked_at: None,
+            amr: amr.to_vec(),
         };
         let refresh_exp = (t + settings.refresh_token_ttl).min(session.expires_at);
         let grant = TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl, device: None };
@@ -207,7 +210,9 @@ impl AuthService {
             .await?
             .filter(|u| !u.disabled)
             .ok_or(Error::RefreshTokenInvalid)?;
-        let access = self.issuer.issue(&user, &session.id, session.auth_time, settings.access_token_ttl, t)?;
+        // The session keeps how it was authenticated: a refresh never adds or drops a factor.
+        let access =
+            self.issuer.issue(&user, &session.id, session.auth_time, &session.amr, settings.access_token_ttl, t)?;
         debug_assert_eq!(access.claims.exp, exp);
         Ok(TokenGrant { user, access, refresh_token: successor, expires_in: settings.access_token_ttl, device: None })
     }
@@ -285,7 +290,7 @@ impl AuthService {
             LogoutScope::Local => SessionFilter::One(&claims.sid),
             LogoutScope::Global => SessionFilter::All,
             LogoutScope::Others => {
-                self.require_fresh(claims)?;
+                self.require_step_up(claims).await?;
                 SessionFilter::AllExcept(&claims.sid)
             }
         };

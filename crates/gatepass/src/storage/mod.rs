@@ -9,6 +9,7 @@ mod events;
 pub mod failures;
 mod keys;
 pub mod mail;
+pub mod mfa;
 mod postgres;
 pub mod revocation_feed;
 mod rows;
@@ -20,6 +21,7 @@ pub use events::{Change, ChangeFeed, ChangeSubscription};
 pub use failures::FailureStore;
 pub use keys::{KeyRevocation, KeyStore};
 pub use mail::{EmailConfirmed, OneTimeToken, OutboxMail, OutboxStore, TokenPurpose, TokenStore};
+pub use mfa::{MfaChallenge, MfaStore, TotpFactor};
 pub use postgres::PostgresStorage;
 pub use revocation_feed::{FeedEntry, FeedItem, RevocationFeed};
 pub use sqlite::SqliteStorage;
@@ -69,6 +71,8 @@ pub struct SessionRecord {
     pub ip: Option<String>,
     /// When it was ended, if it was.
     pub revoked_at: Option<i64>,
+    /// How the user authenticated (RFC 8176 `amr` values); refreshed tokens carry them.
+    pub amr: Vec<String>,
 }
 
 /// A session whose access tokens are now refused until `until`.
@@ -195,7 +199,17 @@ pub struct UserPatch {
 /// Everything gatepass persists.
 #[async_trait]
 pub trait Storage:
-    AuditStore + ChangeFeed + FailureStore + KeyStore + RevocationFeed + OutboxStore + TokenStore + Send + Sync + 'static
+    AuditStore
+    + ChangeFeed
+    + FailureStore
+    + KeyStore
+    + MfaStore
+    + RevocationFeed
+    + OutboxStore
+    + TokenStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;

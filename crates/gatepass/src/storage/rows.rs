@@ -47,6 +47,7 @@ pub(crate) struct SessionRow {
     user_agent: Option<String>,
     ip: Option<String>,
     revoked_at: Option<i64>,
+    amr: Option<String>,
 }
 
 impl From<SessionRow> for SessionRecord {
@@ -62,6 +63,11 @@ impl From<SessionRow> for SessionRecord {
             user_agent: r.user_agent,
             ip: r.ip,
             revoked_at: r.revoked_at,
+            // Sessions from before second factors were all password sign-ins.
+            amr: match r.amr.as_deref() {
+                None | Some("") => vec!["pwd".to_owned()],
+                Some(list) => list.split(' ').map(str::to_owned).collect(),
+            },
         }
     }
 }

@@ -22,6 +22,7 @@ mod email_migration;
 mod hostile;
 mod import;
 mod keys;
+mod mfa;
 mod multi_instance;
 mod openapi;
 mod operator;

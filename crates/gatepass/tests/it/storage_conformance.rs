@@ -54,6 +54,7 @@ fn session(id: &str, user_id: &str, created_at: i64) -> SessionRecord {
         user_agent: Some("ua".into()),
         ip: Some("127.0.0.1".into()),
         revoked_at: None,
+        amr: vec!["pwd".into()],
     }
 }
 
@@ -963,6 +964,133 @@ async fn outbox_claims_are_exclusive(s: Arc<dyn Storage>) {
     assert_eq!(retried[0].attempts, 1);
 }
 
+/// Second factors: pending vs active TOTP, the step compare-and-swap, recovery codes used
+/// once, challenges taken once and refused after expiry, removal taking the codes along.
+async fn mfa_factors_and_challenges(s: Arc<dyn Storage>) {
+    let alice = user("mfa-alice");
+    s.insert_user(&alice).await.expect("insert");
+    let id = alice.id.as_str();
+    assert!(s.totp_factor(id).await.unwrap().is_none());
+    assert!(s.put_pending_totp(id, "sealed-1", NOW).await.unwrap());
+    // A pending factor can be replaced, and is not yet usable.
+    assert!(s.put_pending_totp(id, "sealed-2", NOW).await.unwrap());
+    assert!(!s.accept_totp_step(id, 5).await.unwrap());
+    assert!(!s.replace_recovery_codes(id, &["h0".into()], NOW).await.unwrap());
+    // Only the current pending secret activates.
+    let codes: Vec<String> = (0..10).map(|i| format!("hash-{i}")).collect();
+    assert!(!s.activate_totp(id, "sealed-1", 5, NOW, &codes).await.unwrap());
+    assert!(s.activate_totp(id, "sealed-2", 5, NOW, &codes).await.unwrap());
+    assert!(!s.activate_totp(id, "sealed-2", 5, NOW, &codes).await.unwrap());
+    let f = s.totp_factor(id).await.unwrap().expect("factor");
+    assert!(f.active);
+    assert_eq!((f.secret.as_str(), f.last_step, f.confirmed_at), ("sealed-2", Some(5), Some(NOW)));
+    // An active factor is never overwritten by a new enrolment.
+    assert!(!s.put_pending_totp(id, "sealed-3", NOW).await.unwrap());
+    // Steps: only later than the last accepted.
+    assert!(!s.accept_totp_step(id, 5).await.unwrap());
+    assert!(!s.accept_totp_step(id, 4).await.unwrap());
+    assert!(s.accept_totp_step(id, 6).await.unwrap());
+    assert!(!s.accept_totp_step(id, 6).await.unwrap());
+    // Recovery codes: once each, only the account's own.
+    assert_eq!(s.recovery_codes_left(id).await.unwrap(), 10);
+    assert!(s.use_recovery_code(id, "hash-3", NOW).await.unwrap());
+    assert!(!s.use_recovery_code(id, "hash-3", NOW).await.unwrap());
+    assert!(!s.use_recovery_code(id, "unknown", NOW).await.unwrap());
+    assert!(!s.use_recovery_code("someone-else", "hash-4", NOW).await.unwrap());
+    assert_eq!(s.recovery_codes_left(id).await.unwrap(), 9);
+    assert!(s.replace_recovery_codes(id, &["new-0".into(), "new-1".into()], NOW).await.unwrap());
+    assert_eq!(s.recovery_codes_left(id).await.unwrap(), 2);
+    assert!(!s.use_recovery_code(id, "hash-4", NOW).await.unwrap());
+    // Challenges: taken once; expired ones are refused.
+    let ch = |h: &str, exp: i64| gatepass::storage::MfaChallenge {
+        challenge_hash: h.into(),
+        user_id: id.into(),
+        client_hash: "client".into(),
+        created_at: NOW,
+        expires_at: exp,
+    };
+    s.insert_mfa_challenge(&ch("c1", NOW + 300)).await.unwrap();
+    s.insert_mfa_challenge(&ch("c2", NOW + 1)).await.unwrap();
+    assert_eq!(s.take_mfa_challenge("c1", NOW).await.unwrap(), Some(ch("c1", NOW + 300)));
+    assert_eq!(s.take_mfa_challenge("c1", NOW).await.unwrap(), None);
+    assert_eq!(s.take_mfa_challenge("c2", NOW + 1).await.unwrap(), None);
+    // Removal takes the codes along.
+    assert!(s.remove_totp(id).await.unwrap());
+    assert!(!s.remove_totp(id).await.unwrap());
+    assert!(s.totp_factor(id).await.unwrap().is_none());
+    assert_eq!(s.recovery_codes_left(id).await.unwrap(), 0);
+}
+
+/// Concurrent uses of one recovery code and of one time step: exactly one wins, every round.
+async fn concurrent_mfa_uses(s: Arc<dyn Storage>) {
+    let bob = user("mfa-bob");
+    s.insert_user(&bob).await.expect("insert");
+    let id = bob.id.as_str().to_owned();
+    assert!(s.put_pending_totp(&id, "sealed", NOW).await.unwrap());
+    let codes: Vec<String> = (0..10).map(|i| format!("code-{i}")).collect();
+    assert!(s.activate_totp(&id, "sealed", 1, NOW, &codes).await.unwrap());
+    for round in 0..10i64 {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (s, id) = (s.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                let code = s.use_recovery_code(&id, &format!("code-{round}"), NOW).await.unwrap();
+                let step = s.accept_totp_step(&id, 10 + round).await.unwrap();
+                (code, step)
+            }));
+        }
+        let mut codes_won = 0;
+        let mut steps_won = 0;
+        for t in tasks {
+            let (c, st) = t.await.unwrap();
+            codes_won += i32::from(c);
+            steps_won += i32::from(st);
+        }
+        assert_eq!((codes_won, steps_won), (1, 1), "round {round}");
+    }
+}
+
+/// Concurrent confirmations of one pending factor, racing new enrolments and a removal:
+/// exactly one confirmation wins, and an active factor always holds the secret that was
+/// confirmed, with the codes of that confirmation.
+async fn concurrent_mfa_enrolment(s: Arc<dyn Storage>) {
+    for round in 0..25 {
+        let u = user(&format!("mfa-enrol{round}"));
+        s.insert_user(&u).await.expect("insert");
+        let id = u.id.as_str().to_owned();
+        assert!(s.put_pending_totp(&id, "first", NOW).await.unwrap());
+        let mut tasks = Vec::new();
+        for n in 0..6 {
+            let (s, id) = (s.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                let codes = vec![format!("c{n}")];
+                let won = s.activate_totp(&id, "first", 1, NOW, &codes).await.unwrap();
+                // A new enrolment in between must never replace an active factor.
+                let replaced = s.put_pending_totp(&id, &format!("other{n}"), NOW).await.unwrap();
+                (won, replaced, n)
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (won, _, n) = t.await.unwrap();
+            if won {
+                winners.push(n);
+            }
+        }
+        let f = s.totp_factor(&id).await.unwrap().expect("factor");
+        match winners.as_slice() {
+            [n] => {
+                assert!(f.active && f.secret == "first", "round {round}: {f:?}");
+                assert!(s.use_recovery_code(&id, &format!("c{n}"), NOW).await.unwrap());
+                assert_eq!(s.recovery_codes_left(&id).await.unwrap(), 0);
+            }
+            // An enrolment replaced the pending secret before any confirmation ran.
+            [] => assert!(!f.active, "round {round}: {f:?}"),
+            more => panic!("round {round}: {} confirmations won", more.len()),
+        }
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1010,6 +1138,9 @@ conformance!(
     addresses_are_unique_ignoring_case,
     one_time_tokens_are_single_use,
     outbox_claims_are_exclusive,
+    mfa_factors_and_challenges,
+    concurrent_mfa_uses,
+    concurrent_mfa_enrolment,
 );
 
 #[test]

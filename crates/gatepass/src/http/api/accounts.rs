@@ -16,9 +16,10 @@ use crate::error::{Error, Result};
 use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Auth, Client, Cookies, HeldSession, JsonBody, JsonOrForm, QueryParams};
 use crate::http::openapi::{
-    AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedIn, Unauthorized, with_alias,
+    AuthErrors, Conflict, GrantErrors, PasswordChanged, Registered, SignedInOrMfa, Unauthorized, with_alias,
 };
 use crate::http::{AppState, csrf};
+use crate::service::mfa::LoginStep;
 use crate::service::sessions::BrowserLogin;
 
 /// Routes for accounts; `/register` and `/login` are also served at the root for the seeds.
@@ -172,9 +173,12 @@ async fn register(
 /// sets the long-lived device cookie, by which the failed-login back-off recognises this
 /// browser for the account: attempts from it are judged by their own record, so strangers'
 /// failed guesses cannot keep its owner out.
+///
+/// An account with a second factor gets no tokens here: the answer is `200
+/// {"mfa_required": true, "challenge", "methods"}`, and `/api/login/mfa` finishes the login.
 #[utoipa::path(post, path = "/api/login", operation_id = "login", tag = "accounts", params(DeliveryQuery),
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
-    responses(SignedIn, GrantErrors, Unauthorized))]
+    responses(SignedInOrMfa, GrantErrors, Unauthorized))]
 async fn login(
     State(state): State<AppState>,
     Client(client): Client,
@@ -191,8 +195,11 @@ async fn login(
     let delivery = if asked.cookies(body.from_form) { Delivery::Cookies(cookies) } else { Delivery::Body };
     // Only a login that replaces the browser's cookies ends the session those cookies hold.
     let browser = matches!(delivery, Delivery::Cookies(_)).then_some(BrowserLogin { held: held.as_ref() });
-    let grant = state.service.login(username, password, &client, browser).await?;
-    Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery))
+    match state.service.login_step(username, password, &client, browser).await? {
+        LoginStep::Granted(grant) => Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery)),
+        // No token of any kind, whichever delivery was asked for: the second step issues them.
+        LoginStep::MfaRequired(challenge) => Ok(super::mfa::mfa_required_response(challenge)),
+    }
 }
 
 /// Body of the profile.

@@ -102,6 +102,9 @@ pub struct Introspection {
     /// Session id.
     #[serde(skip_serializing_if = "Option::is_none")]
     sid: Option<String>,
+    /// How the user authenticated (RFC 8176), e.g. `["pwd"]` or `["pwd", "otp", "mfa"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amr: Option<Vec<String>>,
     /// Audience, if the token has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
@@ -140,6 +143,7 @@ async fn introspect(
             exp: Some(c.exp),
             jti: Some(c.jti),
             sid: Some(c.sid),
+            amr: Some(if c.amr.is_empty() { vec!["pwd".to_owned()] } else { c.amr }),
             aud: c.aud,
             client_id: Some(id),
         },

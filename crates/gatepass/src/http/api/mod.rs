@@ -5,6 +5,7 @@ pub mod admin;
 pub mod email;
 pub mod info;
 pub mod introspect;
+pub mod mfa;
 pub mod revocation_feed;
 pub mod sessions;
 
@@ -28,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(email::router())
         .merge(info::router())
         .merge(introspect::router())
+        .merge(mfa::router())
         .merge(revocation_feed::router())
 }
 

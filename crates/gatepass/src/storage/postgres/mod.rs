@@ -13,6 +13,7 @@ mod events;
 mod failures;
 mod keys;
 mod mail;
+mod mfa;
 mod revocation_feed;
 
 use async_trait::async_trait;

@@ -33,6 +33,7 @@ mod events;
 mod failures;
 mod keys;
 mod mail;
+mod mfa;
 mod revocation_feed;
 mod rotation;
 

@@ -1,0 +1,72 @@
+//! PostgreSQL implementation of [`MfaStore`]: the queries are shared; the compare-and-swap statements rely on row locks and re-checks of `UPDATE … WHERE`.
+
+use async_trait::async_trait;
+
+use super::{PostgresStorage, Q, map_err};
+use crate::storage::StorageResult;
+use crate::storage::mfa::{MfaChallenge, MfaStore, TotpFactor};
+
+#[async_trait]
+impl MfaStore for PostgresStorage {
+    async fn totp_factor(&self, user_id: &str) -> StorageResult<Option<TotpFactor>> {
+        Q::totp_factor(&self.pool, user_id).await
+    }
+
+    async fn put_pending_totp(&self, user_id: &str, sealed: &str, now: i64) -> StorageResult<bool> {
+        Q::put_pending_totp(&self.pool, user_id, sealed, now).await
+    }
+
+    async fn activate_totp(
+        &self,
+        user_id: &str,
+        sealed: &str,
+        step: i64,
+        now: i64,
+        codes: &[String],
+    ) -> StorageResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = Q::activate_totp_in_tx(&mut tx, user_id, sealed, step, now, codes).await?;
+        if done {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(done)
+    }
+
+    async fn accept_totp_step(&self, user_id: &str, step: i64) -> StorageResult<bool> {
+        Q::accept_totp_step(&self.pool, user_id, step).await
+    }
+
+    async fn remove_totp(&self, user_id: &str) -> StorageResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = Q::remove_totp_in_tx(&mut tx, user_id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(done)
+    }
+
+    async fn replace_recovery_codes(&self, user_id: &str, codes: &[String], now: i64) -> StorageResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = Q::replace_codes_in_tx(&mut tx, user_id, codes, now).await?;
+        if done {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(done)
+    }
+
+    async fn use_recovery_code(&self, user_id: &str, code_hash: &str, now: i64) -> StorageResult<bool> {
+        Q::use_recovery_code(&self.pool, user_id, code_hash, now).await
+    }
+
+    async fn recovery_codes_left(&self, user_id: &str) -> StorageResult<i64> {
+        Q::recovery_codes_left(&self.pool, user_id).await
+    }
+
+    async fn insert_mfa_challenge(&self, challenge: &MfaChallenge) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        Q::insert_mfa_challenge_in_tx(&mut tx, challenge).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn take_mfa_challenge(&self, challenge_hash: &str, now: i64) -> StorageResult<Option<MfaChallenge>> {
+        Q::take_mfa_challenge(&self.pool, challenge_hash, now).await
+    }
+}
