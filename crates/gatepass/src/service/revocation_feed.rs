@@ -33,6 +33,9 @@ use crate::storage::{FeedEntry, Storage};
 /// Entries read from storage per query (replay pages and catch-up).
 const PAGE: i64 = 1000;
 
+/// How long a subscription waits for this instance's publisher to start.
+const PUBLISHER_START_WAIT: Duration = Duration::from_secs(10);
+
 /// Default number of entries a subscriber may fall behind before it is dropped.
 pub const DEFAULT_BUFFER: usize = 1024;
 
@@ -41,13 +44,17 @@ pub struct FeedHub {
     tx: broadcast::Sender<Arc<FeedEntry>>,
     wake: Notify,
     closed: watch::Sender<bool>,
+    /// Set once the publisher has read its starting position. A subscription waits for
+    /// it: a subscriber whose replay ended before the publisher's start would otherwise
+    /// miss the entries committed in between, which neither would send.
+    publishing: watch::Sender<bool>,
 }
 
 impl FeedHub {
     /// A hub whose subscribers may fall `buffer` entries behind.
     pub fn new(buffer: usize) -> Self {
         let (tx, _) = broadcast::channel(buffer.max(1));
-        Self { tx, wake: Notify::new(), closed: watch::Sender::new(false) }
+        Self { tx, wake: Notify::new(), closed: watch::Sender::new(false), publishing: watch::Sender::new(false) }
     }
 
     /// Asks the publishing task to read the log now (a revocation was just committed or
@@ -104,11 +111,23 @@ impl Core {
     /// has reached, and is a fresh snapshot otherwise.
     ///
     /// # Errors
-    /// When storage cannot be read.
+    /// When storage cannot be read, or this instance's publisher has not read its
+    /// starting position within 10 s ([`crate::error::Error::StorageUnavailable`]).
     pub async fn subscribe_revocations(
         &self,
         last_event_id: Option<&str>,
     ) -> Result<impl Stream<Item = FeedEvent> + Send + 'static> {
+        // The publisher's starting position must not be after our replay's end.
+        let mut publishing = self.feed.publishing.subscribe();
+        // (`wait_for`'s guard is dropped at once: it must not live across an await.)
+        let started =
+            matches!(tokio::time::timeout(PUBLISHER_START_WAIT, publishing.wait_for(|p| *p)).await, Ok(Ok(_)));
+        if !started {
+            tracing::warn!(
+                "revocation feed: the publisher has not started (storage unreadable?); refusing the subscriber"
+            );
+            return Err(crate::error::Error::StorageUnavailable);
+        }
         // Subscribe before reading storage: an entry committed after the replay's read is
         // then broadcast to us, and one broadcast before is in the replay.
         let rx = self.feed.tx.subscribe();
@@ -232,7 +251,10 @@ pub fn spawn_feed(service: Arc<AuthService>) -> JoinHandle<()> {
         // Subscribers replay history from storage; the publisher starts at the present.
         let mut published = loop {
             match core.storage.revocation_log_head().await {
-                Ok(head) => break head,
+                Ok(head) => {
+                    hub.publishing.send_replace(true);
+                    break head;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "revocation feed: cannot read the log head; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
