@@ -67,6 +67,19 @@ pub struct ReadyEvent {
     snapshot: bool,
 }
 
+/// One event of the stream as an SSE parser hands it over (the OpenAPI description of
+/// the stream's items; the server writes them as text in [`write_event`]).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct FeedSseEvent {
+    /// `revoked`, `key_revoked` or `ready`.
+    event: String,
+    /// Position in the deployment-wide order, decimal: the `Last-Event-ID` to resume from.
+    id: String,
+    /// JSON: [`RevokedEvent`], [`KeyRevokedEvent`] or [`ReadyEvent`], by `event`.
+    data: String,
+}
+
 /// Most events written in one chunk.
 const MAX_BATCH: usize = 512;
 
@@ -132,7 +145,7 @@ fn sse_body(events: impl Stream<Item = FeedEvent> + Send + 'static, heartbeat: D
 /// docs/revocation-feed.md.
 #[utoipa::path(get, path = "/api/revocations/stream", tag = "tokens", security(("introspection_client" = [])),
     params(("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received, to resume after it")),
-    responses((status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = FeedSseEvent),
         Unauthorized, ServiceUnavailable))]
 async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
     let (id, secret) = basic_credentials(&headers).ok_or(Error::InvalidClient)?;
