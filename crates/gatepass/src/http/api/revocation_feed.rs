@@ -68,7 +68,7 @@ pub struct ReadyEvent {
 }
 
 /// One event of the stream as an SSE parser hands it over (the OpenAPI description of
-/// the stream's items; the server writes them as text in [`write_event`]).
+/// the stream's items; the server writes them as text).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct FeedSseEvent {
