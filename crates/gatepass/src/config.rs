@@ -178,8 +178,8 @@ pub struct ServeArgs {
     /// connections open through proxies and tell subscribers the feed is alive).
     #[arg(long, env = "GATEPASS_REVOCATION_FEED_HEARTBEAT", default_value = "15s", value_parser = duration_in("1s", "10m"))]
     pub revocation_feed_heartbeat: Duration,
-    /// Revocations a feed subscriber may fall behind before it is dropped (it reconnects
-    /// and resumes); bounds the memory each subscriber can hold on the server.
+    /// Revocations a feed subscriber may fall behind before it reads the rest from storage
+    /// instead of memory; bounds the memory the feed holds on the server.
     #[arg(long, env = "GATEPASS_REVOCATION_FEED_BUFFER", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub revocation_feed_buffer: u32,

@@ -110,6 +110,9 @@ enum Cmd {
         duration: u64,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// The server's process id: its CPU time in each phase is printed too.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Waits until GET /healthz answers 200; prints milliseconds since `--since-ns` (a
     /// `date +%s%N` taken just before the server was started).
@@ -307,8 +310,9 @@ async fn main() -> anyhow::Result<()> {
         Cmd::FeedLogout { url, feed_url, credential, secret, count } => {
             feed_logout(&url, feed_url.as_deref().unwrap_or(&url), &credential, &secret, count).await?
         }
-        Cmd::FeedFanout { url, database, credential, token, subscribers, rate, duration, concurrency } => {
-            feed_fanout(&url, &database, &credential, &token, subscribers, rate, duration, concurrency).await?
+        Cmd::FeedFanout { url, database, credential, token, subscribers, rate, duration, concurrency, server_pid } => {
+            let load = Load { url, concurrency, duration, name: String::new() };
+            feed_fanout(&load, &database, &credential, &token, subscribers, rate, server_pid).await?
         }
         Cmd::WaitHealthy { url, since_ns } => {
             let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
@@ -449,23 +453,33 @@ async fn feed_logout(url: &str, feed_url: &str, credential: &str, secret: &str, 
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// CPU time (user + system) of process `pid` so far, in seconds, from `/proc`.
+fn process_cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // Linux reports these in USER_HZ, 100 on every common configuration.
+    Ok((ticks(11) + ticks(12)) / 100.0)
+}
+
 async fn feed_fanout(
-    url: &str,
+    base: &Load,
     database: &str,
     credential: &str,
     token: &str,
     subscribers: usize,
     rate: u32,
-    duration: u64,
-    concurrency: usize,
+    server_pid: Option<u32>,
 ) -> anyhow::Result<()> {
-    use eventsource_stream::Eventsource as _;
     use futures_util::StreamExt as _;
+    let (url, duration) = (base.url.as_str(), base.duration);
     let (id, secret) = split_credential(credential)?;
     let client = client()?;
+    let cpu = || server_pid.map(process_cpu_secs).transpose();
     let protected = |name: &'static str| {
-        let load = Load { url: url.to_owned(), concurrency, duration, name: name.to_owned() };
+        let load = Load { url: url.to_owned(), concurrency: base.concurrency, duration, name: name.to_owned() };
         let (client, token) = (client.clone(), token.to_owned());
         async move {
             let url = format!("{}/api/protected", load.url);
@@ -479,7 +493,11 @@ async fn feed_fanout(
             .await
         }
     };
+    let cpu_before = cpu()?;
     protected("GET /api/protected idle").await?;
+    if let (Some(a), Some(b)) = (cpu_before, cpu()?) {
+        println!("server CPU, idle phase\t{:.2} s of {duration} s", b - a);
+    }
 
     // Subscribers count the revocations they receive.
     let received = Arc::new(AtomicU64::new(0));
@@ -492,11 +510,19 @@ async fn feed_fanout(
         }
         let (received, stop) = (received.clone(), stop.clone());
         subs.push(tokio::spawn(async move {
-            let mut events = r.bytes_stream().eventsource();
-            while let Some(Ok(e)) = events.next().await {
-                if e.event == "key_revoked" {
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
+            // Counting event lines is all a subscriber does here: the load generator shares
+            // the machine with the server, and a full SSE parse per event for a hundred
+            // subscribers would take the cores the measured route needs.
+            const MARK: &[u8] = b"event: key_revoked\n";
+            let mut body = r.bytes_stream();
+            let mut carry: Vec<u8> = Vec::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                carry.extend_from_slice(&chunk);
+                let n = memchr::memmem::find_iter(&carry, MARK).count();
+                received.fetch_add(n as u64, Ordering::Relaxed);
+                // Keep a tail that could hold the start of a split mark.
+                let keep = carry.len().min(MARK.len() - 1);
+                carry.drain(..carry.len() - keep);
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -534,7 +560,11 @@ async fn feed_fanout(
         anyhow::Ok(written)
     });
     let started = Instant::now();
+    let cpu_before = cpu()?;
     protected("GET /api/protected during fan-out").await?;
+    if let (Some(a), Some(b)) = (cpu_before, cpu()?) {
+        println!("server CPU, fan-out phase\t{:.2} s of {duration} s", b - a);
+    }
     let written = writer.await??;
     let write_secs = started.elapsed().as_secs_f64();
     // Let the subscribers drain (bounded).

@@ -21,7 +21,7 @@
 
 use futures_util::Stream;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
@@ -39,9 +39,42 @@ const PUBLISHER_START_WAIT: Duration = Duration::from_secs(10);
 /// Default number of entries a subscriber may fall behind before it is dropped.
 pub const DEFAULT_BUFFER: usize = 1024;
 
+/// Longest the publisher holds back a page for subscribers still reading the previous
+/// ones (see [`spawn_feed`]).
+const PACING_LIMIT: Duration = Duration::from_millis(100);
+
+/// A revocation as every subscriber of this instance shares it: the entry, and its wire
+/// form, made by the first subscriber that sends it and reused by the others.
+///
+/// With a hundred subscribers, encoding each event once per subscriber cost the instance
+/// more than the rest of the fan-out together.
+#[derive(Debug)]
+pub struct SharedEntry {
+    entry: FeedEntry,
+    wire: OnceLock<String>,
+}
+
+impl SharedEntry {
+    fn new(entry: FeedEntry) -> Arc<Self> {
+        Arc::new(Self { entry, wire: OnceLock::new() })
+    }
+
+    /// The revocation.
+    pub fn entry(&self) -> &FeedEntry {
+        &self.entry
+    }
+
+    /// The entry's wire form: `encode`d on the first call, the same text on every later one.
+    pub fn wire(&self, encode: impl FnOnce(&FeedEntry) -> String) -> &str {
+        self.wire.get_or_init(|| encode(&self.entry))
+    }
+}
+
 /// One instance's publisher of the revocation log to its subscribers.
 pub struct FeedHub {
-    tx: broadcast::Sender<Arc<FeedEntry>>,
+    tx: broadcast::Sender<Arc<SharedEntry>>,
+    /// Ring size: how far a subscriber may fall behind before it catches up from storage.
+    buffer: usize,
     wake: Notify,
     closed: watch::Sender<bool>,
     /// Set once the publisher has read its starting position. A subscription waits for
@@ -53,8 +86,15 @@ pub struct FeedHub {
 impl FeedHub {
     /// A hub whose subscribers may fall `buffer` entries behind.
     pub fn new(buffer: usize) -> Self {
-        let (tx, _) = broadcast::channel(buffer.max(1));
-        Self { tx, wake: Notify::new(), closed: watch::Sender::new(false), publishing: watch::Sender::new(false) }
+        let buffer = buffer.max(1);
+        let (tx, _) = broadcast::channel(buffer);
+        Self {
+            tx,
+            buffer,
+            wake: Notify::new(),
+            closed: watch::Sender::new(false),
+            publishing: watch::Sender::new(false),
+        }
     }
 
     /// Asks the publishing task to read the log now (a revocation was just committed or
@@ -68,6 +108,26 @@ impl FeedHub {
         self.closed.send_replace(true);
     }
 
+    /// Waits, at most [`PACING_LIMIT`], until the ring has room for `incoming` more
+    /// entries without pushing out one a subscriber has not read yet.
+    ///
+    /// A burst (a storage read that finds thousands of new entries, e.g. written by
+    /// another process) would otherwise overrun every subscriber at once, and each would
+    /// then read the same entries back from storage. A subscriber that does not keep up
+    /// within the limit is left behind and catches up from storage alone.
+    /// Returns `false` when the limit ran out.
+    async fn pace(&self, incoming: usize) -> bool {
+        let incoming = incoming.min(self.buffer);
+        let deadline = tokio::time::Instant::now() + PACING_LIMIT;
+        while self.tx.len() + incoming > self.buffer {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        true
+    }
+
     /// Number of open subscriptions on this instance.
     pub fn subscribers(&self) -> usize {
         self.tx.receiver_count()
@@ -76,10 +136,10 @@ impl FeedHub {
 
 /// What a subscription yields, in order: the replay ([`FeedEvent::Entry`]s), one
 /// [`FeedEvent::Ready`], then live entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum FeedEvent {
     /// A revocation.
-    Entry(FeedEntry),
+    Entry(Arc<SharedEntry>),
     /// The replay is complete: the subscriber holds everything up to `head`.
     Ready {
         /// Position the subscriber is now current to (its next cursor).
@@ -164,7 +224,7 @@ enum Phase {
 
 struct Subscription {
     storage: Arc<dyn Storage>,
-    rx: broadcast::Receiver<Arc<FeedEntry>>,
+    rx: broadcast::Receiver<Arc<SharedEntry>>,
     closed: watch::Receiver<bool>,
     /// Highest position sent.
     last: i64,
@@ -192,7 +252,7 @@ impl Subscription {
                 Phase::Replay(page) => {
                     if let Some(entry) = page.pop_front() {
                         self.last = self.last.max(entry.seq);
-                        return Some((FeedEvent::Entry(entry), self));
+                        return Some((FeedEvent::Entry(SharedEntry::new(entry)), self));
                     }
                     let read = self.storage.revocation_log(self.last, now(), PAGE).await;
                     match read {
@@ -220,9 +280,9 @@ impl Subscription {
                         _ = self.closed.wait_for(|c| *c) => Err(broadcast::error::RecvError::Closed),
                     };
                     match received {
-                        Ok(entry) if entry.seq > self.last => {
-                            self.last = entry.seq;
-                            return Some((FeedEvent::Entry((*entry).clone()), self));
+                        Ok(shared) if shared.entry.seq > self.last => {
+                            self.last = shared.entry.seq;
+                            return Some((FeedEvent::Entry(shared), self));
                         }
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -261,14 +321,20 @@ pub fn spawn_feed(service: Arc<AuthService>) -> JoinHandle<()> {
                 }
             }
         };
+        // After pacing ran out (a subscriber that stopped reading), don't pace again for a
+        // while: one stuck subscriber must not slow the feed for everyone.
+        let mut pace_after = tokio::time::Instant::now();
         loop {
             match core.storage.revocation_log(published, now(), PAGE).await {
                 Ok(rows) => {
                     let full = rows.len() as i64 == PAGE;
+                    if tokio::time::Instant::now() >= pace_after && !hub.pace(rows.len()).await {
+                        pace_after = tokio::time::Instant::now() + Duration::from_secs(1);
+                    }
                     for entry in rows {
                         published = entry.seq;
                         // No receiver is not an error: nobody is subscribed right now.
-                        let _ = hub.tx.send(Arc::new(entry));
+                        let _ = hub.tx.send(SharedEntry::new(entry));
                     }
                     if full {
                         continue;
@@ -296,5 +362,49 @@ mod tests {
             assert_eq!(parse_cursor(Some(bad)), None, "{bad}");
         }
         assert_eq!(parse_cursor(None), None);
+    }
+
+    fn key(seq: i64) -> Arc<SharedEntry> {
+        SharedEntry::new(FeedEntry { seq, item: crate::storage::FeedItem::Key { kid: format!("k{seq}"), until: 0 } })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_waits_for_readers_and_a_stuck_reader_only_until_the_limit() {
+        let hub = FeedHub::new(4);
+        let mut reader = hub.tx.subscribe();
+        for seq in 1..=4 {
+            hub.tx.send(key(seq)).unwrap();
+        }
+        // The ring is full: a page of 2 waits while the reader catches up, then goes.
+        let paced = tokio::spawn(async move {
+            let ok = hub.pace(2).await;
+            (ok, hub)
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!paced.is_finished(), "a page that would push out unread entries waits");
+        for seq in 1..=2 {
+            assert_eq!(reader.recv().await.unwrap().entry().seq, seq);
+        }
+        let (ok, hub) = paced.await.unwrap();
+        assert!(ok, "room was made within the limit");
+        // A reader that stops reading holds a page back only until the limit.
+        let started = tokio::time::Instant::now();
+        assert!(!hub.pace(4).await, "the limit ran out");
+        assert!(started.elapsed() >= PACING_LIMIT);
+        assert_eq!(reader.recv().await.unwrap().entry().seq, 3, "nothing was pushed out while waiting");
+    }
+
+    #[test]
+    fn an_entry_is_encoded_once_for_every_subscriber() {
+        let shared = key(7);
+        let mut calls = 0;
+        for _ in 0..3 {
+            let wire = shared.wire(|e| {
+                calls += 1;
+                format!("id: {}", e.seq)
+            });
+            assert_eq!(wire, "id: 7");
+        }
+        assert_eq!(calls, 1);
     }
 }

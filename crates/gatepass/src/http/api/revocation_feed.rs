@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::openapi::{ServiceUnavailable, Unauthorized};
 use crate::service::revocation_feed::FeedEvent;
-use crate::storage::FeedItem;
+use crate::storage::{FeedEntry, FeedItem};
 
 /// The feed's route.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -84,24 +84,41 @@ pub struct FeedSseEvent {
 const MAX_BATCH: usize = 512;
 
 /// Appends `event` in SSE form (`event:`, `id:`, `data:` lines and a blank line) to `out`.
+/// A revocation is encoded once, by the first subscriber that sends it.
 fn write_event(out: &mut String, event: &FeedEvent) {
-    let (name, id, data) = match event {
-        FeedEvent::Entry(entry) => match &entry.item {
-            FeedItem::Session(r) => {
-                let reason = match r.reason {
-                    Revocation::Revoked => "revoked",
-                    Revocation::UserDeleted => "user_deleted",
-                };
-                ("revoked", entry.seq, serde_json::to_string(&RevokedEvent { sid: &r.sid, until: r.until, reason }))
-            }
-            FeedItem::Key { kid, until } => {
-                ("key_revoked", entry.seq, serde_json::to_string(&KeyRevokedEvent { kid, until: *until }))
-            }
-        },
+    match event {
+        FeedEvent::Entry(shared) => out.push_str(shared.wire(encode_entry)),
         FeedEvent::Ready { head, snapshot } => {
-            ("ready", *head, serde_json::to_string(&ReadyEvent { head: *head, snapshot: *snapshot }))
+            sse(out, "ready", *head, serde_json::to_string(&ReadyEvent { head: *head, snapshot: *snapshot }));
         }
-    };
+    }
+}
+
+/// One revocation in SSE form.
+fn encode_entry(entry: &FeedEntry) -> String {
+    let mut out = String::with_capacity(128);
+    match &entry.item {
+        FeedItem::Session(r) => {
+            let reason = match r.reason {
+                Revocation::Revoked => "revoked",
+                Revocation::UserDeleted => "user_deleted",
+            };
+            sse(
+                &mut out,
+                "revoked",
+                entry.seq,
+                serde_json::to_string(&RevokedEvent { sid: &r.sid, until: r.until, reason }),
+            );
+        }
+        FeedItem::Key { kid, until } => {
+            sse(&mut out, "key_revoked", entry.seq, serde_json::to_string(&KeyRevokedEvent { kid, until: *until }));
+        }
+    }
+    out
+}
+
+/// Appends one SSE event.
+fn sse(out: &mut String, name: &str, id: i64, data: serde_json::Result<String>) {
     // Serializing these plain structs cannot fail, and JSON from serde_json holds no
     // newline; an empty object keeps the stream valid all the same.
     let data = data.unwrap_or_else(|_| "{}".to_owned());
