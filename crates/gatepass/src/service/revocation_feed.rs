@@ -275,9 +275,19 @@ impl Subscription {
                     }
                 }
                 Phase::Live => {
-                    let received = tokio::select! {
-                        r = self.rx.recv() => r,
-                        _ = self.closed.wait_for(|c| *c) => Err(broadcast::error::RecvError::Closed),
+                    // An entry already waiting is taken without arming a wait (a hundred
+                    // subscribers each take every entry: this is the feed's hot path).
+                    let received = match self.rx.try_recv() {
+                        _ if self.closed.has_changed().unwrap_or(true) && *self.closed.borrow() => {
+                            Err(broadcast::error::RecvError::Closed)
+                        }
+                        Ok(entry) => Ok(entry),
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
+                        Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+                        Err(broadcast::error::TryRecvError::Empty) => tokio::select! {
+                            r = self.rx.recv() => r,
+                            _ = self.closed.wait_for(|c| *c) => Err(broadcast::error::RecvError::Closed),
+                        },
                     };
                     match received {
                         Ok(shared) if shared.entry.seq > self.last => {
