@@ -4,6 +4,8 @@
 //! only ever passes 127.0.0.1). Results print as one tab-separated line:
 //! `name  requests  req_per_s  p50_ms  p99_ms  errors`.
 
+mod reference;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
@@ -21,6 +23,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The reference the request path is measured against: a bare axum route (`GET
+    /// /bare`) and the same route verifying an HS256 token with `jsonwebtoken` (`GET
+    /// /verify`), on `--listen`, until stopped.
+    Reference {
+        #[arg(long)]
+        listen: String,
+        /// The HS256 secret gatepass signs with.
+        #[arg(long)]
+        secret: String,
+        #[arg(long, default_value = "gatepass")]
+        issuer: String,
+    },
     /// Register `count` users named `<prefix><i>` and print one access token.
     Seed {
         #[arg(long)]
@@ -306,6 +320,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
         }
+        Cmd::Reference { listen, secret, issuer } => reference::serve(&listen, &secret, &issuer).await?,
         Cmd::SeedDb { database, users, revoked } => seed_db(&database, users, revoked).await?,
         Cmd::FeedLogout { url, feed_url, credential, secret, count } => {
             feed_logout(&url, feed_url.as_deref().unwrap_or(&url), &credential, &secret, count).await?

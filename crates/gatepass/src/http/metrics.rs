@@ -6,14 +6,19 @@
 //! `gatepass_mail_{queued,sent,retried,failed}_total{kind}`); gauges that
 //! are cheap to compute on demand (hash queue, live sessions) are set at scrape time.
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 use subtle::ConstantTimeEq;
+use tower::{Layer, Service};
 
 use crate::auth::ratelimit::Backend;
 use crate::error::Error;
@@ -34,18 +39,133 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Counts requests by route template and status, with a latency histogram.
-pub async fn track(req: Request, next: Next) -> Response {
-    let route =
-        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("gatepass_http_requests_total", &labels).increment(1);
-    metrics::histogram!("gatepass_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
-    response
+/// Counts requests by route template, method and status, with a latency histogram
+/// (`gatepass_http_requests_total`, `gatepass_http_request_duration_seconds`).
+///
+/// A tower layer rather than a `from_fn` middleware, and with the metric handles kept per
+/// label set: on the hot path this costs a map lookup under a read lock, where building
+/// the labels and looking them up in the recorder cost allocations on every request.
+#[derive(Clone, Default)]
+pub struct TrackLayer {
+    handles: Arc<Handles>,
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Track { inner, handles: self.handles.clone() }
+    }
+}
+
+/// The service [`TrackLayer`] wraps a route in.
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    handles: Arc<Handles>,
+}
+
+impl<S, B> Service<Request<B>> for Track<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = method_label(req.method());
+        TrackFuture {
+            inner: self.inner.call(req),
+            route,
+            method,
+            handles: self.handles.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A tracked request's response future.
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        method: &'static str,
+        handles: Arc<Handles>,
+        started: Instant,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            let (count, latency) = this.handles.get(route, this.method, response.status().as_u16());
+            count.increment(1);
+            latency.record(this.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// The method as a label: the standard ones by name, anything else as `other`, so that a
+/// client cannot grow the label set.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// One route's handles, by method and status.
+type RouteHandles = Vec<(&'static str, u16, Counter, Histogram)>;
+
+/// Metric handles by route, then by method and status.
+#[derive(Default)]
+struct Handles {
+    by_route: RwLock<HashMap<Box<str>, RouteHandles>>,
+}
+
+impl Handles {
+    fn get(&self, route: &str, method: &'static str, status: u16) -> (Counter, Histogram) {
+        let find = |map: &HashMap<Box<str>, RouteHandles>| {
+            map.get(route)?
+                .iter()
+                .find(|(m, s, ..)| *m == method && *s == status)
+                .map(|(.., c, h)| (c.clone(), h.clone()))
+        };
+        if let Some(found) = find(&self.by_route.read().unwrap_or_else(PoisonError::into_inner)) {
+            return found;
+        }
+        let mut map = self.by_route.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = find(&map) {
+            return found;
+        }
+        let labels = [("route", route.to_owned()), ("method", method.to_owned()), ("status", status.to_string())];
+        let count = metrics::counter!("gatepass_http_requests_total", &labels);
+        let latency = metrics::histogram!("gatepass_http_request_duration_seconds", &labels);
+        map.entry(route.into()).or_default().push((method, status, count.clone(), latency.clone()));
+        (count, latency)
+    }
 }
 
 /// Prometheus metrics

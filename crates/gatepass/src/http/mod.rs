@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -112,7 +112,7 @@ pub fn router(state: AppState) -> Router {
         .merge(docs::router())
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .route_layer(axum::middleware::from_fn(metrics::track))
+        .route_layer(metrics::TrackLayer::default())
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     with_security_headers(routes)
@@ -129,7 +129,22 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis)),
         )
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestId))
+}
+
+/// Request ids: random UUIDs (v4 layout) from the thread's generator, so that a request
+/// costs no system call for its id (tower-http's `MakeRequestUuid` asks the kernel each
+/// time).
+#[derive(Clone, Copy, Default)]
+pub struct MakeRequestId;
+
+impl tower_http::request_id::MakeRequestId for MakeRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid.hyphenated().encode_lower(&mut buf);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
+    }
 }
 
 /// Content-Security-Policy of every response. The one script allowed is the

@@ -33,6 +33,7 @@ pub mod admin;
 pub mod audit_chain;
 pub mod backoff;
 pub mod email;
+pub mod health;
 pub mod import;
 pub mod key_revocation;
 pub mod keys;
@@ -121,6 +122,8 @@ pub struct Core {
     outbox_wake: tokio::sync::Notify,
     /// Publishes the revocation log to this instance's feed subscribers.
     feed: revocation_feed::FeedHub,
+    /// The health check's last verdict.
+    health: health::HealthProbe,
 }
 
 impl Core {
@@ -150,6 +153,7 @@ impl Core {
             mail: mail::MailConfig::default(),
             outbox_wake: tokio::sync::Notify::new(),
             feed: revocation_feed::FeedHub::new(revocation_feed::DEFAULT_BUFFER),
+            health: health::HealthProbe::new(),
         };
         core.reload_settings().await?;
         Ok(core)
@@ -269,14 +273,6 @@ impl AuthService {
     /// Current runtime settings.
     pub fn settings(&self) -> RuntimeSettings {
         self.core.settings()
-    }
-
-    /// Whether the database answers.
-    ///
-    /// # Errors
-    /// The storage error when it does not.
-    pub async fn ping(&self) -> crate::error::Result<()> {
-        Ok(self.core.storage.ping().await?)
     }
 }
 
