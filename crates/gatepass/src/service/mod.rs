@@ -39,6 +39,7 @@ pub mod keys;
 pub mod login;
 pub mod mail;
 pub mod mfa;
+pub mod mfa_enrolment;
 pub mod recovery;
 pub mod revocation_feed;
 pub mod sessions;
