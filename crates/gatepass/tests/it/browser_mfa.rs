@@ -76,7 +76,7 @@ async fn cookie_names(c: &Client) -> Result<Vec<String>> {
 /// The key shown on the setup page, confirmed with pyotp's code for `at`; returns the
 /// recovery codes the next page lists.
 async fn set_up_app(c: &Client, py: &str, at: u64) -> Result<(String, Vec<String>)> {
-    wait_for_text(c, "Set up an authenticator app").await?;
+    wait_for_text(c, "Scan this code with your authenticator app").await?;
     c.find(Locator::Css("#totp-qr svg")).await.context("the QR code is inline")?;
     let secret = text_of(c, "totp-secret").await?;
     ensure!(secret.len() == 32, "a 160-bit key in base32: {secret}");
@@ -102,7 +102,7 @@ async fn self_service_flow(c: &Client, py: &str) -> Result<()> {
 
     let t = steady_now().await;
     click(c, "#mfa-setup button").await?;
-    wait_for_text(c, "Set up an authenticator app").await?;
+    wait_for_text(c, "Scan this code with your authenticator app").await?;
     save(c, &shots, "mfa-setup.png").await?;
     let (secret, codes) = set_up_app(c, py, t).await?;
     save(c, &shots, "mfa-recovery-codes.png").await?;
