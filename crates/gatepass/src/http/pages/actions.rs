@@ -515,7 +515,9 @@ async fn reauth(
     let code = f.code.as_deref().map(str::trim).filter(|c| !c.is_empty());
     let factor = code.map(super::mfa::factor_of);
     match state.service.reauthenticate(&claims, &password, factor, &client).await {
-        Ok(grant) if factor.is_some() => Ok(redirect_with_grant(&state, cookies, "/?notice=mfa_confirmed", &grant)),
+        Ok(grant) if grant.access.claims.is_mfa() => {
+            Ok(redirect_with_grant(&state, cookies, "/?notice=mfa_confirmed", &grant))
+        }
         Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/?notice=reauthed", &grant)),
         Err(Error::MfaRequired) => {
             let errors = refused("Enter a code from your authenticator app (or a recovery code) too.");
