@@ -389,6 +389,24 @@ mod tests {
     }
 
     #[test]
+    fn required_roles_are_checked_sorted_and_read_back() {
+        let p = patch(serde_json::json!({ "mfa_required_roles": ["ops", "admin", "ops"] })).unwrap();
+        let mut applied = RuntimeSettings::default();
+        p.apply(&mut applied).unwrap();
+        assert_eq!(applied.mfa_required_roles, ["admin", "ops"]);
+        let mut reloaded = RuntimeSettings::default();
+        apply_stored(&mut reloaded, &p.rows());
+        assert_eq!(reloaded, applied);
+        assert!(applied.mfa_required_for(&crate::domain::Roles::parse(&["ops"]).unwrap()));
+        assert!(!applied.mfa_required_for(&crate::domain::Roles::default_user()));
+        for bad in [serde_json::json!(["Admin"]), serde_json::json!([""]), serde_json::json!(vec!["r"; 17])] {
+            let p = patch(serde_json::json!({ "mfa_required_roles": bad })).unwrap();
+            assert!(p.apply(&mut RuntimeSettings::default()).is_err());
+        }
+        assert!(patch(serde_json::json!({ "mfa_required_roles": "admin" })).is_err());
+    }
+
+    #[test]
     fn unreadable_stored_rows_leave_the_configured_value() {
         let mut s = RuntimeSettings::default();
         let rows = [

@@ -357,7 +357,17 @@ async fn role_policy_through_the_pages() {
     let app = TestApp::spawn_with(&["--rate-limit", "false"]).await;
     let t = steady_now().await;
     create(&app, "boss", &["admin"]).await;
+    // A browser signed in before the policy: its renewal is refused once it applies,
+    // and it is sent to the login page with the reason, its cookies cleared.
+    let mut before = Browser::new(&app);
+    let r = before.post_with("/ui/login", &[("username", "boss"), ("password", PASSWORD)], OWN_PAGE).await;
+    assert_eq!(r.status(), 303);
     assert_eq!(require_roles(&app, json!(["admin"])).await.status(), 200);
+    let csrf = before.csrf();
+    let r = before.post_with("/api/refresh/page", &[("csrf_token", &csrf)], OWN_PAGE).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/?notice=mfa_policy");
+    assert!(before.get("/").await.text().await.unwrap().contains("Log in"), "signed out");
     let mut b = Browser::new(&app);
     let r = b.post_with("/ui/login", &[("username", "boss"), ("password", PASSWORD)], OWN_PAGE).await;
     assert_eq!(r.status(), 200);
