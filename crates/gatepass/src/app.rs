@@ -173,6 +173,8 @@ fn configured_settings(args: &ServeArgs) -> RuntimeSettings {
         rate_limit: args.abuse.rate_limit_settings(),
         password_min_length: usize::from(args.security.password_min_length),
         require_verified_email: args.mail.require_verified_email,
+        // A runtime setting only (`PATCH /api/info`): no flag.
+        mfa_required_roles: Vec::new(),
     }
 }
 

@@ -57,6 +57,10 @@ pub enum Error {
     /// this way of signing in cannot ask for it (use `/api/login` and `/api/login/mfa`).
     #[error("second factor required")]
     MfaRequired,
+    /// 403 `mfa_enrollment_required`: the account's roles require a second factor it does
+    /// not have (or this session was started without one): sign in again and set one up.
+    #[error("second factor enrolment required")]
+    MfaEnrollmentRequired,
     /// 403 `insufficient_role`.
     #[error("insufficient role")]
     InsufficientRole,
@@ -165,6 +169,8 @@ pub enum ErrorCode {
     InvalidClient,
     /// 401: the account has a second factor this way of signing in cannot ask for.
     MfaRequired,
+    /// 403: the account's roles require a second factor this session does not have.
+    MfaEnrollmentRequired,
     /// 403: the caller lacks the role.
     InsufficientRole,
     /// 403: the CSRF check failed.
@@ -218,7 +224,11 @@ impl ErrorCode {
             | C::FreshLoginRequired
             | C::InvalidClient
             | C::MfaRequired => StatusCode::UNAUTHORIZED,
-            C::InsufficientRole | C::CsrfFailed | C::RegistrationClosed | C::EmailNotVerified => StatusCode::FORBIDDEN,
+            C::InsufficientRole
+            | C::CsrfFailed
+            | C::RegistrationClosed
+            | C::EmailNotVerified
+            | C::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
             C::NotFound => StatusCode::NOT_FOUND,
             C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -250,6 +260,7 @@ impl ErrorCode {
             C::FreshLoginRequired => "fresh_login_required",
             C::InvalidClient => "invalid_client",
             C::MfaRequired => "mfa_required",
+            C::MfaEnrollmentRequired => "mfa_enrollment_required",
             C::InsufficientRole => "insufficient_role",
             C::CsrfFailed => "csrf_failed",
             C::RegistrationClosed => "registration_closed",
@@ -309,6 +320,7 @@ impl Error {
             Error::FreshLoginRequired => C::FreshLoginRequired,
             Error::InvalidClient => C::InvalidClient,
             Error::MfaRequired => C::MfaRequired,
+            Error::MfaEnrollmentRequired => C::MfaEnrollmentRequired,
             Error::InsufficientRole => C::InsufficientRole,
             Error::CsrfFailed => C::CsrfFailed,
             Error::RegistrationClosed => C::RegistrationClosed,
@@ -352,6 +364,9 @@ impl Error {
             Error::MfaRequired => {
                 "This account has a second factor: sign in through /api/login and /api/login/mfa".into()
             }
+            Error::MfaEnrollmentRequired => "Your role requires a second factor: sign in again through \
+                /api/login to set one up"
+                .into(),
             Error::InsufficientRole => "You do not have the role this action needs".into(),
             Error::CsrfFailed => "CSRF check failed".into(),
             Error::RegistrationClosed => "Registration is closed".into(),

@@ -342,10 +342,12 @@ impl IntoResponses for SignedInOrMfa {
         let one_of = utoipa::openapi::schema::OneOfBuilder::new()
             .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("GrantBody")))
             .item(crate::http::api::mfa::MfaRequired::schema())
+            .item(crate::http::api::mfa_enrolment::MfaEnrollmentRequired::schema())
             .build();
         let response = ResponseBuilder::new()
             .description(
-                "Signed in; or, for an account with a second factor, `mfa_required` with a challenge and no token",
+                "Signed in; or, for an account with a second factor, `mfa_required` with a challenge and no token; \
+                 or, when the account's roles require a factor it lacks, `mfa_enrollment_required`",
             )
             .content("application/json", Content::new(Some(RefOr::T(Schema::OneOf(one_of)))))
             .header(

@@ -6,7 +6,7 @@
 use gatepass_verify::AccessClaims;
 
 use super::backoff::Step;
-use super::mfa::LoginStep;
+use super::mfa::{ChallengePurpose, LoginStep, SecondFactor, factor_amr};
 use super::sessions::{BrowserLogin, Renewing};
 use super::{AuthService, ClientInfo, TokenGrant, event, now};
 use crate::auth::device::Device;
@@ -143,6 +143,7 @@ impl AuthService {
         match self.login_step(username, password, client, browser).await? {
             LoginStep::Granted(grant) => Ok(*grant),
             LoginStep::MfaRequired(_) => Err(Error::MfaRequired),
+            LoginStep::EnrolmentRequired(_) => Err(Error::MfaEnrollmentRequired),
         }
     }
 
@@ -185,7 +186,15 @@ impl AuthService {
             }
             Ok(user) if self.has_mfa(user.id.as_str()).await? => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "mfa_required").increment(1);
-                Ok(LoginStep::MfaRequired(self.issue_mfa_challenge(&user, client).await?))
+                Ok(LoginStep::MfaRequired(self.issue_mfa_challenge(&user, client, ChallengePurpose::Login).await?))
+            }
+            // The role policy: no token until a factor is set up, with a challenge that
+            // works only for that (and, like the other, only for this client).
+            Ok(user) if self.settings().mfa_required_for(&user.roles) => {
+                metrics::counter!("gatepass_logins_total", "outcome" => "mfa_enrollment_required").increment(1);
+                Ok(LoginStep::EnrolmentRequired(
+                    self.issue_mfa_challenge(&user, client, ChallengePurpose::Enrol).await?,
+                ))
             }
             Ok(user) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);
@@ -265,22 +274,35 @@ impl AuthService {
     ///
     /// It passes the same gate as a login (rate limits and the account's back-off, with
     /// the browser's device cookie), and a wrong password counts toward that back-off.
+    ///
+    /// An account with a second factor must send one too (`factor`): the factor is checked
+    /// (and used up) only after the password was right, the two count as one attempt, and
+    /// the new session's `amr` names the factor. Without it: [`Error::MfaRequired`].
     pub async fn reauthenticate(
         &self,
         claims: &AccessClaims,
         password: &str,
+        factor: Option<SecondFactor<'_>>,
         client: &ClientInfo,
     ) -> Result<TokenGrant> {
         let password = Password::parse_existing(password, "password")?;
-        // A password alone cannot renew a session of an account with a second factor: it
-        // signs in again through both steps (checked before the gate charges an attempt).
-        if self.has_mfa(&claims.sub).await? {
-            return Err(Error::MfaRequired);
-        }
+        // A password alone cannot renew a session of an account with a second factor
+        // (checked before the gate charges an attempt).
+        let has_mfa = self.has_mfa(&claims.sub).await?;
+        let factor = match (has_mfa, factor) {
+            (true, None) => return Err(Error::MfaRequired),
+            (true, Some(f)) => Some(f),
+            (false, _) => None,
+        };
         let device = Self::recognised(self.device_of(client).as_ref(), &claims.sub);
         let attempt = self.password_gate(Action::Login, &claims.username, client, device).await?;
         let user = self.current_user(claims).await?;
-        let verdict = self.check_password(Some(user), &password).await?;
+        let mut verdict = self.check_password(Some(user), &password).await?;
+        if let (Ok(user), Some(f)) = (&verdict, factor)
+            && !self.check_factor(user, f).await?
+        {
+            verdict = Err("wrong_factor");
+        }
         let reason = verdict.as_ref().err().copied();
         if let Err(e) = self.note_attempt(&attempt, verdict.map_err(|_| Error::InvalidCredentials)).await {
             let ev = event("reauth_failed", FAILURE, client).actor(&claims.sub).subject(&claims.sub);
@@ -291,7 +313,8 @@ impl AuthService {
         if user.disabled {
             return Err(Error::InvalidCredentials);
         }
-        let grant = self.start_session(user, now(), &super::pwd_amr(), client, Renewing::Required(claims)).await?;
+        let amr = factor.map_or_else(super::pwd_amr, factor_amr);
+        let grant = self.start_session(user, now(), &amr, client, Renewing::Required(claims)).await?;
         let ev = event("reauth", SUCCESS, client).actor(&claims.sub).subject(&claims.sub);
         self.core.audit(ev.detail(serde_json::json!({ "replaced_session": claims.sid }))).await;
         Ok(grant)

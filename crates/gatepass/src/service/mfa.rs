@@ -68,6 +68,18 @@ pub enum LoginStep {
     Granted(Box<TokenGrant>),
     /// The password was right and the account has a second factor: answer this challenge.
     MfaRequired(String),
+    /// The password was right, the account's roles require a second factor and it has
+    /// none: enrol one with this challenge ([`AuthService::enrolment_start`]).
+    EnrolmentRequired(String),
+}
+
+/// What a challenge was handed out for; a challenge works only for its own purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengePurpose {
+    /// The second login step (`/api/login/mfa`).
+    Login,
+    /// Enrolment during sign-in, required by the role policy (`/api/login/mfa/enrol…`).
+    Enrol,
 }
 
 /// Hex SHA-256.
@@ -75,11 +87,23 @@ fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The digest a challenge is bound to: the client's address and user agent.
-fn client_digest(client: &ClientInfo) -> String {
+/// The digest a challenge is bound to: the client's address and user agent, and the
+/// purpose (so a challenge of one purpose never matches at the other's step).
+pub(super) fn client_digest(client: &ClientInfo, purpose: ChallengePurpose) -> String {
     let ip = client.ip.as_deref().unwrap_or("");
     let ua = client.user_agent.as_deref().unwrap_or("");
-    sha256_hex(format!("{ip}\0{ua}").as_bytes())
+    match purpose {
+        ChallengePurpose::Login => sha256_hex(format!("{ip}\0{ua}").as_bytes()),
+        ChallengePurpose::Enrol => sha256_hex(format!("enrol\0{ip}\0{ua}").as_bytes()),
+    }
+}
+
+/// The `amr` of a session started with the password and `factor`.
+pub(super) fn factor_amr(factor: SecondFactor<'_>) -> Vec<String> {
+    match factor {
+        SecondFactor::Totp(_) => vec!["pwd".into(), "otp".into(), "mfa".into()],
+        SecondFactor::RecoveryCode(_) => vec!["pwd".into(), "mfa".into(), "recovery_code".into()],
+    }
 }
 
 /// The canonical form of a recovery code (case, spaces and dashes do not matter), or
@@ -92,7 +116,7 @@ fn normalize_recovery_code(code: &str) -> Option<String> {
 /// Ten new recovery codes (120 random bits each, six groups of four base32 characters)
 /// and the digests to store. At 112 bits or more a plain SHA-256 digest is a sound way to
 /// store them (ASVS 5 §6.5.2): no guess can be tested against it faster than online.
-fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
+pub(super) fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut rng = rand::rng();
     let mut codes = Vec::with_capacity(RECOVERY_CODES);
@@ -150,7 +174,7 @@ impl Core {
 }
 
 impl AuthService {
-    fn master(&self) -> Result<&MasterKey> {
+    pub(super) fn master(&self) -> Result<&MasterKey> {
         self.keys.master.as_deref().ok_or_else(|| Error::Internal("no master key to seal TOTP secrets".into()))
     }
 
@@ -212,16 +236,20 @@ impl AuthService {
     /// [`Error::MfaAlreadyEnabled`] when the account has an active factor; storage errors.
     pub async fn totp_enrol(&self, claims: &AccessClaims, client: &ClientInfo) -> Result<TotpEnrolment> {
         let user = self.current_user(claims).await?;
+        self.start_totp(&user, client).await
+    }
+
+    /// A new secret for `user`, sealed and stored as pending (replacing any pending one).
+    pub(super) async fn start_totp(&self, user: &User, client: &ClientInfo) -> Result<TotpEnrolment> {
+        let id = user.id.as_str();
         let secret = totp::generate_secret();
-        let sealed = self.master()?.seal_totp(&claims.sub, &secret)?;
-        if !self.core.storage.put_pending_totp(&claims.sub, &sealed, now()).await? {
+        let sealed = self.master()?.seal_totp(id, &secret)?;
+        if !self.core.storage.put_pending_totp(id, &sealed, now()).await? {
             return Err(Error::MfaAlreadyEnabled);
         }
         let otpauth_uri = totp::otpauth_uri(&secret, TOTP_ISSUER, user.username.as_str())?;
         let qr_svg = totp::qr_svg(&otpauth_uri)?;
-        self.core
-            .audit(event("mfa_totp_enrolment_started", SUCCESS, client).actor(&claims.sub).subject(&claims.sub))
-            .await;
+        self.core.audit(event("mfa_totp_enrolment_started", SUCCESS, client).actor(id).subject(id)).await;
         Ok(TotpEnrolment { secret: totp::secret_base32(&secret).to_string(), otpauth_uri, qr_svg })
     }
 
@@ -298,19 +326,28 @@ impl AuthService {
 
     /// Hands out the challenge of the second login step for `user`, whose password was
     /// just proved by `client`.
-    pub(crate) async fn issue_mfa_challenge(&self, user: &User, client: &ClientInfo) -> Result<String> {
+    pub(crate) async fn issue_mfa_challenge(
+        &self,
+        user: &User,
+        client: &ClientInfo,
+        purpose: ChallengePurpose,
+    ) -> Result<String> {
         let (challenge, digest) = onetime::generate();
         let t = now();
         let record = MfaChallenge {
             challenge_hash: digest,
             user_id: user.id.as_str().to_owned(),
-            client_hash: client_digest(client),
+            client_hash: client_digest(client, purpose),
             created_at: t,
             expires_at: t + CHALLENGE_TTL_SECS,
         };
         self.core.storage.insert_mfa_challenge(&record).await?;
         let ev = event("login_mfa_challenge", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str());
-        self.core.audit(ev).await;
+        let purpose = match purpose {
+            ChallengePurpose::Login => "login",
+            ChallengePurpose::Enrol => "enrol",
+        };
+        self.core.audit(ev.detail(serde_json::json!({ "purpose": purpose }))).await;
         Ok(challenge)
     }
 
@@ -347,7 +384,7 @@ impl AuthService {
                 .subject(&taken.user_id)
                 .detail(serde_json::json!({ "reason": reason }))
         };
-        if !onetime::matches(&taken.client_hash, &client_digest(client)) {
+        if !onetime::matches(&taken.client_hash, &client_digest(client, ChallengePurpose::Login)) {
             self.core.audit(refuse("other_client")).await;
             return Err(Error::InvalidCredentials);
         }
@@ -359,10 +396,7 @@ impl AuthService {
         let device = Self::recognised(self.device_of(client).as_ref(), user.id.as_str());
         let attempt = self.password_gate(Action::Login, user.username.as_str(), client, device).await?;
         let verdict = self.check_factor(&user, factor).await;
-        let amr: Vec<String> = match factor {
-            SecondFactor::Totp(_) => vec!["pwd".into(), "otp".into(), "mfa".into()],
-            SecondFactor::RecoveryCode(_) => vec!["pwd".into(), "mfa".into(), "recovery_code".into()],
-        };
+        let amr = factor_amr(factor);
         let outcome = match verdict {
             Ok(true) => Ok(user),
             Ok(false) => Err(Error::InvalidCredentials),
@@ -402,7 +436,7 @@ impl AuthService {
 
     /// Checks (and uses up) a second factor of `user`: a TOTP code whose time step is
     /// later than any accepted before, or an unused recovery code.
-    async fn check_factor(&self, user: &User, factor: SecondFactor<'_>) -> Result<bool> {
+    pub(super) async fn check_factor(&self, user: &User, factor: SecondFactor<'_>) -> Result<bool> {
         let id = user.id.as_str();
         let storage = &self.core.storage;
         match factor {

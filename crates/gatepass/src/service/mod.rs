@@ -40,6 +40,7 @@ pub mod keys;
 pub mod login;
 pub mod mail;
 pub mod mfa;
+pub mod mfa_enrolment;
 pub mod recovery;
 pub mod revocation_feed;
 pub mod sessions;

@@ -172,6 +172,8 @@ impl AuthService {
         if !RefreshTokens::looks_valid(refresh_token) {
             return Err(Error::RefreshTokenInvalid);
         }
+        // Before rotating: a refused refresh leaves the token as it was.
+        self.refresh_allowed_by_policy(refresh_token, client).await?;
         let t = now();
         let settings = self.settings();
         let successor = self.refresh.successor(refresh_token);

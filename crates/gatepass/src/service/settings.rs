@@ -43,6 +43,16 @@ pub struct RuntimeSettings {
     pub rate_limit: RateLimitSettings,
     /// Refuse login (`403 email_not_verified`) until the account's address is verified.
     pub require_verified_email: bool,
+    /// Roles whose members must sign in with a second factor: one without a factor is led
+    /// through enrolment at sign-in and gets no token before (see `docs/mfa.md`).
+    pub mfa_required_roles: Vec<String>,
+}
+
+impl RuntimeSettings {
+    /// Whether an account with `roles` must sign in with a second factor.
+    pub fn mfa_required_for(&self, roles: &crate::domain::Roles) -> bool {
+        self.mfa_required_roles.iter().any(|r| roles.contains(r))
+    }
 }
 
 impl Default for RuntimeSettings {
@@ -55,6 +65,7 @@ impl Default for RuntimeSettings {
             password_min_length: 8,
             rate_limit: RateLimitSettings::default(),
             require_verified_email: false,
+            mfa_required_roles: Vec::new(),
         }
     }
 }
@@ -87,6 +98,10 @@ pub struct SettingsPatch {
     /// Refuse login until the address is verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_verified_email: Option<bool>,
+    /// Roles whose members must use a second factor (replaces the list; `[]` for none).
+    #[schema(max_items = 16)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_required_roles: Option<Vec<String>>,
 }
 
 /// Rate-limit settings to change.
@@ -185,6 +200,9 @@ impl SettingsPatch {
         if let Some(v) = self.require_verified_email {
             s.require_verified_email = v;
         }
+        if let Some(v) = &self.mfa_required_roles {
+            s.mfa_required_roles = role_list(v)?;
+        }
         Ok(())
     }
 
@@ -213,6 +231,23 @@ impl SettingsPatch {
         let Value::Object(body) = body else { return None };
         Self::from_json(body).ok()
     }
+}
+
+/// A checked list of role names: each a valid role, at most 16, sorted, no duplicates.
+fn role_list(names: &[String]) -> Result<Vec<String>, ValidationError> {
+    const FIELD: &str = "mfa_required_roles";
+    if names.len() > 16 {
+        return Err(ValidationError::new(FIELD, "at most 16 roles"));
+    }
+    let mut roles = Vec::with_capacity(names.len());
+    for n in names {
+        crate::domain::Role::parse(n)
+            .map_err(|_| ValidationError::new(FIELD, "each role is 1 to 32 of a-z, 0-9, '_' or '-'"))?;
+        roles.push(n.clone());
+    }
+    roles.sort();
+    roles.dedup();
+    Ok(roles)
 }
 
 impl RateLimitPatch {
@@ -351,6 +386,24 @@ mod tests {
         ] {
             assert!(patch(out_of_range.clone()).unwrap().apply(&mut s).is_err(), "{out_of_range}");
         }
+    }
+
+    #[test]
+    fn required_roles_are_checked_sorted_and_read_back() {
+        let p = patch(serde_json::json!({ "mfa_required_roles": ["ops", "admin", "ops"] })).unwrap();
+        let mut applied = RuntimeSettings::default();
+        p.apply(&mut applied).unwrap();
+        assert_eq!(applied.mfa_required_roles, ["admin", "ops"]);
+        let mut reloaded = RuntimeSettings::default();
+        apply_stored(&mut reloaded, &p.rows());
+        assert_eq!(reloaded, applied);
+        assert!(applied.mfa_required_for(&crate::domain::Roles::parse(&["ops"]).unwrap()));
+        assert!(!applied.mfa_required_for(&crate::domain::Roles::default_user()));
+        for bad in [serde_json::json!(["Admin"]), serde_json::json!([""]), serde_json::json!(vec!["r"; 17])] {
+            let p = patch(serde_json::json!({ "mfa_required_roles": bad })).unwrap();
+            assert!(p.apply(&mut RuntimeSettings::default()).is_err());
+        }
+        assert!(patch(serde_json::json!({ "mfa_required_roles": "admin" })).is_err());
     }
 
     #[test]

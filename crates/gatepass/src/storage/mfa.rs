@@ -80,6 +80,9 @@ pub trait MfaStore: Send + Sync {
     /// Takes a challenge: deletes it and returns it if it had not expired. Of concurrent
     /// takes of one challenge, exactly one gets it.
     async fn take_mfa_challenge(&self, challenge_hash: &str, now: i64) -> StorageResult<Option<MfaChallenge>>;
+    /// Reads a challenge without taking it, if it has not expired (the enrolment step that
+    /// shows a new secret before the challenge is taken by its confirmation).
+    async fn peek_mfa_challenge(&self, challenge_hash: &str, now: i64) -> StorageResult<Option<MfaChallenge>>;
 }
 
 const TOTP_SELECT: &str = "SELECT user_id, secret, active, created_at, confirmed_at, last_step FROM mfa_totp";
@@ -276,6 +279,22 @@ where
         .await
         .map_err(DB::map_err)?;
         Ok(())
+    }
+
+    pub(super) async fn peek_mfa_challenge<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        challenge_hash: &str,
+        now: i64,
+    ) -> StorageResult<Option<MfaChallenge>> {
+        sqlx::query_as::<DB, MfaChallenge>(
+            "SELECT challenge_hash, user_id, client_hash, created_at, expires_at FROM mfa_challenges \
+             WHERE challenge_hash = $1 AND expires_at > $2",
+        )
+        .bind(challenge_hash)
+        .bind(now)
+        .fetch_optional(ex)
+        .await
+        .map_err(DB::map_err)
     }
 
     pub(super) async fn take_mfa_challenge<'c>(

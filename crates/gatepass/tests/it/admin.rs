@@ -257,7 +257,8 @@ async fn info_reports_the_server_and_settings_changes_apply_persist_and_validate
                 "enabled": true, "ip_per_minute": 30, "ip_burst": 20, "user_per_minute": 10, "user_burst": 10,
                 "lockout_threshold": 5, "lockout_max_secs": 900, "max_failures_per_hour": 100
             },
-            "require_verified_email": false
+            "require_verified_email": false,
+            "mfa_required_roles": []
         })
     );
     assert_eq!(info["counts"], json!({"users": 2, "live_sessions": 2, "outbox": 0}));

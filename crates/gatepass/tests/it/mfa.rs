@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const PASSWORD: &str = "a-long-password";
+pub(crate) const PASSWORD: &str = "a-long-password";
 
 /// The Python that runs pyotp, if one is configured.
 fn python() -> Option<String> {
@@ -21,7 +21,7 @@ fn python() -> Option<String> {
 }
 
 /// The Python, or a SKIPPED notice (the caller returns).
-fn python_or_skip(test: &str) -> Option<String> {
+pub(crate) fn python_or_skip(test: &str) -> Option<String> {
     let py = python();
     if py.is_none() {
         eprintln!("SKIPPED mfa::{test}: set GATEPASS_TEST_PYTHON (a Python with pyotp==2.9.0) to run it");
@@ -31,7 +31,7 @@ fn python_or_skip(test: &str) -> Option<String> {
 
 /// The code pyotp computes for `secret` (base32) at `unix` seconds; panics when the Python
 /// cannot run pyotp.
-fn pyotp_at(py: &str, secret: &str, unix: u64) -> String {
+pub(crate) fn pyotp_at(py: &str, secret: &str, unix: u64) -> String {
     let out = std::process::Command::new(py)
         .args(["-c", "import sys, pyotp; print(pyotp.TOTP(sys.argv[1]).at(int(sys.argv[2])))", secret])
         .arg(unix.to_string())
@@ -43,14 +43,14 @@ fn pyotp_at(py: &str, secret: &str, unix: u64) -> String {
     code
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
 }
 
 /// Now, at least ten seconds before the current 30-second step ends (waiting for the next
 /// step otherwise), so that the codes a test computes and the server's clock stay in the
 /// same step for the few requests that follow.
-async fn steady_now() -> u64 {
+pub(crate) async fn steady_now() -> u64 {
     let t = unix_now();
     if t % 30 >= 20 {
         tokio::time::sleep(Duration::from_secs(30 - t % 30)).await;
@@ -59,14 +59,14 @@ async fn steady_now() -> u64 {
 }
 
 /// Claims of a JWT, unverified.
-fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("json")
 }
 
 /// Registers `name`, enrols and confirms TOTP with the code of `at`; returns the access
 /// token of the registration, the base32 secret and the recovery codes.
-async fn enrolled(app: &TestApp, py: &str, name: &str, at: u64) -> (String, String, Vec<String>) {
+pub(crate) async fn enrolled(app: &TestApp, py: &str, name: &str, at: u64) -> (String, String, Vec<String>) {
     let reg = app.register(name, PASSWORD).await;
     let token = s(&reg, "access_token").to_owned();
     let r = app.post_auth("/api/mfa/totp", &token, json!({})).await;
@@ -282,7 +282,7 @@ async fn step_up_and_the_routes_that_cannot_ask_fail_closed() {
     assert!(body.get("token").is_none() && body["mfa_required"] == true);
     let r = app.post("/api/login?cookie=true", json!({ "username": "dave", "password": PASSWORD })).await;
     assert!(r.headers().get_all("set-cookie").iter().next().is_none());
-    // The HTML form refuses.
+    // The HTML form goes on to its second step, without a cookie.
     let r = app
         .client
         .post(app.url("/ui/login"))
@@ -291,8 +291,9 @@ async fn step_up_and_the_routes_that_cannot_ask_fail_closed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 200);
     assert!(r.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().contains("session")));
+    assert!(r.text().await.unwrap().contains("action=\"/ui/login/mfa\""));
 
     // Signed in with the second factor, the owner can remove it (answering in cookies
     // works too).

@@ -1011,7 +1011,12 @@ async fn mfa_factors_and_challenges(s: Arc<dyn Storage>) {
     };
     s.insert_mfa_challenge(&ch("c1", NOW + 300)).await.unwrap();
     s.insert_mfa_challenge(&ch("c2", NOW + 1)).await.unwrap();
+    // Peeking leaves a live challenge in place and never shows an expired one.
+    assert_eq!(s.peek_mfa_challenge("c1", NOW).await.unwrap(), Some(ch("c1", NOW + 300)));
+    assert_eq!(s.peek_mfa_challenge("c2", NOW + 1).await.unwrap(), None);
+    assert_eq!(s.peek_mfa_challenge("nope", NOW).await.unwrap(), None);
     assert_eq!(s.take_mfa_challenge("c1", NOW).await.unwrap(), Some(ch("c1", NOW + 300)));
+    assert_eq!(s.peek_mfa_challenge("c1", NOW).await.unwrap(), None);
     assert_eq!(s.take_mfa_challenge("c1", NOW).await.unwrap(), None);
     assert_eq!(s.take_mfa_challenge("c2", NOW + 1).await.unwrap(), None);
     // Removal takes the codes along.

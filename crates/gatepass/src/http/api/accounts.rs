@@ -176,6 +176,9 @@ async fn register(
 ///
 /// An account with a second factor gets no tokens here: the answer is `200
 /// {"mfa_required": true, "challenge", "methods"}`, and `/api/login/mfa` finishes the login.
+/// A member of a role that requires a second factor (`mfa_required_roles`) who has none
+/// gets `200 {"mfa_enrollment_required": true, "challenge", "methods": ["totp"]}` and sets one
+/// up through `/api/login/mfa/enrol` and `/api/login/mfa/enrol/confirm`.
 #[utoipa::path(post, path = "/api/login", operation_id = "login", tag = "accounts", params(DeliveryQuery),
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
     responses(SignedInOrMfa, GrantErrors, Unauthorized))]
@@ -199,6 +202,7 @@ async fn login(
         LoginStep::Granted(grant) => Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery)),
         // No token of any kind, whichever delivery was asked for: the second step issues them.
         LoginStep::MfaRequired(challenge) => Ok(super::mfa::mfa_required_response(challenge)),
+        LoginStep::EnrolmentRequired(challenge) => Ok(super::mfa_enrolment::enrollment_required_response(challenge)),
     }
 }
 

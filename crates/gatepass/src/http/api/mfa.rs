@@ -95,6 +95,12 @@ pub struct TotpEnrolmentView {
     qr_svg: String,
 }
 
+impl From<crate::service::mfa::TotpEnrolment> for TotpEnrolmentView {
+    fn from(e: crate::service::mfa::TotpEnrolment) -> Self {
+        TotpEnrolmentView { secret: e.secret, otpauth_uri: e.otpauth_uri, qr_svg: e.qr_svg }
+    }
+}
+
 /// Start setting up an authenticator app
 ///
 /// Creates a new TOTP secret (replacing an unconfirmed one). It becomes a factor only
@@ -104,8 +110,7 @@ pub struct TotpEnrolmentView {
         Conflict))]
 async fn enrol(State(state): State<AppState>, Client(client): Client, auth: Auth) -> Result<Response> {
     let e = state.service.totp_enrol(&auth.claims, &client).await?;
-    let view = TotpEnrolmentView { secret: e.secret, otpauth_uri: e.otpauth_uri, qr_svg: e.qr_svg };
-    Ok(no_store(Json(view).into_response()))
+    Ok(no_store(Json(TotpEnrolmentView::from(e)).into_response()))
 }
 
 /// `POST /api/mfa/totp/confirm`.
@@ -201,6 +206,13 @@ pub struct LoginMfaRequest {
 pub struct MfaDeliveryQuery {
     /// `true`: set the tokens as cookies and leave them out of the body.
     cookie: Option<bool>,
+}
+
+impl MfaDeliveryQuery {
+    /// Whether the tokens go into cookies.
+    pub fn cookie(&self) -> bool {
+        self.cookie.unwrap_or(false)
+    }
 }
 
 /// Log in: the second factor

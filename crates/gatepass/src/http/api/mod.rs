@@ -6,6 +6,7 @@ pub mod email;
 pub mod info;
 pub mod introspect;
 pub mod mfa;
+pub mod mfa_enrolment;
 pub mod revocation_feed;
 pub mod sessions;
 
@@ -30,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(info::router())
         .merge(introspect::router())
         .merge(mfa::router())
+        .merge(mfa_enrolment::router())
         .merge(revocation_feed::router())
 }
 
@@ -142,33 +144,39 @@ pub fn token_response(
     grant: &TokenGrant,
     delivery: Delivery,
 ) -> Response {
-    let response = match delivery {
-        Delivery::Body => (
-            status,
-            axum::Json(GrantBody::Tokens(TokenBody {
-                message,
-                user: UserView::from(&grant.user),
-                access_token: &grant.access.token,
-                token: &grant.access.token,
-                refresh_token: &grant.refresh_token,
-                token_type: BearerType::Bearer,
-                expires_in: grant.expires_in,
-            })),
-        )
-            .into_response(),
+    let (headers, body) = grant_parts(state, message, grant, delivery);
+    no_store((status, headers, axum::Json(body)).into_response())
+}
+
+/// The cookies to set (none for body delivery) and the body of a token grant.
+pub fn grant_parts<'a>(
+    state: &AppState,
+    message: &'a str,
+    grant: &'a TokenGrant,
+    delivery: Delivery,
+) -> (HeaderMap, GrantBody<'a>) {
+    let mut headers = HeaderMap::new();
+    let body = match delivery {
+        Delivery::Body => GrantBody::Tokens(TokenBody {
+            message,
+            user: UserView::from(&grant.user),
+            access_token: &grant.access.token,
+            token: &grant.access.token,
+            refresh_token: &grant.refresh_token,
+            token_type: BearerType::Bearer,
+            expires_in: grant.expires_in,
+        }),
         Delivery::Cookies(cookies) => {
-            let mut headers = HeaderMap::new();
             set_grant_cookies(state, cookies, &mut headers, grant);
-            let body = GrantBody::Cookies(CookieGrantBody {
+            GrantBody::Cookies(CookieGrantBody {
                 message,
                 user: UserView::from(&grant.user),
                 token_type: CookieType::Cookie,
                 expires_in: grant.expires_in,
-            });
-            (status, headers, axum::Json(body)).into_response()
+            })
         }
     };
-    no_store(response)
+    (headers, body)
 }
 
 /// Appends the session, refresh and CSRF cookies for `grant`, and the device cookie when

@@ -27,6 +27,7 @@ use crate::http::cookies::CookieSettings;
 use crate::http::extract::{Client, Cookies, HeldSession, PathParam, RawBody, cookie_settings};
 use crate::http::openapi::{FormConflict, FormErrors, FormPasswordErrors, FormRedirect, FormTooManyRequests};
 use crate::http::{AppState, csrf, no_store};
+use crate::service::mfa::LoginStep;
 use crate::service::sessions::BrowserLogin;
 use crate::service::{LogoutScope, TokenGrant};
 use crate::storage::SessionFilter;
@@ -55,7 +56,8 @@ fn see_other_with(location: &'static str, mut headers: HeaderMap) -> Response {
     no_store((StatusCode::SEE_OTHER, headers).into_response())
 }
 
-fn redirect_with_grant(
+/// A 303 to `location` that sets the cookies of `grant` (a new sign-in).
+pub(super) fn redirect_with_grant(
     state: &AppState,
     cookies: CookieSettings,
     location: &'static str,
@@ -256,8 +258,13 @@ async fn login(
         let msg = "Enter your username and password.".to_owned();
         return Ok(login_page(StatusCode::BAD_REQUEST, None, Some(msg), &username));
     }
-    match state.service.login(&username, &password, &client, Some(BrowserLogin { held: held.as_ref() })).await {
-        Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/", &grant)),
+    match state.service.login_step(&username, &password, &client, Some(BrowserLogin { held: held.as_ref() })).await {
+        Ok(LoginStep::Granted(grant)) => Ok(redirect_with_grant(&state, cookies, "/", &grant)),
+        // No cookie yet: the second step (or the enrolment the role policy requires) first.
+        Ok(LoginStep::MfaRequired(challenge)) => {
+            Ok(super::mfa::second_step_page(StatusCode::OK, challenge, &username, None))
+        }
+        Ok(LoginStep::EnrolmentRequired(challenge)) => Ok(super::mfa::enrolment_required_page(challenge, &username)),
         Err(Error::InvalidCredentials | Error::Validation(_)) => {
             Ok(login_page(StatusCode::UNAUTHORIZED, None, Some("Invalid username or password.".into()), &username))
         }
@@ -477,6 +484,10 @@ struct ReauthForm {
     #[allow(dead_code)]
     csrf_token: String,
     password: Option<String>,
+    /// For an account with a second factor: a code from the app, or a recovery code.
+    code: Option<String>,
+    /// Which form sent it (`mfa` for the second-factor section), to show errors there.
+    section: Option<String>,
 }
 
 /// Confirm the password (form post)
@@ -492,13 +503,30 @@ async fn reauth(
     SignedInForm { claims, form: f }: SignedInForm<ReauthForm>,
 ) -> Result<Response> {
     let password = f.password.unwrap_or_default();
-    let refused = |msg: &str| HomeErrors { reauth: Some(msg.to_owned()), ..HomeErrors::default() };
+    let in_mfa_section = f.section.as_deref() == Some("mfa");
+    let refused = |msg: &str| match in_mfa_section {
+        true => HomeErrors { mfa_reauth: Some(msg.to_owned()), ..HomeErrors::default() },
+        false => HomeErrors { reauth: Some(msg.to_owned()), ..HomeErrors::default() },
+    };
     if password.is_empty() {
         let errors = refused("Enter your password.");
         return Ok(home_page(&state, &claims, StatusCode::BAD_REQUEST, None, errors).await);
     }
-    match state.service.reauthenticate(&claims, &password, &client).await {
+    let code = f.code.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    let factor = code.map(super::mfa::factor_of);
+    match state.service.reauthenticate(&claims, &password, factor, &client).await {
+        Ok(grant) if grant.access.claims.is_mfa() => {
+            Ok(redirect_with_grant(&state, cookies, "/?notice=mfa_confirmed", &grant))
+        }
         Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/?notice=reauthed", &grant)),
+        Err(Error::MfaRequired) => {
+            let errors = refused("Enter a code from your authenticator app (or a recovery code) too.");
+            Ok(home_page(&state, &claims, StatusCode::BAD_REQUEST, None, errors).await)
+        }
+        Err(Error::InvalidCredentials | Error::Validation(_)) if factor.is_some() => {
+            let errors = refused("Password or code is incorrect.");
+            Ok(home_page(&state, &claims, StatusCode::UNAUTHORIZED, None, errors).await)
+        }
         Err(Error::InvalidCredentials | Error::Validation(_)) => {
             let errors = refused("Password is incorrect.");
             Ok(home_page(&state, &claims, StatusCode::UNAUTHORIZED, None, errors).await)
@@ -585,6 +613,8 @@ async fn page_refresh(
         Err(Error::RefreshTokenInvalid | Error::RefreshTokenReused) => {
             Ok(redirect_clearing_cookies(cookies, "/?notice=expired"))
         }
+        // The role policy: this session was started without a second factor.
+        Err(Error::MfaEnrollmentRequired) => Ok(redirect_clearing_cookies(cookies, "/?notice=mfa_policy")),
         Err(e) => Err(e),
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod email;
+pub mod mfa;
 pub mod views;
 
 use askama::Template;
@@ -57,6 +58,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stylesheet))
         .merge(actions::router())
         .merge(email::router())
+        .merge(mfa::router())
 }
 
 /// What the cookies say about the browser's sign-in.
@@ -150,6 +152,14 @@ pub async fn home_page(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
+    let mfa = match state.service.mfa_status(claims).await {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let mfa_active = mfa.totp == Some(true);
+    // For an account with a second factor, sensitive actions need a fresh sign-in that
+    // included it (the service enforces this; the page only shows which forms will work).
+    let fresh = state.service.is_fresh(claims) && (claims.is_mfa() || !mfa_active);
     let mut sessions: Vec<SessionItem> = sessions
         .into_iter()
         .map(|s| SessionItem {
@@ -173,7 +183,7 @@ pub async fn home_page(
             roles: user.roles.names().join(", "),
             created_at: Stamp::at(user.created_at),
             sessions,
-            fresh: state.service.is_fresh(claims),
+            fresh,
             csrf_token: state.csrf.token(&claims.sid),
             reauth_error: errors.reauth,
             password_form_error: errors.password_form,
@@ -182,6 +192,11 @@ pub async fn home_page(
             email_form_error: errors.email_form,
             new_email: clip(&errors.new_email),
             password_min_length: state.service.settings().password_min_length,
+            mfa_active,
+            recovery_codes_left: mfa.recovery_codes_left,
+            fresh_mfa: fresh && claims.is_mfa(),
+            mfa_error: errors.mfa,
+            mfa_reauth_error: errors.mfa_reauth,
         },
     )
 }

@@ -37,6 +37,10 @@ impl Notice {
             // sign-in, or a post that lost its origin): the form is shown again to retry.
             "page_expired" => ("error", "This page had expired, please try again."),
             "verification_sent" => ("info", "A new verification link is on its way."),
+            "mfa_policy" => ("error", "Your role now requires a second factor: sign in again to set one up."),
+            "mfa_removed" => ("info", "The authenticator app and the recovery codes were removed."),
+            "mfa_confirmed" => ("info", "Password and second factor confirmed."),
+            "mfa_failed" => ("error", "That sign-in could not be finished. Enter your password again."),
             "email_change_sent" => {
                 ("info", "A confirmation link has been sent to the new address; it takes effect once you follow it.")
             }
@@ -172,6 +176,10 @@ pub struct HomeErrors {
     pub email_form: Option<String>,
     /// The address typed into the change form, shown again with its error.
     pub new_email: String,
+    /// The second-factor section's error.
+    pub mfa: Option<String>,
+    /// The second-factor section's step-up form error.
+    pub mfa_reauth: Option<String>,
 }
 
 /// `/`, signed in.
@@ -213,6 +221,17 @@ pub struct HomePage {
     pub new_email: String,
     /// The shortest password accepted now (the runtime setting).
     pub password_min_length: usize,
+    /// Whether an authenticator app is active.
+    pub mfa_active: bool,
+    /// Unused recovery codes.
+    pub recovery_codes_left: i64,
+    /// Whether this session is fresh and included the second factor (changing factors
+    /// needs it).
+    pub fresh_mfa: bool,
+    /// The second-factor section's error.
+    pub mfa_error: Option<String>,
+    /// The second-factor section's step-up form error.
+    pub mfa_reauth_error: Option<String>,
 }
 
 /// The page that renews an expired sign-in through a POST (see `docs/browser.md`).
@@ -265,4 +284,70 @@ pub struct VerifyPage {
     pub token: String,
     /// An error to show.
     pub error: Option<String>,
+}
+
+/// The second login step: a code from the authenticator app, or a recovery code.
+#[derive(Template)]
+#[template(path = "login_mfa.html")]
+pub struct LoginMfaPage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// The challenge of the password step, posted back (bound to this browser).
+    pub challenge: String,
+    /// The name typed at the password step, to fill the login form again if needed.
+    pub username: String,
+    /// Why the last attempt was refused.
+    pub error: Option<String>,
+    /// The error belongs to the recovery-code form (which is then shown open).
+    pub recovery: bool,
+}
+
+/// The sign-in of an account whose role requires a second factor it lacks.
+#[derive(Template)]
+#[template(path = "mfa_enrol_required.html")]
+pub struct EnrolRequiredPage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// The enrolment challenge, posted back.
+    pub challenge: String,
+    /// The name typed at the password step.
+    pub username: String,
+    /// An error to show.
+    pub error: Option<String>,
+}
+
+/// Setting up an authenticator app: the key (once) and the confirming code's form.
+#[derive(Template)]
+#[template(path = "mfa_setup.html")]
+pub struct MfaSetupPage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// The key in base32; `None` when the form is shown again after a wrong code.
+    pub secret: Option<String>,
+    /// The key as a QR code (an SVG element made here from the `otpauth://` URI).
+    pub qr_svg: Option<String>,
+    /// Where the code goes.
+    pub confirm_action: &'static str,
+    /// Where "start over" goes.
+    pub restart_action: &'static str,
+    /// The enrolment challenge, during sign-in.
+    pub challenge: Option<String>,
+    /// The name typed at the password step, during sign-in.
+    pub username: String,
+    /// The session's CSRF token, when signed in.
+    pub csrf_token: Option<String>,
+    /// An error to show.
+    pub error: Option<String>,
+}
+
+/// New recovery codes, shown once.
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+pub struct RecoveryCodesPage {
+    /// Stylesheet URL.
+    pub css_href: &'static str,
+    /// What just happened.
+    pub notice: Option<Notice>,
+    /// The codes.
+    pub codes: Vec<String>,
 }

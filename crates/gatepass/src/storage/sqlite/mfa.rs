@@ -69,4 +69,8 @@ impl MfaStore for SqliteStorage {
     async fn take_mfa_challenge(&self, challenge_hash: &str, now: i64) -> StorageResult<Option<MfaChallenge>> {
         Q::take_mfa_challenge(&self.writer, challenge_hash, now).await
     }
+
+    async fn peek_mfa_challenge(&self, challenge_hash: &str, now: i64) -> StorageResult<Option<MfaChallenge>> {
+        Q::peek_mfa_challenge(&self.pool, challenge_hash, now).await
+    }
 }

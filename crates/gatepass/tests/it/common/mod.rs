@@ -156,7 +156,14 @@ impl TestApp {
         });
         TestApp {
             base: format!("http://{addr}"),
-            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+            // Idle connections are dropped before the server's header-read timeout (10 s)
+            // closes them: a test that waits for the next TOTP step would otherwise reuse
+            // a connection the server is closing (`IncompleteMessage`).
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_idle_timeout(std::time::Duration::from_secs(4))
+                .build()
+                .expect("client"),
             state,
             storage,
             dir,
