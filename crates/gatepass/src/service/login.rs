@@ -142,7 +142,7 @@ impl AuthService {
     ) -> Result<TokenGrant> {
         match self.login_step(username, password, client, browser).await? {
             LoginStep::Granted(grant) => Ok(*grant),
-            LoginStep::MfaRequired(_) => Err(Error::MfaRequired),
+            LoginStep::MfaRequired(..) => Err(Error::MfaRequired),
         }
     }
 
@@ -185,7 +185,7 @@ impl AuthService {
             }
             Ok(user) if self.has_mfa(user.id.as_str()).await? => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "mfa_required").increment(1);
-                Ok(LoginStep::MfaRequired(self.issue_mfa_challenge(&user, client).await?))
+                self.issue_mfa_challenge(&user, client).await
             }
             Ok(user) => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "ok").increment(1);

@@ -6,6 +6,7 @@ pub mod email;
 pub mod info;
 pub mod introspect;
 pub mod mfa;
+pub mod passkeys;
 pub mod revocation_feed;
 pub mod sessions;
 
@@ -30,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(info::router())
         .merge(introspect::router())
         .merge(mfa::router())
+        .merge(passkeys::router())
         .merge(revocation_feed::router())
 }
 

@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod email;
+pub mod passkeys;
 pub mod views;
 
 use askama::Template;
@@ -57,6 +58,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stylesheet))
         .merge(actions::router())
         .merge(email::router())
+        .merge(passkeys::router())
 }
 
 /// What the cookies say about the browser's sign-in.
@@ -101,7 +103,7 @@ pub fn render<T: Template>(status: StatusCode, template: &T) -> Response {
 
 /// The login page.
 pub fn login_page(status: StatusCode, notice: Option<Notice>, error: Option<String>, username: &str) -> Response {
-    render(status, &LoginPage { css_href: css_href(), notice, error, username: clip(username) })
+    passkeys::allow_script(render(status, &LoginPage { css_href: css_href(), notice, error, username: clip(username) }))
 }
 
 /// The registration page with the values entered and the errors next to their fields.
@@ -162,7 +164,7 @@ pub async fn home_page(
         })
         .collect();
     sessions.sort_by_key(|s| !s.current);
-    render(
+    let page = render(
         status,
         &HomePage {
             css_href: css_href(),
@@ -183,7 +185,8 @@ pub async fn home_page(
             new_email: clip(&errors.new_email),
             password_min_length: state.service.settings().password_min_length,
         },
-    )
+    );
+    passkeys::allow_script(page)
 }
 
 /// A short, readable name for a `User-Agent` string.
