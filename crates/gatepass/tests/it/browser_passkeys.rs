@@ -45,7 +45,7 @@ async fn add_virtual_authenticator(c: &Client, driver_port: u16) -> Result<Strin
         "automaticPresenceSimulation": true,
     });
     let r: Value = reqwest::Client::new().post(&url).json(&body).send().await?.json().await?;
-    let id = r["value"]["authenticatorId"].as_str().with_context(|| format!("no authenticator: {r}"))?;
+    let id = r["value"].as_str().with_context(|| format!("no authenticator: {r}"))?;
     Ok(id.to_owned())
 }
 

@@ -588,9 +588,10 @@ async fn concurrent_finishes_of_one_ceremony_let_at_most_one_through() {
         let c = ceremony_for(&app, &options);
         let one = SoftAuthenticator::new().register(&options, &c);
         let two = SoftAuthenticator::new().register(&options, &c);
+        let (name_a, name_b) = (format!("a{round}"), format!("b{round}"));
         let (a, b) = tokio::join!(
-            reg_finish(&app, &token, &ceremony, &format!("a{round}"), one),
-            reg_finish(&app, &token, &ceremony, &format!("b{round}"), two)
+            reg_finish(&app, &token, &ceremony, &name_a, one),
+            reg_finish(&app, &token, &ceremony, &name_b, two)
         );
         let ok = [a.status(), b.status()].iter().filter(|s| s.as_u16() == 201).count();
         assert!(ok <= 1, "round {round}: both finishes of one ceremony succeeded");

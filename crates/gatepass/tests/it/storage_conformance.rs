@@ -1205,7 +1205,7 @@ async fn concurrent_passkey_uses(s: Arc<dyn Storage>) {
     let u = user("pk-racer");
     s.insert_user(&u).await.expect("insert");
     let id = u.id.as_str().to_owned();
-    assert!(s.add_passkey(&passkey("pr", &id, "Key", "cred-r"), &[]).await.unwrap());
+    s.add_passkey(&passkey("pr", &id, "Key", "cred-r"), &[]).await.unwrap();
     for round in 0..50i64 {
         let c = gatepass::storage::PasskeyCeremony {
             id: format!("race-{round}"),
