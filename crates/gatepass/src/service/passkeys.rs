@@ -153,6 +153,13 @@ fn credential_at(record: &PasskeyRecord) -> Result<Passkey> {
     serde_json::from_value(v).map_err(|e| Error::Internal(format!("stored passkey unreadable: {e}")))
 }
 
+/// The signature counter an assertion reports (authenticator data bytes 33–36), for the
+/// audit trail.
+fn reported_counter(credential: &PublicKeyCredential) -> Option<u32> {
+    let data = credential.response.authenticator_data.get(33..37)?;
+    Some(u32::from_be_bytes([data[0], data[1], data[2], data[3]]))
+}
+
 /// Runs a WebAuthn check (signature verification) off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("passkey check panicked: {e}")))
@@ -430,6 +437,7 @@ impl AuthService {
         let device = Self::recognised(self.device_of(client).as_ref(), user.id.as_str());
         let attempt = self.password_gate(Action::Login, user.username.as_str(), client, device).await?;
         let state: DiscoverableAuthentication = from_json(&taken.state)?;
+        let reported = reported_counter(&credential);
         let handle_ok = credential.get_user_unique_id().is_some_and(|h| h == user_handle(user.id.as_str()).as_bytes());
         let verdict = if handle_ok {
             let passkey = credential_at(&record)?;
@@ -438,7 +446,7 @@ impl AuthService {
         } else {
             Err(WebauthnError::InvalidUserUniqueId)
         };
-        let accepted = self.accept_use(&record, verdict, client).await?;
+        let accepted = self.accept_use(&record, verdict, reported, client).await?;
         let outcome = match &accepted {
             Some(_) => Ok(user),
             None => Err(Error::InvalidCredentials),
@@ -475,6 +483,7 @@ impl AuthService {
         &self,
         record: &PasskeyRecord,
         verdict: std::result::Result<AuthenticationResult, WebauthnError>,
+        reported: Option<u32>,
         client: &ClientInfo,
     ) -> Result<Option<AuthenticationResult>> {
         let result = match verdict {
@@ -482,7 +491,11 @@ impl AuthService {
             Err(WebauthnError::CredentialPossibleCompromise) => {
                 let ev =
                     event("passkey_clone_suspected", FAILURE, client).actor(&record.user_id).subject(&record.user_id);
-                let detail = serde_json::json!({ "passkey": record.id, "stored_counter": record.sign_count });
+                let detail = serde_json::json!({
+                    "passkey": record.id,
+                    "stored_counter": record.sign_count,
+                    "reported_counter": reported,
+                });
                 self.core.audit(ev.detail(detail)).await;
                 tracing::warn!(passkey = %record.id, "passkey counter went back: possibly a cloned authenticator");
                 return Ok(None);
@@ -565,9 +578,10 @@ impl AuthService {
             return Ok(None);
         }
         let state: PasskeyAuthentication = from_json(&taken.state)?;
+        let reported = reported_counter(credential);
         let credential = credential.clone();
         let verdict = blocking(move || rp.webauthn.finish_passkey_authentication(&credential, &state)).await?;
-        let Some(result) = self.accept_use(&record, verdict, client).await? else { return Ok(None) };
+        let Some(result) = self.accept_use(&record, verdict, reported, client).await? else { return Ok(None) };
         Ok(Some(passkey_amr(result.backup_eligible(), result.user_verified(), true)))
     }
 }

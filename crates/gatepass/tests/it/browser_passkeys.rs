@@ -1,7 +1,7 @@
 //! Passkeys in headless Chromium with its WebAuthn virtual authenticator (chromedriver's
 //! WebAuthn extension: CTAP2, internal transport, resident keys, user verification): a
-//! passkey added through the real account page, a passwordless sign-in through the real
-//! login page's button, the passkey as second factor through the page's script at the API
+//! passkey added through the real account page, passwordless sign-ins through the real
+//! login page (the username field's autofill, then the button), the passkey as second factor through the page's script at the API
 //! level, and its removal with step-up.
 //!
 //! Needs `GATEPASS_TEST_CHROMEDRIVER`; without it the test says it was skipped and passes.
@@ -89,13 +89,31 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
     let held = stored_credentials(c, driver_port, &authenticator).await?;
     ensure!(held.len() == 1 && held[0]["isResidentCredential"] == true, "a discoverable credential: {held:?}");
 
-    // Sign out, then in again with the button: no username, no password.
+    // Sign out: the login page asks for passkeys with conditional mediation, and the
+    // virtual authenticator (which needs no one to pick from the autofill) answers it, so
+    // the browser is signed in again without a click, a username or a password.
+    c.find(Locator::Id("logout")).await?.click().await?;
+    wait_for_text(c, "Logged in as pk.user").await?;
+    let logins: Value = app.get_auth("/api/admin/audit?event=login", app.operator()).await.json().await?;
+    ensure!(logins.to_string().contains("\"method\":\"passkey\""), "a passkey sign-in: {logins}");
+
+    // The button: with no authenticator present, the autofill request waits; the button
+    // cancels it and asks again once the authenticator (holding the same credential) is back.
+    // (Its counter as it is now: a credential with an older counter would be a clone.)
+    let credential = stored_credentials(c, driver_port, &authenticator).await?.remove(0);
+    remove_authenticator(c, driver_port, &authenticator).await?;
     c.find(Locator::Id("logout")).await?.click().await?;
     wait_for_text(c, "You have been logged out.").await?;
-    let button = c.find(Locator::Id("passkey-login")).await?;
     wait_until_visible(c, "passkey-login").await?;
     save(c, &shots, "passkeys-login.png").await?;
-    button.click().await?;
+    let authenticator = add_virtual_authenticator(c, driver_port).await?;
+    add_credential(c, driver_port, &authenticator, &credential).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ensure!(
+        c.source().await?.contains("You have been logged out."),
+        "the waiting autofill request picked up the new authenticator; the button is not what signed in"
+    );
+    c.find(Locator::Id("passkey-login")).await?.click().await?;
     wait_for_text(c, "Logged in as pk.user").await?;
 
     // The second factor at the API level, through the page script's conversions.
@@ -134,6 +152,32 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
     ensure!(audit.to_string().contains("Laptop"), "removal audited: {audit}");
     let steps: Value = app.get_auth("/api/admin/audit?event=login", app.operator()).await.json().await?;
     ensure!(steps.to_string().matches("\"passkey\"").count() >= 2, "the step-up was a passkey sign-in: {steps}");
+    Ok(())
+}
+
+async fn remove_authenticator(c: &Client, driver_port: u16, authenticator: &str) -> Result<()> {
+    let session = c.session_id().await?.context("a session id")?;
+    let url = format!("http://127.0.0.1:{driver_port}/session/{session}/webauthn/authenticator/{authenticator}");
+    let r = reqwest::Client::new().delete(&url).send().await?;
+    ensure!(r.status().is_success(), "remove authenticator: {}", r.text().await?);
+    Ok(())
+}
+
+/// Puts a credential (as Get Credentials returned it) into an authenticator.
+async fn add_credential(c: &Client, driver_port: u16, authenticator: &str, credential: &Value) -> Result<()> {
+    let session = c.session_id().await?.context("a session id")?;
+    let url =
+        format!("http://127.0.0.1:{driver_port}/session/{session}/webauthn/authenticator/{authenticator}/credential");
+    let body = json!({
+        "credentialId": credential["credentialId"],
+        "isResidentCredential": true,
+        "rpId": credential["rpId"],
+        "privateKey": credential["privateKey"],
+        "userHandle": credential["userHandle"],
+        "signCount": credential["signCount"],
+    });
+    let r = reqwest::Client::new().post(&url).json(&body).send().await?;
+    ensure!(r.status().is_success(), "add credential: {}", r.text().await?);
     Ok(())
 }
 
