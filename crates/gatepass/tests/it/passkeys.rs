@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 
 const PASSWORD: &str = "a-long-password";
 
+/// What is wrong with an answer, and how the browser data is altered to make it so.
+type Alteration = (&'static str, Box<dyn Fn(&mut Ceremony)>);
+
 /// Minimal CBOR (RFC 8949) for the few shapes an authenticator sends.
 mod cbor {
     pub fn head(major: u8, n: u64) -> Vec<u8> {
@@ -334,8 +337,7 @@ async fn bad_registrations_get_a_clear_answer_and_change_nothing() {
         }
     };
 
-    // (what is wrong, how the browser data is altered, expected status)
-    let cases: Vec<(&str, Box<dyn Fn(&mut Ceremony)>)> = vec![
+    let cases: Vec<Alteration> = vec![
         ("another challenge", Box::new(|c: &mut Ceremony| c.challenge = b64(&[7u8; 32]))),
         ("another origin", Box::new(|c: &mut Ceremony| c.origin = "http://evil.example".into())),
         ("another port", Box::new(|c: &mut Ceremony| c.origin = "http://localhost:1".into())),
@@ -408,10 +410,10 @@ async fn bad_sign_ins_are_refused_and_change_nothing() {
     let app = spawn_rp(&["--rate-limit", "false"]).await;
     let token = token_of(&app, "dave").await;
     let (mut key, _) = add_passkey(&app, &token, "Key").await;
-    let stored = || async { app.storage.passkeys(&claims(&token)["sub"].as_str().unwrap().to_owned()).await.unwrap() };
+    let stored = || async { app.storage.passkeys(claims(&token)["sub"].as_str().unwrap()).await.unwrap() };
     let before = stored().await;
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut Ceremony)>)> = vec![
+    let cases: Vec<Alteration> = vec![
         ("another challenge", Box::new(|c: &mut Ceremony| c.challenge = b64(&[9u8; 32]))),
         ("another origin", Box::new(|c: &mut Ceremony| c.origin = "http://evil.example".into())),
         ("another rp id", Box::new(|c: &mut Ceremony| c.rp_id = "evil.example".into())),
