@@ -138,6 +138,14 @@ async fn build_service(
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let (hasher, took) = password_hasher(sec.hash_cost(), cores).await?;
     crate::auth::calibrate::warn_if_off(sec.hash_cost(), took);
+    let relying_party = crate::service::passkeys::RelyingParty::for_public_url(&mail.public_url)?;
+    if relying_party.is_none() {
+        tracing::warn!(
+            public_url = %mail.public_url,
+            "passkeys are off: browsers accept only a host name as WebAuthn relying party, not an IP address; \
+             set GATEPASS_PUBLIC_URL (http://localhost:PORT for development)"
+        );
+    }
     let core =
         Core::open(storage, hasher, configured_settings(args), audit_key(sec, &args.store)?).await?.with_mail(mail);
     let (keys, issuer, verifier) = token_keys(sec, &args.store, &core, true).await?;
@@ -150,6 +158,10 @@ async fn build_service(
         .with_key_management(keys)
         .with_device_cookies(DeviceCookies::new(secret))
         .with_feed_buffer(args.revocation_feed_buffer as usize);
+    let service = match relying_party {
+        Some(rp) => service.with_relying_party(rp),
+        None => service,
+    };
     let service = match &args.abuse.redis_url {
         Some(url) => {
             let limiter = crate::auth::ratelimit_redis::RedisLimiter::new(url, &args.abuse.redis_prefix)?;

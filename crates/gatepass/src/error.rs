@@ -94,6 +94,13 @@ pub enum Error {
     /// 409 `mfa_already_enabled`: the account already has an active TOTP factor.
     #[error("second factor already enabled")]
     MfaAlreadyEnabled,
+    /// 409 `passkey_name_taken`: another of the account's passkeys has this name.
+    #[error("passkey name taken")]
+    PasskeyNameTaken,
+    /// 503 `passkeys_unavailable`: the public URL cannot be a WebAuthn relying party (an IP
+    /// address rather than a host name), so passkeys are off.
+    #[error("passkeys unavailable")]
+    PasskeysUnavailable,
     /// 413 `payload_too_large`.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -193,6 +200,10 @@ pub enum ErrorCode {
     UsernameTaken,
     /// 409: the account already has an active TOTP factor.
     MfaAlreadyEnabled,
+    /// 409: another of the account's passkeys has this name.
+    PasskeyNameTaken,
+    /// 503: passkeys are off (the public URL is not a host name).
+    PasskeysUnavailable,
     /// 413.
     PayloadTooLarge,
     /// 415.
@@ -232,11 +243,11 @@ impl ErrorCode {
             C::NotFound => StatusCode::NOT_FOUND,
             C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            C::UsernameTaken | C::EmailTaken | C::MfaAlreadyEnabled => StatusCode::CONFLICT,
+            C::UsernameTaken | C::EmailTaken | C::MfaAlreadyEnabled | C::PasskeyNameTaken => StatusCode::CONFLICT,
             C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            C::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            C::StorageUnavailable | C::PasskeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             C::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -272,6 +283,8 @@ impl ErrorCode {
             C::RequestTimeout => "request_timeout",
             C::UsernameTaken => "username_taken",
             C::MfaAlreadyEnabled => "mfa_already_enabled",
+            C::PasskeyNameTaken => "passkey_name_taken",
+            C::PasskeysUnavailable => "passkeys_unavailable",
             C::PayloadTooLarge => "payload_too_large",
             C::UnsupportedMediaType => "unsupported_media_type",
             C::RateLimited => "rate_limited",
@@ -332,6 +345,8 @@ impl Error {
             Error::RequestTimeout => C::RequestTimeout,
             Error::UsernameTaken => C::UsernameTaken,
             Error::MfaAlreadyEnabled => C::MfaAlreadyEnabled,
+            Error::PasskeyNameTaken => C::PasskeyNameTaken,
+            Error::PasskeysUnavailable => C::PasskeysUnavailable,
             Error::PayloadTooLarge => C::PayloadTooLarge,
             Error::UnsupportedMediaType(_) => C::UnsupportedMediaType,
             Error::RateLimited { .. } => C::RateLimited,
@@ -380,6 +395,12 @@ impl Error {
             Error::RequestTimeout => "The request took too long".into(),
             Error::UsernameTaken => "Username already exists".into(),
             Error::MfaAlreadyEnabled => "An authenticator app is already set up; remove it first".into(),
+            Error::PasskeyNameTaken => "You already have a passkey with this name".into(),
+            Error::PasskeysUnavailable => {
+                "Passkeys are off: GATEPASS_PUBLIC_URL must name the server by a host name (e.g. localhost), \
+                 not an IP address"
+                    .into()
+            }
             Error::PayloadTooLarge => "Request body too large (limit 64 KiB)".into(),
             Error::UnsupportedMediaType(expected) => format!("Unsupported content type; expected {expected}"),
             Error::RateLimited { retry_after } => format!("Too many attempts; retry in {retry_after} s"),

@@ -4,6 +4,7 @@
 pub mod clock;
 mod email;
 mod keys;
+mod passkey_name;
 mod password;
 mod role;
 mod session;
@@ -12,6 +13,7 @@ mod username;
 
 pub use email::Email;
 pub use keys::StoredKey;
+pub use passkey_name::PasskeyName;
 pub use password::{Password, PasswordPolicy};
 pub use role::{Role, Roles};
 pub use session::Revocation;

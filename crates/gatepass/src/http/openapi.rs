@@ -52,6 +52,7 @@ pub const BASIC: &str = "introspection_client";
         (name = "accounts", description = "Registration, login, profile, password change"),
         (name = "sessions", description = "Refresh-token rotation, logout, the caller's sessions"),
         (name = "mfa", description = "Second factors: authenticator apps (TOTP), recovery codes, the second login step"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): adding, renaming and removing them, passwordless sign-in"),
         (name = "admin", description = "Accounts, audit trail, signing keys, runtime settings (role `admin` or the operator token)"),
         (name = "tokens", description = "Key discovery, introspection (RFC 7662), revocation (RFC 7009)"),
         (name = "compat", description = "Routes the seed tutorials' clients call"),

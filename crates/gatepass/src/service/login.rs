@@ -6,7 +6,7 @@
 use gatepass_verify::AccessClaims;
 
 use super::backoff::Step;
-use super::mfa::{ChallengePurpose, LoginStep, SecondFactor, factor_amr};
+use super::mfa::{ChallengePurpose, LoginStep, SecondFactor};
 use super::sessions::{BrowserLogin, Renewing};
 use super::{AuthService, ClientInfo, TokenGrant, event, now};
 use crate::auth::device::Device;
@@ -142,7 +142,7 @@ impl AuthService {
     ) -> Result<TokenGrant> {
         match self.login_step(username, password, client, browser).await? {
             LoginStep::Granted(grant) => Ok(*grant),
-            LoginStep::MfaRequired(_) => Err(Error::MfaRequired),
+            LoginStep::MfaRequired(..) => Err(Error::MfaRequired),
             LoginStep::EnrolmentRequired(_) => Err(Error::MfaEnrollmentRequired),
         }
     }
@@ -186,7 +186,8 @@ impl AuthService {
             }
             Ok(user) if self.has_mfa(user.id.as_str()).await? => {
                 metrics::counter!("gatepass_logins_total", "outcome" => "mfa_required").increment(1);
-                Ok(LoginStep::MfaRequired(self.issue_mfa_challenge(&user, client, ChallengePurpose::Login).await?))
+                let challenge = self.issue_mfa_challenge(&user, client, ChallengePurpose::Login).await?;
+                Ok(LoginStep::MfaRequired(challenge, self.mfa_methods(user.id.as_str()).await?))
             }
             // The role policy: no token until a factor is set up, with a challenge that
             // works only for that (and, like the other, only for this client).
@@ -298,10 +299,13 @@ impl AuthService {
         let attempt = self.password_gate(Action::Login, &claims.username, client, device).await?;
         let user = self.current_user(claims).await?;
         let mut verdict = self.check_password(Some(user), &password).await?;
-        if let (Ok(user), Some(f)) = (&verdict, factor)
-            && !self.check_factor(user, f).await?
-        {
-            verdict = Err("wrong_factor");
+        let mut factor_amr = None;
+        if let (Ok(user), Some(f)) = (&verdict, factor) {
+            // No second-step challenge here: a passkey assertion cannot match one.
+            match self.check_factor(user, f, "", client).await? {
+                Some(amr) => factor_amr = Some(amr),
+                None => verdict = Err("wrong_factor"),
+            }
         }
         let reason = verdict.as_ref().err().copied();
         if let Err(e) = self.note_attempt(&attempt, verdict.map_err(|_| Error::InvalidCredentials)).await {
@@ -313,7 +317,7 @@ impl AuthService {
         if user.disabled {
             return Err(Error::InvalidCredentials);
         }
-        let amr = factor.map_or_else(super::pwd_amr, factor_amr);
+        let amr = factor_amr.unwrap_or_else(super::pwd_amr);
         let grant = self.start_session(user, now(), &amr, client, Renewing::Required(claims)).await?;
         let ev = event("reauth", SUCCESS, client).actor(&claims.sub).subject(&claims.sub);
         self.core.audit(ev.detail(serde_json::json!({ "replaced_session": claims.sid }))).await;

@@ -31,6 +31,8 @@ const RECOVERY_CODE_CHARS: usize = 24;
 const TOTP_ISSUER: &str = "gatepass";
 /// The second-factor methods a challenge can be answered with.
 pub const METHODS: [&str; 2] = ["totp", "recovery_code"];
+/// The method of a passkey at the second step, offered when the account has one.
+pub const WEBAUTHN: &str = "webauthn";
 
 /// What a TOTP enrolment shows the user, once.
 #[derive(Debug)]
@@ -59,6 +61,8 @@ pub enum SecondFactor<'a> {
     Totp(&'a str),
     /// One of the recovery codes.
     RecoveryCode(&'a str),
+    /// A passkey's assertion for the options of `/api/login/mfa/webauthn/options`.
+    Webauthn(&'a super::passkeys::PublicKeyCredential),
 }
 
 /// The outcome of the password step of a login.
@@ -66,8 +70,9 @@ pub enum SecondFactor<'a> {
 pub enum LoginStep {
     /// Signed in.
     Granted(Box<TokenGrant>),
-    /// The password was right and the account has a second factor: answer this challenge.
-    MfaRequired(String),
+    /// The password was right and the account has a second factor: answer this challenge
+    /// with one of these methods.
+    MfaRequired(String, Vec<&'static str>),
     /// The password was right, the account's roles require a second factor and it has
     /// none: enrol one with this challenge ([`AuthService::enrolment_start`]).
     EnrolmentRequired(String),
@@ -89,20 +94,12 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// The digest a challenge is bound to: the client's address and user agent, and the
 /// purpose (so a challenge of one purpose never matches at the other's step).
-pub(super) fn client_digest(client: &ClientInfo, purpose: ChallengePurpose) -> String {
+pub(crate) fn client_digest(client: &ClientInfo, purpose: ChallengePurpose) -> String {
     let ip = client.ip.as_deref().unwrap_or("");
     let ua = client.user_agent.as_deref().unwrap_or("");
     match purpose {
         ChallengePurpose::Login => sha256_hex(format!("{ip}\0{ua}").as_bytes()),
         ChallengePurpose::Enrol => sha256_hex(format!("enrol\0{ip}\0{ua}").as_bytes()),
-    }
-}
-
-/// The `amr` of a session started with the password and `factor`.
-pub(super) fn factor_amr(factor: SecondFactor<'_>) -> Vec<String> {
-    match factor {
-        SecondFactor::Totp(_) => vec!["pwd".into(), "otp".into(), "mfa".into()],
-        SecondFactor::RecoveryCode(_) => vec!["pwd".into(), "mfa".into(), "recovery_code".into()],
     }
 }
 
@@ -116,7 +113,7 @@ fn normalize_recovery_code(code: &str) -> Option<String> {
 /// Ten new recovery codes (120 random bits each, six groups of four base32 characters)
 /// and the digests to store. At 112 bits or more a plain SHA-256 digest is a sound way to
 /// store them (ASVS 5 §6.5.2): no guess can be tested against it faster than online.
-pub(super) fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
+pub(crate) fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut rng = rand::rng();
     let mut codes = Vec::with_capacity(RECOVERY_CODES);
@@ -183,7 +180,17 @@ impl AuthService {
     /// # Errors
     /// Storage errors.
     pub async fn has_mfa(&self, user_id: &str) -> Result<bool> {
-        Ok(self.core.storage.totp_factor(user_id).await?.is_some_and(|f| f.active))
+        Ok(self.core.storage.totp_factor(user_id).await?.is_some_and(|f| f.active) || self.has_passkey(user_id).await?)
+    }
+
+    /// The methods the second step offers this account: the app's and the recovery codes'
+    /// always (they say nothing about what the account has), `webauthn` when it has a passkey.
+    pub(super) async fn mfa_methods(&self, user_id: &str) -> Result<Vec<&'static str>> {
+        let mut methods = METHODS.to_vec();
+        if self.has_passkey(user_id).await? {
+            methods.push(WEBAUTHN);
+        }
+        Ok(methods)
     }
 
     /// The step-up rule for sensitive actions (address change, ending other sessions): a
@@ -225,7 +232,7 @@ impl AuthService {
     pub async fn mfa_status(&self, claims: &AccessClaims) -> Result<MfaStatus> {
         let storage = &self.core.storage;
         let totp = storage.totp_factor(&claims.sub).await?.map(|f| f.active);
-        let left = if totp == Some(true) { storage.recovery_codes_left(&claims.sub).await? } else { 0 };
+        let left = if self.has_mfa(&claims.sub).await? { storage.recovery_codes_left(&claims.sub).await? } else { 0 };
         Ok(MfaStatus { totp, recovery_codes_left: left })
     }
 
@@ -395,11 +402,14 @@ impl AuthService {
         };
         let device = Self::recognised(self.device_of(client).as_ref(), user.id.as_str());
         let attempt = self.password_gate(Action::Login, user.username.as_str(), client, device).await?;
-        let verdict = self.check_factor(&user, factor).await;
-        let amr = factor_amr(factor);
+        let verdict = self.check_factor(&user, factor, &digest, client).await;
+        let mut amr = Vec::new();
         let outcome = match verdict {
-            Ok(true) => Ok(user),
-            Ok(false) => Err(Error::InvalidCredentials),
+            Ok(Some(accepted)) => {
+                amr = accepted;
+                Ok(user)
+            }
+            Ok(None) => Err(Error::InvalidCredentials),
             Err(e) => Err(e),
         };
         let user = match self.note_attempt(&attempt, outcome).await {
@@ -414,6 +424,7 @@ impl AuthService {
         let method = match factor {
             SecondFactor::Totp(_) => "totp",
             SecondFactor::RecoveryCode(_) => "recovery_code",
+            SecondFactor::Webauthn(_) => WEBAUTHN,
         };
         if matches!(factor, SecondFactor::RecoveryCode(_)) {
             let ev = event("mfa_recovery_code_used", SUCCESS, client).actor(user.id.as_str()).subject(user.id.as_str());
@@ -435,21 +446,33 @@ impl AuthService {
     }
 
     /// Checks (and uses up) a second factor of `user`: a TOTP code whose time step is
-    /// later than any accepted before, or an unused recovery code.
-    pub(super) async fn check_factor(&self, user: &User, factor: SecondFactor<'_>) -> Result<bool> {
+    /// later than any accepted before, an unused recovery code, or a passkey's assertion
+    /// for the options handed out for this challenge. The session's `amr` when accepted.
+    pub(super) async fn check_factor(
+        &self,
+        user: &User,
+        factor: SecondFactor<'_>,
+        challenge_digest: &str,
+        client: &ClientInfo,
+    ) -> Result<Option<Vec<String>>> {
         let id = user.id.as_str();
         let storage = &self.core.storage;
+        let amr = |m: &[&str]| m.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         match factor {
             SecondFactor::Totp(code) => {
-                let Some(f) = storage.totp_factor(id).await?.filter(|f| f.active) else { return Ok(false) };
+                let Some(f) = storage.totp_factor(id).await?.filter(|f| f.active) else { return Ok(None) };
                 let secret = self.master()?.open_totp(id, &f.secret)?;
-                let Some(step) = totp::verify(&secret, code.trim(), now()) else { return Ok(false) };
+                let Some(step) = totp::verify(&secret, code.trim(), now()) else { return Ok(None) };
                 // The compare-and-swap refuses this step if it, or a later one, was used.
-                Ok(storage.accept_totp_step(id, step).await?)
+                Ok(storage.accept_totp_step(id, step).await?.then(|| amr(&["pwd", "otp", "mfa"])))
             }
             SecondFactor::RecoveryCode(code) => {
-                let Some(code) = normalize_recovery_code(code) else { return Ok(false) };
-                Ok(storage.use_recovery_code(id, &sha256_hex(code.as_bytes()), now()).await?)
+                let Some(code) = normalize_recovery_code(code) else { return Ok(None) };
+                let used = storage.use_recovery_code(id, &sha256_hex(code.as_bytes()), now()).await?;
+                Ok(used.then(|| amr(&["pwd", "mfa", "recovery_code"])))
+            }
+            SecondFactor::Webauthn(credential) => {
+                self.check_passkey_factor(user, challenge_digest, credential, client).await
             }
         }
     }

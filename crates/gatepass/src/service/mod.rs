@@ -11,8 +11,8 @@
 //! (following other writers), [`keys`] (signing keys), [`key_revocation`] (revoking a
 //! signing key in an emergency), [`import`] (accounts from another database), [`mail`]
 //! (composing mail, the outbox sender), [`email`] (verifying and changing addresses,
-//! notices), [`recovery`] (forgotten passwords) and [`mfa`] (second factors and the
-//! second login step). A new feature gets a file of its own
+//! notices), [`recovery`] (forgotten passwords), [`mfa`] (second factors and the
+//! second login step) and [`passkeys`] (WebAuthn credentials and their ceremonies). A new feature gets a file of its own
 //! here.
 
 use gatepass_verify::Verifier;
@@ -41,6 +41,7 @@ pub mod login;
 pub mod mail;
 pub mod mfa;
 pub mod mfa_enrolment;
+pub mod passkeys;
 pub mod recovery;
 pub mod revocation_feed;
 pub mod sessions;
@@ -196,6 +197,8 @@ pub struct AuthService {
     limiter: Arc<dyn Limiter>,
     devices: DeviceCookies,
     verified: VerifiedCache,
+    /// The WebAuthn relying party; `None` when the public URL cannot be one.
+    rp: Option<Arc<passkeys::RelyingParty>>,
 }
 
 impl AuthService {
@@ -217,6 +220,7 @@ impl AuthService {
             limiter: Arc::new(LocalLimiter::default()),
             devices: DeviceCookies::ephemeral(),
             verified: VerifiedCache::default(),
+            rp: None,
         }
     }
 
@@ -243,6 +247,12 @@ impl AuthService {
     /// and every restart recognises the same browsers; until then a key of this process).
     pub fn with_device_cookies(mut self, devices: DeviceCookies) -> Self {
         self.devices = devices;
+        self
+    }
+
+    /// Turns passkeys on for this relying party.
+    pub fn with_relying_party(mut self, rp: passkeys::RelyingParty) -> Self {
+        self.rp = Some(Arc::new(rp));
         self
     }
 

@@ -181,11 +181,15 @@ where
             .execute(&mut **tx)
             .await
             .map_err(DB::map_err)?;
-        sqlx::query::<DB>("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(DB::map_err)?;
+        // Passkeys are a factor too: their recovery codes stay while they do.
+        sqlx::query::<DB>(
+            "DELETE FROM mfa_recovery_codes WHERE user_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1)",
+        )
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(DB::map_err)?;
         Ok(DB::rows_affected(&r) == 1)
     }
 

@@ -10,6 +10,7 @@ pub mod failures;
 mod keys;
 pub mod mail;
 pub mod mfa;
+pub mod passkeys;
 mod postgres;
 pub mod revocation_feed;
 mod rows;
@@ -22,6 +23,7 @@ pub use failures::FailureStore;
 pub use keys::{KeyRevocation, KeyStore};
 pub use mail::{EmailConfirmed, OneTimeToken, OutboxMail, OutboxStore, TokenPurpose, TokenStore};
 pub use mfa::{MfaChallenge, MfaStore, TotpFactor};
+pub use passkeys::{PasskeyCeremony, PasskeyRecord, PasskeyStore, PasskeyUse};
 pub use postgres::PostgresStorage;
 pub use revocation_feed::{FeedEntry, FeedItem, RevocationFeed};
 pub use sqlite::SqliteStorage;
@@ -204,6 +206,7 @@ pub trait Storage:
     + FailureStore
     + KeyStore
     + MfaStore
+    + PasskeyStore
     + RevocationFeed
     + OutboxStore
     + TokenStore

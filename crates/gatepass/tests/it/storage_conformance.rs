@@ -1096,6 +1096,158 @@ async fn concurrent_mfa_enrolment(s: Arc<dyn Storage>) {
     }
 }
 
+fn passkey(id: &str, user_id: &str, name: &str, credential_id: &str) -> gatepass::storage::PasskeyRecord {
+    gatepass::storage::PasskeyRecord {
+        id: id.into(),
+        user_id: user_id.into(),
+        name: name.into(),
+        credential_id: credential_id.into(),
+        credential: format!("{{\"cred\":\"{credential_id}\"}}"),
+        sign_count: 0,
+        backup_eligible: true,
+        backup_state: false,
+        created_at: NOW,
+        last_used_at: None,
+    }
+}
+
+/// Passkeys: names unique per account, credential ids unique overall, the first one
+/// brings recovery codes and the last one takes them, counters move by compare-and-swap,
+/// ceremonies are taken once, only as their kind, and not after expiry.
+async fn passkeys_and_ceremonies(s: Arc<dyn Storage>) {
+    let (alice, bob) = (user("pk-alice"), user("pk-bob"));
+    s.insert_user(&alice).await.expect("insert");
+    s.insert_user(&bob).await.expect("insert");
+    let (a, b) = (alice.id.as_str(), bob.id.as_str());
+    let codes: Vec<String> = (0..10).map(|i| format!("pk-code-{i}")).collect();
+    assert!(s.add_passkey(&passkey("p1", a, "Laptop", "cred-1"), &codes).await.unwrap());
+    assert_eq!(s.recovery_codes_left(a).await.unwrap(), 10);
+    // A second passkey brings no new codes.
+    assert!(!s.add_passkey(&passkey("p2", a, "Phone", "cred-2"), &["other".into()]).await.unwrap());
+    assert_eq!(s.recovery_codes_left(a).await.unwrap(), 10);
+    // Same name on the same account, same credential anywhere: conflicts, nothing stored.
+    assert!(matches!(s.add_passkey(&passkey("p3", a, "Laptop", "cred-3"), &[]).await, Err(StorageError::Conflict)));
+    assert!(matches!(s.add_passkey(&passkey("p3", b, "Key", "cred-1"), &codes).await, Err(StorageError::Conflict)));
+    assert_eq!(s.passkey_count(b).await.unwrap(), 0);
+    assert_eq!(s.recovery_codes_left(b).await.unwrap(), 0);
+    // Another account may use the name.
+    assert!(s.add_passkey(&passkey("p4", b, "Laptop", "cred-4"), &[]).await.is_ok());
+    let mine = s.passkeys(a).await.unwrap();
+    assert_eq!(mine.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1", "p2"]);
+    assert_eq!(mine[0], passkey("p1", a, "Laptop", "cred-1"));
+    assert_eq!(s.passkey_by_credential_id("cred-4").await.unwrap().map(|p| p.user_id), Some(b.to_owned()));
+    assert!(s.passkey_by_credential_id("nope").await.unwrap().is_none());
+    // Renaming: only one's own, never onto another of one's names.
+    assert!(matches!(s.rename_passkey(a, "p2", "Laptop").await, Err(StorageError::Conflict)));
+    assert!(!s.rename_passkey(b, "p2", "Mine").await.unwrap());
+    assert!(s.rename_passkey(a, "p2", "Work phone").await.unwrap());
+    // Counter compare-and-swap.
+    let used = |old: i64, new: i64| gatepass::storage::PasskeyUse {
+        id: "p1",
+        old_count: old,
+        new_count: new,
+        credential: "{\"cred\":\"updated\"}",
+        backup_state: true,
+        now: NOW + 5,
+    };
+    assert!(s.record_passkey_use(used(0, 3)).await.unwrap());
+    assert!(!s.record_passkey_use(used(0, 4)).await.unwrap(), "read at a stale counter");
+    let p1 = s.passkey_by_credential_id("cred-1").await.unwrap().unwrap();
+    assert_eq!((p1.sign_count, p1.backup_state, p1.last_used_at), (3, true, Some(NOW + 5)));
+    // Removal: only one's own; the last factor takes the codes.
+    assert!(!s.remove_passkey(b, "p1").await.unwrap());
+    assert!(s.remove_passkey(a, "p1").await.unwrap());
+    assert_eq!(s.recovery_codes_left(a).await.unwrap(), 10);
+    assert!(s.remove_passkey(a, "p2").await.unwrap());
+    assert_eq!(s.recovery_codes_left(a).await.unwrap(), 0);
+    assert!(!s.remove_passkey(a, "p2").await.unwrap());
+    // Ceremonies.
+    let ceremony = |id: &str, kind: &str, exp: i64| gatepass::storage::PasskeyCeremony {
+        id: id.into(),
+        kind: kind.into(),
+        user_id: Some(a.into()),
+        client_hash: "client".into(),
+        state: "{}".into(),
+        created_at: NOW,
+        expires_at: exp,
+    };
+    s.put_passkey_ceremony(&ceremony("k1", "registration", NOW + 300)).await.unwrap();
+    s.put_passkey_ceremony(&ceremony("k2", "login", NOW + 1)).await.unwrap();
+    assert_eq!(s.take_passkey_ceremony("k1", "login", NOW).await.unwrap(), None, "another kind");
+    assert_eq!(
+        s.take_passkey_ceremony("k1", "registration", NOW).await.unwrap(),
+        Some(ceremony("k1", "registration", NOW + 300))
+    );
+    assert_eq!(s.take_passkey_ceremony("k1", "registration", NOW).await.unwrap(), None);
+    assert_eq!(s.take_passkey_ceremony("k2", "login", NOW + 1).await.unwrap(), None, "expired");
+    // Putting again under one id replaces.
+    s.put_passkey_ceremony(&ceremony("k3", "mfa", NOW + 300)).await.unwrap();
+    let mut newer = ceremony("k3", "mfa", NOW + 300);
+    newer.state = "{\"new\":1}".into();
+    s.put_passkey_ceremony(&newer).await.unwrap();
+    assert_eq!(s.take_passkey_ceremony("k3", "mfa", NOW).await.unwrap(), Some(newer));
+    // A challenge can be read without taking it.
+    let ch = gatepass::storage::MfaChallenge {
+        challenge_hash: "pk-c".into(),
+        user_id: a.into(),
+        client_hash: "client".into(),
+        created_at: NOW,
+        expires_at: NOW + 300,
+    };
+    s.insert_mfa_challenge(&ch).await.unwrap();
+    assert_eq!(s.peek_mfa_challenge("pk-c", NOW).await.unwrap(), Some(ch.clone()));
+    assert_eq!(s.peek_mfa_challenge("pk-c", NOW + 300).await.unwrap(), None);
+    assert_eq!(s.take_mfa_challenge("pk-c", NOW).await.unwrap(), Some(ch));
+    // An account's TOTP removal leaves the codes its passkeys need.
+    assert!(s.add_passkey(&passkey("p5", a, "Key", "cred-5"), &codes).await.unwrap());
+    assert!(s.put_pending_totp(a, "sealed", NOW).await.unwrap());
+    assert!(s.remove_totp(a).await.unwrap());
+    assert_eq!(s.recovery_codes_left(a).await.unwrap(), 10);
+}
+
+/// Concurrent takes of one ceremony and concurrent counter updates: exactly one wins.
+async fn concurrent_passkey_uses(s: Arc<dyn Storage>) {
+    let u = user("pk-racer");
+    s.insert_user(&u).await.expect("insert");
+    let id = u.id.as_str().to_owned();
+    s.add_passkey(&passkey("pr", &id, "Key", "cred-r"), &[]).await.unwrap();
+    for round in 0..50i64 {
+        let c = gatepass::storage::PasskeyCeremony {
+            id: format!("race-{round}"),
+            kind: "login".into(),
+            user_id: None,
+            client_hash: "client".into(),
+            state: "{}".into(),
+            created_at: NOW,
+            expires_at: NOW + 300,
+        };
+        s.put_passkey_ceremony(&c).await.unwrap();
+        let mut tasks = Vec::new();
+        for n in 0..6i64 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let taken = s.take_passkey_ceremony(&format!("race-{round}"), "login", NOW).await.unwrap().is_some();
+                let used = gatepass::storage::PasskeyUse {
+                    id: "pr",
+                    old_count: round,
+                    new_count: round + 1,
+                    credential: "{}",
+                    backup_state: n % 2 == 0,
+                    now: NOW,
+                };
+                (taken, s.record_passkey_use(used).await.unwrap())
+            }));
+        }
+        let (mut taken, mut used) = (0, 0);
+        for t in tasks {
+            let (a, b) = t.await.unwrap();
+            taken += i32::from(a);
+            used += i32::from(b);
+        }
+        assert_eq!((taken, used), (1, 1), "round {round}");
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1146,6 +1298,8 @@ conformance!(
     mfa_factors_and_challenges,
     concurrent_mfa_uses,
     concurrent_mfa_enrolment,
+    passkeys_and_ceremonies,
+    concurrent_passkey_uses,
 );
 
 #[test]

@@ -201,7 +201,7 @@ async fn login(
     match state.service.login_step(username, password, &client, browser).await? {
         LoginStep::Granted(grant) => Ok(token_response(&state, StatusCode::OK, "Login successful", &grant, delivery)),
         // No token of any kind, whichever delivery was asked for: the second step issues them.
-        LoginStep::MfaRequired(challenge) => Ok(super::mfa::mfa_required_response(challenge)),
+        LoginStep::MfaRequired(challenge, methods) => Ok(super::mfa::mfa_required_response(challenge, methods)),
         LoginStep::EnrolmentRequired(challenge) => Ok(super::mfa_enrolment::enrollment_required_response(challenge)),
     }
 }

@@ -198,6 +198,9 @@ pub struct LoginMfaRequest {
     totp: Option<String>,
     /// One of the recovery codes.
     recovery_code: Option<String>,
+    /// A passkey's assertion for the options of `/api/login/mfa/webauthn/options`.
+    #[schema(value_type = Object)]
+    webauthn: Option<Box<crate::service::passkeys::PublicKeyCredential>>,
 }
 
 /// `?cookie=` of the second step.
@@ -217,8 +220,9 @@ impl MfaDeliveryQuery {
 
 /// Log in: the second factor
 ///
-/// Finishes a login that answered `mfa_required`: the challenge with a TOTP code or a
-/// recovery code. The answer is the same as `/api/login`'s. A challenge works once,
+/// Finishes a login that answered `mfa_required`: the challenge with a TOTP code, a
+/// recovery code or a passkey's assertion (`webauthn`, for the options of
+/// `/api/login/mfa/webauthn/options`). The answer is the same as `/api/login`'s. A challenge works once,
 /// whatever the outcome, so a wrong code means signing in again; every refusal is
 /// `401 invalid_credentials`.
 #[utoipa::path(post, path = "/api/login/mfa", tag = "mfa", params(MfaDeliveryQuery), request_body = LoginMfaRequest,
@@ -236,10 +240,11 @@ async fn login_mfa(
         .as_deref()
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ValidationError::new("challenge", "is required"))?;
-    let factor = match (req.totp.as_deref(), req.recovery_code.as_deref()) {
-        (Some(code), None) => SecondFactor::Totp(code),
-        (None, Some(code)) => SecondFactor::RecoveryCode(code),
-        _ => return Err(ValidationError::new("totp", "send exactly one of totp and recovery_code").into()),
+    let factor = match (req.totp.as_deref(), req.recovery_code.as_deref(), req.webauthn.as_deref()) {
+        (Some(code), None, None) => SecondFactor::Totp(code),
+        (None, Some(code), None) => SecondFactor::RecoveryCode(code),
+        (None, None, Some(credential)) => SecondFactor::Webauthn(credential),
+        _ => return Err(ValidationError::new("totp", "send exactly one of totp, recovery_code and webauthn").into()),
     };
     let delivery = if query.cookie.unwrap_or(false) { Delivery::Cookies(cookies) } else { Delivery::Body };
     let browser = matches!(delivery, Delivery::Cookies(_)).then_some(BrowserLogin { held: held.as_ref() });
@@ -248,7 +253,7 @@ async fn login_mfa(
 }
 
 /// Shapes the first step's answer for an account with a second factor.
-pub fn mfa_required_response(challenge: String) -> Response {
-    let body = MfaRequired { mfa_required: true, challenge, methods: crate::service::mfa::METHODS.to_vec() };
+pub fn mfa_required_response(challenge: String, methods: Vec<&'static str>) -> Response {
+    let body = MfaRequired { mfa_required: true, challenge, methods };
     no_store(Json(body).into_response())
 }

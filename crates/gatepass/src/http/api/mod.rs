@@ -7,6 +7,7 @@ pub mod info;
 pub mod introspect;
 pub mod mfa;
 pub mod mfa_enrolment;
+pub mod passkeys;
 pub mod revocation_feed;
 pub mod sessions;
 
@@ -32,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(introspect::router())
         .merge(mfa::router())
         .merge(mfa_enrolment::router())
+        .merge(passkeys::router())
         .merge(revocation_feed::router())
 }
 

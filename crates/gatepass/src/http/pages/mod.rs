@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod email;
 pub mod mfa;
+pub mod passkeys;
 pub mod views;
 
 use askama::Template;
@@ -59,6 +60,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(actions::router())
         .merge(email::router())
         .merge(mfa::router())
+        .merge(passkeys::router())
 }
 
 /// What the cookies say about the browser's sign-in.
@@ -103,7 +105,7 @@ pub fn render<T: Template>(status: StatusCode, template: &T) -> Response {
 
 /// The login page.
 pub fn login_page(status: StatusCode, notice: Option<Notice>, error: Option<String>, username: &str) -> Response {
-    render(status, &LoginPage { css_href: css_href(), notice, error, username: clip(username) })
+    passkeys::allow_script(render(status, &LoginPage { css_href: css_href(), notice, error, username: clip(username) }))
 }
 
 /// The registration page with the values entered and the errors next to their fields.
@@ -172,7 +174,7 @@ pub async fn home_page(
         })
         .collect();
     sessions.sort_by_key(|s| !s.current);
-    render(
+    let page = render(
         status,
         &HomePage {
             css_href: css_href(),
@@ -198,7 +200,8 @@ pub async fn home_page(
             mfa_error: errors.mfa,
             mfa_reauth_error: errors.mfa_reauth,
         },
-    )
+    );
+    passkeys::allow_script(page)
 }
 
 /// A short, readable name for a `User-Agent` string.
