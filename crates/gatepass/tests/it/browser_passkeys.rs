@@ -93,9 +93,17 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
     // virtual authenticator (which needs no one to pick from the autofill) answers it, so
     // the browser is signed in again without a click, a username or a password.
     c.find(Locator::Id("logout")).await?.click().await?;
-    wait_for_text(c, "Logged in as pk.user").await?;
-    let logins: Value = app.get_auth("/api/admin/audit?event=login", app.operator()).await.json().await?;
+    // (The old page may still show the name for a moment: wait for the sign-in itself.)
+    let mut logins = Value::Null;
+    for _ in 0..100 {
+        logins = app.get_auth("/api/admin/audit?event=login", app.operator()).await.json().await?;
+        if logins.to_string().contains("\"method\":\"passkey\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     ensure!(logins.to_string().contains("\"method\":\"passkey\""), "a passkey sign-in: {logins}");
+    wait_for_text(c, "Logged in as pk.user").await?;
 
     // The button: with no authenticator present, the autofill request waits; the button
     // cancels it and asks again once the authenticator (holding the same credential) is back.
