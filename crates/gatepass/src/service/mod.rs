@@ -11,8 +11,8 @@
 //! (following other writers), [`keys`] (signing keys), [`key_revocation`] (revoking a
 //! signing key in an emergency), [`import`] (accounts from another database), [`mail`]
 //! (composing mail, the outbox sender), [`email`] (verifying and changing addresses,
-//! notices), [`recovery`] (forgotten passwords) and [`mfa`] (second factors and the
-//! second login step). A new feature gets a file of its own
+//! notices), [`recovery`] (forgotten passwords), [`mfa`] (second factors and the
+//! second login step) and [`oauth`] (gatepass as an OAuth 2.1 / OpenID Connect provider). A new feature gets a file of its own
 //! here.
 
 use gatepass_verify::Verifier;
@@ -39,6 +39,7 @@ pub mod keys;
 pub mod login;
 pub mod mail;
 pub mod mfa;
+pub mod oauth;
 pub mod recovery;
 pub mod revocation_feed;
 pub mod sessions;
@@ -191,6 +192,7 @@ pub struct AuthService {
     limiter: Arc<dyn Limiter>,
     devices: DeviceCookies,
     verified: VerifiedCache,
+    oauth: oauth::Provider,
 }
 
 impl AuthService {
@@ -212,6 +214,7 @@ impl AuthService {
             limiter: Arc::new(LocalLimiter::default()),
             devices: DeviceCookies::ephemeral(),
             verified: VerifiedCache::default(),
+            oauth: oauth::Provider::default(),
         }
     }
 
@@ -225,6 +228,12 @@ impl AuthService {
     /// dropped (the per-connection buffer).
     pub fn with_feed_buffer(mut self, buffer: usize) -> Self {
         self.core.feed = revocation_feed::FeedHub::new(buffer);
+        self
+    }
+
+    /// Sets the OAuth provider (see [`oauth::Provider`]); its key is loaded separately.
+    pub fn with_oauth(mut self, provider: oauth::Provider) -> Self {
+        self.oauth = provider;
         self
     }
 

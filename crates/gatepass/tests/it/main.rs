@@ -24,6 +24,7 @@ mod import;
 mod keys;
 mod mfa;
 mod multi_instance;
+mod oidc;
 mod openapi;
 mod operator;
 mod ops;

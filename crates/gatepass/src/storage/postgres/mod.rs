@@ -14,6 +14,7 @@ mod failures;
 mod keys;
 mod mail;
 mod mfa;
+mod oauth;
 mod revocation_feed;
 
 use async_trait::async_trait;
