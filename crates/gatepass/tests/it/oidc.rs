@@ -471,3 +471,90 @@ async fn race_one_code_and_one_refresh_token_redeemed_hundreds_of_times_at_once(
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
 }
+
+/// The `openidconnect` crate (an independent client) over this harness's HTTP client.
+mod openidconnect_crate {
+    use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
+    use openidconnect::{
+        AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+        PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    };
+
+    use super::*;
+
+    /// Sends `openidconnect`'s requests with reqwest.
+    async fn send(
+        client: reqwest::Client,
+        req: openidconnect::HttpRequest,
+    ) -> Result<openidconnect::HttpResponse, reqwest::Error> {
+        let mut rb = client.request(req.method().clone(), req.uri().to_string());
+        for (name, value) in req.headers() {
+            rb = rb.header(name, value);
+        }
+        let resp = rb.body(req.body().clone()).send().await?;
+        let mut out = openidconnect::http::Response::builder().status(resp.status());
+        for (name, value) in resp.headers() {
+            out = out.header(name, value);
+        }
+        Ok(out.body(resp.bytes().await?.to_vec()).expect("response"))
+    }
+
+    #[tokio::test]
+    async fn openidconnect_discovers_exchanges_with_pkce_and_verifies_the_id_token() {
+        let app = TestApp::spawn_provider(&[]).await;
+        let (id, secret) = web_client(&app).await;
+        let session = signed_in(&app, "kate").await;
+        let http_client = app.client.clone();
+        let http = move |req: openidconnect::HttpRequest| send(http_client.clone(), req);
+
+        let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &http)
+            .await
+            .expect("discovery");
+        let client = CoreClient::from_provider_metadata(metadata, ClientId::new(id), Some(ClientSecret::new(secret)))
+            .set_redirect_uri(RedirectUrl::new(REDIRECT.to_owned()).unwrap());
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state, nonce) = client
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            .add_scope(Scope::new("profile".into()))
+            .add_scope(Scope::new("email".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        // The browser: a signed-in session and a first-party client, so no page in between.
+        let r = app.client.get(url).header("Cookie", format!("session={session}")).send().await.unwrap();
+        assert_eq!(r.status(), 303);
+        let q = query(r.headers()[LOCATION].to_str().unwrap());
+        assert_eq!(&q["state"], state.secret());
+
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(q["code"].clone()))
+            .expect("token endpoint discovered")
+            .set_pkce_verifier(verifier)
+            .request_async(&http)
+            .await
+            .expect("code exchange");
+        let id_token = tokens.id_token().expect("an ID token");
+        let id_verifier = client.id_token_verifier();
+        let claims = id_token.claims(&id_verifier, &nonce).expect("ID token verifies");
+        assert_eq!(claims.issuer().as_str(), app.base);
+        let expected = claims.access_token_hash().expect("at_hash");
+        let actual = AccessTokenHash::from_token(
+            tokens.access_token(),
+            id_token.signing_alg().unwrap(),
+            id_token.signing_key(&id_verifier).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(&actual, expected);
+        // A tampered nonce is refused by the client library: the check is real.
+        assert!(id_token.claims(&id_verifier, &Nonce::new("other".into())).is_err());
+
+        let info: CoreUserInfoClaims = client
+            .user_info(tokens.access_token().clone(), None)
+            .expect("userinfo endpoint discovered")
+            .request_async(&http)
+            .await
+            .expect("userinfo");
+        assert_eq!(info.subject(), claims.subject());
+        assert_eq!(info.preferred_username().map(|u| u.as_str()), Some("kate"));
+        assert_eq!(info.email().map(|e| e.as_str()), Some("kate@example.com"));
+    }
+}

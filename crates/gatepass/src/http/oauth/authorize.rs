@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use crate::http::AppState;
 use crate::http::extract::{Cookies, QueryParams};
-use crate::http::openapi::{BadRequest, FormRedirect};
+use crate::http::openapi::{FormBadRequest, FormErrors, FormRedirect, ServiceUnavailable};
 use crate::http::pages::actions::{SignedInForm, see_other_to};
 use crate::http::pages::{PageSession, css_href, login_page_returning, page_session, render};
 use crate::service::oauth::authorize::{AuthorizeOutcome, AuthorizeRequest, ScopeLine};
@@ -86,8 +86,7 @@ async fn respond(
 #[utoipa::path(get, path = "/oauth/authorize", tag = "oauth", params(AuthorizeRequest),
     responses((status = 200, description = "The sign-in or consent page (HTML)", content_type = "text/html"),
         (status = 303, description = "Back to the client with a code or an OAuth error"),
-        (status = 400, description = "Error page: unknown client or unregistered redirect URI", content_type = "text/html"),
-        BadRequest))]
+        FormBadRequest, ServiceUnavailable))]
 async fn authorize(
     State(state): State<AppState>,
     Cookies(cookies): Cookies,
@@ -126,7 +125,7 @@ pub struct ConsentForm {
 /// `access_denied` back to the client.
 #[utoipa::path(post, path = "/oauth/consent", tag = "oauth",
     request_body(content = ConsentForm, content_type = "application/x-www-form-urlencoded"),
-    responses(FormRedirect, (status = 400, description = "Error page", content_type = "text/html")))]
+    responses(FormRedirect, FormErrors))]
 async fn consent(State(state): State<AppState>, form: SignedInForm<ConsentForm>) -> Response {
     let SignedInForm { claims, form } = form;
     let allow = form.decision.as_deref() == Some("allow");
