@@ -617,3 +617,71 @@ async fn cli_manages_clients_of_the_running_server() {
     assert!(refused, "a deleted client's token still works");
     assert!(!cli(&app, &["clients", "show", &id]).status.success());
 }
+
+#[tokio::test]
+async fn consent_page_is_csrf_protected_unframeable_and_deny_goes_back_as_access_denied() {
+    let app = TestApp::spawn_provider(&[]).await;
+    let c =
+        register(&app, json!({ "client_name": "Third party", "redirect_uris": [REDIRECT], "scope": "openid email" }))
+            .await;
+    let id = s(&c, "client_id").to_owned();
+    let session = signed_in(&app, "mona").await;
+    let page = authorize(&app, Some(&session), &code_params(&id, "openid email")).await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Third party") && html.contains("See your e-mail address"), "{html}");
+    let fields: Vec<(String, String)> = html
+        .split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once("\" value=\"")?;
+            let (value, _) = rest.split_once('"')?;
+            Some((name.to_owned(), value.replace("&#38;", "&").replace("&amp;", "&")))
+        })
+        .collect();
+    let post = |fields: Vec<(String, String)>| {
+        app.client
+            .post(app.url("/oauth/consent"))
+            .header("Cookie", format!("session={session}"))
+            .header("Origin", app.base.clone())
+            .form(&fields)
+            .send()
+    };
+    // A forged post (wrong token) is refused and issues nothing.
+    let mut forged: Vec<(String, String)> =
+        fields.iter().filter(|(k, _)| k != "csrf_token").cloned().chain([("csrf_token".into(), "x".into())]).collect();
+    forged.push(("decision".into(), "allow".into()));
+    let r = post(forged).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get(LOCATION).is_none());
+    let user = app.storage.user_by_username("mona").await.unwrap().unwrap();
+    assert!(app.storage.consents(user.id.as_str(), &id).await.unwrap().is_empty());
+    // Deny: back to the client with access_denied and the state.
+    let mut deny = fields.clone();
+    deny.push(("decision".into(), "deny".into()));
+    let r = post(deny).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let q = query(r.headers()[LOCATION].to_str().unwrap());
+    assert_eq!((q["error"].as_str(), q["state"].as_str()), ("access_denied", "xyz"));
+    assert!(app.storage.consents(user.id.as_str(), &id).await.unwrap().is_empty());
+    // prompt=none now: consent_required, since nothing was allowed.
+    let mut none = code_params(&id, "openid email");
+    none.push(("prompt", "none"));
+    assert_eq!(redirected_error(&app, Some(&session), &none).await["error"], "consent_required");
+    // Allow: a code, and the consent is remembered (no page the next time).
+    let mut allow = fields;
+    allow.push(("decision".into(), "allow".into()));
+    let r = post(allow).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(query(r.headers()[LOCATION].to_str().unwrap()).contains_key("code"));
+    assert_eq!(authorize(&app, Some(&session), &code_params(&id, "openid")).await.status(), 303);
+    // prompt=login: the sign-in page even with a session, coming back without prompt=login.
+    let mut login = code_params(&id, "openid");
+    login.push(("prompt", "login"));
+    let r = authorize(&app, Some(&session), &login).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("name=\"return_to\"") && html.contains("auth_after=") && !html.contains("prompt=login"));
+}
