@@ -1,6 +1,7 @@
 //! The OAuth 2.1 / OpenID Connect provider's endpoints: [`authorize`] (the authorization
 //! request, its sign-in and consent pages), [`token`], [`userinfo`] and the RFC 8414
-//! metadata. They answer 404 while the provider is off (`GATEPASS_ISSUER` not a URL).
+//! metadata. While the provider is off (`GATEPASS_ISSUER` not a URL) the metadata answers
+//! 404, the authorization endpoint an error page and the token endpoint `invalid_request`.
 
 pub mod authorize;
 pub mod token;
