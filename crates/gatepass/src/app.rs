@@ -172,6 +172,17 @@ async fn build_service(
         }
         None => service,
     };
+    let provider = crate::service::oauth::Provider::new(&sec.issuer);
+    if provider.issuer().is_some() {
+        // The provider's key is generated once and shared through storage (see
+        // service/oauth/keys.rs); without an issuer URL the OAuth endpoints stay off.
+        service
+            .core()
+            .load_oauth_key(&provider, service.key_management().master.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("OAuth provider key: {}", e.message()))?;
+    }
+    let service = service.with_oauth(provider);
     service.core().load_revocations().await?;
     Ok(Arc::new(service))
 }

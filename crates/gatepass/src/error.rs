@@ -457,3 +457,127 @@ impl IntoResponse for Error {
         response
     }
 }
+
+/// The error codes of the OAuth endpoints (RFC 6749 §5.2, RFC 6750 §3.1, OpenID Connect
+/// Core §3.1.2.6). Their bodies are `{"error": "<code>", "error_description": "…"}`, as
+/// OAuth clients expect, rather than gatepass's own `{"error", "code"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthCode {
+    /// 400: a parameter is missing, repeated or malformed.
+    InvalidRequest,
+    /// 401: client authentication failed.
+    InvalidClient,
+    /// 400: the code, verifier or refresh token is invalid, expired, used or someone else's.
+    InvalidGrant,
+    /// 400: the client may not use this grant or response type.
+    UnauthorizedClient,
+    /// 400: the grant type is unknown.
+    UnsupportedGrantType,
+    /// 400: a scope is unknown or not allowed for the client.
+    InvalidScope,
+    /// 401: the bearer token is invalid, expired or revoked (RFC 6750).
+    InvalidToken,
+    /// 403: the bearer token lacks the scope (RFC 6750).
+    InsufficientScope,
+    /// 500.
+    ServerError,
+    /// 503.
+    TemporarilyUnavailable,
+}
+
+impl OAuthCode {
+    /// The code as it appears in bodies and redirects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthCode::InvalidRequest => "invalid_request",
+            OAuthCode::InvalidClient => "invalid_client",
+            OAuthCode::InvalidGrant => "invalid_grant",
+            OAuthCode::UnauthorizedClient => "unauthorized_client",
+            OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthCode::InvalidScope => "invalid_scope",
+            OAuthCode::InvalidToken => "invalid_token",
+            OAuthCode::InsufficientScope => "insufficient_scope",
+            OAuthCode::ServerError => "server_error",
+            OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    /// The HTTP status of a response carrying this code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            OAuthCode::InvalidClient | OAuthCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            OAuthCode::InsufficientScope => StatusCode::FORBIDDEN,
+            OAuthCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// An error of the token, userinfo and client-facing OAuth endpoints.
+#[derive(Debug)]
+pub struct OAuthError {
+    /// The OAuth error code.
+    pub code: OAuthCode,
+    /// A human-readable explanation (never internals).
+    pub description: String,
+}
+
+impl OAuthError {
+    /// An error with `code` and `description`.
+    pub fn new(code: OAuthCode, description: impl Into<String>) -> Self {
+        Self { code, description: description.into() }
+    }
+}
+
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::StorageUnavailable => {
+                OAuthError::new(OAuthCode::TemporarilyUnavailable, "the service is unavailable; retry later")
+            }
+            Error::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                OAuthError::new(OAuthCode::ServerError, "internal error")
+            }
+            other => OAuthError::new(OAuthCode::InvalidRequest, other.message()),
+        }
+    }
+}
+
+impl From<StorageError> for OAuthError {
+    fn from(e: StorageError) -> Self {
+        Error::from(e).into()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct OAuthErrorBody<'a> {
+    error: &'static str,
+    error_description: &'a str,
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        tracing::debug!(code = self.code.as_str(), "OAuth request refused");
+        let body = OAuthErrorBody { error: self.code.as_str(), error_description: &self.description };
+        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let challenge = match self.code {
+            // RFC 6749 §5.2: a failed client authentication names the scheme to use.
+            OAuthCode::InvalidClient => Some(r#"Basic realm="gatepass""#.to_owned()),
+            OAuthCode::InvalidToken | OAuthCode::InsufficientScope => {
+                Some(format!(r#"Bearer realm="gatepass", error="{}""#, self.code.as_str()))
+            }
+            _ => None,
+        };
+        if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, v);
+        }
+        if self.code == OAuthCode::TemporarilyUnavailable {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

@@ -316,6 +316,37 @@ impl SigningKey {
     }
 }
 
+/// A stored key opened for signing outside the ring (the ID-token key): the signer, the
+/// verifier of what it signs and its public JWK.
+pub struct OpenedKey {
+    /// Signs.
+    pub signer: Arc<SigningKey>,
+    /// Verifies what it signed.
+    pub verifying: VerifyingKey,
+    /// The public JWK as published.
+    pub jwk: serde_json::Value,
+}
+
+/// Opens a stored asymmetric key with `master`.
+///
+/// # Errors
+/// HS256 or an unknown algorithm; a key that does not decrypt under `master`, or whose
+/// public half does not match its row.
+pub fn open_stored(stored: &StoredKey, master: &MasterKey) -> anyhow::Result<OpenedKey> {
+    let alg = SigningAlgorithm::from_name(&stored.alg)
+        .filter(|a| a.is_asymmetric())
+        .ok_or_else(|| anyhow::anyhow!("key {}: not an asymmetric algorithm", stored.kid))?;
+    let jwk: serde_json::Value = serde_json::from_str(&stored.public_jwk)?;
+    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone())?;
+    let verifying = gatepass_verify::key_from_jwk(&parsed).map_err(|e| anyhow::anyhow!("key {}: {e}", stored.kid))?;
+    if verifying.alg != alg.jose() || verifying.kid != stored.kid {
+        anyhow::bail!("key {}: stored public key does not match its row", stored.kid);
+    }
+    let pkcs8 = master.open(&stored.kid, &stored.alg, &stored.private_key)?;
+    let signer = Arc::new(SigningKey { kid: stored.kid.clone(), alg, private: PrivateKey::load(alg, &pkcs8)? });
+    Ok(OpenedKey { signer, verifying, jwk })
+}
+
 /// Where a key is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {

@@ -8,6 +8,7 @@ pub mod clients;
 pub mod csrf;
 pub mod device;
 pub mod keys;
+pub mod oauth;
 pub mod onetime;
 pub mod operator;
 pub mod passwords;

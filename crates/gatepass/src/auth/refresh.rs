@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 
 /// Prefix that makes gatepass refresh tokens recognisable (and greppable in leaks).
 const PREFIX: &str = "gpr_";
+/// Prefix of the refresh tokens OAuth clients hold: neither kind is accepted where the
+/// other belongs (`/api/refresh` takes only `gpr_`, the token endpoint only this).
+pub const CLIENT_PREFIX: &str = "gpo_";
 
 /// Creates and hashes refresh tokens.
 #[derive(Clone)]
@@ -36,11 +39,23 @@ impl RefreshTokens {
         encode(&bytes)
     }
 
-    /// The token that replaces `token` on rotation.
+    /// A new random token with the OAuth clients' prefix ([`CLIENT_PREFIX`]).
+    pub fn generate_for_client(&self) -> String {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        format!("{CLIENT_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The token that replaces `token` on rotation (with the same prefix).
     pub fn successor(&self, token: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.rotation_key).expect("HMAC accepts keys of any length");
         mac.update(token.as_bytes());
-        encode(&mac.finalize().into_bytes())
+        let bytes = mac.finalize().into_bytes();
+        if token.starts_with(CLIENT_PREFIX) {
+            format!("{CLIENT_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+        } else {
+            encode(&bytes)
+        }
     }
 
     /// What storage keeps: the SHA-256 digest, hex-encoded.
@@ -49,11 +64,20 @@ impl RefreshTokens {
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Cheap shape check so garbage never reaches storage.
+    /// Cheap shape check so garbage never reaches storage (gatepass's own tokens).
     pub fn looks_valid(token: &str) -> bool {
-        token.len() == PREFIX.len() + 43
-            && token.starts_with(PREFIX)
-            && URL_SAFE_NO_PAD.decode(&token[PREFIX.len()..]).is_ok_and(|b| b.len() == 32)
+        Self::shaped(token, PREFIX)
+    }
+
+    /// The same check for the refresh tokens of OAuth clients.
+    pub fn looks_valid_for_client(token: &str) -> bool {
+        Self::shaped(token, CLIENT_PREFIX)
+    }
+
+    fn shaped(token: &str, prefix: &str) -> bool {
+        token.len() == prefix.len() + 43
+            && token.starts_with(prefix)
+            && URL_SAFE_NO_PAD.decode(&token[prefix.len()..]).is_ok_and(|b| b.len() == 32)
     }
 }
 

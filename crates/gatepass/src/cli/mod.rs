@@ -9,6 +9,7 @@ use crate::app::{self, Application};
 use crate::config::{self, SecurityArgs, ServeArgs, StoreArgs};
 
 mod audit;
+pub mod clients;
 mod import;
 mod keys;
 mod token;
@@ -82,6 +83,9 @@ pub enum Command {
     /// Manage asymmetric signing keys (works while the server runs).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage OAuth / OpenID Connect clients (works while the server runs).
+    #[command(subcommand)]
+    Clients(clients::ClientsCommand),
     /// Password hashing cost.
     #[command(subcommand)]
     Passwords(PasswordsCommand),
@@ -392,6 +396,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => {
             crate::telemetry::init("text");
             keys::run(cmd).await
+        }
+        Command::Clients(cmd) => {
+            crate::telemetry::init("text");
+            clients::run(cmd).await
         }
         Command::Secret => {
             println!("{}", config::generate_secret());

@@ -54,14 +54,16 @@ async fn jwks(State(state): State<AppState>) -> Response {
     response
 }
 
-/// The discovery document.
+/// The discovery document: the keys and introspection for verifiers always; with the
+/// OAuth provider on, every field OpenID Connect Discovery 1.0 and RFC 8414 require.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Discovery {
     /// The `iss` of issued tokens.
     issuer: String,
     /// Where the JWKS is.
     jwks_uri: String,
-    /// Algorithms tokens may be signed with.
+    /// Provider on: `["RS256"]` (ID tokens); off: the algorithms gatepass's tokens may be
+    /// signed with.
     id_token_signing_alg_values_supported: Vec<&'static str>,
     /// The RFC 7662 endpoint.
     introspection_endpoint: String,
@@ -71,13 +73,107 @@ pub struct Discovery {
     revocation_endpoint: String,
     /// Always `none`.
     revocation_endpoint_auth_methods_supported: [&'static str; 1],
+    /// `/oauth/authorize`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization_endpoint: Option<String>,
+    /// `/oauth/token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_endpoint: Option<String>,
+    /// `/oauth/userinfo`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    userinfo_endpoint: Option<String>,
+    /// `["code"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_types_supported: Option<Vec<&'static str>>,
+    /// `["query"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_modes_supported: Option<Vec<&'static str>>,
+    /// `authorization_code`, `refresh_token`, `client_credentials`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant_types_supported: Option<Vec<&'static str>>,
+    /// `["public"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject_types_supported: Option<Vec<&'static str>>,
+    /// `openid`, `profile`, `email`, `roles`, `offline_access`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes_supported: Option<Vec<&'static str>>,
+    /// Claims of ID tokens and userinfo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claims_supported: Option<Vec<&'static str>>,
+    /// `client_secret_basic`, `client_secret_post`, `none`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_endpoint_auth_methods_supported: Option<Vec<&'static str>>,
+    /// `["S256"]`: PKCE is required of every client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code_challenge_methods_supported: Option<Vec<&'static str>>,
+    /// `none`, `login`, `consent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_values_supported: Option<Vec<&'static str>>,
+    /// `true`: authorization responses carry `iss` (RFC 9207).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization_response_iss_parameter_supported: Option<bool>,
+    /// `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claims_parameter_supported: Option<bool>,
+    /// `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_parameter_supported: Option<bool>,
+    /// `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_uri_parameter_supported: Option<bool>,
+}
+
+/// The document for `issuer` with URLs under `base`.
+pub(crate) fn discovery_document(state: &AppState, issuer: String, base: &str) -> Discovery {
+    let provider = state.service.oauth().issuer().is_some();
+    let algorithms: Vec<&str> = if provider {
+        vec!["RS256"]
+    } else {
+        let mut algs = vec![state.service.key_management().algorithm.name()];
+        for key in state.service.verifier().keys().iter() {
+            let name = key_alg_name(key.alg);
+            if !algs.contains(&name) {
+                algs.push(name);
+            }
+        }
+        algs
+    };
+    let on = |v: Vec<&'static str>| provider.then_some(v);
+    let url = |path: &str| provider.then(|| format!("{base}{path}"));
+    use crate::service::oauth::{CLAIMS, GRANT_TYPES, KNOWN_SCOPES};
+    Discovery {
+        issuer,
+        jwks_uri: format!("{base}/.well-known/jwks.json"),
+        id_token_signing_alg_values_supported: algorithms,
+        introspection_endpoint: format!("{base}/api/introspect"),
+        introspection_endpoint_auth_methods_supported: ["client_secret_basic"],
+        revocation_endpoint: format!("{base}/api/revoke"),
+        revocation_endpoint_auth_methods_supported: ["none"],
+        authorization_endpoint: url("/oauth/authorize"),
+        token_endpoint: url("/oauth/token"),
+        userinfo_endpoint: url("/oauth/userinfo"),
+        response_types_supported: on(vec!["code"]),
+        response_modes_supported: on(vec!["query"]),
+        grant_types_supported: on(GRANT_TYPES.to_vec()),
+        subject_types_supported: on(vec!["public"]),
+        scopes_supported: on(KNOWN_SCOPES.to_vec()),
+        claims_supported: on(CLAIMS.to_vec()),
+        token_endpoint_auth_methods_supported: on(vec!["client_secret_basic", "client_secret_post", "none"]),
+        code_challenge_methods_supported: on(vec!["S256"]),
+        prompt_values_supported: on(vec!["none", "login", "consent"]),
+        authorization_response_iss_parameter_supported: provider.then_some(true),
+        claims_parameter_supported: provider.then_some(false),
+        request_parameter_supported: provider.then_some(false),
+        request_uri_parameter_supported: provider.then_some(false),
+    }
 }
 
 /// Discovery metadata
 ///
-/// The minimal OpenID-Provider-style metadata that JWT middleware reads. URLs are based on
-/// the issuer when it is an `http(s)` URL; otherwise on the request's `Host`, in which case
-/// the document is not cacheable by shared caches (a forged `Host` must not poison one).
+/// Keys and introspection for JWT middleware; with the OAuth provider on (an issuer URL),
+/// the full OpenID Provider metadata. URLs are based on the issuer when it is an `http(s)`
+/// URL; otherwise on the request's `Host`, in which case the document is not cacheable by
+/// shared caches (a forged `Host` must not poison one).
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "tokens",
     responses((status = 200, description = "The metadata", body = Discovery), BadRequest))]
 async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
@@ -94,27 +190,10 @@ async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Result<
             .ok_or_else(|| Error::BadRequest("a valid Host header is required".into()))?;
         (format!("http://{host}"), "private, max-age=60")
     };
-    let algorithms: Vec<&str> = {
-        let mut algs = vec![state.service.key_management().algorithm.name()];
-        for key in state.service.verifier().keys().iter() {
-            let name = key_alg_name(key.alg);
-            if !algs.contains(&name) {
-                algs.push(name);
-            }
-        }
-        algs
-    };
-    // Only what gatepass really offers: it is not an OAuth authorization server, so no
-    // authorization/token endpoints or response types are advertised.
-    let body = Discovery {
-        issuer,
-        jwks_uri: format!("{base}/.well-known/jwks.json"),
-        id_token_signing_alg_values_supported: algorithms,
-        introspection_endpoint: format!("{base}/api/introspect"),
-        introspection_endpoint_auth_methods_supported: ["client_secret_basic"],
-        revocation_endpoint: format!("{base}/api/revoke"),
-        revocation_endpoint_auth_methods_supported: ["none"],
-    };
+    // With the provider on, `issuer` must be exactly the provider's (no trailing `/`), as
+    // clients compare it with the ID token's `iss`.
+    let issuer = state.service.oauth().issuer().map(str::to_owned).unwrap_or(issuer);
+    let body = discovery_document(&state, issuer, &base);
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     Ok(response)

@@ -1,6 +1,7 @@
 //! The HTTP edge: the router and its layers in one place. Handlers live in `api/` (JSON
 //! API, one file per resource), `pages/` (HTML and its form posts), `compat.rs` (the seed
-//! tutorials' routes), `keys.rs` (JWKS, discovery, key admin), `metrics.rs` and `ops.rs`.
+//! tutorials' routes), `keys.rs` (JWKS, discovery, key admin), `oauth/` (the OAuth / OpenID Connect provider),
+//! `metrics.rs` and `ops.rs`.
 
 pub mod api;
 pub(crate) mod compat;
@@ -12,6 +13,7 @@ pub(crate) mod extract;
 pub(crate) mod guard;
 pub(crate) mod keys;
 pub(crate) mod metrics;
+pub mod oauth;
 pub(crate) mod openapi;
 pub(crate) mod ops;
 pub mod pages;
@@ -100,6 +102,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(pages::router())
         .merge(ops::router())
         .merge(keys::router())
+        .merge(oauth::router())
         .routes(routes!(metrics::render))
         .routes(routes!(openapi::openapi_json))
 }

@@ -34,6 +34,8 @@ pub const OPERATOR: &str = "operator_token";
 pub const METRICS: &str = "metrics_token";
 /// Security scheme: an introspection client's HTTP Basic credentials.
 pub const BASIC: &str = "introspection_client";
+/// Security scheme: an OAuth client's HTTP Basic credentials (`client_secret_basic`).
+pub const OAUTH_CLIENT: &str = "oauth_client";
 
 /// The static parts of the description; the paths come from the router.
 #[derive(utoipa::OpenApi)]
@@ -55,6 +57,7 @@ pub const BASIC: &str = "introspection_client";
         (name = "passkeys", description = "Passkeys (WebAuthn): adding, renaming and removing them, passwordless sign-in"),
         (name = "admin", description = "Accounts, audit trail, signing keys, runtime settings (role `admin` or the operator token)"),
         (name = "tokens", description = "Key discovery, introspection (RFC 7662), revocation (RFC 7009)"),
+        (name = "oauth", description = "OAuth 2.1 / OpenID Connect provider: authorization, token, userinfo, metadata"),
         (name = "compat", description = "Routes the seed tutorials' clients call"),
         (name = "pages", description = "Server-rendered pages and their HTML form posts"),
         (name = "ops", description = "Health, metrics, this description"),
@@ -106,6 +109,18 @@ impl utoipa::Modify for Document {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Basic)
                     .description(Some("A client configured in GATEPASS_INTROSPECTION_CLIENTS.".to_owned()))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            OAUTH_CLIENT,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A registered OAuth client's id and secret (or client_id/client_secret in the form body)."
+                            .to_owned(),
+                    ))
                     .build(),
             ),
         );

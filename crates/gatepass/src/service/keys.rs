@@ -178,13 +178,18 @@ impl AuthService {
 
     /// The public JWKS document.
     pub fn jwks(&self) -> serde_json::Value {
-        self.issuer.ring().jwks()
+        let mut doc = self.issuer.ring().jwks();
+        // The OAuth provider's key (ID tokens, client access tokens) is published alongside.
+        if let (Some(jwk), Some(keys)) = (self.oauth_jwk(), doc.get_mut("keys").and_then(|k| k.as_array_mut())) {
+            keys.push(jwk);
+        }
+        doc
     }
 
     /// RFC 7009: revokes the session a refresh token belongs to. Unknown, malformed or
     /// expired tokens are not an error (the client's goal is reached either way).
     pub async fn revoke_refresh_token(&self, token: &str) -> Result<()> {
-        if !RefreshTokens::looks_valid(token) {
+        if !RefreshTokens::looks_valid(token) && !RefreshTokens::looks_valid_for_client(token) {
             return Ok(());
         }
         if let Some((sid, user_id)) =
@@ -193,5 +198,17 @@ impl AuthService {
             self.core.revoke(&user_id, SessionFilter::One(&sid)).await?;
         }
         Ok(())
+    }
+}
+
+impl AuthService {
+    /// RFC 7009 for an access token issued to an OAuth client: ends the grant it belongs to.
+    /// Returns false when `token` is no such token (valid and unrevoked).
+    pub async fn revoke_client_access_token(&self, token: &str) -> Result<bool> {
+        let Some(claims) = self.verify_client_token(token) else { return Ok(false) };
+        if let Some(sid) = &claims.sid {
+            self.core.revoke(&claims.sub, SessionFilter::One(sid)).await?;
+        }
+        Ok(true)
     }
 }

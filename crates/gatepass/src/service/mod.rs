@@ -12,7 +12,7 @@
 //! signing key in an emergency), [`import`] (accounts from another database), [`mail`]
 //! (composing mail, the outbox sender), [`email`] (verifying and changing addresses,
 //! notices), [`recovery`] (forgotten passwords), [`mfa`] (second factors and the
-//! second login step) and [`passkeys`] (WebAuthn credentials and their ceremonies). A new feature gets a file of its own
+//! second login step), [`passkeys`] (WebAuthn credentials and their ceremonies) and [`oauth`] (gatepass as an OAuth 2.1 / OpenID Connect provider). A new feature gets a file of its own
 //! here.
 
 use gatepass_verify::Verifier;
@@ -41,6 +41,7 @@ pub mod login;
 pub mod mail;
 pub mod mfa;
 pub mod mfa_enrolment;
+pub mod oauth;
 pub mod passkeys;
 pub mod recovery;
 pub mod revocation_feed;
@@ -199,6 +200,7 @@ pub struct AuthService {
     verified: VerifiedCache,
     /// The WebAuthn relying party; `None` when the public URL cannot be one.
     rp: Option<Arc<passkeys::RelyingParty>>,
+    oauth: oauth::Provider,
 }
 
 impl AuthService {
@@ -221,6 +223,7 @@ impl AuthService {
             devices: DeviceCookies::ephemeral(),
             verified: VerifiedCache::default(),
             rp: None,
+            oauth: oauth::Provider::default(),
         }
     }
 
@@ -234,6 +237,12 @@ impl AuthService {
     /// dropped (the per-connection buffer).
     pub fn with_feed_buffer(mut self, buffer: usize) -> Self {
         self.core.feed = revocation_feed::FeedHub::new(buffer);
+        self
+    }
+
+    /// Sets the OAuth provider (see [`oauth::Provider`]); its key is loaded separately.
+    pub fn with_oauth(mut self, provider: oauth::Provider) -> Self {
+        self.oauth = provider;
         self
     }
 

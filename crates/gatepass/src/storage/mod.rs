@@ -10,6 +10,7 @@ pub mod failures;
 mod keys;
 pub mod mail;
 pub mod mfa;
+pub mod oauth;
 pub mod passkeys;
 mod postgres;
 pub mod revocation_feed;
@@ -23,6 +24,7 @@ pub use failures::FailureStore;
 pub use keys::{KeyRevocation, KeyStore};
 pub use mail::{EmailConfirmed, OneTimeToken, OutboxMail, OutboxStore, TokenPurpose, TokenStore};
 pub use mfa::{MfaChallenge, MfaStore, TotpFactor};
+pub use oauth::{AuthCode, CodeRedemption, OAuthClient, OAuthStore};
 pub use passkeys::{PasskeyCeremony, PasskeyRecord, PasskeyStore, PasskeyUse};
 pub use postgres::PostgresStorage;
 pub use revocation_feed::{FeedEntry, FeedItem, RevocationFeed};
@@ -75,6 +77,10 @@ pub struct SessionRecord {
     pub revoked_at: Option<i64>,
     /// How the user authenticated (RFC 8176 `amr` values); refreshed tokens carry them.
     pub amr: Vec<String>,
+    /// The OAuth client this session is a grant to (`None`: a sign-in to gatepass itself).
+    pub client_id: Option<String>,
+    /// The scopes granted to that client (space-separated).
+    pub scope: Option<String>,
 }
 
 /// A session whose access tokens are now refused until `until`.
@@ -207,6 +213,7 @@ pub trait Storage:
     + KeyStore
     + MfaStore
     + PasskeyStore
+    + OAuthStore
     + RevocationFeed
     + OutboxStore
     + TokenStore

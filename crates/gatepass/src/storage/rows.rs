@@ -48,6 +48,8 @@ pub(crate) struct SessionRow {
     ip: Option<String>,
     revoked_at: Option<i64>,
     amr: Option<String>,
+    client_id: Option<String>,
+    scope: Option<String>,
 }
 
 impl From<SessionRow> for SessionRecord {
@@ -68,6 +70,8 @@ impl From<SessionRow> for SessionRecord {
                 None | Some("") => vec!["pwd".to_owned()],
                 Some(list) => list.split(' ').map(str::to_owned).collect(),
             },
+            client_id: r.client_id,
+            scope: r.scope,
         }
     }
 }

@@ -27,6 +27,7 @@ mod keys;
 mod mfa;
 mod mfa_pages;
 mod multi_instance;
+mod oidc;
 mod openapi;
 mod operator;
 mod ops;

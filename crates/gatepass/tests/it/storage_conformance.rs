@@ -8,9 +8,9 @@ use gatepass::domain::StoredKey;
 use gatepass::domain::{Email, Revocation, Roles, User, UserId, Username};
 use gatepass::storage::audit::{AuditEvent, AuditKey, ChainCheck, GENESIS_HASH};
 use gatepass::storage::{
-    EmailConfirmed, FeedItem, KeyRevocation, NewSession, OneTimeToken, OutboxMail, PostgresStorage, Replaced,
-    RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError, TokenPurpose,
-    UserPatch,
+    AuthCode, CodeRedemption, EmailConfirmed, FeedItem, KeyRevocation, NewSession, OAuthClient, OneTimeToken,
+    OutboxMail, PostgresStorage, Replaced, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage,
+    Storage, StorageError, TokenPurpose, UserPatch,
 };
 use std::sync::Arc;
 
@@ -55,6 +55,8 @@ fn session(id: &str, user_id: &str, created_at: i64) -> SessionRecord {
         ip: Some("127.0.0.1".into()),
         revoked_at: None,
         amr: vec!["pwd".into()],
+        client_id: None,
+        scope: None,
     }
 }
 
@@ -1248,6 +1250,172 @@ async fn concurrent_passkey_uses(s: Arc<dyn Storage>) {
     }
 }
 
+fn oauth_client(id: &str) -> OAuthClient {
+    OAuthClient {
+        client_id: id.into(),
+        secret_hash: Some("ab".repeat(32)),
+        name: format!("App {id}"),
+        redirect_uris: vec!["https://app.example.com/cb".into()],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        scopes: vec!["openid".into(), "profile".into()],
+        first_party: false,
+        resource: None,
+        created_at: NOW,
+        updated_at: NOW,
+        version: 1,
+    }
+}
+
+fn auth_code(hash: &str, client_id: &str, user_id: &str, browser_sid: &str, expires_at: i64) -> AuthCode {
+    AuthCode {
+        code_hash: hash.into(),
+        client_id: client_id.into(),
+        user_id: user_id.into(),
+        browser_sid: browser_sid.into(),
+        redirect_uri: "https://app.example.com/cb".into(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        scope: "openid profile".into(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        auth_time: NOW,
+        amr: "pwd".into(),
+        created_at: NOW,
+        expires_at,
+        used_at: None,
+        issued_sid: None,
+    }
+}
+
+fn grant_record(id: &str, user_id: &str, client_id: &str) -> SessionRecord {
+    SessionRecord {
+        client_id: Some(client_id.into()),
+        scope: Some("openid profile".into()),
+        ..session(id, user_id, NOW)
+    }
+}
+
+async fn oauth_clients_and_consent(s: Arc<dyn Storage>) {
+    let u = user_with_session(s.as_ref(), "olga", "browser-1").await;
+    let c = oauth_client("c1");
+    s.insert_client(&c).await.unwrap();
+    assert!(matches!(s.insert_client(&c).await, Err(StorageError::Conflict)));
+    assert_eq!(s.client("c1").await.unwrap(), Some(c.clone()));
+    assert_eq!(s.client("nope").await.unwrap(), None);
+    // Compare-and-swap on the version: a stale writer changes nothing.
+    let changed = OAuthClient { name: "Renamed".into(), version: 2, ..c.clone() };
+    assert!(s.update_client(&changed, 1).await.unwrap());
+    let stale = OAuthClient { name: "Stale".into(), version: 2, ..c.clone() };
+    assert!(!s.update_client(&stale, 1).await.unwrap());
+    assert_eq!(s.client("c1").await.unwrap().unwrap().name, "Renamed");
+    assert_eq!(s.list_clients().await.unwrap().len(), 1);
+    s.grant_consent(u.id.as_str(), "c1", "openid profile", NOW).await.unwrap();
+    s.grant_consent(u.id.as_str(), "c1", "openid profile", NOW + 1).await.unwrap();
+    assert_eq!(s.consents(u.id.as_str(), "c1").await.unwrap(), vec!["openid profile".to_owned()]);
+    // The ID-token key: the first stored wins.
+    let k1 = stored_key("rs256-a", NOW);
+    let k2 = stored_key("rs256-b", NOW);
+    assert!(s.insert_oauth_id_key(&k1).await.unwrap());
+    assert!(!s.insert_oauth_id_key(&k2).await.unwrap());
+    assert_eq!(s.oauth_id_key().await.unwrap().map(|k| k.kid), Some("rs256-a".to_owned()));
+}
+
+async fn oauth_codes_redeem_once_and_replays_revoke(s: Arc<dyn Storage>) {
+    let u = user_with_session(s.as_ref(), "oskar", "browser-2").await;
+    s.insert_client(&oauth_client("c2")).await.unwrap();
+    let code = auth_code("code-1", "c2", u.id.as_str(), "browser-2", NOW + 60);
+    s.insert_code(&code).await.unwrap();
+    assert_eq!(s.code("code-1").await.unwrap(), Some(code.clone()));
+    let record = grant_record("grant-1", u.id.as_str(), "c2");
+    let new = started(&record, "rh-grant-1", NOW + 3600);
+    assert_eq!(s.redeem_code("code-1", NOW + 1, new).await.unwrap(), CodeRedemption::Issued);
+    let stored = s.session("grant-1").await.unwrap().unwrap();
+    assert_eq!(stored.client_id.as_deref(), Some("c2"));
+    assert_eq!(stored.scope.as_deref(), Some("openid profile"));
+    // A second redemption revokes the grant the first one made, and stores nothing new.
+    let record2 = grant_record("grant-2", u.id.as_str(), "c2");
+    match s.redeem_code("code-1", NOW + 2, started(&record2, "rh-grant-2", NOW + 3600)).await.unwrap() {
+        CodeRedemption::Replayed(revoked) => {
+            assert_eq!(revoked.iter().map(|r| r.sid.as_str()).collect::<Vec<_>>(), ["grant-1"])
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(s.session("grant-1").await.unwrap().unwrap().revoked_at.is_some());
+    assert_eq!(s.session("grant-2").await.unwrap(), None);
+    // Expired, unknown, or approved by a browser session that has ended: refused, nothing stored.
+    s.insert_code(&auth_code("code-old", "c2", u.id.as_str(), "browser-2", NOW)).await.unwrap();
+    let r3 = grant_record("grant-3", u.id.as_str(), "c2");
+    assert_eq!(
+        s.redeem_code("code-old", NOW + 1, started(&r3, "rh-3", NOW + 3600)).await.unwrap(),
+        CodeRedemption::Refused
+    );
+    assert_eq!(
+        s.redeem_code("unknown", NOW + 1, started(&r3, "rh-3", NOW + 3600)).await.unwrap(),
+        CodeRedemption::Refused
+    );
+    s.insert_code(&auth_code("code-2", "c2", u.id.as_str(), "browser-2", NOW + 60)).await.unwrap();
+    s.revoke_sessions(u.id.as_str(), SessionFilter::One("browser-2"), NOW + 1).await.unwrap();
+    assert_eq!(
+        s.redeem_code("code-2", NOW + 2, started(&r3, "rh-3", NOW + 3600)).await.unwrap(),
+        CodeRedemption::Refused
+    );
+    assert_eq!(s.session("grant-3").await.unwrap(), None);
+    assert_eq!(s.code("code-2").await.unwrap().unwrap().used_at, None);
+}
+
+async fn concurrent_code_redemptions(s: Arc<dyn Storage>) {
+    let u = user_with_session(s.as_ref(), "otto", "browser-3").await;
+    s.insert_client(&oauth_client("c3")).await.unwrap();
+    for round in 0..5 {
+        let hash = format!("code-race-{round}");
+        s.insert_code(&auth_code(&hash, "c3", u.id.as_str(), "browser-3", NOW + 60)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let s = s.clone();
+            let (hash, uid) = (hash.clone(), u.id.as_str().to_owned());
+            tasks.push(tokio::spawn(async move {
+                let record = grant_record(&format!("g-{round}-{i}"), &uid, "c3");
+                s.redeem_code(&hash, NOW + 1, started(&record, &format!("rh-{round}-{i}"), NOW + 3600)).await.unwrap()
+            }));
+        }
+        let mut issued = 0;
+        for t in tasks {
+            if t.await.unwrap() == CodeRedemption::Issued {
+                issued += 1;
+            }
+        }
+        assert_eq!(issued, 1, "round {round}");
+        let winner = s.code(&hash).await.unwrap().unwrap().issued_sid.unwrap();
+        // Every loser saw a replay: the one grant is revoked.
+        assert!(s.session(&winner).await.unwrap().unwrap().revoked_at.is_some(), "round {round}");
+    }
+}
+
+async fn deleting_a_client_revokes_its_grants(s: Arc<dyn Storage>) {
+    let u = user_with_session(s.as_ref(), "oda", "browser-4").await;
+    s.insert_client(&oauth_client("c4")).await.unwrap();
+    s.insert_client(&oauth_client("c5")).await.unwrap();
+    s.insert_code(&auth_code("code-4", "c4", u.id.as_str(), "browser-4", NOW + 60)).await.unwrap();
+    let r4 = grant_record("grant-4", u.id.as_str(), "c4");
+    assert_eq!(
+        s.redeem_code("code-4", NOW + 1, started(&r4, "rh-4", NOW + 3600)).await.unwrap(),
+        CodeRedemption::Issued
+    );
+    s.insert_code(&auth_code("code-5", "c5", u.id.as_str(), "browser-4", NOW + 60)).await.unwrap();
+    let r5 = grant_record("grant-5", u.id.as_str(), "c5");
+    assert_eq!(
+        s.redeem_code("code-5", NOW + 1, started(&r5, "rh-5", NOW + 3600)).await.unwrap(),
+        CodeRedemption::Issued
+    );
+    s.insert_code(&auth_code("code-4b", "c4", u.id.as_str(), "browser-4", NOW + 60)).await.unwrap();
+    let revoked = s.delete_client("c4", NOW + 2).await.unwrap().unwrap();
+    assert_eq!(revoked.iter().map(|r| r.sid.as_str()).collect::<Vec<_>>(), ["grant-4"]);
+    assert!(s.live_revocations(NOW + 2).await.unwrap().iter().any(|r| r.sid == "grant-4"));
+    assert_eq!(s.client("c4").await.unwrap(), None);
+    assert_eq!(s.code("code-4b").await.unwrap(), None);
+    assert!(s.session("grant-5").await.unwrap().unwrap().revoked_at.is_none());
+    assert!(s.session("browser-4").await.unwrap().unwrap().revoked_at.is_none());
+    assert_eq!(s.delete_client("c4", NOW + 3).await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1300,6 +1468,10 @@ conformance!(
     concurrent_mfa_enrolment,
     passkeys_and_ceremonies,
     concurrent_passkey_uses,
+    oauth_clients_and_consent,
+    oauth_codes_redeem_once_and_replays_revoke,
+    concurrent_code_redemptions,
+    deleting_a_client_revokes_its_grants,
 );
 
 #[test]

@@ -108,9 +108,12 @@ pub struct Introspection {
     /// Audience, if the token has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
-    /// The introspecting client.
+    /// The introspecting client; for a token issued to an OAuth client, that client.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<String>,
+    /// For a token issued to an OAuth client: its scopes, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
 }
 
 /// Introspect a token (RFC 7662)
@@ -146,8 +149,29 @@ async fn introspect(
             amr: Some(if c.amr.is_empty() { vec!["pwd".to_owned()] } else { c.amr }),
             aud: c.aud,
             client_id: Some(id),
+            scope: None,
         },
-        Err(_) => Introspection::default(),
+        // An access token of an OAuth client (RFC 9068), verified with the provider's key and
+        // refused once its grant is revoked.
+        Err(_) => match state.service.verify_client_token(&token) {
+            Some(c) => Introspection {
+                active: true,
+                token_type: Some("Bearer"),
+                iss: Some(c.iss),
+                sub: Some(c.sub),
+                roles: c.roles,
+                iat: Some(c.iat),
+                nbf: Some(c.nbf),
+                exp: Some(c.exp),
+                jti: Some(c.jti),
+                sid: c.sid,
+                aud: Some(c.aud),
+                client_id: Some(c.client_id),
+                scope: Some(c.scope),
+                ..Introspection::default()
+            },
+            None => Introspection::default(),
+        },
     };
     Ok(Json(response).into_response())
 }
@@ -158,7 +182,8 @@ pub struct Empty {}
 
 /// Revoke a token (RFC 7009)
 ///
-/// Ends the session of a refresh token (or of an access token). Answers 200 whether or
+/// Ends the session of a refresh token (or of an access token); for a token of an OAuth
+/// client, the grant it belongs to. Answers 200 whether or
 /// not the token was known (RFC 7009 §2.2).
 #[utoipa::path(post, path = "/api/revoke", tag = "tokens",
     request_body(content((TokenRequest = "application/x-www-form-urlencoded"), (TokenRequest = "application/json"))),
@@ -169,10 +194,12 @@ async fn revoke(
     body: JsonOrForm<TokenRequest>,
 ) -> Result<Response> {
     let token = body.value.required_token()?;
-    if token.starts_with("gpr_") {
+    if token.starts_with("gpr_") || token.starts_with("gpo_") {
         state.service.revoke_refresh_token(&token).await?;
     } else if let Ok(claims) = state.service.authenticate(&token) {
         state.service.logout(&claims, crate::service::LogoutScope::Local, &client).await?;
+    } else {
+        state.service.revoke_client_access_token(&token).await?;
     }
     Ok(Json(Empty {}).into_response())
 }

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod clients;
 pub mod email;
 pub mod info;
 pub mod introspect;
@@ -28,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(admin::router())
+        .merge(clients::router())
         .merge(email::router())
         .merge(info::router())
         .merge(introspect::router())

@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::{HomeErrors, Notice};
-use super::{PageSession, blank_register_page, clip, home_page, login_page, page_session};
+use super::{PageSession, blank_register_page, clip, home_page, login_page_returning, page_session, valid_return_to};
 use crate::error::{Error, Result};
 use crate::http::api::set_grant_cookies;
 use crate::http::cookies::CookieSettings;
@@ -51,16 +51,27 @@ pub fn see_other(location: &'static str) -> Response {
     see_other_with(location, HeaderMap::new())
 }
 
-fn see_other_with(location: &'static str, mut headers: HeaderMap) -> Response {
-    headers.insert(header::LOCATION, HeaderValue::from_static(location));
-    no_store((StatusCode::SEE_OTHER, headers).into_response())
+/// A `303 See Other` to `location` (a local path or, for OAuth responses, a client's
+/// registered redirect URI), never cached.
+pub fn see_other_to(location: &str) -> Response {
+    see_other_with(location, HeaderMap::new())
+}
+
+fn see_other_with(location: &str, mut headers: HeaderMap) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            headers.insert(header::LOCATION, v);
+            no_store((StatusCode::SEE_OTHER, headers).into_response())
+        }
+        Err(_) => Error::BadRequest("invalid redirect location".into()).into_response(),
+    }
 }
 
 /// A 303 to `location` that sets the cookies of `grant` (a new sign-in).
 pub(super) fn redirect_with_grant(
     state: &AppState,
     cookies: CookieSettings,
-    location: &'static str,
+    location: &str,
     grant: &TokenGrant,
 ) -> Response {
     let mut headers = HeaderMap::new();
@@ -233,6 +244,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for SignedInForm<T> {
 struct LoginForm {
     username: Option<String>,
     password: Option<String>,
+    /// After signing in, go on to this OAuth authorization request (`/oauth/authorize?…`).
+    return_to: Option<String>,
 }
 
 /// Login form post
@@ -250,25 +263,27 @@ async fn login(
     PageForm { form: f, stale }: PageForm<LoginForm>,
 ) -> Result<Response> {
     let username = f.username.unwrap_or_default();
+    let return_to = f.return_to.as_deref().filter(|r| valid_return_to(r));
+    let page = |status, notice, error| login_page_returning(status, notice, error, &username, return_to);
     if stale {
-        return Ok(login_page(StatusCode::FORBIDDEN, Notice::from_code("page_expired"), None, &username));
+        return Ok(page(StatusCode::FORBIDDEN, Notice::from_code("page_expired"), None));
     }
     let password = f.password.unwrap_or_default();
     if username.is_empty() || password.is_empty() {
         let msg = "Enter your username and password.".to_owned();
-        return Ok(login_page(StatusCode::BAD_REQUEST, None, Some(msg), &username));
+        return Ok(page(StatusCode::BAD_REQUEST, None, Some(msg)));
     }
     match state.service.login_step(&username, &password, &client, Some(BrowserLogin { held: held.as_ref() })).await {
-        Ok(LoginStep::Granted(grant)) => Ok(redirect_with_grant(&state, cookies, "/", &grant)),
+        Ok(LoginStep::Granted(grant)) => Ok(redirect_with_grant(&state, cookies, return_to.unwrap_or("/"), &grant)),
         // No cookie yet: the second step (or the enrolment the role policy requires) first.
         Ok(LoginStep::MfaRequired(challenge, _)) => {
             Ok(super::mfa::second_step_page(StatusCode::OK, challenge, &username, None))
         }
         Ok(LoginStep::EnrolmentRequired(challenge)) => Ok(super::mfa::enrolment_required_page(challenge, &username)),
         Err(Error::InvalidCredentials | Error::Validation(_)) => {
-            Ok(login_page(StatusCode::UNAUTHORIZED, None, Some("Invalid username or password.".into()), &username))
+            Ok(page(StatusCode::UNAUTHORIZED, None, Some("Invalid username or password.".into())))
         }
-        Err(e) if e.status().is_client_error() => Ok(login_page(e.status(), None, Some(e.message()), &username)),
+        Err(e) if e.status().is_client_error() => Ok(page(e.status(), None, Some(e.message()))),
         Err(e) => Err(e),
     }
 }

@@ -105,7 +105,30 @@ pub fn render<T: Template>(status: StatusCode, template: &T) -> Response {
 
 /// The login page.
 pub fn login_page(status: StatusCode, notice: Option<Notice>, error: Option<String>, username: &str) -> Response {
-    passkeys::allow_script(render(status, &LoginPage { css_href: css_href(), notice, error, username: clip(username) }))
+    login_page_returning(status, notice, error, username, None)
+}
+
+/// The login page whose sign-in goes on to `return_to` (see [`valid_return_to`]).
+pub fn login_page_returning(
+    status: StatusCode,
+    notice: Option<Notice>,
+    error: Option<String>,
+    username: &str,
+    return_to: Option<&str>,
+) -> Response {
+    let return_to = return_to.filter(|r| valid_return_to(r)).map(str::to_owned);
+    passkeys::allow_script(render(
+        status,
+        &LoginPage { css_href: css_href(), notice, error, username: clip(username), return_to },
+    ))
+}
+
+/// Whether a sign-in may go on to `path`: only to an OAuth authorization request on this
+/// server (a local path, so never an open redirect), of printable ASCII.
+pub fn valid_return_to(path: &str) -> bool {
+    path.starts_with("/oauth/authorize?")
+        && path.len() <= 4096
+        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
 /// The registration page with the values entered and the errors next to their fields.

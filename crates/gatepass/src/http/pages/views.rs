@@ -93,6 +93,8 @@ pub struct LoginPage {
     pub error: Option<String>,
     /// The username entered last time.
     pub username: String,
+    /// Where a successful sign-in goes (an authorization request of an OAuth client).
+    pub return_to: Option<String>,
 }
 
 /// `/register`.

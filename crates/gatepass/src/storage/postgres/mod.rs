@@ -14,6 +14,7 @@ mod failures;
 mod keys;
 mod mail;
 mod mfa;
+mod oauth;
 mod passkeys;
 mod revocation_feed;
 

@@ -109,6 +109,17 @@ impl TestApp {
         Self::start(dir, db, extra.iter().map(|s| s.to_string()).collect()).await
     }
 
+    /// A server whose issuer is its own URL (`http://127.0.0.1:PORT`), which turns the
+    /// OAuth / OpenID Connect provider on. The port is picked free just before.
+    pub async fn spawn_provider(extra: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let listen = format!("127.0.0.1:{port}");
+        let issuer = format!("http://127.0.0.1:{port}");
+        let mut args = vec!["--listen", listen.as_str(), "--issuer", issuer.as_str()];
+        args.extend_from_slice(extra);
+        Self::spawn_with(&args).await
+    }
+
     /// A second server sharing this one's database (the same SQLite file, or the same
     /// PostgreSQL database) and flags: another instance of one deployment.
     pub async fn spawn_peer(&self) -> Self {
@@ -131,8 +142,10 @@ impl TestApp {
         capture_logs();
         let mut argv = base_args(dir.path());
         if extra.iter().any(|a| a == "--listen") {
-            // A caller that names its own address (one that must match a public URL).
-            argv.drain(1..3);
+            // The caller picked the address (a provider whose issuer URL names its port).
+            if let Some(i) = argv.iter().position(|a| a == "--listen") {
+                argv.drain(i..i + 2);
+            }
         }
         if let Some(db) = &db {
             // An external database needs an explicit master key (nothing is generated).

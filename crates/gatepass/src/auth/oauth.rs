@@ -1,0 +1,152 @@
+//! OAuth credential primitives, without I/O: client secrets and authorization codes
+//! (256-bit random values kept as SHA-256 digests, compared in constant time), the PKCE
+//! S256 check (RFC 7636), redirect-URI matching (exact, and any port on loopback for
+//! native apps, RFC 8252) and `at_hash` (OpenID Connect Core §3.1.3.6).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Prefix of client secrets (recognisable in leaks).
+pub const SECRET_PREFIX: &str = "gpcs_";
+/// Prefix of authorization codes.
+pub const CODE_PREFIX: &str = "gpc_";
+
+/// A new random value: `prefix` followed by 256 random bits in base64url.
+pub fn generate(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// What storage keeps of a secret or code: the hex SHA-256 digest.
+pub fn digest(value: &str) -> String {
+    Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `presented` is the secret whose digest is `stored`, in constant time (the
+/// digests are compared, so the time says nothing about the secret).
+pub fn secret_matches(presented: &str, stored: &str) -> bool {
+    let d = digest(presented);
+    d.as_bytes().ct_eq(stored.as_bytes()).into()
+}
+
+/// Whether a value has the shape [`generate`] gives it with `prefix` (so that garbage
+/// never reaches storage).
+pub fn looks_generated(value: &str, prefix: &str) -> bool {
+    value.len() == prefix.len() + 43
+        && value.starts_with(prefix)
+        && URL_SAFE_NO_PAD.decode(&value[prefix.len()..]).is_ok_and(|b| b.len() == 32)
+}
+
+/// Whether `challenge` can be an S256 code challenge: 43 base64url characters (a SHA-256).
+pub fn valid_challenge(challenge: &str) -> bool {
+    challenge.len() == 43 && URL_SAFE_NO_PAD.decode(challenge).is_ok_and(|b| b.len() == 32)
+}
+
+/// RFC 7636 §4.6: the verifier (43–128 unreserved characters) hashes to the challenge.
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let shaped = (43..=128).contains(&verifier.len())
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if !shaped {
+        return false;
+    }
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    computed.as_bytes().ct_eq(challenge.as_bytes()).into()
+}
+
+/// `at_hash` for a token signed with a SHA-256 algorithm: the left half of the digest of
+/// the access token, base64url.
+pub fn at_hash(access_token: &str) -> String {
+    let d = Sha256::digest(access_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(&d[..16])
+}
+
+/// Whether `uri` may be registered as a redirect URI: an absolute `https` URL, an `http`
+/// loopback URL (native apps), or a private-use scheme (`com.example.app:/cb`); never a
+/// fragment, never credentials in it.
+pub fn valid_redirect_uri(uri: &str) -> bool {
+    let Ok(url) = url::Url::parse(uri) else { return false };
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() || uri.len() > 2000 {
+        return false;
+    }
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => is_loopback(&url),
+        // Private-use schemes must contain a dot (RFC 8252 §7.1) so that they name an app.
+        scheme => scheme.contains('.'),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// Whether `presented` matches one of `registered`: character for character, or, for an
+/// `http` loopback registration, the same URL with any port (RFC 8252 §7.3).
+pub fn redirect_matches(registered: &[String], presented: &str) -> bool {
+    if registered.iter().any(|r| r == presented) {
+        return true;
+    }
+    let Ok(p) = url::Url::parse(presented) else { return false };
+    if p.scheme() != "http" || !is_loopback(&p) {
+        return false;
+    }
+    registered.iter().any(|r| {
+        let Ok(mut r) = url::Url::parse(r) else { return false };
+        if r.scheme() != "http" || !is_loopback(&r) || r.host() != p.host() {
+            return false;
+        }
+        if r.set_port(p.port()).is_err() {
+            return false;
+        }
+        r.as_str() == p.as_str()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_follows_rfc7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
+        assert!(!pkce_matches("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(valid_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!valid_challenge("plain-challenge"));
+    }
+
+    #[test]
+    fn secrets_and_codes() {
+        let s = generate(SECRET_PREFIX);
+        assert!(looks_generated(&s, SECRET_PREFIX));
+        assert!(!looks_generated(&s, CODE_PREFIX));
+        assert!(secret_matches(&s, &digest(&s)));
+        assert!(!secret_matches("other", &digest(&s)));
+    }
+
+    #[test]
+    fn redirect_uris_match_exactly_or_on_loopback_with_any_port() {
+        let reg = vec!["https://app.example.com/cb".to_owned(), "http://127.0.0.1/cb".to_owned()];
+        assert!(redirect_matches(&reg, "https://app.example.com/cb"));
+        assert!(!redirect_matches(&reg, "https://app.example.com/cb/"));
+        assert!(!redirect_matches(&reg, "https://app.example.com:8443/cb"));
+        assert!(!redirect_matches(&reg, "https://app.example.com/cb?x=1"));
+        assert!(redirect_matches(&reg, "http://127.0.0.1:51234/cb"));
+        assert!(!redirect_matches(&reg, "http://127.0.0.1:51234/other"));
+        assert!(!redirect_matches(&reg, "http://localhost:51234/cb"));
+        assert!(valid_redirect_uri("com.example.app:/cb"));
+        assert!(!valid_redirect_uri("http://app.example.com/cb"));
+        assert!(!valid_redirect_uri("https://app.example.com/cb#frag"));
+        assert!(!valid_redirect_uri("javascript:alert(1)"));
+    }
+}

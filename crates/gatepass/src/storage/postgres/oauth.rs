@@ -1,0 +1,71 @@
+//! PostgreSQL implementation of [`OAuthStore`]: the queries are shared; a redemption holds the code's row by its `UPDATE` and the browser session and the owner with `FOR SHARE` until it commits.
+
+use async_trait::async_trait;
+
+use super::{PostgresStorage, Q, map_err};
+use crate::domain::StoredKey;
+use crate::storage::oauth::{AuthCode, CodeRedemption, OAuthClient, OAuthStore};
+use crate::storage::{NewSession, RevokedSession, StorageResult};
+
+#[async_trait]
+impl OAuthStore for PostgresStorage {
+    async fn insert_client(&self, client: &OAuthClient) -> StorageResult<()> {
+        Q::insert_client(&self.pool, client).await
+    }
+
+    async fn client(&self, client_id: &str) -> StorageResult<Option<OAuthClient>> {
+        Q::client(&self.pool, client_id).await
+    }
+
+    async fn list_clients(&self) -> StorageResult<Vec<OAuthClient>> {
+        Q::list_clients(&self.pool).await
+    }
+
+    async fn update_client(&self, client: &OAuthClient, expected_version: i64) -> StorageResult<bool> {
+        Q::update_client(&self.pool, client, expected_version).await
+    }
+
+    async fn delete_client(&self, client_id: &str, now: i64) -> StorageResult<Option<Vec<RevokedSession>>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let out = Q::delete_client_in_tx(&mut tx, client_id, now).await?;
+        if out.is_some() {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(out)
+    }
+
+    async fn insert_code(&self, code: &AuthCode) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        Q::insert_code_in_tx(&mut tx, code).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn code(&self, code_hash: &str) -> StorageResult<Option<AuthCode>> {
+        Q::code(&self.pool, code_hash).await
+    }
+
+    async fn redeem_code(&self, code_hash: &str, now: i64, grant: NewSession<'_>) -> StorageResult<CodeRedemption> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let out = Q::redeem_code_in_tx(&mut tx, code_hash, now, &grant, "FOR SHARE").await?;
+        if out != CodeRedemption::Refused {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(out)
+    }
+
+    async fn consents(&self, user_id: &str, client_id: &str) -> StorageResult<Vec<String>> {
+        Q::consents(&self.pool, user_id, client_id).await
+    }
+
+    async fn grant_consent(&self, user_id: &str, client_id: &str, scope: &str, now: i64) -> StorageResult<()> {
+        Q::grant_consent(&self.pool, user_id, client_id, scope, now).await
+    }
+
+    async fn oauth_id_key(&self) -> StorageResult<Option<StoredKey>> {
+        Q::oauth_id_key(&self.pool).await
+    }
+
+    async fn insert_oauth_id_key(&self, key: &StoredKey) -> StorageResult<bool> {
+        Q::insert_oauth_id_key(&self.pool, key).await
+    }
+}
