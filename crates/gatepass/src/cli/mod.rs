@@ -302,7 +302,7 @@ pub enum UserCommand {
         #[command(flatten)]
         mail: crate::mailing::MailArgs,
     },
-    /// Remove the account's second factors (authenticator app and recovery codes), for an
+    /// Remove the account's second factors (authenticator app, passkeys, recovery codes), for an
     /// owner who lost them; the account signs in with its password alone afterwards.
     MfaReset {
         /// Username or id.

@@ -152,18 +152,20 @@ impl Core {
         }
     }
 
-    /// An administrator's reset: removes the account's TOTP factor and recovery codes,
-    /// audited. Its sessions stay (they were started with the factor or before it).
-    /// Returns whether there was a factor.
+    /// An administrator's reset: removes the account's authenticator app, passkeys and
+    /// recovery codes in one transaction, audited. Its sessions stay (they were started
+    /// with a factor or before it). Returns whether there was a factor.
     ///
     /// # Errors
     /// Storage errors.
     pub async fn reset_mfa(&self, by: &Actor, user: &User) -> Result<bool> {
-        let removed = self.storage.remove_totp(user.id.as_str()).await?;
+        let removed = self.storage.remove_all_factors(user.id.as_str()).await?;
         let ev = by.event("mfa_reset").subject(user.id.as_str());
         self.audit(ev.detail(serde_json::json!({ "had_factor": removed }))).await;
         if removed {
-            let what = "An administrator removed the authenticator app and recovery codes".to_owned();
+            let what =
+                "An administrator removed your second factors: the authenticator app, passkeys and recovery codes"
+                    .to_owned();
             self.notify_mfa(user, "mfa_reset", "Your second factors were removed", what).await;
         }
         Ok(removed)

@@ -68,6 +68,9 @@ pub trait MfaStore: Send + Sync {
     /// Removes the factor and the recovery codes in one transaction; false when there was
     /// no factor.
     async fn remove_totp(&self, user_id: &str) -> StorageResult<bool>;
+    /// Removes every second factor of the account (the app, its passkeys and the recovery
+    /// codes) in one transaction: an administrator's reset. False when it had none.
+    async fn remove_all_factors(&self, user_id: &str) -> StorageResult<bool>;
     /// Replaces the recovery codes with `codes` (digests) while the account has an active
     /// factor, in one transaction; false, with nothing changed, when it has none.
     async fn replace_recovery_codes(&self, user_id: &str, codes: &[String], now: i64) -> StorageResult<bool>;
@@ -191,6 +194,22 @@ where
         .await
         .map_err(DB::map_err)?;
         Ok(DB::rows_affected(&r) == 1)
+    }
+
+    pub(super) async fn remove_all_factors_in_tx(tx: &mut Tx<DB>, user_id: &str) -> StorageResult<bool> {
+        let mut removed = 0;
+        // Recovery codes alone are no factor (they come with one): not counted.
+        for (sql, counts) in [
+            ("DELETE FROM mfa_totp WHERE user_id = $1", true),
+            ("DELETE FROM passkeys WHERE user_id = $1", true),
+            ("DELETE FROM mfa_recovery_codes WHERE user_id = $1", false),
+        ] {
+            let r = sqlx::query::<DB>(sql).bind(user_id).execute(&mut **tx).await.map_err(DB::map_err)?;
+            if counts {
+                removed += DB::rows_affected(&r);
+            }
+        }
+        Ok(removed > 0)
     }
 
     pub(super) async fn replace_codes_in_tx(

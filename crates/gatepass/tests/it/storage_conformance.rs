@@ -1163,6 +1163,12 @@ async fn passkeys_and_ceremonies(s: Arc<dyn Storage>) {
     assert!(s.remove_passkey(a, "p2").await.unwrap());
     assert_eq!(s.recovery_codes_left(a).await.unwrap(), 0);
     assert!(!s.remove_passkey(a, "p2").await.unwrap());
+    // An administrator's reset takes every factor of the account, and only of that one.
+    assert!(s.add_passkey(&passkey("p5", a, "Key", "cred-5"), &codes).await.unwrap());
+    assert!(s.remove_all_factors(a).await.unwrap());
+    assert_eq!((s.passkey_count(a).await.unwrap(), s.recovery_codes_left(a).await.unwrap()), (0, 0));
+    assert!(!s.remove_all_factors(a).await.unwrap(), "nothing left to remove");
+    assert_eq!(s.passkey_count(b).await.unwrap(), 1);
     // Ceremonies.
     let ceremony = |id: &str, kind: &str, exp: i64| gatepass::storage::PasskeyCeremony {
         id: id.into(),

@@ -44,7 +44,7 @@ pub struct MfaReset {
 
 /// Remove an account's second factors (admin)
 ///
-/// Removes the authenticator app and the recovery codes, for an owner who lost them;
+/// Removes the authenticator app, the passkeys and the recovery codes, for an owner who lost them;
 /// audited as `mfa_reset`.
 #[utoipa::path(delete, path = "/api/admin/users/{id}/mfa", tag = "admin",
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),

@@ -43,6 +43,13 @@ impl MfaStore for SqliteStorage {
         Ok(done)
     }
 
+    async fn remove_all_factors(&self, user_id: &str) -> StorageResult<bool> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let done = Q::remove_all_factors_in_tx(&mut tx, user_id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(done)
+    }
+
     async fn replace_recovery_codes(&self, user_id: &str, codes: &[String], now: i64) -> StorageResult<bool> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let done = Q::replace_codes_in_tx(&mut tx, user_id, codes, now).await?;
