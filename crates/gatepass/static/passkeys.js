@@ -131,6 +131,30 @@
     }
   }
 
+  // The second login step with a passkey: the options for this step's challenge, the
+  // browser asks the authenticator, the step finishes with cookies. The challenge works
+  // once whatever the outcome, so a refusal means signing in again.
+  function secondStep(button) {
+    var status = document.getElementById("passkey-status");
+    if (!window.PublicKeyCredential) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var challenge = button.getAttribute("data-challenge");
+      say(status, "", false);
+      call("POST", "/api/login/mfa/webauthn/options", { challenge: challenge }).then(function (options) {
+        if (!options.ok) throw new Error("This sign-in could not be finished. Start over.");
+        return navigator.credentials.get({ publicKey: requestOptions(options.data.publicKey) });
+      }).then(function (cred) {
+        return call("POST", "/api/login/mfa?cookie=true", { challenge: challenge, webauthn: credentialJSON(cred) });
+      }).then(function (done) {
+        if (!done.ok) throw new Error("The passkey was not accepted. Start over and enter your password again.");
+        window.location.assign("/");
+      }).catch(function (e) {
+        say(status, e.message || "The passkey was not accepted", true);
+      });
+    });
+  }
+
   function accountPage(section) {
     var list = document.getElementById("passkey-list");
     var status = document.getElementById("passkey-status");
@@ -246,6 +270,8 @@
 
   var button = document.getElementById("passkey-login");
   if (button) loginPage(button);
+  var second = document.getElementById("passkey-second");
+  if (second) secondStep(second);
   var section = document.getElementById("passkeys");
   if (section) accountPage(section);
 })();

@@ -124,6 +124,31 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
     c.find(Locator::Id("passkey-login")).await?.click().await?;
     wait_for_text(c, "Logged in as pk.user").await?;
 
+    // The second step of the login page: the password, then "Use a passkey instead" (the
+    // authenticator away while the login page is open, so the autofill cannot sign in).
+    let credential = stored_credentials(c, driver_port, &authenticator).await?.remove(0);
+    remove_authenticator(c, driver_port, &authenticator).await?;
+    c.find(Locator::Id("logout")).await?.click().await?;
+    wait_for_text(c, "You have been logged out.").await?;
+    c.find(Locator::Id("username")).await?.send_keys("pk.user").await?;
+    c.find(Locator::Id("password")).await?.send_keys(PASSWORD).await?;
+    c.find(Locator::Css("form[action='/ui/login'] button[type=submit]")).await?.click().await?;
+    wait_for_text(c, "Confirm it is you").await?;
+    wait_until_visible(c, "passkey-second").await?;
+    let authenticator = add_virtual_authenticator(c, driver_port).await?;
+    add_credential(c, driver_port, &authenticator, &credential).await?;
+    c.find(Locator::Id("passkey-second")).await?.click().await?;
+    wait_for_text(c, "Logged in as pk.user").await?;
+    let mut logins = Value::Null;
+    for _ in 0..100 {
+        logins = app.get_auth("/api/admin/audit?event=login", app.operator()).await.json().await?;
+        if logins.to_string().contains("\"second_factor\":\"webauthn\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(logins.to_string().contains("\"second_factor\":\"webauthn\""), "a second step with a passkey: {logins}");
+
     // The second factor at the API level, through the page script's conversions.
     let script = r#"
         const [base, password, done] = arguments;

@@ -276,8 +276,8 @@ async fn login(
     match state.service.login_step(&username, &password, &client, Some(BrowserLogin { held: held.as_ref() })).await {
         Ok(LoginStep::Granted(grant)) => Ok(redirect_with_grant(&state, cookies, return_to.unwrap_or("/"), &grant)),
         // No cookie yet: the second step (or the enrolment the role policy requires) first.
-        Ok(LoginStep::MfaRequired(challenge, _)) => {
-            Ok(super::mfa::second_step_page(StatusCode::OK, challenge, &username, None))
+        Ok(LoginStep::MfaRequired(challenge, methods)) => {
+            Ok(super::mfa::second_step_page(StatusCode::OK, challenge, &username, &methods))
         }
         Ok(LoginStep::EnrolmentRequired(challenge)) => Ok(super::mfa::enrolment_required_page(challenge, &username)),
         Err(Error::InvalidCredentials | Error::Validation(_)) => {

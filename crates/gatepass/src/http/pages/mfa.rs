@@ -56,15 +56,18 @@ pub fn factor_of(code: &str) -> SecondFactor<'_> {
 }
 
 /// The second-step page for a challenge just handed out (or shown again with `error`).
-pub fn second_step_page(status: StatusCode, challenge: String, username: &str, error: Option<&str>) -> Response {
+pub fn second_step_page(status: StatusCode, challenge: String, username: &str, methods: &[&str]) -> Response {
+    let webauthn = methods.contains(&crate::service::mfa::WEBAUTHN);
     let page = LoginMfaPage {
         css_href: css_href(),
         challenge,
         username: clip(username),
-        error: error.map(str::to_owned),
+        error: None,
         recovery: false,
+        webauthn,
     };
-    render(status, &page)
+    let page = render(status, &page);
+    if webauthn { super::passkeys::allow_script(page) } else { page }
 }
 
 /// The page that leads a member of a role that requires a second factor to set one up.
@@ -88,6 +91,8 @@ struct LoginMfaForm {
     totp: Option<String>,
     /// A recovery code (when no `totp`).
     recovery_code: Option<String>,
+    /// Present when the page offered a passkey (to offer it again on the same page).
+    passkey: Option<String>,
 }
 
 /// Second login step (form post)
@@ -126,8 +131,10 @@ async fn login_mfa(
                 username: clip(&username),
                 error: Some("Enter the code from your app, or a recovery code.".into()),
                 recovery: f.recovery_code.is_some(),
+                webauthn: f.passkey.is_some(),
             };
-            return Ok(render(StatusCode::BAD_REQUEST, &page));
+            let page = render(StatusCode::BAD_REQUEST, &page);
+            return Ok(if f.passkey.is_some() { super::passkeys::allow_script(page) } else { page });
         }
     };
     let browser = Some(BrowserLogin { held: held.as_ref() });

@@ -302,6 +302,8 @@ pub struct LoginMfaPage {
     pub error: Option<String>,
     /// The error belongs to the recovery-code form (which is then shown open).
     pub recovery: bool,
+    /// The account has a passkey: offer it (with the passkey script).
+    pub webauthn: bool,
 }
 
 /// The sign-in of an account whose role requires a second factor it lacks.
