@@ -148,7 +148,9 @@
         return call("POST", "/api/login/mfa?cookie=true", { challenge: challenge, webauthn: credentialJSON(cred) });
       }).then(function (done) {
         if (!done.ok) throw new Error("The passkey was not accepted. Start over and enter your password again.");
-        window.location.assign("/");
+        var next = button.getAttribute("data-return-to") || "/";
+        // Only ever a path on this server (the server checked it when it made the page).
+        window.location.assign(next.charAt(0) === "/" && next.charAt(1) !== "/" ? next : "/");
       }).catch(function (e) {
         say(status, e.message || "The passkey was not accepted", true);
       });

@@ -450,3 +450,66 @@ async fn concurrent_enrolment_confirmations_sign_in_once() {
         assert_eq!(status, json!({"totp": true, "totp_pending": false, "recovery_codes_left": 10}));
     }
 }
+
+#[tokio::test]
+async fn an_oauth_sign_in_through_both_steps_goes_back_to_the_authorization_request() {
+    let Some(py) = python_or_skip("oauth_sign_in_through_both_steps") else { return };
+    let app = TestApp::spawn_provider(&[]).await;
+    let t = steady_now().await;
+    let (_, secret, recovery) = enrolled(&app, &py, "olga", t).await;
+    let meta = json!({
+        "client_name": "Web app",
+        "redirect_uris": ["https://app.example.com/cb"],
+        "grant_types": ["authorization_code"],
+        "scope": "openid",
+        "first_party": true,
+    });
+    let r = app.post_auth("/api/admin/clients", app.operator(), meta).await;
+    assert_eq!(r.status(), 201);
+    let client: Value = r.json().await.unwrap();
+    let authorize = format!(
+        "/oauth/authorize?response_type=code&client_id={}&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb\
+         &scope=openid&state=xyz&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        s(&client, "client_id")
+    );
+
+    // The password step carries the authorization request on to the second step.
+    let mut b = Browser::new(&app);
+    let form = [("username", "olga"), ("password", PASSWORD), ("return_to", authorize.as_str())];
+    let r = b.post_with("/ui/login", &form, OWN_PAGE).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert_eq!(hidden(&html, "return_to").replace("&#38;", "&"), authorize);
+    let challenge = hidden(&html, "challenge");
+
+    // The code from the app finishes the sign-in there (the next step's: the enrolment
+    // used this one).
+    let code = pyotp_at(&py, &secret, t + 30);
+    let step = [("challenge", challenge.as_str()), ("username", "olga"), ("totp", &code), ("return_to", &authorize)];
+    let r = b.post_with("/ui/login/mfa", &step, OWN_PAGE).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), authorize, "back to the authorization request");
+
+    // Which now answers the client with a code.
+    let r = b.get(&authorize).await;
+    assert_eq!(r.status(), 303);
+    let back = location(&r).to_owned();
+    assert!(back.starts_with("https://app.example.com/cb?"), "{back}");
+    assert!(back.contains("code=") && back.contains("state=xyz"), "{back}");
+
+    // A return_to that is not an authorization request is never followed.
+    let mut b = Browser::new(&app);
+    let form = [("username", "olga"), ("password", PASSWORD), ("return_to", "https://evil.example/")];
+    let html = b.post_with("/ui/login", &form, OWN_PAGE).await.text().await.unwrap();
+    assert!(!html.contains("name=\"return_to\""), "dropped at the first step");
+    let challenge = hidden(&html, "challenge");
+    let step = [
+        ("challenge", challenge.as_str()),
+        ("username", "olga"),
+        ("recovery_code", recovery[0].as_str()),
+        ("return_to", "//evil.example"),
+    ];
+    let r = b.post_with("/ui/login/mfa", &step, OWN_PAGE).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/");
+}

@@ -277,7 +277,7 @@ async fn login(
         Ok(LoginStep::Granted(grant)) => Ok(redirect_with_grant(&state, cookies, return_to.unwrap_or("/"), &grant)),
         // No cookie yet: the second step (or the enrolment the role policy requires) first.
         Ok(LoginStep::MfaRequired(challenge, methods)) => {
-            Ok(super::mfa::second_step_page(StatusCode::OK, challenge, &username, &methods))
+            Ok(super::mfa::second_step_page(StatusCode::OK, challenge, &username, &methods, return_to))
         }
         Ok(LoginStep::EnrolmentRequired(challenge)) => Ok(super::mfa::enrolment_required_page(challenge, &username)),
         Err(Error::InvalidCredentials | Error::Validation(_)) => {

@@ -55,8 +55,16 @@ pub fn factor_of(code: &str) -> SecondFactor<'_> {
     }
 }
 
-/// The second-step page for a challenge just handed out (or shown again with `error`).
-pub fn second_step_page(status: StatusCode, challenge: String, username: &str, methods: &[&str]) -> Response {
+/// The second-step page for a challenge just handed out, offering the `methods` the
+/// account can use. `return_to` (already checked with [`super::valid_return_to`]) is where
+/// the sign-in goes on to, an OAuth authorization request.
+pub fn second_step_page(
+    status: StatusCode,
+    challenge: String,
+    username: &str,
+    methods: &[&str],
+    return_to: Option<&str>,
+) -> Response {
     let webauthn = methods.contains(&crate::service::mfa::WEBAUTHN);
     let page = LoginMfaPage {
         css_href: css_href(),
@@ -65,6 +73,7 @@ pub fn second_step_page(status: StatusCode, challenge: String, username: &str, m
         error: None,
         recovery: false,
         webauthn,
+        return_to: return_to.map(str::to_owned),
     };
     let page = render(status, &page);
     if webauthn { super::passkeys::allow_script(page) } else { page }
@@ -93,6 +102,8 @@ struct LoginMfaForm {
     recovery_code: Option<String>,
     /// Present when the page offered a passkey (to offer it again on the same page).
     passkey: Option<String>,
+    /// Where the sign-in goes on to (an OAuth authorization request), if not `/`.
+    return_to: Option<String>,
 }
 
 /// Second login step (form post)
@@ -118,6 +129,7 @@ async fn login_mfa(
     if challenge.is_empty() {
         return Ok(sign_in_again(StatusCode::BAD_REQUEST, &username, SIGN_IN_AGAIN.into()));
     }
+    let return_to = f.return_to.as_deref().filter(|r| super::valid_return_to(r));
     let totp = f.totp.as_deref().map(str::trim).filter(|c| !c.is_empty());
     let recovery = f.recovery_code.as_deref().map(str::trim).filter(|c| !c.is_empty());
     let factor = match (totp, recovery) {
@@ -132,6 +144,7 @@ async fn login_mfa(
                 error: Some("Enter the code from your app, or a recovery code.".into()),
                 recovery: f.recovery_code.is_some(),
                 webauthn: f.passkey.is_some(),
+                return_to: return_to.map(str::to_owned),
             };
             let page = render(StatusCode::BAD_REQUEST, &page);
             return Ok(if f.passkey.is_some() { super::passkeys::allow_script(page) } else { page });
@@ -139,7 +152,7 @@ async fn login_mfa(
     };
     let browser = Some(BrowserLogin { held: held.as_ref() });
     match state.service.login_mfa(&challenge, factor, &client, browser).await {
-        Ok(grant) => Ok(redirect_with_grant(&state, cookies, "/", &grant)),
+        Ok(grant) => Ok(redirect_with_grant(&state, cookies, return_to.unwrap_or("/"), &grant)),
         Err(Error::InvalidCredentials | Error::Validation(_)) => {
             Ok(sign_in_again(StatusCode::UNAUTHORIZED, &username, SIGN_IN_AGAIN.into()))
         }

@@ -304,6 +304,8 @@ pub struct LoginMfaPage {
     pub recovery: bool,
     /// The account has a passkey: offer it (with the passkey script).
     pub webauthn: bool,
+    /// Where the sign-in goes on to (an OAuth authorization request), if not `/`.
+    pub return_to: Option<String>,
 }
 
 /// The sign-in of an account whose role requires a second factor it lacks.
