@@ -102,6 +102,14 @@
     });
   }
 
+  // Where a sign-in on the login page goes on to: the authorization request the page was
+  // opened for (the server put it in the form after checking it), else the account page.
+  function afterSignIn() {
+    var input = document.querySelector('input[name="return_to"]');
+    var next = input ? input.value : "";
+    return next.indexOf("/oauth/authorize?") === 0 ? next : "/";
+  }
+
   function loginPage(button) {
     var status = document.getElementById("passkey-status");
     if (!window.PublicKeyCredential) {
@@ -113,7 +121,7 @@
       if (pendingConditional) pendingConditional.abort();
       say(status, "", false);
       passkeySignIn(false).then(function () {
-        window.location.assign("/");
+        window.location.assign(afterSignIn());
       }, function (e) {
         say(status, e.message || "Passkey sign-in failed", true);
       });
@@ -122,7 +130,7 @@
       PublicKeyCredential.isConditionalMediationAvailable().then(function (yes) {
         if (!yes) return;
         passkeySignIn(true).then(function () {
-          window.location.assign("/");
+          window.location.assign(afterSignIn());
         }, function (e) {
           if (e && e.name === "AbortError") return;
           say(status, e.message || "Passkey sign-in failed", true);
