@@ -71,8 +71,9 @@ pub trait MfaStore: Send + Sync {
     /// Removes every second factor of the account (the app, its passkeys and the recovery
     /// codes) in one transaction: an administrator's reset. False when it had none.
     async fn remove_all_factors(&self, user_id: &str) -> StorageResult<bool>;
-    /// Replaces the recovery codes with `codes` (digests) while the account has an active
-    /// factor, in one transaction; false, with nothing changed, when it has none.
+    /// Replaces the recovery codes with `codes` (digests) while the account has a factor
+    /// (an active app or a passkey), in one transaction; false, with nothing changed, when
+    /// it has none.
     async fn replace_recovery_codes(&self, user_id: &str, codes: &[String], now: i64) -> StorageResult<bool>;
     /// Uses an unused recovery code (compare-and-swap): false when it is unknown or used.
     async fn use_recovery_code(&self, user_id: &str, code_hash: &str, now: i64) -> StorageResult<bool>;
@@ -218,14 +219,18 @@ where
         codes: &[String],
         now: i64,
     ) -> StorageResult<bool> {
-        // A no-op write: takes the factor's row lock (PostgreSQL) while checking it is
-        // active, so a concurrent removal cannot leave codes without a factor.
-        let r = sqlx::query::<DB>("UPDATE mfa_totp SET user_id = user_id WHERE user_id = $1 AND active = TRUE")
-            .bind(user_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(DB::map_err)?;
-        if DB::rows_affected(&r) != 1 {
+        // No-op writes: take the factors' row locks (PostgreSQL) while checking there is
+        // one (an active app or a passkey), so a concurrent removal cannot leave codes
+        // without a factor.
+        let mut factors = 0;
+        for sql in [
+            "UPDATE mfa_totp SET user_id = user_id WHERE user_id = $1 AND active = TRUE",
+            "UPDATE passkeys SET user_id = user_id WHERE user_id = $1",
+        ] {
+            let r = sqlx::query::<DB>(sql).bind(user_id).execute(&mut **tx).await.map_err(DB::map_err)?;
+            factors += DB::rows_affected(&r);
+        }
+        if factors == 0 {
             return Ok(false);
         }
         Self::put_codes(tx, user_id, codes, now).await?;

@@ -284,6 +284,12 @@ async fn add_sign_in_passwordless_and_as_second_factor() {
     let c = claims(&access);
     assert_eq!(c["amr"], json!(["hwk", "mfa"]));
     assert_eq!(c["username"], "alice");
+    // An account whose only factors are passkeys replaces its recovery codes after such a
+    // fresh sign-in.
+    let r = app.post_auth("/api/mfa/recovery-codes", &access, json!({})).await;
+    assert_eq!(r.status(), 200, "new recovery codes with passkeys alone");
+    let fresh: Value = r.json().await.unwrap();
+    assert_eq!(fresh["recovery_codes"].as_array().map(Vec::len), Some(10), "{fresh}");
     // A synced passkey says so: swk.
     let mut synced = SoftAuthenticator::new();
     synced.backup_eligible = true;

@@ -1164,7 +1164,11 @@ async fn passkeys_and_ceremonies(s: Arc<dyn Storage>) {
     assert_eq!(s.recovery_codes_left(a).await.unwrap(), 0);
     assert!(!s.remove_passkey(a, "p2").await.unwrap());
     // An administrator's reset takes every factor of the account, and only of that one.
+    assert!(!s.replace_recovery_codes(a, &["x".into()], NOW).await.unwrap(), "no factor, no codes");
     assert!(s.add_passkey(&passkey("p5", a, "Key", "cred-5"), &codes).await.unwrap());
+    // A passkey alone is a factor whose codes can be replaced.
+    assert!(s.replace_recovery_codes(a, &["new-1".into(), "new-2".into()], NOW).await.unwrap());
+    assert_eq!(s.recovery_codes_left(a).await.unwrap(), 2);
     assert!(s.remove_all_factors(a).await.unwrap());
     assert_eq!((s.passkey_count(a).await.unwrap(), s.recovery_codes_left(a).await.unwrap()), (0, 0));
     assert!(!s.remove_all_factors(a).await.unwrap(), "nothing left to remove");
