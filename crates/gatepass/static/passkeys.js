@@ -284,4 +284,13 @@
   if (second) secondStep(second);
   var section = document.getElementById("passkeys");
   if (section) accountPage(section);
+  // On an account whose second factors are passkeys only, a fresh sign-in with a passkey
+  // is the step-up that unlocks the forms the page shows disabled; the page then reloads.
+  document.querySelectorAll("button.passkey-stepup").forEach(function (b) {
+    b.addEventListener("click", function () {
+      var status = document.getElementById("passkey-status");
+      passkeySignIn(false).then(function () { window.location.reload(); },
+        function (e) { if (status) say(status, e.message || "Sign-in failed", true); });
+    });
+  });
 })();

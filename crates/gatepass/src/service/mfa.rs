@@ -52,6 +52,16 @@ pub struct MfaStatus {
     pub totp: Option<bool>,
     /// Unused recovery codes.
     pub recovery_codes_left: i64,
+    /// Registered passkeys.
+    pub passkeys: i64,
+}
+
+impl MfaStatus {
+    /// Whether the account has a second factor (an active app or a passkey): recovery codes,
+    /// step-up with the factor and the role policy all follow from this.
+    pub fn has_factor(&self) -> bool {
+        self.totp == Some(true) || self.passkeys > 0
+    }
 }
 
 /// The second factor presented at `/api/login/mfa`.
@@ -234,8 +244,12 @@ impl AuthService {
     pub async fn mfa_status(&self, claims: &AccessClaims) -> Result<MfaStatus> {
         let storage = &self.core.storage;
         let totp = storage.totp_factor(&claims.sub).await?.map(|f| f.active);
-        let left = if self.has_mfa(&claims.sub).await? { storage.recovery_codes_left(&claims.sub).await? } else { 0 };
-        Ok(MfaStatus { totp, recovery_codes_left: left })
+        let passkeys = storage.passkey_count(&claims.sub).await?;
+        let mut status = MfaStatus { totp, recovery_codes_left: 0, passkeys };
+        if status.has_factor() {
+            status.recovery_codes_left = storage.recovery_codes_left(&claims.sub).await?;
+        }
+        Ok(status)
     }
 
     /// Starts TOTP enrolment: a new secret, sealed and stored as pending (replacing any

@@ -173,6 +173,30 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
     )?)?;
     ensure!(claims["amr"] == json!(["pwd", "hwk", "mfa"]), "amr: {}", claims["amr"]);
 
+    // New recovery codes on an account whose only factor is a passkey: the account page
+    // offers them, locked until a fresh sign-in with the passkey (its button), then issues ten.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c.goto(&format!("{base}/")).await?;
+    wait_for_text(c, "device-bound passkey").await?;
+    let left = c.find(Locator::Id("recovery-left")).await?.text().await?;
+    ensure!(left == "10", "recovery codes left: {left}");
+    let locked = c.find(Locator::Css("#mfa-regenerate button")).await?.attr("disabled").await?;
+    ensure!(locked.is_some(), "new recovery codes need a fresh sign-in first");
+    c.find(Locator::Id("mfa-passkey-stepup")).await?.click().await?;
+    for _ in 0..50 {
+        if c.find(Locator::Css("#mfa-regenerate button")).await?.attr("disabled").await?.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.find(Locator::Css("#mfa-regenerate button")).await?.click().await?;
+    wait_for_text(c, "the old ones no longer work").await?;
+    let fresh_codes = c.find_all(Locator::Css("#recovery-codes li")).await?.len();
+    ensure!(fresh_codes == 10, "{fresh_codes} new recovery codes shown");
+    let audit: Value =
+        app.get_auth("/api/admin/audit?event=mfa_recovery_codes_regenerated", app.operator()).await.json().await?;
+    ensure!(audit.to_string().contains("mfa_recovery_codes_regenerated"), "regeneration audited: {audit}");
+
     // Removal needs a fresh sign-in with a second factor: let the page's session go stale,
     // then the page signs in again with the passkey and removes it.
     tokio::time::sleep(Duration::from_secs(5)).await;

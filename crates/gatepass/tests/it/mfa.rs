@@ -116,7 +116,7 @@ async fn enrolment_sign_in_window_and_replay() {
     assert!(s(&e, "otpauth_uri").contains(&secret));
     assert!(s(&e, "qr_svg").starts_with("<svg") && s(&e, "qr_svg").ends_with("</svg>"));
     let status: Value = app.get_auth("/api/mfa", &token).await.json().await.unwrap();
-    assert_eq!(status, json!({ "totp": false, "totp_pending": true, "recovery_codes_left": 0 }));
+    assert_eq!(status, json!({ "totp": false, "totp_pending": true, "recovery_codes_left": 0, "passkeys": 0 }));
     // Still a password-only account.
     let plain = app.login("alice", PASSWORD).await;
     assert!(plain.get("access_token").is_some());
@@ -131,7 +131,7 @@ async fn enrolment_sign_in_window_and_replay() {
     let codes = body["recovery_codes"].as_array().unwrap();
     assert_eq!(codes.len(), 10);
     let status: Value = app.get_auth("/api/mfa", &token).await.json().await.unwrap();
-    assert_eq!(status, json!({ "totp": true, "totp_pending": false, "recovery_codes_left": 10 }));
+    assert_eq!(status, json!({ "totp": true, "totp_pending": false, "recovery_codes_left": 10, "passkeys": 0 }));
     // A second enrolment is refused while one is active.
     expect_error(app.post_auth("/api/mfa/totp", &token, json!({})).await, 409, "mfa_already_enabled").await;
 

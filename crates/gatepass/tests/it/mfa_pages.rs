@@ -188,7 +188,10 @@ async fn account_page_self_service_and_its_errors() {
     let r = b.post_with("/ui/mfa/totp/confirm", &[("code", &good)], OWN_PAGE).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains(EXPIRED));
-    assert_eq!(mfa_status(&mut b).await, json!({"totp": false, "totp_pending": true, "recovery_codes_left": 0}));
+    assert_eq!(
+        mfa_status(&mut b).await,
+        json!({"totp": false, "totp_pending": true, "recovery_codes_left": 0, "passkeys": 0})
+    );
 
     // The right code: the recovery codes, once.
     let r = b.post_with("/ui/mfa/totp/confirm", &[("csrf_token", &csrf), ("code", &good)], OWN_PAGE).await;
@@ -246,7 +249,10 @@ async fn account_page_self_service_and_its_errors() {
     let r = b.post_with("/ui/mfa/totp/remove", &[("csrf_token", &csrf)], OWN_PAGE).await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), "/?notice=mfa_removed");
-    assert_eq!(mfa_status(&mut b).await, json!({"totp": false, "totp_pending": false, "recovery_codes_left": 0}));
+    assert_eq!(
+        mfa_status(&mut b).await,
+        json!({"totp": false, "totp_pending": false, "recovery_codes_left": 0, "passkeys": 0})
+    );
     assert!(app.login("sam", PASSWORD).await.get("access_token").is_some());
 }
 
@@ -447,7 +453,7 @@ async fn concurrent_enrolment_confirmations_sign_in_once() {
         let sessions: Value = app.get_auth("/api/sessions", token).await.json().await.unwrap();
         assert_eq!(sessions["sessions"].as_array().unwrap().len(), 1, "{sessions}");
         let status: Value = app.get_auth("/api/mfa", token).await.json().await.unwrap();
-        assert_eq!(status, json!({"totp": true, "totp_pending": false, "recovery_codes_left": 10}));
+        assert_eq!(status, json!({"totp": true, "totp_pending": false, "recovery_codes_left": 10, "passkeys": 0}));
     }
 }
 

@@ -69,6 +69,8 @@ pub struct MfaView {
     totp_pending: bool,
     /// Unused recovery codes.
     recovery_codes_left: i64,
+    /// Registered passkeys (listed at `/api/passkeys`).
+    passkeys: i64,
 }
 
 /// My second factors
@@ -80,6 +82,7 @@ async fn status(State(state): State<AppState>, auth: Auth) -> Result<Response> {
         totp: s.totp == Some(true),
         totp_pending: s.totp == Some(false),
         recovery_codes_left: s.recovery_codes_left,
+        passkeys: s.passkeys,
     };
     Ok(no_store(Json(view).into_response()))
 }

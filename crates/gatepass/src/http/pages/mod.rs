@@ -182,9 +182,10 @@ pub async fn home_page(
         Err(e) => return e.into_response(),
     };
     let mfa_active = mfa.totp == Some(true);
+    let has_factor = mfa.has_factor();
     // For an account with a second factor, sensitive actions need a fresh sign-in that
     // included it (the service enforces this; the page only shows which forms will work).
-    let fresh = state.service.is_fresh(claims) && (claims.is_mfa() || !mfa_active);
+    let fresh = state.service.is_fresh(claims) && (claims.is_mfa() || !has_factor);
     let mut sessions: Vec<SessionItem> = sessions
         .into_iter()
         .map(|s| SessionItem {
@@ -218,6 +219,7 @@ pub async fn home_page(
             new_email: clip(&errors.new_email),
             password_min_length: state.service.settings().password_min_length,
             mfa_active,
+            has_factor,
             recovery_codes_left: mfa.recovery_codes_left,
             fresh_mfa: fresh && claims.is_mfa(),
             mfa_error: errors.mfa,

@@ -225,6 +225,9 @@ pub struct HomePage {
     pub password_min_length: usize,
     /// Whether an authenticator app is active.
     pub mfa_active: bool,
+    /// Whether the account has any second factor (the app or a passkey): recovery codes
+    /// and the step-up forms follow from it.
+    pub has_factor: bool,
     /// Unused recovery codes.
     pub recovery_codes_left: i64,
     /// Whether this session is fresh and included the second factor (changing factors
