@@ -82,6 +82,50 @@ enum Cmd {
         users: u32,
         #[arg(long, default_value_t = 100_000)]
         revoked: u32,
+        /// Live (unrevoked) sessions besides the revoked ones, spread over the users.
+        #[arg(long, default_value_t = 0)]
+        sessions: u32,
+    },
+    /// Token introspection (RFC 7662, `POST /api/introspect`) of one access token by an
+    /// introspection client, as a resource server that does not verify locally would.
+    Introspect {
+        #[command(flatten)]
+        load: Load,
+        /// `id:secret` of an introspection client.
+        #[arg(long)]
+        credential: String,
+        #[arg(long)]
+        token: String,
+    },
+    /// OAuth `client_credentials` grants at `/oauth/token` (`client_secret_basic`).
+    ClientCredentials {
+        #[command(flatten)]
+        load: Load,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        client_secret: String,
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// The authorization-code flow end to end, as a browser and a web app run it: the login
+    /// form (one Argon2 verification) returning to the authorization request, the redirect
+    /// with the code, the code exchange with PKCE. A first-party client (no consent page).
+    AuthCode {
+        #[command(flatten)]
+        load: Load,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        client_secret: String,
+        #[arg(long)]
+        redirect_uri: String,
+        #[arg(long, default_value_t = 100)]
+        users: u32,
+        #[arg(long, default_value = "bench")]
+        prefix: String,
+        #[arg(long, default_value = "bench-password-1")]
+        password: String,
     },
     /// Revocation feed, end to end: logs `count` sessions out on `--url` one after another
     /// and measures, for each, the time from sending the logout until a local
@@ -321,7 +365,69 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         }
         Cmd::Reference { listen, secret, issuer } => reference::serve(&listen, &secret, &issuer).await?,
-        Cmd::SeedDb { database, users, revoked } => seed_db(&database, users, revoked).await?,
+        Cmd::SeedDb { database, users, revoked, sessions } => seed_db(&database, users, revoked, sessions).await?,
+        Cmd::Introspect { load, credential, token } => {
+            let (id, secret) = split_credential(&credential)?;
+            let client = client()?;
+            let url = format!("{}/api/introspect", load.url);
+            run(&load, |_| {
+                let (client, url, id, secret, token) =
+                    (client.clone(), url.clone(), id.clone(), secret.clone(), token.clone());
+                move || {
+                    let req = client.post(&url).basic_auth(&id, Some(&secret)).form(&[("token", token.as_str())]);
+                    async move {
+                        match req.send().await {
+                            Ok(r) if r.status() == 200 => {
+                                r.json::<Value>().await.is_ok_and(|v| v["active"] == Value::Bool(true))
+                            }
+                            _ => false,
+                        }
+                    }
+                }
+            })
+            .await?;
+        }
+        Cmd::ClientCredentials { load, client_id, client_secret, scope } => {
+            let client = client()?;
+            let url = format!("{}/oauth/token", load.url);
+            let mut form = vec![("grant_type", "client_credentials".to_owned())];
+            if let Some(scope) = scope {
+                form.push(("scope", scope));
+            }
+            run(&load, |_| {
+                let (client, url, id, secret, form) =
+                    (client.clone(), url.clone(), client_id.clone(), client_secret.clone(), form.clone());
+                move || {
+                    let req = client.post(&url).basic_auth(&id, Some(&secret)).form(&form);
+                    async move {
+                        match req.send().await {
+                            Ok(r) if r.status() == 200 => {
+                                r.json::<Value>().await.is_ok_and(|v| v["access_token"].is_string())
+                            }
+                            _ => false,
+                        }
+                    }
+                }
+            })
+            .await?;
+        }
+        Cmd::AuthCode { load, client_id, client_secret, redirect_uri, users, prefix, password } => {
+            let flow = Arc::new(CodeFlow { base: load.url.clone(), client_id, client_secret, redirect_uri, password });
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?;
+            run(&load, |w| {
+                let (client, flow, prefix) = (client.clone(), flow.clone(), prefix.clone());
+                let mut i = w as u32;
+                move || {
+                    i = (i + 7) % users.max(1);
+                    let (client, flow, user) = (client.clone(), flow.clone(), format!("{prefix}{i}"));
+                    async move { flow.run(&client, &user).await.is_ok() }
+                }
+            })
+            .await?;
+        }
         Cmd::FeedLogout { url, feed_url, credential, secret, count } => {
             feed_logout(&url, feed_url.as_deref().unwrap_or(&url), &credential, &secret, count).await?
         }
@@ -350,7 +456,79 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seed_db(database: &str, users: u32, revoked: u32) -> anyhow::Result<()> {
+/// The PKCE pair of RFC 7636, appendix B (the verifier's S256 challenge).
+const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// One client's authorization-code flow against `base`.
+struct CodeFlow {
+    base: String,
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+    password: String,
+}
+
+impl CodeFlow {
+    /// Signs `user` in through the login form, follows the authorization request to the
+    /// code and exchanges it; an error names the step that failed.
+    async fn run(&self, client: &reqwest::Client, user: &str) -> anyhow::Result<()> {
+        let mut authorize = reqwest::Url::parse(&format!("{}/oauth/authorize", self.base))?;
+        authorize.query_pairs_mut().extend_pairs([
+            ("response_type", "code"),
+            ("client_id", self.client_id.as_str()),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("scope", "openid profile"),
+            ("state", "bench"),
+            ("code_challenge", PKCE_CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ]);
+        let return_to = &authorize.as_str()[self.base.len()..];
+        let login = client
+            .post(format!("{}/ui/login", self.base))
+            .header("Origin", &self.base)
+            .form(&[("username", user), ("password", self.password.as_str()), ("return_to", return_to)])
+            .send()
+            .await?;
+        if login.status() != 303 {
+            bail!("login form: {}", login.status());
+        }
+        let cookies: Vec<String> = login
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+            .collect();
+        let next = login.headers().get(reqwest::header::LOCATION).context("login redirect")?.to_str()?;
+        let back = client.get(format!("{}{next}", self.base)).header("Cookie", cookies.join("; ")).send().await?;
+        let location = back.headers().get(reqwest::header::LOCATION).context("authorize redirect")?.to_str()?;
+        let code = reqwest::Url::parse(location)?
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .context("a code in the redirect")?;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("code_verifier", PKCE_VERIFIER),
+        ];
+        let token = client
+            .post(format!("{}/oauth/token", self.base))
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(&form)
+            .send()
+            .await?;
+        if token.status() != 200 {
+            bail!("code exchange: {}", token.status());
+        }
+        let v: Value = token.json().await?;
+        v["id_token"].as_str().context("an ID token")?;
+        Ok(())
+    }
+}
+
+async fn seed_db(database: &str, users: u32, revoked: u32, sessions: u32) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{database}")).await?;
     let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs())?;
@@ -390,8 +568,27 @@ async fn seed_db(database: &str, users: u32, revoked: u32) -> anyhow::Result<()>
                 .await?;
         }
     }
+    // Live sessions, round-robin over the users just inserted (their ids come back in order).
+    if sessions > 0 {
+        let ids: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM users WHERE username LIKE 'bulk%' ORDER BY id").fetch_all(&mut *tx).await?;
+        for i in 0..sessions as usize {
+            let Some((user_id,)) = ids.get(i % ids.len().max(1)) else { break };
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, auth_time, access_expires_at) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?3, ?5)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(user_id)
+            .bind(now)
+            .bind(now + 86_400)
+            .bind(now + 900)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
     tx.commit().await?;
-    println!("seeded {users} users and {revoked} revoked sessions");
+    println!("seeded {users} users, {revoked} revoked sessions and {sessions} live sessions");
     Ok(())
 }
 
