@@ -29,6 +29,7 @@ mod mfa_pages;
 mod multi_instance;
 mod oidc;
 mod oidc_resources;
+mod oidc_verify;
 mod openapi;
 mod operator;
 mod ops;
