@@ -28,6 +28,7 @@ mod mfa;
 mod mfa_pages;
 mod multi_instance;
 mod oidc;
+mod oidc_cluster;
 mod oidc_resources;
 mod oidc_verify;
 mod openapi;
