@@ -97,3 +97,72 @@ macro_rules! timed_claims {
 }
 
 timed_claims!(AccessClaims);
+
+/// Claims of an access token gatepass's OAuth provider issues to a client (RFC 9068):
+/// what a resource server behind gatepass-as-identity-provider receives from the clients
+/// calling it. Verify them with [`crate::Verifier::verify_oauth_access`], which requires
+/// the configured audience.
+///
+/// `client_id` and `scope` are required, and gatepass's own session tokens carry neither,
+/// so a session token never verifies as a client token (nor, lacking `username` and
+/// `roles`, a client token as an [`AccessClaims`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthAccessClaims {
+    /// The provider's issuer URL.
+    pub iss: String,
+    /// The user the client acts for, or the client itself (`client_credentials`).
+    pub sub: String,
+    /// The resource the token is for (RFC 8707), or the client id.
+    pub aud: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Granted scopes, space-separated (RFC 9068 §2.2.3).
+    pub scope: String,
+    /// Issued at (seconds since the Unix epoch).
+    pub iat: i64,
+    /// Not valid before.
+    pub nbf: i64,
+    /// Expires at.
+    pub exp: i64,
+    /// Unique token id.
+    pub jti: String,
+    /// The grant (a session on gatepass); absent for `client_credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_string")]
+    pub sid: Option<String>,
+    /// When the user authenticated; absent for `client_credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The user's roles, when the client was granted the `roles` scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+impl OAuthAccessClaims {
+    /// Whether the token was granted `scope` (an exact member of the space-separated list).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        !scope.is_empty() && self.scope.split(' ').any(|s| s == scope)
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+
+    /// Whether the token was issued to the client itself (`client_credentials`), not to a
+    /// client acting for a user.
+    pub fn is_client_only(&self) -> bool {
+        self.sid.is_none() && self.sub == self.client_id
+    }
+}
+
+impl TimedClaims for OAuthAccessClaims {
+    fn issued_at(&self) -> i64 {
+        self.iat
+    }
+    fn expires_at(&self) -> i64 {
+        self.exp
+    }
+    fn audience(&self) -> Option<&str> {
+        Some(&self.aud)
+    }
+}

@@ -16,6 +16,11 @@
 //! `Verifier::with_revocation_feed` makes logouts, disabled accounts and revoked keys take
 //! effect within milliseconds while every token is still verified locally.
 //!
+//! Access tokens that gatepass's OAuth provider issues to other applications (RFC 9068,
+//! [`OAuthAccessClaims`]) are verified with [`Verifier::verify_oauth_access`], which
+//! requires the verifier's configured audience (the resource server's own resource
+//! indicator); the `RequireScope` extractor admits only tokens granted a scope.
+//!
 //! Each key is typed by its algorithm; a token's `alg` must equal its key's, so algorithm
 //! confusion (an HS256 token keyed with a public key, `alg: none`, keys embedded in the
 //! header) cannot verify.
@@ -42,7 +47,7 @@ mod remote;
 mod strict;
 mod verifier;
 
-pub use claims::{ACCESS_TOKEN_TYP, AccessClaims, TimedClaims, present_string};
+pub use claims::{ACCESS_TOKEN_TYP, AccessClaims, OAuthAccessClaims, TimedClaims, present_string};
 pub use error::VerifyError;
 #[cfg(feature = "revocation-feed")]
 pub use feed::{RevocationFeed, RevocationFeedOptions};

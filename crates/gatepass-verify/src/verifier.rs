@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::claims::{ACCESS_TOKEN_TYP, AccessClaims, TimedClaims};
+use crate::claims::{ACCESS_TOKEN_TYP, AccessClaims, OAuthAccessClaims, TimedClaims};
 use crate::{VerifyError, strict};
 
 /// Shortest HMAC secret accepted, in bytes (RFC 7518 §3.2 for HS256).
@@ -197,6 +197,44 @@ impl Verifier {
             feed.check(&claims.sid, header.kid.as_deref())?;
         }
         Ok(claims)
+    }
+
+    /// Verifies an access token that gatepass's OAuth provider issued to a client (RFC
+    /// 9068: `typ: at+jwt`, the configured issuer, and `aud` equal to the configured
+    /// audience, which is required here). With a revocation feed attached, also refuses
+    /// tokens of revoked grants and keys.
+    ///
+    /// # Errors
+    /// [`VerifyError::Invalid`] when no audience is configured (a resource server must say
+    /// which resource it is, or it would accept tokens meant for any other), and for every
+    /// failed check.
+    pub fn verify_oauth_access(&self, token: &str) -> Result<OAuthAccessClaims, VerifyError> {
+        if self.config.audience.as_deref().is_none_or(str::is_empty) {
+            return Err(VerifyError::Invalid("no audience configured"));
+        }
+        let claims = self.verify_typed::<OAuthAccessClaims>(token, ACCESS_TOKEN_TYP)?;
+        #[cfg(feature = "revocation-feed")]
+        if let Some(feed) = &self.feed {
+            let header = strict::parse(token, MAX_TOKEN_LEN)?;
+            // A client_credentials token has no grant to revoke; its key still can be.
+            feed.check(claims.sid.as_deref().unwrap_or(""), header.kid.as_deref())?;
+        }
+        Ok(claims)
+    }
+
+    /// [`Self::verify_oauth_access`], refreshing a remote JWKS first as
+    /// [`Self::verify_access_async`] does.
+    ///
+    /// # Errors
+    /// As [`Self::verify_oauth_access`].
+    pub async fn verify_oauth_access_async(&self, token: &str) -> Result<OAuthAccessClaims, VerifyError> {
+        #[cfg(feature = "remote")]
+        if let Some(remote) = &self.remote {
+            let header = strict::parse(token, MAX_TOKEN_LEN)?;
+            let known = header.kid.as_deref().is_some_and(|kid| self.keys().iter().any(|k| k.kid == kid));
+            remote.refresh_if_needed(self, !known).await;
+        }
+        self.verify_oauth_access(token)
     }
 
     /// Verifies a token of JOSE type `typ` whose claims deserialize into `C`.

@@ -475,6 +475,8 @@ pub enum OAuthCode {
     UnsupportedGrantType,
     /// 400: a scope is unknown or not allowed for the client.
     InvalidScope,
+    /// 400: the `resource` is not a valid indicator or not allowed for the client (RFC 8707).
+    InvalidTarget,
     /// 401: the bearer token is invalid, expired or revoked (RFC 6750).
     InvalidToken,
     /// 403: the bearer token lacks the scope (RFC 6750).
@@ -495,6 +497,7 @@ impl OAuthCode {
             OAuthCode::UnauthorizedClient => "unauthorized_client",
             OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
             OAuthCode::InvalidScope => "invalid_scope",
+            OAuthCode::InvalidTarget => "invalid_target",
             OAuthCode::InvalidToken => "invalid_token",
             OAuthCode::InsufficientScope => "insufficient_scope",
             OAuthCode::ServerError => "server_error",

@@ -32,6 +32,10 @@ pub struct ClientFlags {
     /// Audience of the client's access tokens (default: its client id).
     #[arg(long)]
     pub resource: Option<String>,
+    /// A further resource (RFC 8707 absolute URI) the client may ask tokens for with the
+    /// `resource` parameter (repeat; replaces the list).
+    #[arg(long = "allowed-resource")]
+    pub resources: Vec<String>,
 }
 
 impl ClientFlags {
@@ -45,6 +49,7 @@ impl ClientFlags {
             token_endpoint_auth_method: auth_method.map(str::to_owned),
             first_party: self.first_party,
             resource: self.resource,
+            resources: (!self.resources.is_empty()).then_some(self.resources),
         }
     }
 }

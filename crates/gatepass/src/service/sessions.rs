@@ -162,6 +162,7 @@ impl AuthService {
             amr: amr.to_vec(),
             client_id: None,
             scope: None,
+            resource: None,
         };
         let refresh_exp = (t + settings.refresh_token_ttl).min(session.expires_at);
         let grant = TokenGrant { user, access, refresh_token, expires_in: settings.access_token_ttl, device: None };

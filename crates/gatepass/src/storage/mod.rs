@@ -81,6 +81,8 @@ pub struct SessionRecord {
     pub client_id: Option<String>,
     /// The scopes granted to that client (space-separated).
     pub scope: Option<String>,
+    /// The resource (RFC 8707) the grant was authorized for; `None`: any of the client's.
+    pub resource: Option<String>,
 }
 
 /// A session whose access tokens are now refused until `until`.

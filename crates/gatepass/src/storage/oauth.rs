@@ -33,6 +33,8 @@ pub struct OAuthClient {
     pub first_party: bool,
     /// The audience of its access tokens (`None`: the client id).
     pub resource: Option<String>,
+    /// Further resources (RFC 8707 absolute URIs) it may ask tokens for with `resource`.
+    pub resources: Vec<String>,
     /// Registration time.
     pub created_at: i64,
     /// Last change.
@@ -58,6 +60,7 @@ pub(crate) struct ClientRow {
     scopes: String,
     first_party: bool,
     resource: Option<String>,
+    resources: String,
     created_at: i64,
     updated_at: i64,
     version: i64,
@@ -82,6 +85,7 @@ impl TryFrom<ClientRow> for OAuthClient {
             scopes: words(&r.scopes),
             first_party: r.first_party,
             resource: r.resource,
+            resources: words(&r.resources),
             created_at: r.created_at,
             updated_at: r.updated_at,
             version: r.version,
@@ -120,6 +124,8 @@ pub struct AuthCode {
     pub used_at: Option<i64>,
     /// The grant (session id) it was redeemed for.
     pub issued_sid: Option<String>,
+    /// The `resource` (RFC 8707) the authorization request named.
+    pub resource: Option<String>,
 }
 
 /// What redeeming a code did.
@@ -171,9 +177,9 @@ pub trait OAuthStore: Send + Sync {
 }
 
 const CLIENT_SELECT: &str = "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scopes, first_party, \
-     resource, created_at, updated_at, version FROM oauth_clients";
+     resource, resources, created_at, updated_at, version FROM oauth_clients";
 const CODE_SELECT: &str = "SELECT code_hash, client_id, user_id, browser_sid, redirect_uri, code_challenge, scope, \
-     nonce, auth_time, amr, created_at, expires_at, used_at, issued_sid FROM oauth_codes";
+     nonce, auth_time, amr, created_at, expires_at, used_at, issued_sid, resource FROM oauth_codes";
 
 /// The OAuth queries both backends share; each backend opens the transaction its own way.
 impl<DB> Shared<DB>
@@ -212,8 +218,8 @@ where
     pub(super) async fn insert_client<'c>(ex: impl Executor<'c, Database = DB>, c: &OAuthClient) -> StorageResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO oauth_clients (client_id, secret_hash, name, redirect_uris, grant_types, scopes, \
-             first_party, resource, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             first_party, resource, resources, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(c.client_id.as_str())
         .bind(c.secret_hash.as_deref())
@@ -223,6 +229,7 @@ where
         .bind(c.scopes.join(" "))
         .bind(c.first_party)
         .bind(c.resource.as_deref())
+        .bind(c.resources.join(" "))
         .bind(c.created_at)
         .bind(c.updated_at)
         .bind(c.version)
@@ -264,8 +271,8 @@ where
     ) -> StorageResult<bool> {
         let r = sqlx::query::<DB>(
             "UPDATE oauth_clients SET secret_hash = $1, name = $2, redirect_uris = $3, grant_types = $4, \
-             scopes = $5, first_party = $6, resource = $7, updated_at = $8, version = $9 \
-             WHERE client_id = $10 AND version = $11",
+             scopes = $5, first_party = $6, resource = $7, resources = $8, updated_at = $9, version = $10 \
+             WHERE client_id = $11 AND version = $12",
         )
         .bind(c.secret_hash.as_deref())
         .bind(c.name.as_str())
@@ -274,6 +281,7 @@ where
         .bind(c.scopes.join(" "))
         .bind(c.first_party)
         .bind(c.resource.as_deref())
+        .bind(c.resources.join(" "))
         .bind(c.updated_at)
         .bind(c.version)
         .bind(c.client_id.as_str())
@@ -322,8 +330,8 @@ where
             .map_err(DB::map_err)?;
         sqlx::query::<DB>(
             "INSERT INTO oauth_codes (code_hash, client_id, user_id, browser_sid, redirect_uri, code_challenge, \
-             scope, nonce, auth_time, amr, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             scope, nonce, auth_time, amr, created_at, expires_at, resource) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(c.code_hash.as_str())
         .bind(c.client_id.as_str())
@@ -337,6 +345,7 @@ where
         .bind(c.amr.as_str())
         .bind(c.created_at)
         .bind(c.expires_at)
+        .bind(c.resource.as_deref())
         .execute(&mut **tx)
         .await
         .map_err(DB::map_err)?;

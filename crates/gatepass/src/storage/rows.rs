@@ -50,6 +50,7 @@ pub(crate) struct SessionRow {
     amr: Option<String>,
     client_id: Option<String>,
     scope: Option<String>,
+    resource: Option<String>,
 }
 
 impl From<SessionRow> for SessionRecord {
@@ -72,6 +73,7 @@ impl From<SessionRow> for SessionRecord {
             },
             client_id: r.client_id,
             scope: r.scope,
+            resource: r.resource,
         }
     }
 }

@@ -56,12 +56,12 @@ const UPDATE_USER: &str = "UPDATE users SET \
 const TOKEN_COLUMNS: &str = "token_hash, purpose, user_id, email, created_at, expires_at";
 const MAIL_COLUMNS: &str = "id, kind, recipient, subject, text_body, html_body, created_at, attempts";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
-     auth_time, access_expires_at, user_agent, ip, amr, client_id, scope) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     auth_time, access_expires_at, user_agent, ip, amr, client_id, scope, resource) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 const INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
 const SESSION_SELECT: &str = "SELECT id, user_id, created_at, last_used_at, expires_at, auth_time, \
-     access_expires_at, user_agent, ip, revoked_at, amr, client_id, scope FROM sessions";
+     access_expires_at, user_agent, ip, revoked_at, amr, client_id, scope, resource FROM sessions";
 const INSERT_REVOCATION: &str = "INSERT INTO revocations (session_id, until, reason) VALUES ($1, $2, $3) \
      ON CONFLICT (session_id) DO UPDATE SET until = excluded.until, reason = excluded.reason";
 const PURGE: [&str; 4] = [
@@ -314,6 +314,7 @@ where
             .bind(s.amr.join(" "))
             .bind(s.client_id.as_deref())
             .bind(s.scope.as_deref())
+            .bind(s.resource.as_deref())
             .execute(&mut **tx)
             .await
             .map_err(DB::map_err)?;

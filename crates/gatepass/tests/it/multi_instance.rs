@@ -14,24 +14,24 @@ use tokio::process::{Child, Command};
 
 const NGINX_CONF: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/nginx.conf"));
 
-fn nginx_binary() -> Option<PathBuf> {
+pub(crate) fn nginx_binary() -> Option<PathBuf> {
     ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"].iter().map(PathBuf::from).find(|p| p.exists())
 }
 
 /// A port nobody listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
 
 /// nginx running as our child; stopped gracefully on drop.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
     prefix: PathBuf,
 }
 
 impl Nginx {
-    fn start(binary: &Path, prefix: &Path, lb_port: u16, upstreams: &[u16]) -> Self {
+    pub(crate) fn start(binary: &Path, prefix: &Path, lb_port: u16, upstreams: &[u16]) -> Self {
         let mut conf = NGINX_CONF.replace("listen 127.0.0.1:8080;", &format!("listen 127.0.0.1:{lb_port};"));
         for (i, port) in upstreams.iter().enumerate() {
             conf = conf.replace(&format!("127.0.0.1:{}", 8081 + i), &format!("127.0.0.1:{port}"));
@@ -97,7 +97,7 @@ fn start_instance(port: u16, db_url: &str, data_dir: &Path) -> Child {
         .expect("start gatepass")
 }
 
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_healthy(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await

@@ -12,17 +12,17 @@ use std::collections::HashMap;
 
 use crate::common::{TestApp, s};
 
-const PASSWORD: &str = "a-long-password";
-const REDIRECT: &str = "https://app.example.com/cb";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub(crate) const PASSWORD: &str = "a-long-password";
+pub(crate) const REDIRECT: &str = "https://app.example.com/cb";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 fn python() -> Option<String> {
     ["GATEPASS_TEST_PYTHON", "GATEPASS_TEST_SMTP_PYTHON"].iter().find_map(|v| std::env::var(v).ok())
 }
 
 /// Registers a client through the admin API; returns the RFC 7591 answer.
-async fn register(app: &TestApp, meta: Value) -> Value {
+pub(crate) async fn register(app: &TestApp, meta: Value) -> Value {
     let r = app.post_auth("/api/admin/clients", app.operator(), meta).await;
     assert_eq!(r.status(), 201, "register client");
     r.json().await.unwrap()
@@ -45,7 +45,7 @@ async fn web_client(app: &TestApp) -> (String, String) {
 }
 
 /// A user signed in through `/api/login`: the access token, sent as the session cookie.
-async fn signed_in(app: &TestApp, name: &str) -> String {
+pub(crate) async fn signed_in(app: &TestApp, name: &str) -> String {
     let r = app
         .post_auth(
             "/api/admin/users",
@@ -57,13 +57,13 @@ async fn signed_in(app: &TestApp, name: &str) -> String {
     s(&app.login(name, PASSWORD).await, "access_token").to_owned()
 }
 
-fn query(location: &str) -> HashMap<String, String> {
+pub(crate) fn query(location: &str) -> HashMap<String, String> {
     let url = reqwest::Url::parse(location).expect("absolute redirect");
     url.query_pairs().into_owned().collect()
 }
 
 /// `GET /oauth/authorize` with `params`, as the browser holding `session`.
-async fn authorize(app: &TestApp, session: Option<&str>, params: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn authorize(app: &TestApp, session: Option<&str>, params: &[(&str, &str)]) -> reqwest::Response {
     let mut url = reqwest::Url::parse(&app.url("/oauth/authorize")).unwrap();
     url.query_pairs_mut().extend_pairs(params.iter());
     let mut req = app.client.get(url);
@@ -73,7 +73,7 @@ async fn authorize(app: &TestApp, session: Option<&str>, params: &[(&str, &str)]
     req.send().await.unwrap()
 }
 
-fn code_params<'a>(client_id: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn code_params<'a>(client_id: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("response_type", "code"),
         ("client_id", client_id),
@@ -96,17 +96,17 @@ async fn code(app: &TestApp, session: &str, client_id: &str, scope: &str) -> Str
     q["code"].clone()
 }
 
-async fn token(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn token(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
     app.client.post(app.url("/oauth/token")).basic_auth(id, Some(secret)).form(form).send().await.unwrap()
 }
 
-async fn exchange(app: &TestApp, id: &str, secret: &str, code: &str) -> reqwest::Response {
+pub(crate) async fn exchange(app: &TestApp, id: &str, secret: &str, code: &str) -> reqwest::Response {
     let form =
         [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)];
     token(app, id, secret, &form).await
 }
 
-async fn oauth_error(r: reqwest::Response, status: u16, error: &str) -> Value {
+pub(crate) async fn oauth_error(r: reqwest::Response, status: u16, error: &str) -> Value {
     assert_eq!(r.status(), status, "expected {error}");
     assert_eq!(r.headers()["cache-control"], "no-store");
     let body: Value = r.json().await.unwrap();
@@ -368,6 +368,7 @@ async fn an_expired_code_is_refused() {
         expires_at: now - 10,
         used_at: None,
         issued_sid: None,
+        resource: None,
     };
     app.storage.insert_code(&stored).await.unwrap();
     oauth_error(exchange(&app, &id, &secret, &raw).await, 400, "invalid_grant").await;

@@ -57,6 +57,7 @@ fn session(id: &str, user_id: &str, created_at: i64) -> SessionRecord {
         amr: vec!["pwd".into()],
         client_id: None,
         scope: None,
+        resource: None,
     }
 }
 
@@ -1270,6 +1271,7 @@ fn oauth_client(id: &str) -> OAuthClient {
         scopes: vec!["openid".into(), "profile".into()],
         first_party: false,
         resource: None,
+        resources: vec!["https://api.example.com/v1".into(), "urn:example:reports".into()],
         created_at: NOW,
         updated_at: NOW,
         version: 1,
@@ -1292,6 +1294,7 @@ fn auth_code(hash: &str, client_id: &str, user_id: &str, browser_sid: &str, expi
         expires_at,
         used_at: None,
         issued_sid: None,
+        resource: Some("https://api.example.com/v1".into()),
     }
 }
 
@@ -1299,6 +1302,7 @@ fn grant_record(id: &str, user_id: &str, client_id: &str) -> SessionRecord {
     SessionRecord {
         client_id: Some(client_id.into()),
         scope: Some("openid profile".into()),
+        resource: Some("https://api.example.com/v1".into()),
         ..session(id, user_id, NOW)
     }
 }
@@ -1340,6 +1344,7 @@ async fn oauth_codes_redeem_once_and_replays_revoke(s: Arc<dyn Storage>) {
     let stored = s.session("grant-1").await.unwrap().unwrap();
     assert_eq!(stored.client_id.as_deref(), Some("c2"));
     assert_eq!(stored.scope.as_deref(), Some("openid profile"));
+    assert_eq!(stored.resource.as_deref(), Some("https://api.example.com/v1"));
     // A second redemption revokes the grant the first one made, and stores nothing new.
     let record2 = grant_record("grant-2", u.id.as_str(), "c2");
     match s.redeem_code("code-1", NOW + 2, started(&record2, "rh-grant-2", NOW + 3600)).await.unwrap() {

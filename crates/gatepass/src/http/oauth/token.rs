@@ -23,7 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct OAuthErrorBody {
     /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
-    /// `unsupported_grant_type`, `invalid_scope`, `server_error`, `temporarily_unavailable`.
+    /// `unsupported_grant_type`, `invalid_scope`, `invalid_target` (RFC 8707), `server_error`,
+    /// `temporarily_unavailable`.
     error: String,
     /// What was wrong.
     error_description: String,
@@ -32,7 +33,8 @@ pub struct OAuthErrorBody {
 /// Token endpoint (OAuth 2.1)
 ///
 /// `authorization_code` (with `code_verifier` and `redirect_uri`), `refresh_token`
-/// (rotating; an already-used token revokes the grant) and `client_credentials`. Client
+/// (rotating; an already-used token revokes the grant) and `client_credentials`; each
+/// takes an optional `resource` (RFC 8707), the access token's audience. Client
 /// authentication: HTTP Basic, `client_id` + `client_secret` in the body, or `client_id`
 /// alone for a public client. Errors are RFC 6749 JSON; a failed client authentication is
 /// 401 with `WWW-Authenticate: Basic`.

@@ -53,6 +53,9 @@ pub struct AuthorizeRequest {
     /// Prefills the username on the sign-in page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_hint: Option<String>,
+    /// The resource (RFC 8707 absolute URI) the access token is for; one of the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
     /// Set by gatepass when it sends the browser to sign in again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_after: Option<String>,
@@ -183,6 +186,12 @@ impl AuthService {
             let what = if KNOWN_SCOPES.contains(&s.as_str()) { "not allowed for this client" } else { "unknown" };
             return fail("invalid_scope", &format!("scope {s} is {what}"));
         }
+        let resource = req.resource.clone().filter(|r| !r.is_empty());
+        if let Some(r) = &resource
+            && let Err(why) = super::resource::check(&client, r)
+        {
+            return fail("invalid_target", &why);
+        }
         let prompts = scope_set(req.prompt.as_deref().unwrap_or(""));
         if prompts.iter().any(|p| !["none", "login", "consent", "select_account"].contains(&p.as_str())) {
             return fail("invalid_request", "unknown prompt value");
@@ -271,6 +280,7 @@ impl AuthService {
             expires_at: t + CODE_TTL,
             used_at: None,
             issued_sid: None,
+            resource,
         };
         self.core.storage.insert_code(&stored).await?;
         let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];

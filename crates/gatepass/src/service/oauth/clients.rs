@@ -36,6 +36,9 @@ pub struct ClientMetadata {
     pub first_party: Option<bool>,
     /// The audience of its access tokens (default: the client id).
     pub resource: Option<String>,
+    /// Further resources (RFC 8707: absolute URIs, no fragment) the client may name with
+    /// the `resource` parameter; the token's `aud` is then that resource.
+    pub resources: Option<Vec<String>>,
 }
 
 /// A client as RFC 7591 describes it in answers (never its secret, except once).
@@ -68,6 +71,9 @@ pub struct ClientView {
     /// The audience of its access tokens, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// Further resources it may ask tokens for (RFC 8707).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 impl ClientView {
@@ -87,6 +93,7 @@ impl ClientView {
             token_endpoint_auth_method: if c.is_public() { "none" } else { "client_secret_basic" },
             first_party: c.first_party,
             resource: c.resource.clone(),
+            resources: c.resources.clone(),
         }
     }
 }
@@ -150,6 +157,18 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
     {
         return Err(bad("resource must be a URI or name of at most 2000 characters"));
     }
+    if let Some(resources) = meta.resources {
+        if resources.len() > 20 {
+            return Err(bad("at most 20 resources"));
+        }
+        if let Some(r) = resources.iter().find(|r| !super::resource::valid_resource(r)) {
+            return Err(bad(format!("resource {r:?} is not an absolute URI without a fragment")));
+        }
+        let mut resources = resources;
+        resources.sort();
+        resources.dedup();
+        c.resources = resources;
+    }
     // The whole client must make sense, whatever changed.
     if c.grant_types.is_empty() {
         return Err(bad("a client needs at least one grant type"));
@@ -199,6 +218,7 @@ impl Core {
             scopes: vec!["email".into(), "openid".into(), "profile".into()],
             first_party: false,
             resource: None,
+            resources: Vec::new(),
             created_at: t,
             updated_at: t,
             version: 1,

@@ -42,6 +42,9 @@ pub struct TokenRequest {
     pub client_id: Option<String>,
     /// The secret (`client_secret_post`).
     pub client_secret: Option<String>,
+    /// The resource (RFC 8707) the access token is for: one of the client's, and for a
+    /// code or refresh token the one it was authorized for, if any.
+    pub resource: Option<String>,
 }
 
 /// How the client authenticated itself.
@@ -154,6 +157,8 @@ impl AuthService {
             .await?
             .filter(|u| !u.disabled)
             .ok_or_else(|| invalid("the account is no longer available"))?;
+        let audience = super::resource::audience(client, req.resource.as_deref(), stored.resource.as_deref())
+            .map_err(|why| err(OAuthCode::InvalidTarget, &why))?;
         let scopes = scope_set(&stored.scope);
         let offline = scopes.iter().any(|s| s == "offline_access");
         let settings = self.settings();
@@ -174,6 +179,9 @@ impl AuthService {
             amr: stored.amr.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
             client_id: Some(client.client_id.clone()),
             scope: Some(stored.scope.clone()),
+            // A resource named at the token endpoint narrows the grant to it, as one named
+            // in the authorization request does.
+            resource: req.resource.clone().filter(|r| !r.is_empty()).or_else(|| stored.resource.clone()),
         };
         let refresh_hash = RefreshTokens::hash(&refresh_token);
         let grant = NewSession {
@@ -215,7 +223,7 @@ impl AuthService {
             CodeRedemption::Refused => return Err(invalid("the code is invalid, expired or used")),
         }
         let refresh = (offline && client.grant_types.iter().any(|g| g == "refresh_token")).then_some(refresh_token);
-        self.client_tokens(client, &user, &record, &stored.scope, stored.nonce.clone(), refresh, t)
+        self.client_tokens(client, &user, &record, &audience, &stored.scope, stored.nonce.clone(), refresh, t)
     }
 
     async fn refresh_grant(
@@ -232,13 +240,17 @@ impl AuthService {
         }
         let storage = &self.core.storage;
         let hash = RefreshTokens::hash(token);
-        // Whose grant it is, before anything changes: another client's token is refused
-        // without rotating it.
+        // Whose grant it is and which resource it is for, before anything changes: another
+        // client's token, or a resource the grant may not have, is refused without rotating.
         if let Some((sid, _)) = storage.session_of_refresh_token(&hash, now()).await? {
-            let owner = storage.session(&sid).await?.and_then(|s| s.client_id);
-            if owner.as_deref() != Some(client.client_id.as_str()) {
+            let grant = storage.session(&sid).await?;
+            let owner = grant.as_ref().and_then(|s| s.client_id.as_deref());
+            if owner != Some(client.client_id.as_str()) {
                 return Err(invalid());
             }
+            let bound = grant.as_ref().and_then(|s| s.resource.as_deref());
+            super::resource::audience(client, req.resource.as_deref(), bound)
+                .map_err(|why| err(OAuthCode::InvalidTarget, &why))?;
         }
         let t = now();
         let settings = self.settings();
@@ -289,7 +301,9 @@ impl AuthService {
         };
         // The access token issued here expires at `exp`, recorded on the session by the rotation.
         let session = SessionRecord { access_expires_at: exp, ..session };
-        self.client_tokens(client, &user, &session, &scope, None, Some(successor), t)
+        let audience = super::resource::audience(client, req.resource.as_deref(), session.resource.as_deref())
+            .map_err(|why| err(OAuthCode::InvalidTarget, &why))?;
+        self.client_tokens(client, &user, &session, &audience, &scope, None, Some(successor), t)
     }
 
     fn client_credentials_grant(&self, client: &OAuthClient, req: &TokenRequest) -> OResult<TokenResponse> {
@@ -308,12 +322,14 @@ impl AuthService {
                 asked.join(" ")
             }
         };
+        let aud = super::resource::audience(client, req.resource.as_deref(), None)
+            .map_err(|why| err(OAuthCode::InvalidTarget, &why))?;
         let t = now();
         let ttl = self.settings().access_token_ttl;
         let claims = ClientAccessClaims {
             iss: self.oauth.issuer().unwrap_or_default().to_owned(),
             sub: client.client_id.clone(),
-            aud: client.resource.clone().unwrap_or_else(|| client.client_id.clone()),
+            aud,
             client_id: client.client_id.clone(),
             scope: scope.clone(),
             iat: t,
@@ -342,6 +358,7 @@ impl AuthService {
         client: &OAuthClient,
         user: &User,
         session: &SessionRecord,
+        audience: &str,
         scope: &str,
         nonce: Option<String>,
         refresh_token: Option<String>,
@@ -352,7 +369,7 @@ impl AuthService {
         let claims = ClientAccessClaims {
             iss: iss.clone(),
             sub: user.id.as_str().to_owned(),
-            aud: client.resource.clone().unwrap_or_else(|| client.client_id.clone()),
+            aud: audience.to_owned(),
             client_id: client.client_id.clone(),
             scope: scope.to_owned(),
             iat: t,

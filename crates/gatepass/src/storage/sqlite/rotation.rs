@@ -138,7 +138,7 @@ const SQL_PRESENTED: &str = "SELECT r.expires_at AS token_expires_at, r.rotated_
        EXISTS (SELECT 1 FROM refresh_tokens n WHERE n.token_hash = ?2 AND n.rotated_at IS NULL AND n.expires_at > ?3) \
          AS successor_current, \
        s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.auth_time, s.access_expires_at, \
-       s.user_agent, s.ip, s.revoked_at, s.amr, s.client_id, s.scope \
+       s.user_agent, s.ip, s.revoked_at, s.amr, s.client_id, s.scope, s.resource \
      FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id LEFT JOIN users u ON u.id = s.user_id \
      WHERE r.token_hash = ?1";
 
