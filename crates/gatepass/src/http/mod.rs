@@ -3,6 +3,7 @@
 //! tutorials' routes), `keys.rs` (JWKS, discovery, key admin), `oauth/` (the OAuth / OpenID Connect provider),
 //! `metrics.rs` and `ops.rs`.
 
+pub mod admin;
 pub mod api;
 pub(crate) mod compat;
 pub mod cookies;
@@ -100,6 +101,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(api::router())
         .merge(compat::router())
         .merge(pages::router())
+        .merge(admin::router())
         .merge(ops::router())
         .merge(keys::router())
         .merge(oauth::router())
