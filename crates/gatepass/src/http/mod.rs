@@ -1,5 +1,5 @@
 //! The HTTP edge: the router and its layers in one place. Handlers live in `api/` (JSON
-//! API, one file per resource), `pages/` (HTML and its form posts), `compat.rs` (the seed
+//! API, one file per resource), `pages/` (HTML and its form posts), `admin/` (the admin console), `compat.rs` (the seed
 //! tutorials' routes), `keys.rs` (JWKS, discovery, key admin), `oauth/` (the OAuth / OpenID Connect provider),
 //! `metrics.rs` and `ops.rs`.
 

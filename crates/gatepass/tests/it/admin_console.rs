@@ -160,6 +160,15 @@ async fn bad_input_shows_the_form_again_and_changes_nothing() {
     let clients: Value = app.get_auth("/api/admin/clients", app.operator()).await.json().await.unwrap();
     assert_eq!(clients["clients"], json!([]));
 
+    // An action the account cannot take is announced on its page.
+    let body = json!({ "username": "noaddr", "password": PASSWORD });
+    let created: Value = app.post_auth("/api/admin/users", app.operator(), body).await.json().await.unwrap();
+    let noaddr = created["user"]["id"].as_str().unwrap().to_owned();
+    let r = b.post_with(&format!("/admin/users/{noaddr}/password-reset"), &[("csrf_token", &token)], OWN_PAGE).await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("role=\"alert\"") && html.contains("no e-mail address"), "{html}");
+
     let r = b.get("/admin/audit?from=yesterday").await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("epoch seconds or an RFC 3339 time"));

@@ -21,6 +21,7 @@ use crate::http::pages::{clip, css_href, describe_agent, render};
 use crate::service::console::SearchQuery;
 use crate::storage::UserPatch;
 use crate::storage::audit::AuditEntry;
+use gatepass_verify::AccessClaims;
 
 /// User routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -262,23 +263,38 @@ async fn set_roles(
     }
 }
 
+/// The answer to an account action: a 303 to the account's page with `code`, or the page
+/// again with the refusal announced (nothing changed), or the JSON error for the rest.
+async fn answer(state: &AppState, claims: AccessClaims, id: &str, outcome: Result<(), Error>, code: &str) -> Response {
+    match outcome {
+        Ok(()) => back_to(id, code),
+        Err(e) if e.status().is_client_error() && e.status() != StatusCode::NOT_FOUND => {
+            let user = match state.service.core().user(id).await {
+                Ok(u) => u,
+                Err(e) => return e.into_response(),
+            };
+            let nav = ConsoleAdmin { claims }.nav(state, "users");
+            let typed = user.roles.names().join(", ");
+            user_page(state, nav, user, e.status(), None, Some((e.message(), typed))).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Applies `patch` to account `id` through the admin API's use case.
 async fn patch_user(
     state: &AppState,
-    actor: &crate::service::Actor,
+    form: ConsoleForm<TokenForm>,
     id: &str,
     patch: UserPatch,
     code: &str,
 ) -> Response {
     let core = state.service.core();
     let outcome = match core.user(id).await {
-        Ok(user) => core.update_user(actor, &user, &patch).await.map(|_| ()),
+        Ok(user) => core.update_user(&form.actor, &user, &patch).await.map(|_| ()),
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(()) => back_to(id, code),
-        Err(e) => e.into_response(),
-    }
+    answer(state, form.claims, id, outcome, code).await
 }
 
 /// Disable an account (form post)
@@ -289,12 +305,8 @@ async fn patch_user(
     params(("id" = String, Path, description = "User id")),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(ConsoleAction))]
-async fn disable(
-    State(state): State<AppState>,
-    PathParam(id): PathParam,
-    ConsoleForm { actor, .. }: ConsoleForm<TokenForm>,
-) -> Response {
-    patch_user(&state, &actor, &id, UserPatch { disabled: Some(true), ..UserPatch::default() }, "disabled").await
+async fn disable(State(state): State<AppState>, PathParam(id): PathParam, form: ConsoleForm<TokenForm>) -> Response {
+    patch_user(&state, form, &id, UserPatch { disabled: Some(true), ..UserPatch::default() }, "disabled").await
 }
 
 /// Enable an account (form post)
@@ -302,12 +314,8 @@ async fn disable(
     params(("id" = String, Path, description = "User id")),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(ConsoleAction))]
-async fn enable(
-    State(state): State<AppState>,
-    PathParam(id): PathParam,
-    ConsoleForm { actor, .. }: ConsoleForm<TokenForm>,
-) -> Response {
-    patch_user(&state, &actor, &id, UserPatch { disabled: Some(false), ..UserPatch::default() }, "enabled").await
+async fn enable(State(state): State<AppState>, PathParam(id): PathParam, form: ConsoleForm<TokenForm>) -> Response {
+    patch_user(&state, form, &id, UserPatch { disabled: Some(false), ..UserPatch::default() }, "enabled").await
 }
 
 /// The confirmation page of a destructive action.
@@ -344,7 +352,7 @@ pub async fn confirm_page(
 
 /// Runs a destructive action once the step-up rule holds; otherwise back to its
 /// confirmation page (`confirm`), which asks for the password.
-pub async fn destructive<F>(state: &AppState, claims: &gatepass_verify::AccessClaims, confirm: &str, act: F) -> Response
+pub async fn destructive<F>(state: &AppState, claims: &AccessClaims, confirm: &str, act: F) -> Response
 where
     F: AsyncFnOnce() -> Result<String, Error>,
 {
@@ -411,17 +419,14 @@ async fn delete(
 async fn end_all(
     State(state): State<AppState>,
     PathParam(id): PathParam,
-    ConsoleForm { actor, .. }: ConsoleForm<TokenForm>,
+    ConsoleForm { claims, actor, .. }: ConsoleForm<TokenForm>,
 ) -> Response {
     let core = state.service.core();
     let outcome = match core.user(&id).await {
-        Ok(user) => core.logout_user(&actor, &user).await,
+        Ok(user) => core.logout_user(&actor, &user).await.map(|_| ()),
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(_) => back_to(&id, "sessions_ended"),
-        Err(e) => e.into_response(),
-    }
+    answer(&state, claims, &id, outcome, "sessions_ended").await
 }
 
 /// End one session of an account (form post)
@@ -498,17 +503,14 @@ async fn mfa_reset(
 async fn resend_verification(
     State(state): State<AppState>,
     PathParam(id): PathParam,
-    ConsoleForm { actor, .. }: ConsoleForm<TokenForm>,
+    ConsoleForm { claims, actor, .. }: ConsoleForm<TokenForm>,
 ) -> Response {
     let core = state.service.core();
     let outcome = match core.user(&id).await {
         Ok(user) => core.resend_verification(&actor, &user).await,
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(()) => back_to(&id, "verification_sent"),
-        Err(e) => e.into_response(),
-    }
+    answer(&state, claims, &id, outcome, "verification_sent").await
 }
 
 /// Mark the address verified (form post)
@@ -519,17 +521,14 @@ async fn resend_verification(
 async fn mark_verified(
     State(state): State<AppState>,
     PathParam(id): PathParam,
-    ConsoleForm { actor, .. }: ConsoleForm<TokenForm>,
+    ConsoleForm { claims, actor, .. }: ConsoleForm<TokenForm>,
 ) -> Response {
     let core = state.service.core();
     let outcome = match core.user(&id).await {
         Ok(user) => core.mark_email_verified(&actor, &user).await.map(|_| ()),
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(()) => back_to(&id, "verified"),
-        Err(e) => e.into_response(),
-    }
+    answer(&state, claims, &id, outcome, "verified").await
 }
 
 /// Send a password-reset link (form post)
@@ -540,7 +539,7 @@ async fn mark_verified(
 async fn send_reset(
     State(state): State<AppState>,
     PathParam(id): PathParam,
-    ConsoleForm { actor, .. }: ConsoleForm<TokenForm>,
+    ConsoleForm { claims, actor, .. }: ConsoleForm<TokenForm>,
 ) -> Response {
     let core = state.service.core();
     let outcome = match core.user(&id).await {
@@ -548,9 +547,12 @@ async fn send_reset(
         Ok(user) => core.send_password_reset(&actor, &user).await,
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(true) => back_to(&id, "reset_sent"),
-        Ok(false) => Error::RateLimited { retry_after: 3600 }.into_response(),
-        Err(e) => e.into_response(),
-    }
+    let outcome = match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::BadRequest(
+            "no link was sent: the account is disabled, or links were sent to it too often; try again later".into(),
+        )),
+        Err(e) => Err(e),
+    };
+    answer(&state, claims, &id, outcome, "reset_sent").await
 }
