@@ -1,8 +1,9 @@
 //! The HTTP edge: the router and its layers in one place. Handlers live in `api/` (JSON
-//! API, one file per resource), `pages/` (HTML and its form posts), `compat.rs` (the seed
+//! API, one file per resource), `pages/` (HTML and its form posts), `admin/` (the admin console), `compat.rs` (the seed
 //! tutorials' routes), `keys.rs` (JWKS, discovery, key admin), `oauth/` (the OAuth / OpenID Connect provider),
 //! `metrics.rs` and `ops.rs`.
 
+pub mod admin;
 pub mod api;
 pub(crate) mod compat;
 pub mod cookies;
@@ -100,6 +101,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(api::router())
         .merge(compat::router())
         .merge(pages::router())
+        .merge(admin::router())
         .merge(ops::router())
         .merge(keys::router())
         .merge(oauth::router())

@@ -60,6 +60,7 @@ pub const OAUTH_CLIENT: &str = "oauth_client";
         (name = "oauth", description = "OAuth 2.1 / OpenID Connect provider: authorization, token, userinfo, metadata"),
         (name = "compat", description = "Routes the seed tutorials' clients call"),
         (name = "pages", description = "Server-rendered pages and their HTML form posts"),
+        (name = "admin console", description = "The admin console's pages and form posts (`/admin`, role `admin`)"),
         (name = "ops", description = "Health, metrics, this description"),
     )
 )]

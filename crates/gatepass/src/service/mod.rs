@@ -7,7 +7,7 @@
 //! [`sessions`] (start, refresh, authenticate, logout, revoke, sweep), [`accounts`]
 //! (register, create, change password, the one `set_password`), [`admin`] (listing and
 //! changing accounts, the audit trail), [`audit_chain`] (the keyed audit chain: its anchor
-//! and its check), [`settings`] (runtime settings and their one reload), [`sync`]
+//! and its check), [`console`] (what only the admin console asks: overview, account search), [`settings`] (runtime settings and their one reload), [`sync`]
 //! (following other writers), [`keys`] (signing keys), [`key_revocation`] (revoking a
 //! signing key in an emergency), [`import`] (accounts from another database), [`mail`]
 //! (composing mail, the outbox sender), [`email`] (verifying and changing addresses,
@@ -32,6 +32,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit_chain;
 pub mod backoff;
+pub mod console;
 pub mod email;
 pub mod health;
 pub mod import;

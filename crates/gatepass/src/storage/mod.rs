@@ -5,6 +5,7 @@
 //! transaction.
 
 pub mod audit;
+pub mod console;
 mod events;
 pub mod failures;
 mod keys;
@@ -19,6 +20,7 @@ mod shared;
 mod sqlite;
 
 pub use audit::AuditStore;
+pub use console::{ConsoleStore, HourlyCount, UserSearch};
 pub use events::{Change, ChangeFeed, ChangeSubscription};
 pub use failures::FailureStore;
 pub use keys::{KeyRevocation, KeyStore};
@@ -210,6 +212,7 @@ pub struct UserPatch {
 #[async_trait]
 pub trait Storage:
     AuditStore
+    + ConsoleStore
     + ChangeFeed
     + FailureStore
     + KeyStore

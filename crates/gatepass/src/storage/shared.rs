@@ -12,6 +12,7 @@ use std::marker::PhantomData;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::audit::{AuditAnchor, AuditEntry, AuditEvent, AuditKey, AuditQuery, GENESIS_HASH};
+use super::console::UserSearch;
 use super::keys::KeyRevocation;
 use super::mail::{EmailConfirmed, OneTimeToken, OutboxMail, TokenPurpose};
 use super::revocation_feed::{FeedEntry, FeedItem};
@@ -31,6 +32,30 @@ pub(super) trait Backend: Database {
     fn map_err(e: sqlx::Error) -> StorageError;
     /// Rows a statement changed (sqlx has no common trait for query results).
     fn rows_affected(r: &Self::QueryResult) -> u64;
+}
+
+/// The dialect pieces of [`Shared::search_users`]: boolean SQL expressions over `$1`
+/// (name prefix), `$2` (address prefix) and `$3` (role), and the `ORDER BY` list.
+pub(super) struct SearchDialect {
+    /// Whether `username_canonical` starts with `$1`.
+    pub name_prefix: &'static str,
+    /// Whether `email_canonical` starts with `$2`.
+    pub email_prefix: &'static str,
+    /// Whether the comma-separated `roles` column holds `$3`.
+    pub role: &'static str,
+    /// The listing order.
+    pub order: &'static str,
+}
+
+/// The statement of `ConsoleStore::audit_hourly` for `n` event names (`$2`…), counting
+/// from `$1`; the same on both databases, run by each backend on its own pool.
+pub(super) fn audit_hourly_sql(n: usize) -> String {
+    let list: Vec<String> = (0..n).map(|i| format!("${}", i + 2)).collect();
+    format!(
+        "SELECT event, (at - $1) / 3600 AS hour, COUNT(*) AS count FROM audit_log \
+         WHERE at >= $1 AND event IN ({}) GROUP BY 1, 2 ORDER BY 1, 2",
+        list.join(", ")
+    )
 }
 
 /// The transaction type of a backend.
@@ -164,6 +189,50 @@ where
 
     pub(super) async fn count_users<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<i64> {
         sqlx::query_scalar::<DB, i64>("SELECT COUNT(*) FROM users").fetch_one(ex).await.map_err(DB::map_err)
+    }
+
+    /// The console's account search: `d` supplies the dialect's prefix, role and ordering
+    /// expressions; the filters are bound as `$1` (name prefix), `$2` (address prefix),
+    /// `$3` (role), `$4` (disabled) and `$5` (unverified only). Two statements, one page
+    /// and its count; both read committed rows only, so a page may lag a concurrent change.
+    pub(super) async fn search_users<'c, E: Executor<'c, Database = DB> + Copy>(
+        pool: E,
+        d: &SearchDialect,
+        s: &UserSearch,
+    ) -> StorageResult<(Vec<User>, i64)> {
+        let filter = format!(
+            "WHERE ((CAST($1 AS TEXT) IS NULL AND CAST($2 AS TEXT) IS NULL) OR {name} OR {email}) \
+               AND (CAST($3 AS TEXT) IS NULL OR {role}) \
+               AND (CAST($4 AS BOOLEAN) IS NULL OR disabled = $4) \
+               AND ($5 = FALSE OR (email IS NOT NULL AND email_verified = FALSE))",
+            name = d.name_prefix,
+            email = d.email_prefix,
+            role = d.role,
+        );
+        let page_sql = format!("{USER_SELECT} {filter} ORDER BY {} LIMIT $6 OFFSET $7", d.order);
+        let rows = sqlx::query_as::<DB, UserRow>(sqlx::AssertSqlSafe(page_sql))
+            .bind(s.name_prefix.as_deref())
+            .bind(s.email_prefix.as_deref())
+            .bind(s.role.as_deref())
+            .bind(s.disabled)
+            .bind(s.unverified)
+            .bind(s.limit)
+            .bind(s.offset)
+            .fetch_all(pool)
+            .await
+            .map_err(DB::map_err)?;
+        let users = rows.into_iter().map(UserRow::into_user).collect::<StorageResult<Vec<_>>>()?;
+        let count_sql = format!("SELECT COUNT(*) FROM users {filter}");
+        let total = sqlx::query_scalar::<DB, i64>(sqlx::AssertSqlSafe(count_sql))
+            .bind(s.name_prefix.as_deref())
+            .bind(s.email_prefix.as_deref())
+            .bind(s.role.as_deref())
+            .bind(s.disabled)
+            .bind(s.unverified)
+            .fetch_one(pool)
+            .await
+            .map_err(DB::map_err)?;
+        Ok((users, total))
     }
 
     pub(super) async fn set_password_hash<'c>(

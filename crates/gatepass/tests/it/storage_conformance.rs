@@ -10,7 +10,7 @@ use gatepass::storage::audit::{AuditEvent, AuditKey, ChainCheck, GENESIS_HASH};
 use gatepass::storage::{
     AuthCode, CodeRedemption, EmailConfirmed, FeedItem, KeyRevocation, NewSession, OAuthClient, OneTimeToken,
     OutboxMail, PostgresStorage, Replaced, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage,
-    Storage, StorageError, TokenPurpose, UserPatch,
+    Storage, StorageError, TokenPurpose, UserPatch, UserSearch,
 };
 use std::sync::Arc;
 
@@ -1431,6 +1431,60 @@ async fn deleting_a_client_revokes_its_grants(s: Arc<dyn Storage>) {
     assert_eq!(s.delete_client("c4", NOW + 3).await.unwrap(), None);
 }
 
+/// The console's search: prefixes of the canonical name or the address (either), role,
+/// disabled and unverified filters (all), name order, paging and the total.
+async fn console_search(s: Arc<dyn Storage>) {
+    let add = |name: &str, email: Option<&str>, roles: &[&str], disabled: bool, verified: bool| {
+        let mut u = user(name);
+        u.email = email.map(|e| Email::parse(e).expect("valid address"));
+        u.email_verified = verified;
+        u.roles = Roles::parse(roles).expect("roles");
+        u.disabled = disabled;
+        u
+    };
+    let all = [
+        add("alice", Some("alice@example.com"), &["admin"], false, true),
+        add("albert", Some("bert@example.com"), &[], true, false),
+        add("bob", Some("al_bob@example.com"), &["admin_x"], false, false),
+        add("carol", None, &[], false, false),
+    ];
+    for u in &all {
+        s.insert_user(u).await.expect("insert");
+    }
+    let names = |users: &[User]| users.iter().map(|u| u.username.as_str().to_owned()).collect::<Vec<_>>();
+    let search = |f: &dyn Fn(&mut UserSearch)| {
+        let mut q = UserSearch { limit: 50, ..UserSearch::default() };
+        f(&mut q);
+        q
+    };
+    let (found, total) = s.search_users(&search(&|_| {})).await.expect("search");
+    assert_eq!((names(&found), total), (vec!["albert".into(), "alice".into(), "bob".into(), "carol".into()], 4));
+    let q = search(&|q| {
+        q.name_prefix = Some("al".into());
+        q.email_prefix = Some("al".into());
+    });
+    let (found, _) = s.search_users(&q).await.expect("search");
+    assert_eq!(names(&found), ["albert", "alice", "bob"], "name or address prefix");
+    let q = search(&|q| q.email_prefix = Some("al_".into()));
+    assert_eq!(names(&s.search_users(&q).await.expect("search").0), ["bob"], "`_` means itself");
+    let q = search(&|q| q.role = Some("admin".into()));
+    assert_eq!(names(&s.search_users(&q).await.expect("search").0), ["alice"], "whole role names only");
+    let q = search(&|q| q.disabled = Some(true));
+    assert_eq!(names(&s.search_users(&q).await.expect("search").0), ["albert"]);
+    let q = search(&|q| {
+        q.unverified = true;
+        q.disabled = Some(false);
+    });
+    assert_eq!(names(&s.search_users(&q).await.expect("search").0), ["bob"], "carol has no address");
+    let q = search(&|q| {
+        q.limit = 2;
+        q.offset = 1;
+    });
+    let (found, total) = s.search_users(&q).await.expect("search");
+    assert_eq!((names(&found), total), (vec!["alice".into(), "bob".into()], 4));
+    assert!(s.audit_hourly(&["login"], NOW).await.expect("counts").is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1487,6 +1541,7 @@ conformance!(
     oauth_codes_redeem_once_and_replays_revoke,
     concurrent_code_redemptions,
     deleting_a_client_revokes_its_grants,
+    console_search,
 );
 
 #[test]

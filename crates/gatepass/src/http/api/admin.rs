@@ -307,7 +307,7 @@ pub struct AuditParams {
 }
 
 /// A time given as epoch seconds or RFC 3339.
-fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<i64>> {
+pub(crate) fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<i64>> {
     let Some(raw) = raw.filter(|s| !s.is_empty()) else { return Ok(None) };
     if let Ok(n) = raw.parse::<i64>() {
         return Ok(Some(n));

@@ -68,7 +68,7 @@ fn see_other_with(location: &str, mut headers: HeaderMap) -> Response {
 }
 
 /// A 303 to `location` that sets the cookies of `grant` (a new sign-in).
-pub(super) fn redirect_with_grant(
+pub(crate) fn redirect_with_grant(
     state: &AppState,
     cookies: CookieSettings,
     location: &str,

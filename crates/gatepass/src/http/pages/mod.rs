@@ -230,7 +230,7 @@ pub async fn home_page(
 }
 
 /// A short, readable name for a `User-Agent` string.
-fn describe_agent(ua: &str) -> String {
+pub(crate) fn describe_agent(ua: &str) -> String {
     let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/", "curl/", "reqwest"].iter().find(|b| ua.contains(*b)).map(
         |b| match *b {
             "Edg/" => "Edge",

@@ -9,6 +9,7 @@
 //! `settings` are announced to every instance by triggers (see `events.rs`).
 
 mod audit;
+mod console;
 mod events;
 mod failures;
 mod keys;

@@ -29,6 +29,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 // Capability-sized impls of further storage traits live in sibling files of this module.
 mod audit;
+mod console;
 mod events;
 mod failures;
 mod keys;
