@@ -66,9 +66,13 @@ impl Username {
         }
         check_scripts(&display)?;
         let canonical = UsernameCaseMapped::enforce(display.as_ref()).map_err(precis_error)?.into_owned();
-        if canonical.len() > MAX_CANONICAL_BYTES {
+        // Case mapping can compose further (`T` + U+0308 has no precomposed capital, `ẗ`
+        // does): the canonical form must pass the length and character rules too, so that
+        // every spelling of one account is valid or none is.
+        if canonical.len() > MAX_CANONICAL_BYTES || !(MIN_CHARS..=MAX_CHARS).contains(&canonical.chars().count()) {
             return Err(invalid(LENGTH));
         }
+        check_scripts(&canonical)?;
         Ok(Self { display: display.into_owned(), canonical })
     }
 
@@ -309,6 +313,19 @@ mod tests {
             }
         }
         assert!(valid > 1000, "the generator produces valid names too ({valid})");
+    }
+
+    /// Inputs the random test above once found: `T` + U+0308 + U+031B is three characters,
+    /// its case-mapped form `ẗ` + U+031B two, and `ẗ` is a character UTS #39 restricts.
+    /// Every spelling is refused, so none can name an account the others cannot.
+    #[test]
+    fn marks_that_compose_after_case_mapping_are_judged_in_the_canonical_form() {
+        for raw in ["\u{ff34}\u{308}\u{31b}", "T\u{308}\u{31b}", "t\u{31b}\u{308}"] {
+            assert_eq!(Username::parse(raw), Err(invalid(LENGTH)), "{raw:?}");
+        }
+        for raw in ["ab\u{ff34}\u{308}\u{31b}", "abT\u{308}\u{31b}", "abt\u{31b}\u{308}", "ab\u{1e97}"] {
+            assert!(Username::parse(raw).is_err(), "{raw:?}");
+        }
     }
 
     #[test]
