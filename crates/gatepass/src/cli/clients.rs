@@ -20,6 +20,10 @@ pub struct ClientFlags {
     /// app's own scheme with a dot.
     #[arg(long = "redirect-uri")]
     pub redirect_uris: Vec<String>,
+    /// Where a logout request may send the browser back to (repeat for several); same rules
+    /// as --redirect-uri, matched exactly.
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
     /// A grant type (repeat): authorization_code (default), refresh_token, client_credentials.
     #[arg(long = "grant")]
     pub grants: Vec<String>,
@@ -39,6 +43,8 @@ impl ClientFlags {
         ClientMetadata {
             client_name: self.name,
             redirect_uris: (!self.redirect_uris.is_empty()).then_some(self.redirect_uris),
+            post_logout_redirect_uris: (!self.post_logout_redirect_uris.is_empty())
+                .then_some(self.post_logout_redirect_uris),
             grant_types: (!self.grants.is_empty()).then_some(self.grants),
             response_types: None,
             scope: (!self.scopes.is_empty()).then(|| self.scopes.join(" ")),

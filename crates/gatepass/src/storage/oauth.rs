@@ -25,6 +25,9 @@ pub struct OAuthClient {
     pub name: String,
     /// Registered redirect URIs, matched exactly (loopback ports aside, RFC 8252).
     pub redirect_uris: Vec<String>,
+    /// Where a logout request may send the browser back to (RP-Initiated Logout), matched
+    /// exactly.
+    pub post_logout_redirect_uris: Vec<String>,
     /// Grant types the client may use.
     pub grant_types: Vec<String>,
     /// Scopes the client may ask for.
@@ -54,6 +57,7 @@ pub(crate) struct ClientRow {
     secret_hash: Option<String>,
     name: String,
     redirect_uris: String,
+    post_logout_redirect_uris: String,
     grant_types: String,
     scopes: String,
     first_party: bool,
@@ -73,11 +77,14 @@ impl TryFrom<ClientRow> for OAuthClient {
     fn try_from(r: ClientRow) -> Result<Self, StorageError> {
         let redirect_uris = serde_json::from_str(&r.redirect_uris)
             .map_err(|e| StorageError::Other(format!("client {}: redirect_uris: {e}", r.client_id)))?;
+        let post_logout_redirect_uris = serde_json::from_str(&r.post_logout_redirect_uris)
+            .map_err(|e| StorageError::Other(format!("client {}: post_logout_redirect_uris: {e}", r.client_id)))?;
         Ok(OAuthClient {
             client_id: r.client_id,
             secret_hash: r.secret_hash,
             name: r.name,
             redirect_uris,
+            post_logout_redirect_uris,
             grant_types: words(&r.grant_types),
             scopes: words(&r.scopes),
             first_party: r.first_party,
@@ -159,6 +166,16 @@ pub trait OAuthStore: Send + Sync {
     /// [`super::Storage::create_session`]) and records it on the code. A code redeemed
     /// before revokes the grant it was redeemed for (see [`CodeRedemption`]).
     async fn redeem_code(&self, code_hash: &str, now: i64, grant: NewSession<'_>) -> StorageResult<CodeRedemption>;
+    /// RP-initiated logout, in one transaction: ends the user's browser session and, when a
+    /// logout hint named one, the client's grant (both only if they are the user's); returns
+    /// what was revoked.
+    async fn end_browser_session(
+        &self,
+        user_id: &str,
+        browser_sid: &str,
+        grant_sid: Option<&str>,
+        now: i64,
+    ) -> StorageResult<Vec<RevokedSession>>;
     /// The scope sets a user has consented to for a client.
     async fn consents(&self, user_id: &str, client_id: &str) -> StorageResult<Vec<String>>;
     /// Remembers a user's consent to `scope` (sorted, space-separated) for a client.
@@ -170,8 +187,8 @@ pub trait OAuthStore: Send + Sync {
     async fn insert_oauth_id_key(&self, key: &StoredKey) -> StorageResult<bool>;
 }
 
-const CLIENT_SELECT: &str = "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scopes, first_party, \
-     resource, created_at, updated_at, version FROM oauth_clients";
+const CLIENT_SELECT: &str = "SELECT client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
+     grant_types, scopes, first_party, resource, created_at, updated_at, version FROM oauth_clients";
 const CODE_SELECT: &str = "SELECT code_hash, client_id, user_id, browser_sid, redirect_uri, code_challenge, scope, \
      nonce, auth_time, amr, created_at, expires_at, used_at, issued_sid FROM oauth_codes";
 
@@ -212,8 +229,8 @@ where
     pub(super) async fn insert_client<'c>(ex: impl Executor<'c, Database = DB>, c: &OAuthClient) -> StorageResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO oauth_clients (client_id, secret_hash, name, redirect_uris, grant_types, scopes, \
-             first_party, resource, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             first_party, resource, created_at, updated_at, version, post_logout_redirect_uris) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(c.client_id.as_str())
         .bind(c.secret_hash.as_deref())
@@ -226,6 +243,7 @@ where
         .bind(c.created_at)
         .bind(c.updated_at)
         .bind(c.version)
+        .bind(json_list(&c.post_logout_redirect_uris)?)
         .execute(ex)
         .await
         .map_err(DB::map_err)?;
@@ -264,8 +282,8 @@ where
     ) -> StorageResult<bool> {
         let r = sqlx::query::<DB>(
             "UPDATE oauth_clients SET secret_hash = $1, name = $2, redirect_uris = $3, grant_types = $4, \
-             scopes = $5, first_party = $6, resource = $7, updated_at = $8, version = $9 \
-             WHERE client_id = $10 AND version = $11",
+             scopes = $5, first_party = $6, resource = $7, updated_at = $8, version = $9, \
+             post_logout_redirect_uris = $12 WHERE client_id = $10 AND version = $11",
         )
         .bind(c.secret_hash.as_deref())
         .bind(c.name.as_str())
@@ -278,6 +296,7 @@ where
         .bind(c.version)
         .bind(c.client_id.as_str())
         .bind(expected_version)
+        .bind(json_list(&c.post_logout_redirect_uris)?)
         .execute(ex)
         .await
         .map_err(DB::map_err)?;
@@ -415,6 +434,21 @@ where
         Ok(CodeRedemption::Issued)
     }
 
+    pub(super) async fn end_browser_session_in_tx(
+        tx: &mut Tx<DB>,
+        user_id: &str,
+        browser_sid: &str,
+        grant_sid: Option<&str>,
+        now: i64,
+    ) -> StorageResult<Vec<RevokedSession>> {
+        let mut out =
+            Self::revoke_in_tx(tx, user_id, SessionFilter::One(browser_sid), now, Revocation::Revoked).await?;
+        if let Some(grant) = grant_sid.filter(|g| *g != browser_sid) {
+            out.extend(Self::revoke_in_tx(tx, user_id, SessionFilter::One(grant), now, Revocation::Revoked).await?);
+        }
+        Ok(out)
+    }
+
     pub(super) async fn consents<'c>(
         ex: impl Executor<'c, Database = DB>,
         user_id: &str,
@@ -483,5 +517,9 @@ where
 }
 
 fn redirect_json(c: &OAuthClient) -> StorageResult<String> {
-    serde_json::to_string(&c.redirect_uris).map_err(|e| StorageError::Other(format!("redirect_uris: {e}")))
+    json_list(&c.redirect_uris)
+}
+
+fn json_list(list: &[String]) -> StorageResult<String> {
+    serde_json::to_string(list).map_err(|e| StorageError::Other(format!("URI list: {e}")))
 }

@@ -28,6 +28,7 @@ mod mfa;
 mod mfa_pages;
 mod multi_instance;
 mod oidc;
+mod oidc_flows;
 mod openapi;
 mod operator;
 mod ops;

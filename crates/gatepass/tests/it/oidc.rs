@@ -12,24 +12,24 @@ use std::collections::HashMap;
 
 use crate::common::{TestApp, s};
 
-const PASSWORD: &str = "a-long-password";
-const REDIRECT: &str = "https://app.example.com/cb";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub(crate) const PASSWORD: &str = "a-long-password";
+pub(crate) const REDIRECT: &str = "https://app.example.com/cb";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 fn python() -> Option<String> {
     ["GATEPASS_TEST_PYTHON", "GATEPASS_TEST_SMTP_PYTHON"].iter().find_map(|v| std::env::var(v).ok())
 }
 
 /// Registers a client through the admin API; returns the RFC 7591 answer.
-async fn register(app: &TestApp, meta: Value) -> Value {
+pub(crate) async fn register(app: &TestApp, meta: Value) -> Value {
     let r = app.post_auth("/api/admin/clients", app.operator(), meta).await;
     assert_eq!(r.status(), 201, "register client");
     r.json().await.unwrap()
 }
 
 /// A first-party confidential client for the code flow with refresh.
-async fn web_client(app: &TestApp) -> (String, String) {
+pub(crate) async fn web_client(app: &TestApp) -> (String, String) {
     let c = register(
         app,
         json!({
@@ -45,7 +45,7 @@ async fn web_client(app: &TestApp) -> (String, String) {
 }
 
 /// A user signed in through `/api/login`: the access token, sent as the session cookie.
-async fn signed_in(app: &TestApp, name: &str) -> String {
+pub(crate) async fn signed_in(app: &TestApp, name: &str) -> String {
     let r = app
         .post_auth(
             "/api/admin/users",
@@ -57,13 +57,13 @@ async fn signed_in(app: &TestApp, name: &str) -> String {
     s(&app.login(name, PASSWORD).await, "access_token").to_owned()
 }
 
-fn query(location: &str) -> HashMap<String, String> {
+pub(crate) fn query(location: &str) -> HashMap<String, String> {
     let url = reqwest::Url::parse(location).expect("absolute redirect");
     url.query_pairs().into_owned().collect()
 }
 
 /// `GET /oauth/authorize` with `params`, as the browser holding `session`.
-async fn authorize(app: &TestApp, session: Option<&str>, params: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn authorize(app: &TestApp, session: Option<&str>, params: &[(&str, &str)]) -> reqwest::Response {
     let mut url = reqwest::Url::parse(&app.url("/oauth/authorize")).unwrap();
     url.query_pairs_mut().extend_pairs(params.iter());
     let mut req = app.client.get(url);
@@ -73,7 +73,7 @@ async fn authorize(app: &TestApp, session: Option<&str>, params: &[(&str, &str)]
     req.send().await.unwrap()
 }
 
-fn code_params<'a>(client_id: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn code_params<'a>(client_id: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("response_type", "code"),
         ("client_id", client_id),
@@ -87,7 +87,7 @@ fn code_params<'a>(client_id: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)
 }
 
 /// A code for `client_id` (first-party, so no consent page).
-async fn code(app: &TestApp, session: &str, client_id: &str, scope: &str) -> String {
+pub(crate) async fn code(app: &TestApp, session: &str, client_id: &str, scope: &str) -> String {
     let r = authorize(app, Some(session), &code_params(client_id, scope)).await;
     assert_eq!(r.status(), 303, "authorize: {:?}", r.text().await);
     let q = query(r.headers()[LOCATION].to_str().unwrap());
@@ -96,17 +96,17 @@ async fn code(app: &TestApp, session: &str, client_id: &str, scope: &str) -> Str
     q["code"].clone()
 }
 
-async fn token(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn token(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
     app.client.post(app.url("/oauth/token")).basic_auth(id, Some(secret)).form(form).send().await.unwrap()
 }
 
-async fn exchange(app: &TestApp, id: &str, secret: &str, code: &str) -> reqwest::Response {
+pub(crate) async fn exchange(app: &TestApp, id: &str, secret: &str, code: &str) -> reqwest::Response {
     let form =
         [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)];
     token(app, id, secret, &form).await
 }
 
-async fn oauth_error(r: reqwest::Response, status: u16, error: &str) -> Value {
+pub(crate) async fn oauth_error(r: reqwest::Response, status: u16, error: &str) -> Value {
     assert_eq!(r.status(), status, "expected {error}");
     assert_eq!(r.headers()["cache-control"], "no-store");
     let body: Value = r.json().await.unwrap();
@@ -115,7 +115,7 @@ async fn oauth_error(r: reqwest::Response, status: u16, error: &str) -> Value {
     body
 }
 
-async fn userinfo_status(app: &TestApp, access: &str) -> u16 {
+pub(crate) async fn userinfo_status(app: &TestApp, access: &str) -> u16 {
     app.get_auth("/oauth/userinfo", access).await.status().as_u16()
 }
 
@@ -244,7 +244,11 @@ async fn unregistered_redirect_uri_gets_an_error_page_not_a_redirect() {
 }
 
 /// The authorization error a request gets back at the client, with its state.
-async fn redirected_error(app: &TestApp, session: Option<&str>, params: &[(&str, &str)]) -> HashMap<String, String> {
+pub(crate) async fn redirected_error(
+    app: &TestApp,
+    session: Option<&str>,
+    params: &[(&str, &str)],
+) -> HashMap<String, String> {
     let r = authorize(app, session, params).await;
     assert_eq!(r.status(), 303);
     let location = r.headers()[LOCATION].to_str().unwrap().to_owned();
@@ -422,7 +426,13 @@ async fn client_tokens_do_not_open_gatepass_own_api_and_refresh_tokens_stay_apar
 }
 
 /// Fires `n` requests at once; returns the statuses.
-async fn concurrently(app: &TestApp, n: usize, id: &str, secret: &str, form: Vec<(String, String)>) -> Vec<u16> {
+pub(crate) async fn concurrently(
+    app: &TestApp,
+    n: usize,
+    id: &str,
+    secret: &str,
+    form: Vec<(String, String)>,
+) -> Vec<u16> {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = Vec::new();
     for _ in 0..n {
@@ -560,7 +570,7 @@ mod openidconnect_crate {
 }
 
 /// Runs the real binary on `app`'s data directory (and database, on PostgreSQL).
-fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+pub(crate) fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
     cmd.args(args).args(["--data-dir", app.data_dir().to_str().unwrap()]);
     if let Some(db) = &app.db {
@@ -569,7 +579,7 @@ fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     cmd.env_remove("GATEPASS_DATABASE_URL").env("GATEPASS_LOG", "warn").output().expect("gatepass runs")
 }
 
-fn cli_json(app: &TestApp, args: &[&str]) -> Value {
+pub(crate) fn cli_json(app: &TestApp, args: &[&str]) -> Value {
     let out = cli(app, args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")

@@ -1266,6 +1266,7 @@ fn oauth_client(id: &str) -> OAuthClient {
         secret_hash: Some("ab".repeat(32)),
         name: format!("App {id}"),
         redirect_uris: vec!["https://app.example.com/cb".into()],
+        post_logout_redirect_uris: vec!["https://app.example.com/bye".into()],
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         scopes: vec!["openid".into(), "profile".into()],
         first_party: false,
@@ -1311,8 +1312,14 @@ async fn oauth_clients_and_consent(s: Arc<dyn Storage>) {
     assert_eq!(s.client("c1").await.unwrap(), Some(c.clone()));
     assert_eq!(s.client("nope").await.unwrap(), None);
     // Compare-and-swap on the version: a stale writer changes nothing.
-    let changed = OAuthClient { name: "Renamed".into(), version: 2, ..c.clone() };
+    let changed = OAuthClient {
+        name: "Renamed".into(),
+        post_logout_redirect_uris: vec!["https://app.example.com/signed-out".into()],
+        version: 2,
+        ..c.clone()
+    };
     assert!(s.update_client(&changed, 1).await.unwrap());
+    assert_eq!(s.client("c1").await.unwrap(), Some(changed.clone()));
     let stale = OAuthClient { name: "Stale".into(), version: 2, ..c.clone() };
     assert!(!s.update_client(&stale, 1).await.unwrap());
     assert_eq!(s.client("c1").await.unwrap().unwrap().name, "Renamed");

@@ -23,6 +23,9 @@ pub struct ClientMetadata {
     /// Exact redirect URIs: `https`, `http` on loopback (any port matches), or a private-use
     /// scheme containing a dot.
     pub redirect_uris: Option<Vec<String>>,
+    /// Where a logout request (`/oauth/logout`) may send the browser back to: exact URIs,
+    /// under the same rules as `redirect_uris`.
+    pub post_logout_redirect_uris: Option<Vec<String>>,
     /// Of `authorization_code` (default), `refresh_token`, `client_credentials`.
     pub grant_types: Option<Vec<String>>,
     /// Only `["code"]`.
@@ -55,6 +58,8 @@ pub struct ClientView {
     pub client_name: String,
     /// Redirect URIs.
     pub redirect_uris: Vec<String>,
+    /// Where a logout request may send the browser back to.
+    pub post_logout_redirect_uris: Vec<String>,
     /// Grant types.
     pub grant_types: Vec<String>,
     /// `["code"]` when the code flow is allowed.
@@ -81,6 +86,7 @@ impl ClientView {
             client_id_issued_at: c.created_at,
             client_name: c.name.clone(),
             redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             grant_types: c.grant_types.clone(),
             response_types: if has_code { vec!["code".into()] } else { Vec::new() },
             scope: c.scopes.join(" "),
@@ -95,6 +101,20 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::BadRequest(msg.into())
 }
 
+/// Checks a list of redirect URIs (`what` names them in the message).
+fn check_uris(what: &str, uris: &[String]) -> Result<()> {
+    if uris.len() > 20 {
+        return Err(bad(format!("at most 20 {what}s")));
+    }
+    if let Some(u) = uris.iter().find(|u| !primitives::valid_redirect_uri(u)) {
+        return Err(bad(format!(
+            "{what} {u:?} is not allowed: use https, http on a loopback address, or an app's own scheme \
+             (with a dot), without a fragment"
+        )));
+    }
+    Ok(())
+}
+
 /// Applies `meta` to `c` and checks the whole result.
 fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
     if let Some(name) = meta.client_name {
@@ -105,16 +125,12 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
         c.name = name;
     }
     if let Some(uris) = meta.redirect_uris {
-        if uris.len() > 20 {
-            return Err(bad("at most 20 redirect_uris"));
-        }
-        if let Some(u) = uris.iter().find(|u| !primitives::valid_redirect_uri(u)) {
-            return Err(bad(format!(
-                "redirect_uri {u:?} is not allowed: use https, http on a loopback address, or an app's own scheme \
-                 (with a dot), without a fragment"
-            )));
-        }
+        check_uris("redirect_uri", &uris)?;
         c.redirect_uris = uris;
+    }
+    if let Some(uris) = meta.post_logout_redirect_uris {
+        check_uris("post_logout_redirect_uri", &uris)?;
+        c.post_logout_redirect_uris = uris;
     }
     if let Some(grants) = meta.grant_types {
         if let Some(g) = grants.iter().find(|g| !GRANT_TYPES.contains(&g.as_str())) {
@@ -195,6 +211,7 @@ impl Core {
             secret_hash: secret.as_deref().map(primitives::digest),
             name: String::new(),
             redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
             grant_types: vec!["authorization_code".into()],
             scopes: vec!["email".into(), "openid".into(), "profile".into()],
             first_party: false,

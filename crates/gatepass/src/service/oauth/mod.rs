@@ -1,8 +1,8 @@
 //! gatepass as an OAuth 2.1 / OpenID Connect provider: other applications sign their users
 //! in with gatepass. One use case per file: [`clients`] (registering and managing
 //! clients), [`authorize`] (the authorization request, sign-in and consent, codes),
-//! [`token`] (the token endpoint's grants), [`userinfo`] and [`keys`] (the key that signs
-//! ID tokens and client access tokens).
+//! [`token`] (the token endpoint's grants), [`userinfo`], [`logout`] (RP-initiated
+//! logout) and [`keys`] (the key that signs ID tokens and client access tokens).
 //!
 //! A grant a client holds for a user is a session (with the client and scopes on its row),
 //! so rotation with reuse detection, revocation and the revocation feed cover it as they
@@ -13,6 +13,7 @@
 pub mod authorize;
 pub mod clients;
 pub mod keys;
+pub mod logout;
 pub mod token;
 pub mod userinfo;
 

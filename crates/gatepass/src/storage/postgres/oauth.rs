@@ -53,6 +53,19 @@ impl OAuthStore for PostgresStorage {
         Ok(out)
     }
 
+    async fn end_browser_session(
+        &self,
+        user_id: &str,
+        browser_sid: &str,
+        grant_sid: Option<&str>,
+        now: i64,
+    ) -> StorageResult<Vec<RevokedSession>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let out = Q::end_browser_session_in_tx(&mut tx, user_id, browser_sid, grant_sid, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
     async fn consents(&self, user_id: &str, client_id: &str) -> StorageResult<Vec<String>> {
         Q::consents(&self.pool, user_id, client_id).await
     }

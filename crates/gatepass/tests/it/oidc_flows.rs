@@ -1,0 +1,278 @@
+//! The provider's further flows over HTTP: RP-initiated logout (`/oauth/logout`), each bad
+//! request refused without a redirect and changing nothing.
+
+use reqwest::header::LOCATION;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, s};
+use crate::oidc::{PASSWORD, REDIRECT, cli_json, code, exchange, register, signed_in, token, userinfo_status};
+
+const BYE: &str = "https://app.example.com/bye";
+
+/// A first-party client for the code flow with refresh, which may be sent back to [`BYE`].
+async fn logout_client(app: &TestApp) -> (String, String) {
+    let c = register(
+        app,
+        json!({
+            "client_name": "Web app",
+            "redirect_uris": [REDIRECT],
+            "post_logout_redirect_uris": [BYE],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "openid profile offline_access",
+            "first_party": true,
+        }),
+    )
+    .await;
+    assert_eq!(c["post_logout_redirect_uris"], json!([BYE]));
+    (s(&c, "client_id").to_owned(), s(&c, "client_secret").to_owned())
+}
+
+/// The grant's tokens for `session`: (ID token, access token, refresh token).
+async fn grant(app: &TestApp, session: &str, id: &str, secret: &str) -> (String, String, String) {
+    let c = code(app, session, id, "openid offline_access").await;
+    let r = exchange(app, id, secret, &c).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    (s(&body, "id_token").to_owned(), s(&body, "access_token").to_owned(), s(&body, "refresh_token").to_owned())
+}
+
+/// `GET /oauth/logout` with `params`, as the browser holding `session`.
+async fn logout(app: &TestApp, session: Option<&str>, params: &[(&str, &str)]) -> reqwest::Response {
+    let mut url = reqwest::Url::parse(&app.url("/oauth/logout")).unwrap();
+    url.query_pairs_mut().extend_pairs(params.iter());
+    let mut req = app.client.get(url);
+    if let Some(token) = session {
+        req = req.header("Cookie", format!("session={token}"));
+    }
+    req.send().await.unwrap()
+}
+
+async fn profile_status(app: &TestApp, session: &str) -> u16 {
+    app.client
+        .get(app.url("/api/profile"))
+        .header("Cookie", format!("session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The hidden fields of a page's form.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once("\" value=\"")?;
+            let (value, _) = rest.split_once('"')?;
+            Some((name.to_owned(), value.replace("&#38;", "&").replace("&amp;", "&").replace("&#x2f;", "/")))
+        })
+        .collect()
+}
+
+async fn confirm(app: &TestApp, session: &str, origin: &str, fields: &[(String, String)]) -> reqwest::Response {
+    app.client
+        .post(app.url("/oauth/logout/confirm"))
+        .header("Cookie", format!("session={session}"))
+        .header("Origin", origin)
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rp_logout_with_the_users_hint_ends_the_browser_session_and_the_grant_and_bad_requests_change_nothing() {
+    let app = TestApp::spawn_provider(&[]).await;
+    let meta: Value = app.get("/.well-known/openid-configuration").await.json().await.unwrap();
+    assert_eq!(meta["end_session_endpoint"], format!("{}/oauth/logout", app.base));
+    let (id, secret) = logout_client(&app).await;
+    let other = register(
+        &app,
+        json!({ "client_name": "Other", "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [BYE] }),
+    )
+    .await;
+    let session = signed_in(&app, "alice").await;
+    let (id_token, access, refresh) = grant(&app, &session, &id, &secret).await;
+    let mut tampered = id_token.clone();
+    tampered.pop();
+    tampered.push(if id_token.ends_with('A') { 'B' } else { 'A' });
+
+    let bad: Vec<Vec<(&str, &str)>> = vec![
+        // An address the client did not register for signing out (its redirect URI included).
+        vec![("id_token_hint", id_token.as_str()), ("post_logout_redirect_uri", "https://evil.example.com/")],
+        vec![("id_token_hint", id_token.as_str()), ("post_logout_redirect_uri", REDIRECT)],
+        vec![("id_token_hint", id_token.as_str()), ("post_logout_redirect_uri", "https://app.example.com/bye/")],
+        // An address without saying whose it is.
+        vec![("post_logout_redirect_uri", BYE)],
+        // A hint gatepass did not sign, or not an ID token of the provider.
+        vec![("id_token_hint", tampered.as_str()), ("post_logout_redirect_uri", BYE)],
+        vec![("id_token_hint", session.as_str()), ("post_logout_redirect_uri", BYE)],
+        vec![("id_token_hint", "not-a-token")],
+        // A client that is not the hint's audience, or not registered.
+        vec![("id_token_hint", id_token.as_str()), ("client_id", s(&other, "client_id"))],
+        vec![("client_id", "no-such-client"), ("post_logout_redirect_uri", BYE)],
+    ];
+    for params in &bad {
+        let r = logout(&app, Some(&session), params).await;
+        assert_eq!(r.status(), 400, "{params:?}");
+        assert!(r.headers().get(LOCATION).is_none(), "{params:?}");
+        assert!(r.headers().get("set-cookie").is_none(), "{params:?}");
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+        assert!(r.text().await.unwrap().contains("Sign-out stopped"));
+    }
+    // None of that ended anything.
+    assert_eq!(profile_status(&app, &session).await, 200);
+    assert_eq!(userinfo_status(&app, &access).await, 200);
+
+    // The hint for the signed-in user: both end at once, and back to the client with state.
+    let r = logout(
+        &app,
+        Some(&session),
+        &[("id_token_hint", id_token.as_str()), ("post_logout_redirect_uri", BYE), ("state", "s-1")],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], format!("{BYE}?state=s-1"));
+    let cleared: Vec<&str> = r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).collect();
+    assert!(cleared.iter().any(|c| c.starts_with("session=;") && c.contains("Max-Age=0")), "{cleared:?}");
+    assert_eq!(profile_status(&app, &session).await, 401);
+    assert_eq!(userinfo_status(&app, &access).await, 401);
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+    assert_eq!(token(&app, &id, &secret, &form).await.status(), 400);
+
+    // Signed out already, the same request just goes back to the client.
+    let r = logout(&app, None, &[("id_token_hint", id_token.as_str()), ("post_logout_redirect_uri", BYE)]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], BYE);
+    // Without a redirect URI: gatepass's own signed-out page.
+    let r = logout(&app, None, &[("client_id", id.as_str())]).await;
+    assert_eq!(r.headers()[LOCATION], "/?notice=logged_out");
+
+    // The form-post binding behaves the same.
+    let session = app.login("alice", PASSWORD).await;
+    let session = s(&session, "access_token").to_owned();
+    let (id_token, _, _) = grant(&app, &session, &id, &secret).await;
+    let r = app
+        .client
+        .post(app.url("/oauth/logout"))
+        .header("Cookie", format!("session={session}"))
+        .header("Origin", "https://app.example.com")
+        .form(&[("id_token_hint", id_token.as_str()), ("post_logout_redirect_uri", BYE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(profile_status(&app, &session).await, 401);
+
+    // With the provider off there is nothing to sign out of here.
+    let off = TestApp::spawn().await;
+    assert_eq!(off.get("/oauth/logout").await.status(), 400);
+}
+
+#[tokio::test]
+async fn rp_logout_without_a_matching_hint_asks_and_the_confirmation_is_csrf_protected() {
+    let app = TestApp::spawn_provider(&[]).await;
+    let (id, secret) = logout_client(&app).await;
+    let alice = signed_in(&app, "alice").await;
+    let (alice_hint, _, _) = grant(&app, &alice, &id, &secret).await;
+    let bob = signed_in(&app, "bob").await;
+    let (_, bob_access, _) = grant(&app, &bob, &id, &secret).await;
+
+    // Alice's hint in Bob's browser, and no hint at all: the page asks, nothing ends.
+    for params in [
+        vec![("id_token_hint", alice_hint.as_str()), ("post_logout_redirect_uri", BYE), ("state", "s-2")],
+        vec![("client_id", id.as_str()), ("post_logout_redirect_uri", BYE), ("state", "s-2")],
+    ] {
+        let r = logout(&app, Some(&bob), &params).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("Web app asks to sign you out"), "{html}");
+        assert!(!html.contains(&alice_hint), "the hint is not echoed");
+    }
+    assert_eq!(profile_status(&app, &alice).await, 200);
+    assert_eq!(profile_status(&app, &bob).await, 200);
+    let page =
+        logout(&app, Some(&bob), &[("client_id", id.as_str()), ("post_logout_redirect_uri", BYE), ("state", "s-2")])
+            .await
+            .text()
+            .await
+            .unwrap();
+    let fields = hidden_fields(&page);
+    assert!(fields.iter().any(|(k, v)| k == "post_logout_redirect_uri" && v == BYE), "{fields:?}");
+
+    // A forged confirmation (wrong token, or another site) ends nothing.
+    let forged: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| if k == "csrf_token" { (k.clone(), "forged".into()) } else { (k.clone(), v.clone()) })
+        .collect();
+    assert_eq!(confirm(&app, &bob, &app.base, &forged).await.status(), 403);
+    assert_eq!(confirm(&app, &bob, "https://evil.example.com", &fields).await.status(), 403);
+    // A confirmation that swaps in an unregistered address is refused and ends nothing.
+    let swapped: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| {
+            if k == "post_logout_redirect_uri" {
+                (k.clone(), "https://evil.example.com/".into())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect();
+    let r = confirm(&app, &bob, &app.base, &swapped).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get(LOCATION).is_none());
+    assert_eq!(profile_status(&app, &bob).await, 200);
+
+    // Confirmed: Bob's browser session ends and he goes back to the client with the state;
+    // his grant (no hint named it) and Alice's session live on.
+    let r = confirm(&app, &bob, &app.base, &fields).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], format!("{BYE}?state=s-2"));
+    assert_eq!(profile_status(&app, &bob).await, 401);
+    assert_eq!(userinfo_status(&app, &bob_access).await, 200);
+    assert_eq!(profile_status(&app, &alice).await, 200);
+    // The page asks nothing of a browser that is not signed in.
+    let r = logout(&app, None, &[("client_id", id.as_str()), ("post_logout_redirect_uri", BYE)]).await;
+    assert_eq!(r.status(), 303);
+}
+
+#[tokio::test]
+async fn post_logout_redirect_uris_are_client_metadata_in_the_admin_api_and_the_cli() {
+    let app = TestApp::spawn_provider(&[]).await;
+    let c = register(&app, json!({ "client_name": "App", "redirect_uris": [REDIRECT] })).await;
+    let id = s(&c, "client_id").to_owned();
+    assert_eq!(c["post_logout_redirect_uris"], json!([]));
+    let path = format!("/api/admin/clients/{id}");
+    for bad in [
+        json!({ "post_logout_redirect_uris": ["http://app.example.com/bye"] }),
+        json!({ "post_logout_redirect_uris": ["https://app.example.com/bye#x"] }),
+        json!({ "post_logout_redirect_uris": "https://app.example.com/bye" }),
+    ] {
+        assert_eq!(app.patch_auth(&path, app.operator(), bad.clone()).await.status(), 400, "{bad}");
+    }
+    let shown: Value = app.get_auth(&path, app.operator()).await.json().await.unwrap();
+    assert_eq!(shown["post_logout_redirect_uris"], json!([]));
+    let r = app.patch_auth(&path, app.operator(), json!({ "post_logout_redirect_uris": [BYE] })).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["post_logout_redirect_uris"], json!([BYE]));
+    let updated = cli_json(
+        &app,
+        &[
+            "clients",
+            "update",
+            &id,
+            "--post-logout-redirect-uri",
+            "http://127.0.0.1/bye",
+            "--post-logout-redirect-uri",
+            BYE,
+        ],
+    );
+    assert_eq!(updated["post_logout_redirect_uris"], json!(["http://127.0.0.1/bye", BYE]));
+    // And the logout endpoint honours what was stored.
+    let r =
+        logout(&app, None, &[("client_id", id.as_str()), ("post_logout_redirect_uri", "http://127.0.0.1/bye")]).await;
+    assert_eq!(r.status(), 303);
+}
