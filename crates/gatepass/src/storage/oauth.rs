@@ -129,6 +129,19 @@ pub struct AuthCode {
     pub issued_sid: Option<String>,
 }
 
+/// A client a user has allowed, one row per scope set (the account page lists them).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ConsentRecord {
+    /// The client.
+    pub client_id: String,
+    /// Its name.
+    pub client_name: String,
+    /// The scopes allowed, sorted, space-separated.
+    pub scope: String,
+    /// When.
+    pub granted_at: i64,
+}
+
 /// What redeeming a code did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
@@ -180,6 +193,18 @@ pub trait OAuthStore: Send + Sync {
     async fn consents(&self, user_id: &str, client_id: &str) -> StorageResult<Vec<String>>;
     /// Remembers a user's consent to `scope` (sorted, space-separated) for a client.
     async fn grant_consent(&self, user_id: &str, client_id: &str, scope: &str, now: i64) -> StorageResult<()>;
+    /// Every consent a user has given, newest first, with the clients' names.
+    async fn user_consents(&self, user_id: &str) -> StorageResult<Vec<ConsentRecord>>;
+    /// Withdraws a user's consent to a client in one transaction: forgets every scope set
+    /// allowed, drops the client's unused codes for the user and revokes every grant the
+    /// client holds for the user (its refresh and access tokens stop working). `None`, with
+    /// nothing changed, when the user had neither consent nor grant for the client.
+    async fn withdraw_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StorageResult<Option<Vec<RevokedSession>>>;
     /// The key that signs ID tokens, if one was stored.
     async fn oauth_id_key(&self) -> StorageResult<Option<StoredKey>>;
     /// Stores the ID-token key unless one exists (two instances starting at once keep the
@@ -208,6 +233,7 @@ where
     for<'a> Option<bool>: Encode<'a, DB> + Type<DB>,
     for<'r> ClientRow: FromRow<'r, DB::Row>,
     for<'r> AuthCode: FromRow<'r, DB::Row>,
+    for<'r> ConsentRecord: FromRow<'r, DB::Row>,
     for<'r> super::rows::UserRow: FromRow<'r, DB::Row>,
     for<'r> super::rows::SessionRow: FromRow<'r, DB::Row>,
     for<'r> super::rows::KeyRow: FromRow<'r, DB::Row>,
@@ -483,6 +509,60 @@ where
         .await
         .map_err(DB::map_err)?;
         Ok(())
+    }
+
+    pub(super) async fn user_consents<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        user_id: &str,
+    ) -> StorageResult<Vec<ConsentRecord>> {
+        sqlx::query_as::<DB, ConsentRecord>(
+            "SELECT c.client_id, k.name AS client_name, c.scope, c.granted_at FROM oauth_consents c \
+             JOIN oauth_clients k ON k.client_id = c.client_id WHERE c.user_id = $1 \
+             ORDER BY c.granted_at DESC, c.client_id, c.scope",
+        )
+        .bind(user_id)
+        .fetch_all(ex)
+        .await
+        .map_err(DB::map_err)
+    }
+
+    pub(super) async fn withdraw_consent_in_tx(
+        tx: &mut Tx<DB>,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StorageResult<Option<Vec<RevokedSession>>> {
+        let consents = sqlx::query::<DB>("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        // Codes before grants: a redemption that got its code first has committed its grant
+        // by the time this statement has waited for it, so the update below sees the grant.
+        sqlx::query::<DB>("DELETE FROM oauth_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        let rows = sqlx::query_as::<DB, (String, i64)>(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL \
+             RETURNING id, access_expires_at",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(DB::map_err)?;
+        let mut revoked = Vec::with_capacity(rows.len());
+        for (sid, access_exp) in rows {
+            let until = access_exp + REVOCATION_MARGIN_SECS;
+            Self::insert_revocation(tx, &sid, until, Revocation::Revoked).await?;
+            revoked.push(RevokedSession { sid, until, reason: Revocation::Revoked });
+        }
+        Ok((DB::rows_affected(&consents) > 0 || !revoked.is_empty()).then_some(revoked))
     }
 
     pub(super) async fn oauth_id_key<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<Option<StoredKey>> {

@@ -276,3 +276,134 @@ async fn post_logout_redirect_uris_are_client_metadata_in_the_admin_api_and_the_
         logout(&app, None, &[("client_id", id.as_str()), ("post_logout_redirect_uri", "http://127.0.0.1/bye")]).await;
     assert_eq!(r.status(), 303);
 }
+
+/// A third-party client (consent asked) for the code flow with refresh.
+async fn third_party(app: &TestApp) -> (String, String) {
+    let c = register(
+        app,
+        json!({
+            "client_name": "Third party",
+            "redirect_uris": [REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "openid email offline_access",
+        }),
+    )
+    .await;
+    (s(&c, "client_id").to_owned(), s(&c, "client_secret").to_owned())
+}
+
+/// Remembers `user`'s consent to `client_id`, as the consent page does.
+async fn allow(app: &TestApp, user: &str, client_id: &str) {
+    let u = app.storage.user_by_username(user).await.unwrap().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    app.storage.grant_consent(u.id.as_str(), client_id, "email offline_access openid", now).await.unwrap();
+}
+
+/// The account page as `session` sees it, and its CSRF token.
+async fn account_page(app: &TestApp, session: &str) -> (String, String) {
+    let r = app.client.get(app.url("/")).header("Cookie", format!("session={session}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field")
+        .to_owned();
+    (html, csrf)
+}
+
+fn remove_access(app: &TestApp, session: &str, client_id: &str, csrf: &str, origin: &str) -> reqwest::RequestBuilder {
+    app.client
+        .post(app.url(&format!("/ui/apps/{client_id}/revoke")))
+        .header("Cookie", format!("session={session}"))
+        .header("Origin", origin)
+        .form(&[("csrf_token", csrf)])
+}
+
+#[tokio::test]
+async fn the_account_page_lists_allowed_apps_and_removing_one_ends_its_tokens_at_once() {
+    let app = TestApp::spawn_provider(&[]).await;
+    let (id, secret) = third_party(&app).await;
+    let (own, own_secret) = logout_client(&app).await;
+    let alice = signed_in(&app, "alice").await;
+    allow(&app, "alice", &id).await;
+    let (_, access, refresh) = grant(&app, &alice, &id, &secret).await;
+    let (_, own_access, _) = grant(&app, &alice, &own, &own_secret).await;
+    let bob = signed_in(&app, "bob").await;
+
+    let (html, csrf) = account_page(&app, &alice).await;
+    assert!(html.contains("Applications you have allowed"), "{html}");
+    assert!(html.contains("Third party") && html.contains("Web app"), "{html}");
+    assert!(html.contains("See your e-mail address"), "{html}");
+    assert!(html.contains(&format!("/ui/apps/{id}/revoke")));
+    let (bob_html, bob_csrf) = account_page(&app, &bob).await;
+    assert!(!bob_html.contains("Applications you have allowed"));
+
+    // Refused, changing nothing: a forged token, another site, an unknown client, and Bob
+    // removing an application only Alice allowed.
+    let user = app.storage.user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(remove_access(&app, &alice, &id, "forged", &app.base).send().await.unwrap().status(), 403);
+    assert_eq!(remove_access(&app, &alice, &id, &csrf, "https://evil.example.com").send().await.unwrap().status(), 403);
+    for (session, client, token) in [(&alice, "no-such-client", &csrf), (&bob, id.as_str(), &bob_csrf)] {
+        let r = remove_access(&app, session, client, token, &app.base).send().await.unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()[LOCATION], "/?notice=app_gone");
+    }
+    assert_eq!(userinfo_status(&app, &access).await, 200);
+    assert_eq!(app.storage.consents(user.id.as_str(), &id).await.unwrap().len(), 1);
+
+    // Removed: the consent is forgotten, the grant revoked (access and refresh token), the
+    // other application and the browser session untouched.
+    let r = remove_access(&app, &alice, &id, &csrf, &app.base).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/?notice=app_revoked");
+    assert_eq!(userinfo_status(&app, &access).await, 401);
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+    assert_eq!(token(&app, &id, &secret, &form).await.status(), 400);
+    assert!(app.storage.consents(user.id.as_str(), &id).await.unwrap().is_empty());
+    assert_eq!(userinfo_status(&app, &own_access).await, 200);
+    assert_eq!(profile_status(&app, &alice).await, 200);
+    let (html, _) = account_page(&app, &alice).await;
+    assert!(!html.contains("Third party") && html.contains("Web app"), "{html}");
+    // The client must ask again.
+    let r = crate::oidc::authorize(&app, Some(&alice), &crate::oidc::code_params(&id, "openid email")).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Allow Third party?"));
+    // Removing it again: nothing left to remove.
+    let r = remove_access(&app, &alice, &id, &csrf, &app.base).send().await.unwrap();
+    assert_eq!(r.headers()[LOCATION], "/?notice=app_gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn race_removing_an_app_while_it_refreshes_leaves_no_working_token() {
+    let app = TestApp::spawn_provider(&[]).await;
+    let (id, secret) = third_party(&app).await;
+    let alice = signed_in(&app, "alice").await;
+    let (_, csrf) = account_page(&app, &alice).await;
+    let mut refreshed = 0;
+    for round in 0..200 {
+        allow(&app, "alice", &id).await;
+        let (_, access, refresh) = grant(&app, &alice, &id, &secret).await;
+        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+        let refresh_req = app.client.post(app.url("/oauth/token")).basic_auth(&id, Some(&secret)).form(&form).send();
+        let remove_req = remove_access(&app, &alice, &id, &csrf, &app.base).send();
+        let (refreshed_r, removed_r) = tokio::join!(refresh_req, remove_req);
+        let removed_r = removed_r.unwrap();
+        assert_eq!(removed_r.headers()[LOCATION], "/?notice=app_revoked", "round {round}");
+        let refreshed_r = refreshed_r.unwrap();
+        assert_eq!(userinfo_status(&app, &access).await, 401, "round {round}");
+        match refreshed_r.status().as_u16() {
+            200 => {
+                refreshed += 1;
+                let body: Value = refreshed_r.json().await.unwrap();
+                assert_eq!(userinfo_status(&app, s(&body, "access_token")).await, 401, "round {round}");
+                let again = [("grant_type", "refresh_token"), ("refresh_token", s(&body, "refresh_token"))];
+                assert_eq!(token(&app, &id, &secret, &again).await.status(), 400, "round {round}");
+            }
+            400 => {}
+            other => panic!("round {round}: refresh answered {other}"),
+        }
+    }
+    eprintln!("refresh won the race in {refreshed} of 200 rounds");
+}

@@ -1327,6 +1327,13 @@ async fn oauth_clients_and_consent(s: Arc<dyn Storage>) {
     s.grant_consent(u.id.as_str(), "c1", "openid profile", NOW).await.unwrap();
     s.grant_consent(u.id.as_str(), "c1", "openid profile", NOW + 1).await.unwrap();
     assert_eq!(s.consents(u.id.as_str(), "c1").await.unwrap(), vec!["openid profile".to_owned()]);
+    let listed = s.user_consents(u.id.as_str()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].client_name.as_str(), listed[0].scope.as_str()), ("Renamed", "openid profile"));
+    // Withdrawing forgets the consent (no grant to revoke here); a second time finds nothing.
+    assert_eq!(s.withdraw_consent(u.id.as_str(), "c1", NOW).await.unwrap(), Some(vec![]));
+    assert_eq!(s.withdraw_consent(u.id.as_str(), "c1", NOW).await.unwrap(), None);
+    assert!(s.user_consents(u.id.as_str()).await.unwrap().is_empty());
     // The ID-token key: the first stored wins.
     let k1 = stored_key("rs256-a", NOW);
     let k2 = stored_key("rs256-b", NOW);

@@ -1,8 +1,9 @@
 //! gatepass as an OAuth 2.1 / OpenID Connect provider: other applications sign their users
 //! in with gatepass. One use case per file: [`clients`] (registering and managing
-//! clients), [`authorize`] (the authorization request, sign-in and consent, codes),
-//! [`token`] (the token endpoint's grants), [`userinfo`], [`logout`] (RP-initiated
-//! logout) and [`keys`] (the key that signs ID tokens and client access tokens).
+//! clients), [`apps`] (the applications a user has allowed, and withdrawing one),
+//! [`authorize`] (the authorization request, sign-in and consent, codes), [`token`] (the
+//! token endpoint's grants), [`userinfo`], [`logout`] (RP-initiated logout) and [`keys`]
+//! (the key that signs ID tokens and client access tokens).
 //!
 //! A grant a client holds for a user is a session (with the client and scopes on its row),
 //! so rotation with reuse detection, revocation and the revocation feed cover it as they
@@ -10,6 +11,7 @@
 //! which gatepass's own verifier does not trust: a client's token never opens gatepass's
 //! own API.
 
+pub mod apps;
 pub mod authorize;
 pub mod clients;
 pub mod keys;
