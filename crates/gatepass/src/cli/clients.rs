@@ -33,6 +33,10 @@ pub struct ClientFlags {
     /// Skip the consent page (an application of the same operator).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub first_party: Option<bool>,
+    /// Whether the client stays limited as a dynamically registered one (public, PKCE,
+    /// code and refresh only, not first-party); `--limited false` promotes it.
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub limited: Option<bool>,
     /// Audience of the client's access tokens (default: its client id).
     #[arg(long)]
     pub resource: Option<String>,
@@ -50,6 +54,7 @@ impl ClientFlags {
             scope: (!self.scopes.is_empty()).then(|| self.scopes.join(" ")),
             token_endpoint_auth_method: auth_method.map(str::to_owned),
             first_party: self.first_party,
+            limited: self.limited,
             resource: self.resource,
         }
     }

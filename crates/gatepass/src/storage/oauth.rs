@@ -34,6 +34,9 @@ pub struct OAuthClient {
     pub scopes: Vec<String>,
     /// A first-party client is not asked for consent.
     pub first_party: bool,
+    /// Registered dynamically and not yet promoted by an administrator: public, PKCE,
+    /// `authorization_code` and `refresh_token` only, never first-party.
+    pub limited: bool,
     /// The audience of its access tokens (`None`: the client id).
     pub resource: Option<String>,
     /// Registration time.
@@ -61,6 +64,7 @@ pub(crate) struct ClientRow {
     grant_types: String,
     scopes: String,
     first_party: bool,
+    limited: bool,
     resource: Option<String>,
     created_at: i64,
     updated_at: i64,
@@ -88,6 +92,7 @@ impl TryFrom<ClientRow> for OAuthClient {
             grant_types: words(&r.grant_types),
             scopes: words(&r.scopes),
             first_party: r.first_party,
+            limited: r.limited,
             resource: r.resource,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -213,7 +218,7 @@ pub trait OAuthStore: Send + Sync {
 }
 
 const CLIENT_SELECT: &str = "SELECT client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
-     grant_types, scopes, first_party, resource, created_at, updated_at, version FROM oauth_clients";
+     grant_types, scopes, first_party, limited, resource, created_at, updated_at, version FROM oauth_clients";
 const CODE_SELECT: &str = "SELECT code_hash, client_id, user_id, browser_sid, redirect_uri, code_challenge, scope, \
      nonce, auth_time, amr, created_at, expires_at, used_at, issued_sid FROM oauth_codes";
 
@@ -255,8 +260,8 @@ where
     pub(super) async fn insert_client<'c>(ex: impl Executor<'c, Database = DB>, c: &OAuthClient) -> StorageResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO oauth_clients (client_id, secret_hash, name, redirect_uris, grant_types, scopes, \
-             first_party, resource, created_at, updated_at, version, post_logout_redirect_uris) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             first_party, resource, created_at, updated_at, version, post_logout_redirect_uris, limited) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(c.client_id.as_str())
         .bind(c.secret_hash.as_deref())
@@ -270,6 +275,7 @@ where
         .bind(c.updated_at)
         .bind(c.version)
         .bind(json_list(&c.post_logout_redirect_uris)?)
+        .bind(c.limited)
         .execute(ex)
         .await
         .map_err(DB::map_err)?;
@@ -309,7 +315,7 @@ where
         let r = sqlx::query::<DB>(
             "UPDATE oauth_clients SET secret_hash = $1, name = $2, redirect_uris = $3, grant_types = $4, \
              scopes = $5, first_party = $6, resource = $7, updated_at = $8, version = $9, \
-             post_logout_redirect_uris = $12 WHERE client_id = $10 AND version = $11",
+             post_logout_redirect_uris = $12, limited = $13 WHERE client_id = $10 AND version = $11",
         )
         .bind(c.secret_hash.as_deref())
         .bind(c.name.as_str())
@@ -323,6 +329,7 @@ where
         .bind(c.client_id.as_str())
         .bind(expected_version)
         .bind(json_list(&c.post_logout_redirect_uris)?)
+        .bind(c.limited)
         .execute(ex)
         .await
         .map_err(DB::map_err)?;

@@ -407,3 +407,133 @@ async fn race_removing_an_app_while_it_refreshes_leaves_no_working_token() {
     }
     eprintln!("refresh won the race in {refreshed} of 200 rounds");
 }
+
+async fn register_dynamic(app: &TestApp, bearer: Option<&str>, meta: Value) -> reqwest::Response {
+    let mut req = app.client.post(app.url("/oauth/register")).json(&meta);
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap()
+}
+
+async fn client_count(app: &TestApp) -> usize {
+    app.storage.list_clients().await.unwrap().len()
+}
+
+fn agent_metadata() -> Value {
+    json!({
+        "client_name": "Agent",
+        "redirect_uris": ["http://127.0.0.1/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scope": "openid offline_access",
+        "token_endpoint_auth_method": "none",
+        "logo_uri": "https://agent.example.com/logo.png",
+        "software_id": "agent-cli",
+    })
+}
+
+#[tokio::test]
+async fn dynamic_registration_is_off_by_default_and_registers_limited_public_clients_when_open() {
+    let off = TestApp::spawn_provider(&[]).await;
+    assert_eq!(register_dynamic(&off, None, agent_metadata()).await.status(), 404);
+    let meta: Value = off.get("/.well-known/openid-configuration").await.json().await.unwrap();
+    assert!(meta.get("registration_endpoint").is_none());
+    assert_eq!(client_count(&off).await, 0);
+
+    let app = TestApp::spawn_provider(&["--oauth-registration", "open"]).await;
+    let meta: Value = app.get("/.well-known/openid-configuration").await.json().await.unwrap();
+    assert_eq!(meta["registration_endpoint"], format!("{}/oauth/register", app.base));
+    let mut bad = Vec::new();
+    let with = |field: &str, value: Value| {
+        let mut m = agent_metadata();
+        m[field] = value;
+        m
+    };
+    let without = |field: &str| {
+        let mut m = agent_metadata();
+        m.as_object_mut().unwrap().remove(field);
+        m
+    };
+    bad.push((without("redirect_uris"), "invalid_redirect_uri"));
+    bad.push((with("redirect_uris", json!(["http://evil.example.com/cb"])), "invalid_redirect_uri"));
+    bad.push((with("post_logout_redirect_uris", json!(["https://x.example.com/#f"])), "invalid_redirect_uri"));
+    bad.push((with("grant_types", json!(["client_credentials"])), "invalid_client_metadata"));
+    bad.push((with("token_endpoint_auth_method", json!("client_secret_basic")), "invalid_client_metadata"));
+    bad.push((with("first_party", json!(true)), "invalid_client_metadata"));
+    bad.push((with("limited", json!(false)), "invalid_client_metadata"));
+    bad.push((with("roles", json!(["admin"])), "invalid_client_metadata"));
+    bad.push((without("client_name"), "invalid_client_metadata"));
+    for (meta, error) in bad {
+        let r = register_dynamic(&app, None, meta.clone()).await;
+        assert_eq!(r.status(), 400, "{meta}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], error, "{meta}");
+    }
+    assert_eq!(client_count(&app).await, 0, "a refused registration stores nothing");
+
+    let r = register_dynamic(&app, None, agent_metadata()).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["token_endpoint_auth_method"], "none");
+    assert_eq!((c["limited"].as_bool(), c["first_party"].as_bool()), (Some(true), Some(false)));
+    assert!(c.get("client_secret").is_none());
+    let id = s(&c, "client_id").to_owned();
+
+    // It signs a user in as a public client: consent, code with PKCE, no secret.
+    let session = signed_in(&app, "alice").await;
+    let mut params = crate::oidc::code_params(&id, "openid offline_access");
+    params[2] = ("redirect_uri", "http://127.0.0.1:43210/callback");
+    let r = crate::oidc::authorize(&app, Some(&session), &params).await;
+    assert_eq!(r.status(), 200, "a registered client is never first-party: the consent page");
+    allow(&app, "alice", &id).await;
+    let r = crate::oidc::authorize(&app, Some(&session), &params).await;
+    let q = crate::oidc::query(r.headers()[LOCATION].to_str().unwrap());
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", q["code"].as_str()),
+        ("redirect_uri", "http://127.0.0.1:43210/callback"),
+        ("code_verifier", crate::oidc::VERIFIER),
+        ("client_id", id.as_str()),
+    ];
+    let r = app.client.post(app.url("/oauth/token")).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Limited until promoted: first-party is refused, then allowed together with the promotion.
+    let path = format!("/api/admin/clients/{id}");
+    assert_eq!(app.patch_auth(&path, app.operator(), json!({ "first_party": true })).await.status(), 400);
+    assert_eq!(
+        app.patch_auth(&path, app.operator(), json!({ "grant_types": ["client_credentials"] })).await.status(),
+        400
+    );
+    let r = app.patch_auth(&path, app.operator(), json!({ "limited": false, "first_party": true })).await;
+    assert_eq!(r.status(), 200);
+    let promoted: Value = r.json().await.unwrap();
+    assert_eq!((promoted["limited"].as_bool(), promoted["first_party"].as_bool()), (Some(false), Some(true)));
+}
+
+#[tokio::test]
+async fn dynamic_registration_behind_an_initial_access_token_compares_it_and_is_rate_limited() {
+    const INITIAL: &str = "initial-access-token-0123456789-abcdefghij";
+    let app = TestApp::spawn_provider(&["--oauth-registration", "token", "--oauth-registration-token", INITIAL]).await;
+    for bearer in [None, Some("wrong"), Some("initial-access-token-0123456789-abcdefghiJ")] {
+        let r = register_dynamic(&app, bearer, agent_metadata()).await;
+        assert_eq!(r.status(), 401, "{bearer:?}");
+        assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_token");
+    }
+    assert_eq!(client_count(&app).await, 0);
+    assert_eq!(register_dynamic(&app, Some(INITIAL), agent_metadata()).await.status(), 201);
+    // Like the other anonymous endpoints, one address gets a burst, then 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..40 {
+        let r = register_dynamic(&app, Some(INITIAL), agent_metadata()).await;
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 201);
+    }
+    let r = limited.expect("registration is rate-limited");
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(client_count(&app).await <= 21);
+}

@@ -1270,6 +1270,7 @@ fn oauth_client(id: &str) -> OAuthClient {
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         scopes: vec!["openid".into(), "profile".into()],
         first_party: false,
+        limited: true,
         resource: None,
         created_at: NOW,
         updated_at: NOW,
@@ -1315,6 +1316,7 @@ async fn oauth_clients_and_consent(s: Arc<dyn Storage>) {
     let changed = OAuthClient {
         name: "Renamed".into(),
         post_logout_redirect_uris: vec!["https://app.example.com/signed-out".into()],
+        limited: false,
         version: 2,
         ..c.clone()
     };

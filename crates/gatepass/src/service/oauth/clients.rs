@@ -37,6 +37,10 @@ pub struct ClientMetadata {
     pub token_endpoint_auth_method: Option<String>,
     /// Skips the consent page (for applications of the same operator).
     pub first_party: Option<bool>,
+    /// Set on clients registered through `/oauth/register`: public, PKCE,
+    /// `authorization_code` and `refresh_token` only, never first-party. An administrator
+    /// promotes one with `false`.
+    pub limited: Option<bool>,
     /// The audience of its access tokens (default: the client id).
     pub resource: Option<String>,
 }
@@ -70,6 +74,8 @@ pub struct ClientView {
     pub token_endpoint_auth_method: &'static str,
     /// Whether consent is skipped.
     pub first_party: bool,
+    /// Registered dynamically and not promoted yet (see [`ClientMetadata::limited`]).
+    pub limited: bool,
     /// The audience of its access tokens, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
@@ -92,6 +98,7 @@ impl ClientView {
             scope: c.scopes.join(" "),
             token_endpoint_auth_method: if c.is_public() { "none" } else { "client_secret_basic" },
             first_party: c.first_party,
+            limited: c.limited,
             resource: c.resource.clone(),
         }
     }
@@ -158,6 +165,9 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
     if let Some(fp) = meta.first_party {
         c.first_party = fp;
     }
+    if let Some(limited) = meta.limited {
+        c.limited = limited;
+    }
     if let Some(resource) = meta.resource {
         c.resource = if resource.is_empty() { None } else { Some(resource) };
     }
@@ -180,6 +190,12 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
     if c.is_public() && has("client_credentials") {
         return Err(bad("a public client cannot use client_credentials"));
     }
+    if c.limited && (!c.is_public() || has("client_credentials") || c.first_party) {
+        return Err(bad(
+            "a dynamically registered client is public, uses only authorization_code and refresh_token and is not \
+             first-party until it is promoted (\"limited\": false)",
+        ));
+    }
     let scoped = |s: &str| c.scopes.iter().any(|x| x == s);
     if scoped("offline_access") && !has("refresh_token") {
         return Err(bad("the offline_access scope needs the refresh_token grant"));
@@ -196,6 +212,11 @@ impl Core {
     /// # Errors
     /// [`Error::BadRequest`] for metadata that breaks a rule; storage errors.
     pub async fn register_client(&self, meta: ClientMetadata, by: &Actor) -> Result<ClientView> {
+        self.add_client(meta, by, false).await
+    }
+
+    /// Registers a client, `limited` or not (see [`ClientMetadata::limited`]).
+    pub(crate) async fn add_client(&self, meta: ClientMetadata, by: &Actor, limited: bool) -> Result<ClientView> {
         let public = match meta.token_endpoint_auth_method.as_deref() {
             None | Some("client_secret_basic") | Some("client_secret_post") => false,
             Some("none") => true,
@@ -215,6 +236,7 @@ impl Core {
             grant_types: vec!["authorization_code".into()],
             scopes: vec!["email".into(), "openid".into(), "profile".into()],
             first_party: false,
+            limited,
             resource: None,
             created_at: t,
             updated_at: t,
@@ -227,7 +249,7 @@ impl Core {
         })?;
         self.audit(
             by.event("client_registered")
-                .detail(serde_json::json!({ "client_id": client.client_id, "name": client.name })),
+                .detail(serde_json::json!({ "client_id": client.client_id, "name": client.name, "limited": limited })),
         )
         .await;
         Ok(ClientView::of(&client, secret))
