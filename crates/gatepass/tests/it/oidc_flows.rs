@@ -536,4 +536,6 @@ async fn dynamic_registration_behind_an_initial_access_token_compares_it_and_is_
     let r = limited.expect("registration is rate-limited");
     assert!(r.headers().contains_key("retry-after"));
     assert!(client_count(&app).await <= 21);
+    // Guessing the token is throttled as well: the bucket is empty for wrong tokens too.
+    assert_eq!(register_dynamic(&app, Some("guess"), agent_metadata()).await.status(), 429);
 }

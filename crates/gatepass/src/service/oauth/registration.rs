@@ -6,8 +6,6 @@
 //! `refresh_token` only, never first-party, no `resource` of its choosing. Refusals are the
 //! RFC 7591 errors (`invalid_redirect_uri`, `invalid_client_metadata`) and store nothing.
 
-use subtle::ConstantTimeEq;
-
 use super::Registration;
 use super::clients::{ClientMetadata, ClientView};
 use crate::auth::oauth as primitives;
@@ -33,20 +31,22 @@ impl AuthService {
         bearer: Option<&str>,
         info: &ClientInfo,
     ) -> Result<std::result::Result<ClientView, OAuthError>> {
-        match self.oauth.registration() {
-            Registration::Off => return Err(Error::NotFound),
-            Registration::Open => {}
-            Registration::Token(expected) => {
-                let presented = bearer.unwrap_or("");
-                if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-                    return Ok(Err(OAuthError::new(
-                        OAuthCode::InvalidToken,
-                        "registration needs the initial access token as a bearer token",
-                    )));
-                }
+        let registration = self.oauth.registration();
+        if matches!(registration, Registration::Off) {
+            return Err(Error::NotFound);
+        }
+        // The bucket first, so that guessing the initial access token is throttled too.
+        self.throttle(Action::Register, info, None).await?;
+        if let Registration::Token(expected) = registration {
+            // Digests of equal length compared in constant time: the time says nothing about
+            // the token, not even its length.
+            if !primitives::secret_matches(bearer.unwrap_or(""), &primitives::digest(expected)) {
+                return Ok(Err(OAuthError::new(
+                    OAuthCode::InvalidToken,
+                    "registration needs the initial access token as a bearer token",
+                )));
             }
         }
-        self.throttle(Action::Register, info, None).await?;
         if let Err(e) = check(&meta) {
             return Ok(Err(e));
         }
