@@ -172,7 +172,7 @@ async fn build_service(
         }
         None => service,
     };
-    let provider = crate::service::oauth::Provider::new(&sec.issuer);
+    let provider = crate::service::oauth::Provider::new(&sec.issuer).with_registration(registration(args)?);
     if provider.issuer().is_some() {
         // The provider's key is generated once and shared through storage (see
         // service/oauth/keys.rs); without an issuer URL the OAuth endpoints stay off.
@@ -185,6 +185,25 @@ async fn build_service(
     let service = service.with_oauth(provider);
     service.core().load_revocations().await?;
     Ok(Arc::new(service))
+}
+
+/// Dynamic client registration as configured; `token` needs an initial access token of at
+/// least 32 bytes.
+fn registration(args: &ServeArgs) -> anyhow::Result<crate::service::oauth::Registration> {
+    use crate::service::oauth::Registration;
+    Ok(match args.oauth_registration.as_str() {
+        "open" => Registration::Open,
+        "token" => {
+            let token = args.oauth_registration_token.as_ref().map(|t| t.expose_secret().to_owned());
+            match token {
+                Some(t) if t.len() >= 32 => Registration::Token(t.into()),
+                _ => anyhow::bail!(
+                    "GATEPASS_OAUTH_REGISTRATION=token needs GATEPASS_OAUTH_REGISTRATION_TOKEN of at least 32 bytes"
+                ),
+            }
+        }
+        _ => Registration::Off,
+    })
 }
 
 /// Runtime settings as configured by flags and environment, before stored overrides.

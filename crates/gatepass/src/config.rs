@@ -163,6 +163,15 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEPASS_OPERATOR_TOKEN", default_value = "on", action = clap::ArgAction::Set,
           value_parser = parse_bool)]
     pub operator_token: bool,
+    /// Dynamic client registration (RFC 7591) at `/oauth/register`: `off`, `open` (anyone,
+    /// rate-limited), or `token` (whoever presents `GATEPASS_OAUTH_REGISTRATION_TOKEN` as a
+    /// bearer token). Registered clients are limited until an administrator promotes them.
+    #[arg(long, env = "GATEPASS_OAUTH_REGISTRATION", default_value = "off",
+          value_parser = ["off", "open", "token"])]
+    pub oauth_registration: String,
+    /// The initial access token for `GATEPASS_OAUTH_REGISTRATION=token` (at least 32 bytes).
+    #[arg(long, env = "GATEPASS_OAUTH_REGISTRATION_TOKEN", hide_env_values = true)]
+    pub oauth_registration_token: Option<SecretString>,
     /// Lifetime of the operator token (at most 24h); it also dies with the process.
     #[arg(long, env = "GATEPASS_OPERATOR_TOKEN_TTL", default_value = "1h", value_parser = duration_in("1s", "24h"))]
     pub operator_token_ttl: Duration,

@@ -481,6 +481,10 @@ pub enum OAuthCode {
     InvalidToken,
     /// 403: the bearer token lacks the scope (RFC 6750).
     InsufficientScope,
+    /// 400: a redirect URI in a registration is not allowed (RFC 7591 §3.2.2).
+    InvalidRedirectUri,
+    /// 400: other client metadata in a registration is not allowed (RFC 7591 §3.2.2).
+    InvalidClientMetadata,
     /// 500.
     ServerError,
     /// 503.
@@ -500,6 +504,8 @@ impl OAuthCode {
             OAuthCode::InvalidTarget => "invalid_target",
             OAuthCode::InvalidToken => "invalid_token",
             OAuthCode::InsufficientScope => "insufficient_scope",
+            OAuthCode::InvalidRedirectUri => "invalid_redirect_uri",
+            OAuthCode::InvalidClientMetadata => "invalid_client_metadata",
             OAuthCode::ServerError => "server_error",
             OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

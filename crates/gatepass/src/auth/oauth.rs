@@ -1,7 +1,8 @@
 //! OAuth credential primitives, without I/O: client secrets and authorization codes
 //! (256-bit random values kept as SHA-256 digests, compared in constant time), the PKCE
 //! S256 check (RFC 7636), redirect-URI matching (exact, and any port on loopback for
-//! native apps, RFC 8252) and `at_hash` (OpenID Connect Core §3.1.3.6).
+//! native apps, RFC 8252), `at_hash` (OpenID Connect Core §3.1.3.6) and the check of an
+//! `id_token_hint` (RP-Initiated Logout 1.0 §2).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -109,6 +110,53 @@ pub fn redirect_matches(registered: &[String], presented: &str) -> bool {
         }
         r.as_str() == p.as_str()
     })
+}
+
+/// What a logout request's `id_token_hint` says, once its signature and issuer checked out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct IdTokenHint {
+    /// The user the ID token was issued for.
+    pub sub: String,
+    /// The client it was issued to.
+    pub aud: String,
+    /// The grant (session) it belongs to.
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+/// Checks an ID token gatepass issued, presented as a logout hint: exactly RS256 under the
+/// provider's key (`kid` and `alg` from the key, never from the token), JOSE type `JWT`,
+/// no header-supplied key material or critical extensions, `iss` equal to `issuer`. Its
+/// expiry is deliberately not checked: a relying party logs out with the ID token it got at
+/// sign-in, often long expired (RP-Initiated Logout 1.0 §2). `None` for anything else.
+pub fn verify_id_token_hint(token: &str, jwk: &serde_json::Value, issuer: &str) -> Option<IdTokenHint> {
+    if token.is_empty() || token.len() > gatepass_verify::MAX_TOKEN_LEN || token.split('.').count() != 3 {
+        return None;
+    }
+    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    let foreign_key_material = header.jku.is_some()
+        || header.jwk.is_some()
+        || header.x5u.is_some()
+        || header.x5c.is_some()
+        || header.crit.is_some();
+    if header.alg != jsonwebtoken::Algorithm::RS256
+        || header.typ.as_deref() != Some("JWT")
+        || header.kid.is_none()
+        || header.kid != parsed.common.key_id
+        || foreign_key_material
+    {
+        return None;
+    }
+    let key = jsonwebtoken::DecodingKey::from_jwk(&parsed).ok()?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["iss", "sub", "aud", "exp"]);
+    validation.set_issuer(&[issuer]);
+    let hint = jsonwebtoken::decode::<IdTokenHint>(token, &key, &validation).ok()?.claims;
+    (!hint.sub.is_empty() && !hint.aud.is_empty()).then_some(hint)
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ pub struct ClientFlags {
     /// app's own scheme with a dot.
     #[arg(long = "redirect-uri")]
     pub redirect_uris: Vec<String>,
+    /// Where a logout request may send the browser back to (repeat for several); same rules
+    /// as --redirect-uri, matched exactly.
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
     /// A grant type (repeat): authorization_code (default), refresh_token, client_credentials.
     #[arg(long = "grant")]
     pub grants: Vec<String>,
@@ -29,6 +33,10 @@ pub struct ClientFlags {
     /// Skip the consent page (an application of the same operator).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub first_party: Option<bool>,
+    /// Whether the client stays limited as a dynamically registered one (public, PKCE,
+    /// code and refresh only, not first-party); `--limited false` promotes it.
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub limited: Option<bool>,
     /// Audience of the client's access tokens (default: its client id).
     #[arg(long)]
     pub resource: Option<String>,
@@ -43,11 +51,14 @@ impl ClientFlags {
         ClientMetadata {
             client_name: self.name,
             redirect_uris: (!self.redirect_uris.is_empty()).then_some(self.redirect_uris),
+            post_logout_redirect_uris: (!self.post_logout_redirect_uris.is_empty())
+                .then_some(self.post_logout_redirect_uris),
             grant_types: (!self.grants.is_empty()).then_some(self.grants),
             response_types: None,
             scope: (!self.scopes.is_empty()).then(|| self.scopes.join(" ")),
             token_endpoint_auth_method: auth_method.map(str::to_owned),
             first_party: self.first_party,
+            limited: self.limited,
             resource: self.resource,
             resources: (!self.resources.is_empty()).then_some(self.resources),
         }

@@ -82,6 +82,12 @@ pub struct Discovery {
     /// `/oauth/userinfo`.
     #[serde(skip_serializing_if = "Option::is_none")]
     userinfo_endpoint: Option<String>,
+    /// `/oauth/register` (RFC 7591), only while dynamic registration is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registration_endpoint: Option<String>,
+    /// `/oauth/logout` (RP-Initiated Logout 1.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_session_endpoint: Option<String>,
     /// `["code"]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     response_types_supported: Option<Vec<&'static str>>,
@@ -152,6 +158,9 @@ pub(crate) fn discovery_document(state: &AppState, issuer: String, base: &str) -
         authorization_endpoint: url("/oauth/authorize"),
         token_endpoint: url("/oauth/token"),
         userinfo_endpoint: url("/oauth/userinfo"),
+        end_session_endpoint: url("/oauth/logout"),
+        registration_endpoint: url("/oauth/register")
+            .filter(|_| !matches!(state.service.oauth().registration(), crate::service::oauth::Registration::Off)),
         response_types_supported: on(vec!["code"]),
         response_modes_supported: on(vec!["query"]),
         grant_types_supported: on(GRANT_TYPES.to_vec()),

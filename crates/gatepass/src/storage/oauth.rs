@@ -25,12 +25,18 @@ pub struct OAuthClient {
     pub name: String,
     /// Registered redirect URIs, matched exactly (loopback ports aside, RFC 8252).
     pub redirect_uris: Vec<String>,
+    /// Where a logout request may send the browser back to (RP-Initiated Logout), matched
+    /// exactly.
+    pub post_logout_redirect_uris: Vec<String>,
     /// Grant types the client may use.
     pub grant_types: Vec<String>,
     /// Scopes the client may ask for.
     pub scopes: Vec<String>,
     /// A first-party client is not asked for consent.
     pub first_party: bool,
+    /// Registered dynamically and not yet promoted by an administrator: public, PKCE,
+    /// `authorization_code` and `refresh_token` only, never first-party.
+    pub limited: bool,
     /// The audience of its access tokens (`None`: the client id).
     pub resource: Option<String>,
     /// Further resources (RFC 8707 absolute URIs) it may ask tokens for with `resource`.
@@ -56,9 +62,11 @@ pub(crate) struct ClientRow {
     secret_hash: Option<String>,
     name: String,
     redirect_uris: String,
+    post_logout_redirect_uris: String,
     grant_types: String,
     scopes: String,
     first_party: bool,
+    limited: bool,
     resource: Option<String>,
     resources: String,
     created_at: i64,
@@ -76,14 +84,18 @@ impl TryFrom<ClientRow> for OAuthClient {
     fn try_from(r: ClientRow) -> Result<Self, StorageError> {
         let redirect_uris = serde_json::from_str(&r.redirect_uris)
             .map_err(|e| StorageError::Other(format!("client {}: redirect_uris: {e}", r.client_id)))?;
+        let post_logout_redirect_uris = serde_json::from_str(&r.post_logout_redirect_uris)
+            .map_err(|e| StorageError::Other(format!("client {}: post_logout_redirect_uris: {e}", r.client_id)))?;
         Ok(OAuthClient {
             client_id: r.client_id,
             secret_hash: r.secret_hash,
             name: r.name,
             redirect_uris,
+            post_logout_redirect_uris,
             grant_types: words(&r.grant_types),
             scopes: words(&r.scopes),
             first_party: r.first_party,
+            limited: r.limited,
             resource: r.resource,
             resources: words(&r.resources),
             created_at: r.created_at,
@@ -128,6 +140,19 @@ pub struct AuthCode {
     pub resource: Option<String>,
 }
 
+/// A client a user has allowed, one row per scope set (the account page lists them).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ConsentRecord {
+    /// The client.
+    pub client_id: String,
+    /// Its name.
+    pub client_name: String,
+    /// The scopes allowed, sorted, space-separated.
+    pub scope: String,
+    /// When.
+    pub granted_at: i64,
+}
+
 /// What redeeming a code did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
@@ -165,10 +190,32 @@ pub trait OAuthStore: Send + Sync {
     /// [`super::Storage::create_session`]) and records it on the code. A code redeemed
     /// before revokes the grant it was redeemed for (see [`CodeRedemption`]).
     async fn redeem_code(&self, code_hash: &str, now: i64, grant: NewSession<'_>) -> StorageResult<CodeRedemption>;
+    /// RP-initiated logout, in one transaction: ends the user's browser session and, when a
+    /// logout hint named one, the client's grant (both only if they are the user's); returns
+    /// what was revoked.
+    async fn end_browser_session(
+        &self,
+        user_id: &str,
+        browser_sid: &str,
+        grant_sid: Option<&str>,
+        now: i64,
+    ) -> StorageResult<Vec<RevokedSession>>;
     /// The scope sets a user has consented to for a client.
     async fn consents(&self, user_id: &str, client_id: &str) -> StorageResult<Vec<String>>;
     /// Remembers a user's consent to `scope` (sorted, space-separated) for a client.
     async fn grant_consent(&self, user_id: &str, client_id: &str, scope: &str, now: i64) -> StorageResult<()>;
+    /// Every consent a user has given, newest first, with the clients' names.
+    async fn user_consents(&self, user_id: &str) -> StorageResult<Vec<ConsentRecord>>;
+    /// Withdraws a user's consent to a client in one transaction: forgets every scope set
+    /// allowed, drops the client's unused codes for the user and revokes every grant the
+    /// client holds for the user (its refresh and access tokens stop working). `None`, with
+    /// nothing changed, when the user had neither consent nor grant for the client.
+    async fn withdraw_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StorageResult<Option<Vec<RevokedSession>>>;
     /// The key that signs ID tokens, if one was stored.
     async fn oauth_id_key(&self) -> StorageResult<Option<StoredKey>>;
     /// Stores the ID-token key unless one exists (two instances starting at once keep the
@@ -176,8 +223,8 @@ pub trait OAuthStore: Send + Sync {
     async fn insert_oauth_id_key(&self, key: &StoredKey) -> StorageResult<bool>;
 }
 
-const CLIENT_SELECT: &str = "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scopes, first_party, \
-     resource, resources, created_at, updated_at, version FROM oauth_clients";
+const CLIENT_SELECT: &str = "SELECT client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
+     grant_types, scopes, first_party, limited, resource, resources, created_at, updated_at, version FROM oauth_clients";
 const CODE_SELECT: &str = "SELECT code_hash, client_id, user_id, browser_sid, redirect_uri, code_challenge, scope, \
      nonce, auth_time, amr, created_at, expires_at, used_at, issued_sid, resource FROM oauth_codes";
 
@@ -197,6 +244,7 @@ where
     for<'a> Option<bool>: Encode<'a, DB> + Type<DB>,
     for<'r> ClientRow: FromRow<'r, DB::Row>,
     for<'r> AuthCode: FromRow<'r, DB::Row>,
+    for<'r> ConsentRecord: FromRow<'r, DB::Row>,
     for<'r> super::rows::UserRow: FromRow<'r, DB::Row>,
     for<'r> super::rows::SessionRow: FromRow<'r, DB::Row>,
     for<'r> super::rows::KeyRow: FromRow<'r, DB::Row>,
@@ -218,8 +266,8 @@ where
     pub(super) async fn insert_client<'c>(ex: impl Executor<'c, Database = DB>, c: &OAuthClient) -> StorageResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO oauth_clients (client_id, secret_hash, name, redirect_uris, grant_types, scopes, \
-             first_party, resource, resources, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             first_party, resource, resources, created_at, updated_at, version, post_logout_redirect_uris, limited) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(c.client_id.as_str())
         .bind(c.secret_hash.as_deref())
@@ -233,6 +281,8 @@ where
         .bind(c.created_at)
         .bind(c.updated_at)
         .bind(c.version)
+        .bind(json_list(&c.post_logout_redirect_uris)?)
+        .bind(c.limited)
         .execute(ex)
         .await
         .map_err(DB::map_err)?;
@@ -271,8 +321,8 @@ where
     ) -> StorageResult<bool> {
         let r = sqlx::query::<DB>(
             "UPDATE oauth_clients SET secret_hash = $1, name = $2, redirect_uris = $3, grant_types = $4, \
-             scopes = $5, first_party = $6, resource = $7, resources = $8, updated_at = $9, version = $10 \
-             WHERE client_id = $11 AND version = $12",
+             scopes = $5, first_party = $6, resource = $7, resources = $8, updated_at = $9, version = $10, \
+             post_logout_redirect_uris = $13, limited = $14 WHERE client_id = $11 AND version = $12",
         )
         .bind(c.secret_hash.as_deref())
         .bind(c.name.as_str())
@@ -286,6 +336,8 @@ where
         .bind(c.version)
         .bind(c.client_id.as_str())
         .bind(expected_version)
+        .bind(json_list(&c.post_logout_redirect_uris)?)
+        .bind(c.limited)
         .execute(ex)
         .await
         .map_err(DB::map_err)?;
@@ -424,6 +476,21 @@ where
         Ok(CodeRedemption::Issued)
     }
 
+    pub(super) async fn end_browser_session_in_tx(
+        tx: &mut Tx<DB>,
+        user_id: &str,
+        browser_sid: &str,
+        grant_sid: Option<&str>,
+        now: i64,
+    ) -> StorageResult<Vec<RevokedSession>> {
+        let mut out =
+            Self::revoke_in_tx(tx, user_id, SessionFilter::One(browser_sid), now, Revocation::Revoked).await?;
+        if let Some(grant) = grant_sid.filter(|g| *g != browser_sid) {
+            out.extend(Self::revoke_in_tx(tx, user_id, SessionFilter::One(grant), now, Revocation::Revoked).await?);
+        }
+        Ok(out)
+    }
+
     pub(super) async fn consents<'c>(
         ex: impl Executor<'c, Database = DB>,
         user_id: &str,
@@ -460,6 +527,60 @@ where
         Ok(())
     }
 
+    pub(super) async fn user_consents<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        user_id: &str,
+    ) -> StorageResult<Vec<ConsentRecord>> {
+        sqlx::query_as::<DB, ConsentRecord>(
+            "SELECT c.client_id, k.name AS client_name, c.scope, c.granted_at FROM oauth_consents c \
+             JOIN oauth_clients k ON k.client_id = c.client_id WHERE c.user_id = $1 \
+             ORDER BY c.granted_at DESC, c.client_id, c.scope",
+        )
+        .bind(user_id)
+        .fetch_all(ex)
+        .await
+        .map_err(DB::map_err)
+    }
+
+    pub(super) async fn withdraw_consent_in_tx(
+        tx: &mut Tx<DB>,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StorageResult<Option<Vec<RevokedSession>>> {
+        let consents = sqlx::query::<DB>("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        // Codes before grants: a redemption that got its code first has committed its grant
+        // by the time this statement has waited for it, so the update below sees the grant.
+        sqlx::query::<DB>("DELETE FROM oauth_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        let rows = sqlx::query_as::<DB, (String, i64)>(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL \
+             RETURNING id, access_expires_at",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(DB::map_err)?;
+        let mut revoked = Vec::with_capacity(rows.len());
+        for (sid, access_exp) in rows {
+            let until = access_exp + REVOCATION_MARGIN_SECS;
+            Self::insert_revocation(tx, &sid, until, Revocation::Revoked).await?;
+            revoked.push(RevokedSession { sid, until, reason: Revocation::Revoked });
+        }
+        Ok((DB::rows_affected(&consents) > 0 || !revoked.is_empty()).then_some(revoked))
+    }
+
     pub(super) async fn oauth_id_key<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<Option<StoredKey>> {
         Ok(sqlx::query_as::<DB, super::rows::KeyRow>(
             "SELECT kid, alg, public_jwk, private_key, created_at, created_at AS activates_at, \
@@ -492,5 +613,9 @@ where
 }
 
 fn redirect_json(c: &OAuthClient) -> StorageResult<String> {
-    serde_json::to_string(&c.redirect_uris).map_err(|e| StorageError::Other(format!("redirect_uris: {e}")))
+    json_list(&c.redirect_uris)
+}
+
+fn json_list(list: &[String]) -> StorageResult<String> {
+    serde_json::to_string(list).map_err(|e| StorageError::Other(format!("URI list: {e}")))
 }

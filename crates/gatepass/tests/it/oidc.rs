@@ -29,7 +29,7 @@ pub(crate) async fn register(app: &TestApp, meta: Value) -> Value {
 }
 
 /// A first-party confidential client for the code flow with refresh.
-async fn web_client(app: &TestApp) -> (String, String) {
+pub(crate) async fn web_client(app: &TestApp) -> (String, String) {
     let c = register(
         app,
         json!({
@@ -87,7 +87,7 @@ pub(crate) fn code_params<'a>(client_id: &'a str, scope: &'a str) -> Vec<(&'a st
 }
 
 /// A code for `client_id` (first-party, so no consent page).
-async fn code(app: &TestApp, session: &str, client_id: &str, scope: &str) -> String {
+pub(crate) async fn code(app: &TestApp, session: &str, client_id: &str, scope: &str) -> String {
     let r = authorize(app, Some(session), &code_params(client_id, scope)).await;
     assert_eq!(r.status(), 303, "authorize: {:?}", r.text().await);
     let q = query(r.headers()[LOCATION].to_str().unwrap());
@@ -115,7 +115,7 @@ pub(crate) async fn oauth_error(r: reqwest::Response, status: u16, error: &str) 
     body
 }
 
-async fn userinfo_status(app: &TestApp, access: &str) -> u16 {
+pub(crate) async fn userinfo_status(app: &TestApp, access: &str) -> u16 {
     app.get_auth("/oauth/userinfo", access).await.status().as_u16()
 }
 
@@ -244,7 +244,11 @@ async fn unregistered_redirect_uri_gets_an_error_page_not_a_redirect() {
 }
 
 /// The authorization error a request gets back at the client, with its state.
-async fn redirected_error(app: &TestApp, session: Option<&str>, params: &[(&str, &str)]) -> HashMap<String, String> {
+pub(crate) async fn redirected_error(
+    app: &TestApp,
+    session: Option<&str>,
+    params: &[(&str, &str)],
+) -> HashMap<String, String> {
     let r = authorize(app, session, params).await;
     assert_eq!(r.status(), 303);
     let location = r.headers()[LOCATION].to_str().unwrap().to_owned();
@@ -423,7 +427,13 @@ async fn client_tokens_do_not_open_gatepass_own_api_and_refresh_tokens_stay_apar
 }
 
 /// Fires `n` requests at once; returns the statuses.
-async fn concurrently(app: &TestApp, n: usize, id: &str, secret: &str, form: Vec<(String, String)>) -> Vec<u16> {
+pub(crate) async fn concurrently(
+    app: &TestApp,
+    n: usize,
+    id: &str,
+    secret: &str,
+    form: Vec<(String, String)>,
+) -> Vec<u16> {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = Vec::new();
     for _ in 0..n {
@@ -561,7 +571,7 @@ mod openidconnect_crate {
 }
 
 /// Runs the real binary on `app`'s data directory (and database, on PostgreSQL).
-fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+pub(crate) fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatepass"));
     cmd.args(args).args(["--data-dir", app.data_dir().to_str().unwrap()]);
     if let Some(db) = &app.db {
@@ -570,7 +580,7 @@ fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     cmd.env_remove("GATEPASS_DATABASE_URL").env("GATEPASS_LOG", "warn").output().expect("gatepass runs")
 }
 
-fn cli_json(app: &TestApp, args: &[&str]) -> Value {
+pub(crate) fn cli_json(app: &TestApp, args: &[&str]) -> Value {
     let out = cli(app, args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")

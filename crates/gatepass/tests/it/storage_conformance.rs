@@ -1267,9 +1267,11 @@ fn oauth_client(id: &str) -> OAuthClient {
         secret_hash: Some("ab".repeat(32)),
         name: format!("App {id}"),
         redirect_uris: vec!["https://app.example.com/cb".into()],
+        post_logout_redirect_uris: vec!["https://app.example.com/bye".into()],
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         scopes: vec!["openid".into(), "profile".into()],
         first_party: false,
+        limited: true,
         resource: None,
         resources: vec!["https://api.example.com/v1".into(), "urn:example:reports".into()],
         created_at: NOW,
@@ -1315,8 +1317,15 @@ async fn oauth_clients_and_consent(s: Arc<dyn Storage>) {
     assert_eq!(s.client("c1").await.unwrap(), Some(c.clone()));
     assert_eq!(s.client("nope").await.unwrap(), None);
     // Compare-and-swap on the version: a stale writer changes nothing.
-    let changed = OAuthClient { name: "Renamed".into(), version: 2, ..c.clone() };
+    let changed = OAuthClient {
+        name: "Renamed".into(),
+        post_logout_redirect_uris: vec!["https://app.example.com/signed-out".into()],
+        limited: false,
+        version: 2,
+        ..c.clone()
+    };
     assert!(s.update_client(&changed, 1).await.unwrap());
+    assert_eq!(s.client("c1").await.unwrap(), Some(changed.clone()));
     let stale = OAuthClient { name: "Stale".into(), version: 2, ..c.clone() };
     assert!(!s.update_client(&stale, 1).await.unwrap());
     assert_eq!(s.client("c1").await.unwrap().unwrap().name, "Renamed");
@@ -1324,6 +1333,13 @@ async fn oauth_clients_and_consent(s: Arc<dyn Storage>) {
     s.grant_consent(u.id.as_str(), "c1", "openid profile", NOW).await.unwrap();
     s.grant_consent(u.id.as_str(), "c1", "openid profile", NOW + 1).await.unwrap();
     assert_eq!(s.consents(u.id.as_str(), "c1").await.unwrap(), vec!["openid profile".to_owned()]);
+    let listed = s.user_consents(u.id.as_str()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].client_name.as_str(), listed[0].scope.as_str()), ("Renamed", "openid profile"));
+    // Withdrawing forgets the consent (no grant to revoke here); a second time finds nothing.
+    assert_eq!(s.withdraw_consent(u.id.as_str(), "c1", NOW).await.unwrap(), Some(vec![]));
+    assert_eq!(s.withdraw_consent(u.id.as_str(), "c1", NOW).await.unwrap(), None);
+    assert!(s.user_consents(u.id.as_str()).await.unwrap().is_empty());
     // The ID-token key: the first stored wins.
     let k1 = stored_key("rs256-a", NOW);
     let k2 = stored_key("rs256-b", NOW);

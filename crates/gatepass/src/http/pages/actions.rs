@@ -80,6 +80,12 @@ pub(crate) fn redirect_with_grant(
 }
 
 fn redirect_clearing_cookies(cookies: CookieSettings, location: &'static str) -> Response {
+    redirect_clearing_cookies_to(cookies, location)
+}
+
+/// A 303 to `location` (a local path or a client's registered URI) that drops the
+/// browser's session cookies.
+pub fn redirect_clearing_cookies_to(cookies: CookieSettings, location: &str) -> Response {
     let mut headers = HeaderMap::new();
     cookies.clear_session(&mut headers);
     see_other_with(location, headers)

@@ -7,6 +7,7 @@
 //! resume page (see `docs/browser.md`).
 
 pub mod actions;
+pub mod apps;
 pub mod email;
 pub mod mfa;
 pub mod passkeys;
@@ -27,7 +28,8 @@ use crate::http::cookies::CookieSettings;
 use crate::http::extract::Cookies;
 use crate::http::openapi::ServiceUnavailable;
 use crate::http::{AppState, no_store};
-use views::{HomeErrors, HomePage, LoginPage, Notice, RegisterPage, ResumePage, SessionItem, Stamp};
+use crate::service::oauth::describe_scope;
+use views::{AppItem, HomeErrors, HomePage, LoginPage, Notice, RegisterPage, ResumePage, SessionItem, Stamp};
 
 /// The stylesheet, compiled into the binary.
 pub const CSS: &str = include_str!("../../../static/gatepass.css");
@@ -58,6 +60,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register_page))
         .routes(routes!(stylesheet))
         .merge(actions::router())
+        .merge(apps::router())
         .merge(email::router())
         .merge(mfa::router())
         .merge(passkeys::router())
@@ -181,6 +184,10 @@ pub async fn home_page(
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
+    let apps = match state.service.allowed_apps(claims).await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
     let mfa_active = mfa.totp == Some(true);
     let has_factor = mfa.has_factor();
     // For an account with a second factor, sensitive actions need a fresh sign-in that
@@ -209,6 +216,15 @@ pub async fn home_page(
             roles: user.roles.names().join(", "),
             created_at: Stamp::at(user.created_at),
             sessions,
+            apps: apps
+                .into_iter()
+                .map(|a| AppItem {
+                    scopes: a.scopes.iter().map(|s| describe_scope(s)).collect(),
+                    since: Stamp::at(a.since),
+                    client_id: a.client_id,
+                    name: a.name,
+                })
+                .collect(),
             fresh,
             csrf_token: state.csrf.token(&claims.sid),
             reauth_error: errors.reauth,

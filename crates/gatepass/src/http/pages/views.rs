@@ -26,6 +26,8 @@ impl Notice {
             "fresh" => ("error", "For your safety, confirm your password before ending other sessions."),
             "reauthed" => ("info", "Password confirmed."),
             "session_ended" => ("info", "Session ended."),
+            "app_revoked" => ("info", "Access withdrawn: the application is signed out and must ask again."),
+            "app_gone" => ("error", "That application had no access any more."),
             "sessions_ended" => ("info", "All other sessions have been ended."),
             "session_gone" => ("error", "That session had already ended."),
             "logout_retry" => ("error", "Your sign-in had timed out and has been renewed; press Log out again."),
@@ -163,6 +165,19 @@ pub struct SessionItem {
     pub ip: String,
 }
 
+/// One row of the allowed-applications list.
+#[derive(Debug, Clone)]
+pub struct AppItem {
+    /// The client id (the withdraw form's path).
+    pub client_id: String,
+    /// Its name.
+    pub name: String,
+    /// What it may do, in plain words.
+    pub scopes: Vec<String>,
+    /// Last allowed or signed in.
+    pub since: Stamp,
+}
+
 /// Errors shown on the signed-in page, each next to its form field.
 #[derive(Debug, Default)]
 pub struct HomeErrors {
@@ -204,6 +219,8 @@ pub struct HomePage {
     pub created_at: Stamp,
     /// Live sessions.
     pub sessions: Vec<SessionItem>,
+    /// Applications the user has allowed (OAuth clients).
+    pub apps: Vec<AppItem>,
     /// Whether the login is fresh enough to end other sessions without re-entering the
     /// password.
     pub fresh: bool,

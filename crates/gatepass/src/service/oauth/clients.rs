@@ -23,6 +23,9 @@ pub struct ClientMetadata {
     /// Exact redirect URIs: `https`, `http` on loopback (any port matches), or a private-use
     /// scheme containing a dot.
     pub redirect_uris: Option<Vec<String>>,
+    /// Where a logout request (`/oauth/logout`) may send the browser back to: exact URIs,
+    /// under the same rules as `redirect_uris`.
+    pub post_logout_redirect_uris: Option<Vec<String>>,
     /// Of `authorization_code` (default), `refresh_token`, `client_credentials`.
     pub grant_types: Option<Vec<String>>,
     /// Only `["code"]`.
@@ -34,6 +37,10 @@ pub struct ClientMetadata {
     pub token_endpoint_auth_method: Option<String>,
     /// Skips the consent page (for applications of the same operator).
     pub first_party: Option<bool>,
+    /// Set on clients registered through `/oauth/register`: public, PKCE,
+    /// `authorization_code` and `refresh_token` only, never first-party. An administrator
+    /// promotes one with `false`.
+    pub limited: Option<bool>,
     /// The audience of its access tokens (default: the client id).
     pub resource: Option<String>,
     /// Further resources (RFC 8707: absolute URIs, no fragment) the client may name with
@@ -58,6 +65,8 @@ pub struct ClientView {
     pub client_name: String,
     /// Redirect URIs.
     pub redirect_uris: Vec<String>,
+    /// Where a logout request may send the browser back to.
+    pub post_logout_redirect_uris: Vec<String>,
     /// Grant types.
     pub grant_types: Vec<String>,
     /// `["code"]` when the code flow is allowed.
@@ -68,6 +77,8 @@ pub struct ClientView {
     pub token_endpoint_auth_method: &'static str,
     /// Whether consent is skipped.
     pub first_party: bool,
+    /// Registered dynamically and not promoted yet (see [`ClientMetadata::limited`]).
+    pub limited: bool,
     /// The audience of its access tokens, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
@@ -87,11 +98,13 @@ impl ClientView {
             client_id_issued_at: c.created_at,
             client_name: c.name.clone(),
             redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             grant_types: c.grant_types.clone(),
             response_types: if has_code { vec!["code".into()] } else { Vec::new() },
             scope: c.scopes.join(" "),
             token_endpoint_auth_method: if c.is_public() { "none" } else { "client_secret_basic" },
             first_party: c.first_party,
+            limited: c.limited,
             resource: c.resource.clone(),
             resources: c.resources.clone(),
         }
@@ -100,6 +113,20 @@ impl ClientView {
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::BadRequest(msg.into())
+}
+
+/// Checks a list of redirect URIs (`what` names them in the message).
+fn check_uris(what: &str, uris: &[String]) -> Result<()> {
+    if uris.len() > 20 {
+        return Err(bad(format!("at most 20 {what}s")));
+    }
+    if let Some(u) = uris.iter().find(|u| !primitives::valid_redirect_uri(u)) {
+        return Err(bad(format!(
+            "{what} {u:?} is not allowed: use https, http on a loopback address, or an app's own scheme \
+             (with a dot), without a fragment"
+        )));
+    }
+    Ok(())
 }
 
 /// Applies `meta` to `c` and checks the whole result.
@@ -112,16 +139,12 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
         c.name = name;
     }
     if let Some(uris) = meta.redirect_uris {
-        if uris.len() > 20 {
-            return Err(bad("at most 20 redirect_uris"));
-        }
-        if let Some(u) = uris.iter().find(|u| !primitives::valid_redirect_uri(u)) {
-            return Err(bad(format!(
-                "redirect_uri {u:?} is not allowed: use https, http on a loopback address, or an app's own scheme \
-                 (with a dot), without a fragment"
-            )));
-        }
+        check_uris("redirect_uri", &uris)?;
         c.redirect_uris = uris;
+    }
+    if let Some(uris) = meta.post_logout_redirect_uris {
+        check_uris("post_logout_redirect_uri", &uris)?;
+        c.post_logout_redirect_uris = uris;
     }
     if let Some(grants) = meta.grant_types {
         if let Some(g) = grants.iter().find(|g| !GRANT_TYPES.contains(&g.as_str())) {
@@ -148,6 +171,9 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
     }
     if let Some(fp) = meta.first_party {
         c.first_party = fp;
+    }
+    if let Some(limited) = meta.limited {
+        c.limited = limited;
     }
     if let Some(resource) = meta.resource {
         c.resource = if resource.is_empty() { None } else { Some(resource) };
@@ -183,6 +209,12 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
     if c.is_public() && has("client_credentials") {
         return Err(bad("a public client cannot use client_credentials"));
     }
+    if c.limited && (!c.is_public() || has("client_credentials") || c.first_party) {
+        return Err(bad(
+            "a dynamically registered client is public, uses only authorization_code and refresh_token and is not \
+             first-party until it is promoted (\"limited\": false)",
+        ));
+    }
     let scoped = |s: &str| c.scopes.iter().any(|x| x == s);
     if scoped("offline_access") && !has("refresh_token") {
         return Err(bad("the offline_access scope needs the refresh_token grant"));
@@ -199,6 +231,11 @@ impl Core {
     /// # Errors
     /// [`Error::BadRequest`] for metadata that breaks a rule; storage errors.
     pub async fn register_client(&self, meta: ClientMetadata, by: &Actor) -> Result<ClientView> {
+        self.add_client(meta, by, false).await
+    }
+
+    /// Registers a client, `limited` or not (see [`ClientMetadata::limited`]).
+    pub(crate) async fn add_client(&self, meta: ClientMetadata, by: &Actor, limited: bool) -> Result<ClientView> {
         let public = match meta.token_endpoint_auth_method.as_deref() {
             None | Some("client_secret_basic") | Some("client_secret_post") => false,
             Some("none") => true,
@@ -214,9 +251,11 @@ impl Core {
             secret_hash: secret.as_deref().map(primitives::digest),
             name: String::new(),
             redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
             grant_types: vec!["authorization_code".into()],
             scopes: vec!["email".into(), "openid".into(), "profile".into()],
             first_party: false,
+            limited,
             resource: None,
             resources: Vec::new(),
             created_at: t,
@@ -230,7 +269,7 @@ impl Core {
         })?;
         self.audit(
             by.event("client_registered")
-                .detail(serde_json::json!({ "client_id": client.client_id, "name": client.name })),
+                .detail(serde_json::json!({ "client_id": client.client_id, "name": client.name, "limited": limited })),
         )
         .await;
         Ok(ClientView::of(&client, secret))

@@ -1,9 +1,11 @@
 //! gatepass as an OAuth 2.1 / OpenID Connect provider: other applications sign their users
 //! in with gatepass. One use case per file: [`clients`] (registering and managing
-//! clients), [`authorize`] (the authorization request, sign-in and consent, codes),
-//! [`token`] (the token endpoint's grants), [`userinfo`], [`resource`] (RFC 8707 resource indicators: the
-//! audience of access tokens) and [`keys`] (the key that signs ID tokens and client access
-//! tokens).
+//! clients), [`apps`] (the applications a user has allowed, and withdrawing one),
+//! [`authorize`] (the authorization request, sign-in and consent, codes), [`token`] (the
+//! token endpoint's grants), [`userinfo`], [`logout`] (RP-initiated logout),
+//! [`registration`] (dynamic client registration), [`resource`] (RFC 8707 resource
+//! indicators: the audience of access tokens) and [`keys`] (the key that signs ID tokens
+//! and client access tokens).
 //!
 //! A grant a client holds for a user is a session (with the client and scopes on its row),
 //! so rotation with reuse detection, revocation and the revocation feed cover it as they
@@ -11,9 +13,12 @@
 //! which gatepass's own verifier does not trust: a client's token never opens gatepass's
 //! own API.
 
+pub mod apps;
 pub mod authorize;
 pub mod clients;
 pub mod keys;
+pub mod logout;
+pub mod registration;
 pub mod resource;
 pub mod token;
 pub mod userinfo;
@@ -157,6 +162,28 @@ pub struct IdTokenClaims {
     pub sid: Option<String>,
 }
 
+/// Who may register clients at `/oauth/register` (RFC 7591), `GATEPASS_OAUTH_REGISTRATION`.
+#[derive(Clone, Default)]
+pub enum Registration {
+    /// Nobody: the endpoint answers 404 (the default).
+    #[default]
+    Off,
+    /// Anyone (rate-limited like the other anonymous endpoints).
+    Open,
+    /// Whoever presents this initial access token as a bearer token.
+    Token(Arc<str>),
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Registration::Off => "Off",
+            Registration::Open => "Open",
+            Registration::Token(_) => "Token(..)",
+        })
+    }
+}
+
 /// The provider's configuration and signing key. Disabled (every OAuth endpoint answers
 /// 404) unless the issuer is an `http(s)` URL, since OpenID Connect identifies a provider
 /// by its URL.
@@ -164,6 +191,7 @@ pub struct IdTokenClaims {
 pub struct Provider {
     issuer: Option<String>,
     key: RwLock<Option<Arc<OpenedKey>>>,
+    registration: Registration,
 }
 
 impl Provider {
@@ -172,7 +200,23 @@ impl Provider {
         let lower = issuer.to_ascii_lowercase();
         let enabled =
             (lower.starts_with("https://") || lower.starts_with("http://")) && url::Url::parse(issuer).is_ok();
-        Self { issuer: enabled.then(|| issuer.trim_end_matches('/').to_owned()), key: RwLock::new(None) }
+        Self {
+            issuer: enabled.then(|| issuer.trim_end_matches('/').to_owned()),
+            key: RwLock::new(None),
+            registration: Registration::Off,
+        }
+    }
+
+    /// The provider with dynamic client registration set to `registration`.
+    pub fn with_registration(mut self, registration: Registration) -> Self {
+        self.registration = registration;
+        self
+    }
+
+    /// Who may register clients; always [`Registration::Off`] while the provider is off.
+    pub fn registration(&self) -> &Registration {
+        static OFF: Registration = Registration::Off;
+        if self.issuer.is_some() { &self.registration } else { &OFF }
     }
 
     /// The issuer URL, when the provider is enabled.

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::{Q, SqliteStorage, map_err};
 use crate::domain::StoredKey;
-use crate::storage::oauth::{AuthCode, CodeRedemption, OAuthClient, OAuthStore};
+use crate::storage::oauth::{AuthCode, CodeRedemption, ConsentRecord, OAuthClient, OAuthStore};
 use crate::storage::{NewSession, RevokedSession, StorageResult};
 
 #[async_trait]
@@ -53,12 +53,43 @@ impl OAuthStore for SqliteStorage {
         Ok(out)
     }
 
+    async fn end_browser_session(
+        &self,
+        user_id: &str,
+        browser_sid: &str,
+        grant_sid: Option<&str>,
+        now: i64,
+    ) -> StorageResult<Vec<RevokedSession>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let out = Q::end_browser_session_in_tx(&mut tx, user_id, browser_sid, grant_sid, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
     async fn consents(&self, user_id: &str, client_id: &str) -> StorageResult<Vec<String>> {
         Q::consents(&self.pool, user_id, client_id).await
     }
 
     async fn grant_consent(&self, user_id: &str, client_id: &str, scope: &str, now: i64) -> StorageResult<()> {
         Q::grant_consent(&self.writer, user_id, client_id, scope, now).await
+    }
+
+    async fn user_consents(&self, user_id: &str) -> StorageResult<Vec<ConsentRecord>> {
+        Q::user_consents(&self.pool, user_id).await
+    }
+
+    async fn withdraw_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StorageResult<Option<Vec<RevokedSession>>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let out = Q::withdraw_consent_in_tx(&mut tx, user_id, client_id, now).await?;
+        if out.is_some() {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(out)
     }
 
     async fn oauth_id_key(&self) -> StorageResult<Option<StoredKey>> {
