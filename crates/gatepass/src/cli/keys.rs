@@ -21,7 +21,7 @@ pub(super) async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     "key rotation needs GATEPASS_JWT_ALGORITHM=EdDSA, ES256 or RS256 (HS256 uses the secret)"
                 );
             }
-            let key = core.rotate_signing_key(&km, km.activation_delay).await.map_err(fail)?;
+            let key = core.rotate_signing_key(&km, km.activation_delay, Some(&Actor::cli())).await.map_err(fail)?;
             println!("added {} key {}: published now, signs from {}", key.alg, key.kid, rfc3339(key.activates_at));
         }
         KeysCommand::Revoke { kid, .. } => {

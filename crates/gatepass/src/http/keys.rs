@@ -280,13 +280,12 @@ async fn list(State(state): State<AppState>, _admin: AdminCaller) -> Result<Resp
 
 /// Rotate the signing key
 ///
-/// Adds a key that signs after the activation delay.
+/// Adds a key that signs after the activation delay (audited as `signing_key_rotated`).
 #[utoipa::path(post, path = "/api/admin/keys/rotate", tag = "admin",
     security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
     responses((status = 201, description = "The new key", body = RotatedKey), AccessErrors, BadRequest))]
-async fn rotate(State(state): State<AppState>, AdminCaller(caller): AdminCaller) -> Result<Response> {
-    let key = state.service.rotate_keys().await?;
-    tracing::info!(kid = %key.kid, by = %caller.actor_id(), "signing key rotated");
+async fn rotate(State(state): State<AppState>, AdminActor(by): AdminActor) -> Result<Response> {
+    let key = state.service.rotate_keys(&by).await?;
     Ok((axum::http::StatusCode::CREATED, Json(RotatedKey { key: view(&key) })).into_response())
 }
 

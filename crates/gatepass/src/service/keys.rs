@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{AuthService, Core, now};
+use super::{Actor, AuthService, Core, now};
 use crate::auth::keys::{self, KeyRing, KeyState, KeyStatus, MasterKey, SigningAlgorithm};
 use crate::auth::refresh::RefreshTokens;
 use crate::domain::StoredKey;
@@ -58,7 +58,7 @@ impl Core {
     ///
     /// # Errors
     /// [`Error::BadRequest`] for HS256; key generation and storage errors.
-    pub async fn rotate_signing_key(&self, km: &KeyManagement, delay: i64) -> Result<StoredKey> {
+    pub async fn rotate_signing_key(&self, km: &KeyManagement, delay: i64, by: Option<&Actor>) -> Result<StoredKey> {
         let alg = km.algorithm;
         let master = km.master.clone().filter(|_| alg.is_asymmetric()).ok_or_else(|| {
             Error::BadRequest("key rotation applies to EdDSA, ES256 and RS256; HS256 uses the configured secret".into())
@@ -73,6 +73,12 @@ impl Core {
             .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))??;
         self.storage.insert_signing_key(&key).await?;
         tracing::info!(kid = %key.kid, alg = %key.alg, activates_at, "generated a new signing key");
+        // A rotation someone asked for is theirs on the audit trail; the start-up's own key
+        // generation has no actor.
+        if let Some(by) = by {
+            let detail = serde_json::json!({ "kid": key.kid, "alg": key.alg, "activates_at": activates_at });
+            self.audit(by.event("signing_key_rotated").detail(detail)).await;
+        }
         Ok(key)
     }
 
@@ -93,7 +99,7 @@ impl Core {
         if statuses.iter().rfind(|s| s.revoked_at.is_none()).is_some_and(|s| s.alg == km.algorithm.name()) {
             return Ok(());
         }
-        self.rotate_signing_key(km, 0).await?;
+        self.rotate_signing_key(km, 0, None).await?;
         Ok(())
     }
 
@@ -158,11 +164,11 @@ impl AuthService {
     }
 
     /// Rotates the signing key (see [`Core::rotate_signing_key`]) and reloads the ring.
-    pub async fn rotate_keys(&self) -> Result<KeyStatus> {
+    pub async fn rotate_keys(&self, by: &Actor) -> Result<KeyStatus> {
         if self.keys.master.is_none() {
             return Err(Error::BadRequest("key rotation needs an asymmetric GATEPASS_JWT_ALGORITHM".into()));
         }
-        let key = self.core.rotate_signing_key(&self.keys, self.keys.activation_delay).await?;
+        let key = self.core.rotate_signing_key(&self.keys, self.keys.activation_delay, Some(by)).await?;
         self.reload_keys().await?;
         self.key_statuses()
             .await?

@@ -226,6 +226,14 @@ async fn admin_route_rotates_and_lists_keys_for_admins_only() {
     let next = s(&app.login("root", PASSWORD).await, "access_token").to_owned();
     assert_ne!(header_of(&next)["kid"], body["key"]["kid"]);
 
+    // Audited with who asked for it (the start-up's own key generation is not).
+    let audit: Value = app.get_auth("/api/admin/audit?event=signing_key_rotated", &admin).await.json().await.unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    let root = app.state.service.core().find_user("root").await.unwrap();
+    assert_eq!(entries[0]["actor"], root.id.as_str());
+    assert_eq!(entries[0]["detail"]["kid"], body["key"]["kid"]);
+
     let list: Value = app.get_auth("/api/admin/keys", &admin).await.json().await.unwrap();
     let states: Vec<&str> = list["keys"].as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["active", "pending"]);

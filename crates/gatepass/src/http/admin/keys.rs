@@ -56,11 +56,8 @@ async fn keys_page(
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(ConsoleAction))]
 async fn rotate(State(state): State<AppState>, ConsoleForm { claims, actor, .. }: ConsoleForm<TokenForm>) -> Response {
-    match state.service.rotate_keys().await {
-        Ok(key) => {
-            tracing::info!(kid = %key.kid, by = %actor.id, "signing key rotated");
-            see_other("/admin/keys?notice=rotated")
-        }
+    match state.service.rotate_keys(&actor).await {
+        Ok(_) => see_other("/admin/keys?notice=rotated"),
         Err(e) if e.status().is_client_error() => {
             keys_page(&state, &ConsoleAdmin { claims }, e.status(), None, Some(e.message())).await
         }

@@ -367,6 +367,23 @@ where
     }
 }
 
+/// The confirmation page of an action on account `id`; `text` gets the account's name.
+async fn confirm_for_user(
+    state: &AppState,
+    admin: &ConsoleAdmin,
+    uri: &Uri,
+    id: &str,
+    text: impl FnOnce(&str) -> (String, String, &'static str),
+) -> Response {
+    match state.service.core().user(id).await {
+        Ok(user) => {
+            let text = text(user.username.as_str());
+            confirm_page(state, admin, "users", uri, text, format!("/admin/users/{id}")).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Confirm deleting an account
 #[utoipa::path(get, path = "/admin/users/{id}/delete", tag = "admin console",
     params(("id" = String, Path, description = "User id")), responses(ConsolePage))]
@@ -376,19 +393,16 @@ async fn delete_confirm(
     PathParam(id): PathParam,
     uri: Uri,
 ) -> Response {
-    let user = match state.service.core().user(&id).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
-    };
-    let name = user.username.as_str();
-    let text = (
-        format!("Delete {name}?"),
-        format!(
-            "The account {name} and everything it holds are deleted, and its sessions end at once. This cannot be undone."
-        ),
-        "Delete the account",
-    );
-    confirm_page(&state, &admin, "users", &uri, text, format!("/admin/users/{id}")).await
+    confirm_for_user(&state, &admin, &uri, &id, |name| {
+        (
+            format!("Delete {name}?"),
+            format!(
+                "The account {name} and everything it holds are deleted, and its sessions end at once. This cannot be undone."
+            ),
+            "Delete the account",
+        )
+    })
+    .await
 }
 
 /// Delete an account (form post)
@@ -422,10 +436,7 @@ async fn end_all(
     ConsoleForm { claims, actor, .. }: ConsoleForm<TokenForm>,
 ) -> Response {
     let core = state.service.core();
-    let outcome = match core.user(&id).await {
-        Ok(user) => core.logout_user(&actor, &user).await.map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let outcome = async { core.logout_user(&actor, &core.user(&id).await?).await.map(|_| ()) }.await;
     answer(&state, claims, &id, outcome, "sessions_ended").await
 }
 
@@ -440,10 +451,7 @@ async fn end_one(
     ConsoleForm { actor, .. }: ConsoleForm<TokenForm>,
 ) -> Response {
     let core = state.service.core();
-    let outcome = match core.user(&id).await {
-        Ok(user) => core.end_user_session(&actor, &user, &sid).await,
-        Err(e) => Err(e),
-    };
+    let outcome = async { core.end_user_session(&actor, &core.user(&id).await?, &sid).await }.await;
     match outcome {
         Ok(()) => back_to(&id, "session_ended"),
         Err(Error::NotFound) => back_to(&id, "session_gone"),
@@ -460,19 +468,16 @@ async fn mfa_reset_confirm(
     PathParam(id): PathParam,
     uri: Uri,
 ) -> Response {
-    let user = match state.service.core().user(&id).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
-    };
-    let name = user.username.as_str();
-    let text = (
-        format!("Reset the second factors of {name}?"),
-        format!(
-            "The authenticator app, the passkeys and the recovery codes of {name} are removed; they sign in with the password alone until they set up a new factor."
-        ),
-        "Remove the second factors",
-    );
-    confirm_page(&state, &admin, "users", &uri, text, format!("/admin/users/{id}")).await
+    confirm_for_user(&state, &admin, &uri, &id, |name| {
+        (
+            format!("Reset the second factors of {name}?"),
+            format!(
+                "The authenticator app, the passkeys and the recovery codes of {name} are removed; they sign in with the password alone until they set up a new factor."
+            ),
+            "Remove the second factors",
+        )
+    })
+    .await
 }
 
 /// Reset an account's second factors (form post)
@@ -506,10 +511,7 @@ async fn resend_verification(
     ConsoleForm { claims, actor, .. }: ConsoleForm<TokenForm>,
 ) -> Response {
     let core = state.service.core();
-    let outcome = match core.user(&id).await {
-        Ok(user) => core.resend_verification(&actor, &user).await,
-        Err(e) => Err(e),
-    };
+    let outcome = async { core.resend_verification(&actor, &core.user(&id).await?).await }.await;
     answer(&state, claims, &id, outcome, "verification_sent").await
 }
 
@@ -524,10 +526,7 @@ async fn mark_verified(
     ConsoleForm { claims, actor, .. }: ConsoleForm<TokenForm>,
 ) -> Response {
     let core = state.service.core();
-    let outcome = match core.user(&id).await {
-        Ok(user) => core.mark_email_verified(&actor, &user).await.map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let outcome = async { core.mark_email_verified(&actor, &core.user(&id).await?).await.map(|_| ()) }.await;
     answer(&state, claims, &id, outcome, "verified").await
 }
 
