@@ -328,3 +328,43 @@ async fn concurrent_admins_leave_a_consistent_state() {
         assert_eq!(app.get_auth("/api/profile", &access).await.status(), 401, "round {round}: roles changed");
     }
 }
+
+#[tokio::test]
+async fn apps_page_names_the_registration_mode_and_lifts_a_self_registered_apps_limits() {
+    let app = TestApp::spawn_provider(&["--oauth-registration", "open"]).await;
+    create(&app, "root", &["admin"]).await;
+    let meta = json!({
+        "client_name": "Agent",
+        "redirect_uris": ["http://127.0.0.1/callback"],
+        "token_endpoint_auth_method": "none",
+    });
+    let r = app.client.post(app.url("/oauth/register")).json(&meta).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let id = s(&r.json::<Value>().await.unwrap(), "client_id").to_owned();
+    let mut b = signed_in(&app, "root").await;
+    let token = b.csrf();
+
+    let html = b.page("/admin/apps").await;
+    assert!(html.contains("open: anyone may register an app"), "{html}");
+    assert!(html.contains("limited (registered itself)"), "{html}");
+    let html = b.page(&format!("/admin/apps/{id}")).await;
+    assert!(html.contains("Lift the limits"), "{html}");
+
+    // A forged post changes nothing; the admin's post lifts the limits, audited.
+    let r = b.post_form(&format!("/admin/apps/{id}/promote"), &[("csrf_token", "forged")]).await;
+    assert_eq!(r.status(), 403);
+    let shown: Value = app.get_auth(&format!("/api/admin/clients/{id}"), app.operator()).await.json().await.unwrap();
+    assert_eq!(shown["limited"], true, "{shown}");
+    let r = b.post_form(&format!("/admin/apps/{id}/promote"), &[("csrf_token", &token)]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), format!("/admin/apps/{id}?notice=app_promoted"));
+    let shown: Value = app.get_auth(&format!("/api/admin/clients/{id}"), app.operator()).await.json().await.unwrap();
+    assert_eq!(shown["limited"], false, "{shown}");
+    let html = b.page(&format!("/admin/apps/{id}?notice=app_promoted")).await;
+    assert!(html.contains("limits were lifted") && !html.contains("Lift the limits"), "{html}");
+
+    let off = TestApp::spawn_provider(&[]).await;
+    create(&off, "root", &["admin"]).await;
+    let mut b = signed_in(&off, "root").await;
+    assert!(b.page("/admin/apps").await.contains("off: only administrators add apps"));
+}

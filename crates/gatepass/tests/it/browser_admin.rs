@@ -1,6 +1,7 @@
 //! Issue 20, the admin console in headless Chromium: an admin signs in, finds a user and
 //! disables them (the user's token is refused at once), rotates a key, changes a setting
-//! and sees it take effect, and creates an app; on every console page visited, axe-core
+//! and sees it take effect, creates an app and signs in to it through the authorization
+//! request and the consent page; on every console page visited, axe-core
 //! (pinned in `tests/axe/package-lock.json`, installed with `npm ci` there) reports no
 //! WCAG 2.0/2.1 A or AA violation.
 //!
@@ -9,6 +10,7 @@
 
 use crate::browser_e2e::{connect, save, screenshot_dir, start_chromedriver, wait_for_text};
 use crate::common::{TestApp, s};
+use crate::oidc::{CHALLENGE, VERIFIER};
 use anyhow::{Context, Result, bail, ensure};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
@@ -139,16 +141,57 @@ async fn console_tasks(c: &Client, axe: &str) -> Result<()> {
     ensure!(r.status() == 403, "registration is still open: {}", r.status());
     save(c, &shots, "admin-settings.png").await?;
 
-    // Create an app: its secret is shown once.
+    // Create an app: its secret is shown once. (Its second redirect URI is a page of this
+    // server on loopback, so the browser can land there with the code.)
+    let callback = app.url("/public");
     visit(c, &app, axe, "/admin/apps", "New app").await?;
     fill(c, "client_name", "Shop").await?;
-    fill(c, "redirect_uris", "https://shop.example/callback").await?;
+    fill(c, "redirect_uris", &format!("https://shop.example/callback\n{callback}")).await?;
     c.find(Locator::Id("create-app")).await?.click().await?;
     wait_for_text(c, "shown this once").await?;
     check_a11y(c, axe).await.context("axe on the new app's page")?;
+    save(c, &shots, "admin-app.png").await?;
     let id = c.find(Locator::Id("client-id")).await?.text().await?;
+    let secret = c.find(Locator::Id("client-secret")).await?.text().await?;
     let listed: Value = app.get_auth("/api/admin/clients", app.operator()).await.json().await?;
     ensure!(listed["clients"][0]["client_id"] == json!(id), "the app is registered: {listed}");
+
+    // Sign in to the new app as its users will: the authorization request, the consent
+    // page, the code back at the redirect URI, exchanged with the secret shown once.
+    let mut authorize = reqwest::Url::parse(&app.url("/oauth/authorize"))?;
+    authorize.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", id.as_str()),
+        ("redirect_uri", callback.as_str()),
+        ("scope", "openid profile"),
+        ("state", "shop-state"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ]);
+    c.goto(authorize.as_str()).await?;
+    wait_for_text(c, "Allow Shop?").await?;
+    c.find(Locator::Css("button[value=allow]")).await?.click().await?;
+    let mut landed = c.current_url().await?;
+    for _ in 0..50 {
+        if landed.as_str().starts_with(&callback) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        landed = c.current_url().await?;
+    }
+    let query: std::collections::HashMap<String, String> = landed.query_pairs().into_owned().collect();
+    ensure!(query.get("state").map(String::as_str) == Some("shop-state"), "back at the app: {landed}");
+    let code = query.get("code").with_context(|| format!("a code in {landed}"))?;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", callback.as_str()),
+        ("code_verifier", VERIFIER),
+    ];
+    let r = app.client.post(app.url("/oauth/token")).basic_auth(&id, Some(&secret)).form(&form).send().await?;
+    ensure!(r.status() == 200, "code exchange: {}", r.status());
+    let tokens: Value = r.json().await?;
+    ensure!(tokens["id_token"].is_string() && tokens["access_token"].is_string(), "tokens: {tokens}");
 
     // The audit trail, with the chain verdict.
     visit(c, &app, axe, "/admin/audit", "The chain is intact").await?;

@@ -1,6 +1,7 @@
 //! `/admin/apps`: OAuth clients, through the use cases of `/api/admin/clients`: create
 //! (the secret shown once, on the answer page, never in a URL), edit redirect URIs,
-//! scopes and grants, rotate the secret, delete (after a confirmation and a fresh sign-in).
+//! scopes and grants, rotate the secret, lift a self-registered app's limits, delete (after
+//! a confirmation and a fresh sign-in); the list says who may register apps themselves.
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -16,6 +17,7 @@ use crate::http::AppState;
 use crate::http::extract::PathParam;
 use crate::http::pages::actions::see_other_to;
 use crate::http::pages::{clip, css_href, render};
+use crate::service::oauth::Registration;
 use crate::service::oauth::clients::{ClientMetadata, ClientView};
 
 /// App routes.
@@ -24,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(show, update))
         .routes(routes!(rotate_secret))
+        .routes(routes!(promote))
         .routes(routes!(delete_confirm, delete))
 }
 
@@ -36,6 +39,7 @@ fn app_item(c: &ClientView) -> AppItem {
         grant_types: c.grant_types.join(" "),
         public: c.token_endpoint_auth_method == "none",
         first_party: c.first_party,
+        limited: c.limited,
     }
 }
 
@@ -82,6 +86,7 @@ impl AppForm {
             grant_types: v(&self.grant_types),
             public: self.public.as_deref() == Some("true"),
             first_party: self.first_party.as_deref() == Some("true"),
+            limited: false,
         }
     }
 }
@@ -104,6 +109,13 @@ async fn apps_page(
                 apps: clients.iter().map(app_item).collect(),
                 draft,
                 provider_on: state.service.oauth().issuer().is_some(),
+                registration: match state.service.oauth().registration() {
+                    Registration::Off => "off: only administrators add apps",
+                    Registration::Open => "open: anyone may register an app, which stays limited until promoted",
+                    Registration::Token(_) => {
+                        "with the initial access token: its holders may register apps, which stay limited until promoted"
+                    }
+                },
             };
             render(status, &page)
         }
@@ -187,6 +199,26 @@ async fn update(
             draft.public = state.service.core().client(&id).await.is_ok_and(|c| c.token_endpoint_auth_method == "none");
             app_page(nav, None, e.status(), draft, None, Some(e.message()))
         }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Lift a self-registered app's limits (form post)
+///
+/// As `PATCH /api/admin/clients/{client_id}` with `"limited": false`: the app may then be
+/// given what any other app may (a secret, further grants, first party).
+#[utoipa::path(post, path = "/admin/apps/{client_id}/promote", tag = "admin console",
+    params(("client_id" = String, Path, description = "Client id")),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(ConsoleAction))]
+async fn promote(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+    ConsoleForm { actor, .. }: ConsoleForm<TokenForm>,
+) -> Response {
+    let meta = ClientMetadata { limited: Some(false), ..ClientMetadata::default() };
+    match state.service.core().update_client(&id, meta, &actor).await {
+        Ok(_) => see_other_to(&with_notice(&format!("/admin/apps/{id}"), "app_promoted")),
         Err(e) => e.into_response(),
     }
 }

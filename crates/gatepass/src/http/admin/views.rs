@@ -50,6 +50,7 @@ pub fn notice(query: Option<&str>) -> Option<Notice> {
         "revoked" => ("info", "The key is revoked: every token it signed is refused."),
         "saved" => ("info", "Settings saved; they are in force now."),
         "app_saved" => ("info", "Application saved."),
+        "app_promoted" => ("info", "The application's limits were lifted."),
         "app_deleted" => ("info", "Application deleted; its grants were revoked."),
         _ => return None,
     };
@@ -383,6 +384,8 @@ pub struct AppItem {
     pub public: bool,
     /// Whether consent is skipped.
     pub first_party: bool,
+    /// Registered itself (dynamic registration) and not promoted yet.
+    pub limited: bool,
 }
 
 /// `/admin/apps`.
@@ -403,6 +406,8 @@ pub struct AppsPage {
     pub draft: AppItem,
     /// Whether the OAuth provider is on.
     pub provider_on: bool,
+    /// Who may register apps at `/oauth/register` (`GATEPASS_OAUTH_REGISTRATION`), in words.
+    pub registration: &'static str,
 }
 
 /// `/admin/apps/{client_id}`, and the page that shows a new secret once.
