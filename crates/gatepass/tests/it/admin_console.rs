@@ -368,3 +368,58 @@ async fn apps_page_names_the_registration_mode_and_lifts_a_self_registered_apps_
     let mut b = signed_in(&off, "root").await;
     assert!(b.page("/admin/apps").await.contains("off: only administrators add apps"));
 }
+
+#[tokio::test]
+async fn new_accounts_follow_the_sign_up_rules_and_refusals_change_nothing() {
+    let app = TestApp::spawn().await;
+    create(&app, "root", &["admin"]).await;
+    create(&app, "taken", &[]).await;
+    let mut b = signed_in(&app, "root").await;
+    let token = b.csrf();
+    let count = async || {
+        let v: Value = app.get_auth("/api/admin/users?limit=200", app.operator()).await.json().await.unwrap();
+        v["users"].as_array().map(Vec::len).unwrap_or(0)
+    };
+    let before = count().await;
+    assert!(b.page("/admin/users").await.contains("/admin/users/new"));
+    assert!(b.page("/admin/users/new").await.contains("Create account"));
+
+    let refused = [
+        (vec![("username", "carol"), ("password", "")], 400, "password"),
+        (vec![("username", ""), ("password", PASSWORD)], 400, "username"),
+        (vec![("username", "carol"), ("password", "short")], 400, "password"),
+        (vec![("username", "carol"), ("password", PASSWORD), ("roles", "Not A Role")], 400, "role"),
+        (vec![("username", "carol"), ("password", PASSWORD), ("email", "not-an-address")], 400, "email"),
+        (vec![("username", "taken"), ("password", PASSWORD)], 409, "taken"),
+    ];
+    for (fields, status, says) in refused {
+        let mut form = vec![("csrf_token", token.as_str())];
+        form.extend(fields.iter().copied());
+        let r = b.post_form("/admin/users/new", &form).await;
+        assert_eq!(r.status(), status, "{fields:?}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("error-summary") && html.to_lowercase().contains(says), "{fields:?}: {html}");
+        assert!(!html.contains(PASSWORD), "the password is never shown again");
+    }
+    let r = b
+        .post_form("/admin/users/new", &[("csrf_token", "forged"), ("username", "carol"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(count().await, before, "nothing was created");
+
+    let form = [
+        ("csrf_token", token.as_str()),
+        ("username", "carol"),
+        ("password", PASSWORD),
+        ("email", "carol@example.com"),
+        ("roles", "ops"),
+    ];
+    let r = b.post_form("/admin/users/new", &form).await;
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).ends_with("?notice=created"), "{}", location(&r));
+    assert_eq!(count().await, before + 1);
+    let body = app.login("carol", PASSWORD).await;
+    assert!(body["access_token"].is_string(), "the new account signs in: {body}");
+    let audit: Value = app.get_auth("/api/admin/audit?event=user_created", app.operator()).await.json().await.unwrap();
+    assert!(audit.to_string().contains("carol"), "audited: {audit}");
+}

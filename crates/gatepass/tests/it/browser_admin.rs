@@ -98,6 +98,9 @@ async fn console_tasks(c: &Client, axe: &str) -> Result<()> {
     visit(c, &app, axe, "/admin", "Sign-ins over the last 24 hours").await?;
     save(c, &shots, "admin-overview.png").await?;
 
+    // The new-account form passes the accessibility check too.
+    visit(c, &app, axe, "/admin/users/new", "Create account").await?;
+
     // Find the user and disable them: their token is refused at once.
     visit(c, &app, axe, "/admin/users", "Find users").await?;
     fill(c, "q", "mall").await?;

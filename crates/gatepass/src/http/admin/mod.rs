@@ -13,6 +13,7 @@
 pub mod apps;
 pub mod audit;
 pub mod keys;
+pub mod new_user;
 pub mod overview;
 pub mod settings;
 pub mod users;
@@ -48,6 +49,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reauth))
         .merge(overview::router())
         .merge(users::router())
+        .merge(new_user::router())
         .merge(keys::router())
         .merge(audit::router())
         .merge(settings::router())

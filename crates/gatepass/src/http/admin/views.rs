@@ -39,6 +39,7 @@ pub fn notice(query: Option<&str>) -> Option<Notice> {
         "enabled" => ("info", "The account is enabled."),
         "roles" => ("info", "Roles saved."),
         "deleted" => ("info", "The account is deleted and its sessions have ended."),
+        "created" => ("success", "The account was created."),
         "session_ended" => ("info", "Session ended."),
         "sessions_ended" => ("info", "Every session of the account has ended."),
         "session_gone" => ("error", "That session had already ended."),
