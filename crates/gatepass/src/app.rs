@@ -272,6 +272,7 @@ impl Application {
                 None => Default::default(),
             }),
             feed_heartbeat: args.revocation_feed_heartbeat.max(Duration::from_millis(100)),
+            instance: Arc::new(crate::service::instances::ThisInstance::new(listener.local_addr()?)),
         };
         http::metrics::handle();
         Ok(Self {
@@ -310,6 +311,8 @@ impl Application {
         let follower = sync::spawn_follower(self.state.service.clone());
         let sender = crate::service::mail::spawn_sender(self.state.service.clone(), self.mailer.clone());
         let feed = crate::service::revocation_feed::spawn_feed(self.state.service.clone());
+        let heartbeat =
+            crate::service::instances::spawn_heartbeat(self.state.service.clone(), (*self.state.instance).clone());
         // Feed streams never end by themselves: end them when shutdown begins, or the
         // graceful drain would wait for them.
         let service = self.state.service.clone();
@@ -328,6 +331,7 @@ impl Application {
         };
         let result = crate::server::serve(self.listener, app, limits, shutdown).await;
         maintenance.abort();
+        heartbeat.abort();
         reloader.abort();
         follower.abort();
         sender.abort();

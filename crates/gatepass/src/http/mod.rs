@@ -64,6 +64,8 @@ pub struct AppState {
     pub introspection: Arc<crate::auth::clients::IntrospectionClients>,
     /// Interval of the revocation feed's heartbeats.
     pub feed_heartbeat: std::time::Duration,
+    /// This process among the instances sharing the database.
+    pub instance: Arc<crate::service::instances::ThisInstance>,
 }
 
 /// Who may read `/metrics`: the counters reveal traffic, login failures and session

@@ -86,6 +86,8 @@ pub struct Overview {
     pub redis_up: Option<bool>,
     /// `sqlite` or `postgres`.
     pub storage_backend: &'static str,
+    /// The instances serving this database, from their heartbeats.
+    pub instances: Vec<super::instances::InstanceHealth>,
 }
 
 /// Per-hour counts of `event` into 24 slots, oldest first.
@@ -173,7 +175,7 @@ impl AuthService {
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn overview(&self) -> Result<Overview> {
+    pub async fn overview(&self, me: Option<&str>) -> Result<Overview> {
         let core = &self.core;
         // Whole hours, so the chart's slots line up with the clock.
         let from = (now() / 3600 - 23) * 3600;
@@ -188,6 +190,7 @@ impl AuthService {
             rate_limit_backend: self.limiter.backend().as_str(),
             redis_up: self.limiter.shared_store_up(),
             storage_backend: core.backend(),
+            instances: self.instances(me).await?,
         })
     }
 }

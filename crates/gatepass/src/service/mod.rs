@@ -36,6 +36,7 @@ pub mod console;
 pub mod email;
 pub mod health;
 pub mod import;
+pub mod instances;
 pub mod key_revocation;
 pub mod keys;
 pub mod login;

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod console;
 mod events;
 pub mod failures;
+pub mod instances;
 mod keys;
 pub mod mail;
 pub mod mfa;
@@ -23,6 +24,7 @@ pub use audit::AuditStore;
 pub use console::{ConsoleStore, HourlyCount, UserSearch};
 pub use events::{Change, ChangeFeed, ChangeSubscription};
 pub use failures::FailureStore;
+pub use instances::{InstanceBeat, InstanceStore};
 pub use keys::{KeyRevocation, KeyStore};
 pub use mail::{EmailConfirmed, OneTimeToken, OutboxMail, OutboxStore, TokenPurpose, TokenStore};
 pub use mfa::{MfaChallenge, MfaStore, TotpFactor};
@@ -215,6 +217,7 @@ pub trait Storage:
     + ConsoleStore
     + ChangeFeed
     + FailureStore
+    + InstanceStore
     + KeyStore
     + MfaStore
     + PasskeyStore

@@ -423,3 +423,27 @@ async fn new_accounts_follow_the_sign_up_rules_and_refusals_change_nothing() {
     let audit: Value = app.get_auth("/api/admin/audit?event=user_created", app.operator()).await.json().await.unwrap();
     assert!(audit.to_string().contains("carol"), "audited: {audit}");
 }
+
+#[tokio::test]
+async fn overview_lists_the_instances_sharing_the_database() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_peer().await;
+    create(&a, "root", &["admin"]).await;
+    let mut browser = signed_in(&a, "root").await;
+    let (a_addr, b_addr) =
+        (a.base.trim_start_matches("http://").to_owned(), b.base.trim_start_matches("http://").to_owned());
+    let mut html = String::new();
+    for _ in 0..50 {
+        html = browser.page("/admin").await;
+        if html.contains(&b_addr) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(html.contains(&format!("<code>{a_addr}</code> (this one)")), "{html}");
+    assert!(
+        html.contains(&format!("<code>{b_addr}</code></td>")) || html.contains(&format!("<code>{b_addr}</code><br>")),
+        "{html}"
+    );
+    assert_eq!(html.matches(">up</td>").count(), 2, "both are up: {html}");
+}

@@ -1501,6 +1501,30 @@ async fn console_search(s: Arc<dyn Storage>) {
     assert!(s.audit_hourly(&["login"], NOW).await.expect("counts").is_empty());
 }
 
+async fn instance_heartbeats(s: Arc<dyn Storage>) {
+    use gatepass::storage::InstanceBeat;
+    let beat = |id: &str, last_seen: i64| InstanceBeat {
+        id: id.into(),
+        listen: "127.0.0.1:8080".into(),
+        version: "1.0.0".into(),
+        started_at: NOW - 100,
+        last_seen,
+    };
+    assert!(s.instances().await.expect("list").is_empty());
+    s.heartbeat(&beat("a", NOW - 50), 0).await.expect("first beat");
+    s.heartbeat(&beat("b", NOW - 10), 0).await.expect("other instance");
+    // A later beat moves last_seen (and takes the version an upgraded process reports).
+    let mut later = beat("a", NOW);
+    later.version = "1.1.0".into();
+    s.heartbeat(&later, 0).await.expect("second beat");
+    let list = s.instances().await.expect("list");
+    assert_eq!(list, vec![later.clone(), beat("b", NOW - 10)], "most recently seen first");
+    // Instances silent since before the cut-off are forgotten with the next beat.
+    s.heartbeat(&beat("c", NOW), NOW - 5).await.expect("pruning beat");
+    let ids: Vec<String> = s.instances().await.expect("list").into_iter().map(|b| b.id).collect();
+    assert_eq!(ids, ["a", "c"]);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1558,6 +1582,7 @@ conformance!(
     concurrent_code_redemptions,
     deleting_a_client_revokes_its_grants,
     console_search,
+    instance_heartbeats,
 );
 
 #[test]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::{Bar, KeyItem, OverviewPage, Stamp, notice};
+use super::views::{Bar, InstanceItem, KeyItem, OverviewPage, Stamp, notice};
 use super::{ConsoleAdmin, ConsolePage};
 use crate::auth::keys::KeyStatus;
 use crate::http::AppState;
@@ -52,10 +52,10 @@ fn bars(sign_ins: &[i64; 24], failures: &[i64; 24]) -> Vec<Bar> {
 /// Console overview
 ///
 /// Users, active sessions, sign-ins and failures over 24 hours, mails waiting, signing
-/// keys and the rate-limit backend.
+/// keys, the rate-limit backend, and the instances serving the database with their health.
 #[utoipa::path(get, path = "/admin", tag = "admin console", responses(ConsolePage))]
 async fn overview(State(state): State<AppState>, admin: ConsoleAdmin, uri: Uri) -> Response {
-    let o = match state.service.overview().await {
+    let o = match state.service.overview(Some(&state.instance.id)).await {
         Ok(o) => o,
         Err(e) => return e.into_response(),
     };
@@ -85,6 +85,19 @@ async fn overview(State(state): State<AppState>, admin: ConsoleAdmin, uri: Uri) 
         rate_limit_backend: o.rate_limit_backend,
         redis_state,
         storage_backend: o.storage_backend,
+        instances: o
+            .instances
+            .into_iter()
+            .map(|i| InstanceItem {
+                listen: i.beat.listen,
+                id: i.beat.id,
+                version: i.beat.version,
+                started_at: Stamp::at(i.beat.started_at),
+                last_seen: Stamp::at(i.beat.last_seen),
+                up: i.up,
+                this: i.this,
+            })
+            .collect(),
     };
     render(StatusCode::OK, &page)
 }

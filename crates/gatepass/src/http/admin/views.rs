@@ -118,6 +118,27 @@ pub struct OverviewPage {
     pub redis_state: &'static str,
     /// `sqlite` or `postgres`.
     pub storage_backend: &'static str,
+    /// The instances serving this database.
+    pub instances: Vec<InstanceItem>,
+}
+
+/// An instance as the overview lists it.
+#[derive(Debug, Clone)]
+pub struct InstanceItem {
+    /// Its address.
+    pub listen: String,
+    /// Its id.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+    /// When it started.
+    pub started_at: Stamp,
+    /// Its latest heartbeat.
+    pub last_seen: Stamp,
+    /// Heard from recently.
+    pub up: bool,
+    /// The instance answering this page.
+    pub this: bool,
 }
 
 /// A signing key as the console lists it.

@@ -12,6 +12,7 @@ mod audit;
 mod console;
 mod events;
 mod failures;
+mod instances;
 mod keys;
 mod mail;
 mod mfa;

@@ -32,6 +32,7 @@ mod audit;
 mod console;
 mod events;
 mod failures;
+mod instances;
 mod keys;
 mod mail;
 mod mfa;
