@@ -447,3 +447,49 @@ async fn overview_lists_the_instances_sharing_the_database() {
     );
     assert_eq!(html.matches(">up</td>").count(), 2, "both are up: {html}");
 }
+
+#[tokio::test]
+async fn app_form_sets_logout_return_addresses_and_resources() {
+    let app = TestApp::spawn_provider(&[]).await;
+    create(&app, "root", &["admin"]).await;
+    let meta = json!({"client_name": "Shop", "redirect_uris": ["https://shop.example/cb"]});
+    let r = app.post_auth("/api/admin/clients", app.operator(), meta).await;
+    assert_eq!(r.status(), 201);
+    let id = s(&r.json::<Value>().await.unwrap(), "client_id").to_owned();
+    let mut b = signed_in(&app, "root").await;
+    let token = b.csrf();
+    let shown = async || -> Value {
+        app.get_auth(&format!("/api/admin/clients/{id}"), app.operator()).await.json().await.unwrap()
+    };
+    let form = |logout: &'static str, resources: &'static str| {
+        vec![
+            ("csrf_token", token.clone()),
+            ("client_name", "Shop".to_owned()),
+            ("redirect_uris", "https://shop.example/cb".to_owned()),
+            ("post_logout_redirect_uris", logout.to_owned()),
+            ("scope", "openid profile".to_owned()),
+            ("grant_types", "authorization_code".to_owned()),
+            ("resources", resources.to_owned()),
+        ]
+    };
+    let mut post = async |fields: Vec<(&str, String)>| {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        b.post_form(&format!("/admin/apps/{id}"), &fields).await
+    };
+    let r = post(form("https://shop.example/bye", "https://api.shop.example\nurn:shop:reports")).await;
+    assert_eq!(r.status(), 303);
+    let v = shown().await;
+    assert_eq!(v["post_logout_redirect_uris"], json!(["https://shop.example/bye"]), "{v}");
+    assert_eq!(v["resources"], json!(["https://api.shop.example", "urn:shop:reports"]), "{v}");
+    // A resource with a fragment is refused on the page, and nothing changes.
+    let r = post(form("", "https://api.shop.example/#x")).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("error-summary"));
+    assert_eq!(shown().await, v);
+    // Empty fields clear the lists.
+    let r = post(form("", "")).await;
+    assert_eq!(r.status(), 303);
+    let v = shown().await;
+    assert_eq!(v["post_logout_redirect_uris"], json!([]), "{v}");
+    assert!(v.get("resources").is_none(), "{v}");
+}

@@ -468,6 +468,17 @@ async fn dynamic_registration_is_off_by_default_and_registers_limited_public_cli
         assert_eq!(r.status(), 400, "{meta}");
         assert_eq!(r.json::<Value>().await.unwrap()["error"], error, "{meta}");
     }
+    // A body that is not JSON, or JSON sent as something else, gets the RFC 7591 error.
+    let url = app.url("/oauth/register");
+    for (content_type, body) in [("application/json", "\u{0}"), ("application/json", "[1"), ("text/plain", "{}")] {
+        let r = app.client.post(&url).header("content-type", content_type).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{content_type} {body:?}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "invalid_client_metadata", "{v}");
+        assert!(v["error_description"].is_string(), "{v}");
+    }
+    let r = app.client.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 400, "no content type");
     assert_eq!(client_count(&app).await, 0, "a refused registration stores nothing");
 
     let r = register_dynamic(&app, None, agent_metadata()).await;

@@ -78,8 +78,9 @@ async fn document_is_openapi_3_1_with_this_version() {
 /// answers a method its description does not list.
 #[tokio::test]
 async fn routes_and_description_agree() {
-    // With the OAuth provider on: its metadata route answers 404 while it is off.
-    let app = TestApp::spawn_provider(&[]).await;
+    // With the OAuth provider and its dynamic registration on: their routes answer 404
+    // while they are off.
+    let app = TestApp::spawn_provider(&["--oauth-registration", "open"]).await;
     let spec = spec(&app).await;
     let methods = ["get", "post", "put", "patch", "delete"];
     for (path, item) in spec["paths"].as_object().unwrap() {

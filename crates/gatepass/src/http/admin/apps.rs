@@ -35,6 +35,9 @@ fn app_item(c: &ClientView) -> AppItem {
         client_id: c.client_id.clone(),
         name: c.client_name.clone(),
         redirect_uris: c.redirect_uris.join("\n"),
+        post_logout_redirect_uris: c.post_logout_redirect_uris.join("\n"),
+        resource: c.resource.clone().unwrap_or_default(),
+        resources: c.resources.join("\n"),
         scope: c.scope.clone(),
         grant_types: c.grant_types.join(" "),
         public: c.token_endpoint_auth_method == "none",
@@ -49,6 +52,12 @@ struct AppForm {
     client_name: Option<String>,
     /// One a line.
     redirect_uris: Option<String>,
+    /// One a line; empty clears them.
+    post_logout_redirect_uris: Option<String>,
+    /// The default audience of its access tokens.
+    resource: Option<String>,
+    /// One a line; empty clears them.
+    resources: Option<String>,
     /// Space-separated.
     scope: Option<String>,
     /// Space-separated.
@@ -67,6 +76,10 @@ impl AppForm {
         ClientMetadata {
             client_name: text(&self.client_name),
             redirect_uris: list(&self.redirect_uris),
+            // The form always shows these lists: an empty field means none.
+            post_logout_redirect_uris: Some(list(&self.post_logout_redirect_uris).unwrap_or_default()),
+            resource: text(&self.resource),
+            resources: Some(list(&self.resources).unwrap_or_default()),
             grant_types: list(&self.grant_types),
             scope: text(&self.scope),
             first_party: Some(self.first_party.as_deref() == Some("true")),
@@ -82,6 +95,15 @@ impl AppForm {
             client_id: client_id.to_owned(),
             name: v(&self.client_name),
             redirect_uris: self.redirect_uris.as_deref().unwrap_or("").chars().take(4096).collect(),
+            post_logout_redirect_uris: self
+                .post_logout_redirect_uris
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(4096)
+                .collect(),
+            resource: v(&self.resource),
+            resources: self.resources.as_deref().unwrap_or("").chars().take(4096).collect(),
             scope: v(&self.scope),
             grant_types: v(&self.grant_types),
             public: self.public.as_deref() == Some("true"),

@@ -398,6 +398,12 @@ pub struct AppItem {
     pub name: String,
     /// Redirect URIs, one a line.
     pub redirect_uris: String,
+    /// Post-logout redirect URIs, one a line.
+    pub post_logout_redirect_uris: String,
+    /// The default audience of its access tokens (empty: the client id).
+    pub resource: String,
+    /// Further resources it may ask tokens for, one a line.
+    pub resources: String,
     /// Scopes, space-separated.
     pub scope: String,
     /// Grant types, space-separated.

@@ -3,17 +3,20 @@
 //! `GATEPASS_OAUTH_REGISTRATION` is off.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::token::OAuthErrorBody;
-use crate::error::{OAuthCode, OAuthError, Result};
-use crate::http::extract::{Client, JsonBody};
+use crate::error::{Error, OAuthCode, OAuthError, Result};
+use crate::http::extract::Client;
 use crate::http::openapi::{NotFound, TooManyRequests};
 use crate::http::{AppState, no_store};
+use crate::service::oauth::Registration;
 use crate::service::oauth::clients::{ClientMetadata, ClientView};
 
 /// RFC 7591 metadata that only describes the client, accepted and not kept.
@@ -45,8 +48,22 @@ async fn register(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    JsonBody(mut body): JsonBody<serde_json::Value>,
+    body: Bytes,
 ) -> Result<Response> {
+    if matches!(state.service.oauth().registration(), Registration::Off) {
+        return Err(Error::NotFound);
+    }
+    // A body that is not JSON gets the RFC 7591 error too, not gatepass's own shape.
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    let parsed = if json { serde_json::from_slice::<serde_json::Value>(&body).ok() } else { None };
+    let Some(mut body) = parsed else {
+        let msg = "the body must be client metadata as a JSON object (Content-Type: application/json)";
+        return Ok(OAuthError::new(OAuthCode::InvalidClientMetadata, msg).into_response());
+    };
     // Descriptive RFC 7591 fields gatepass does not keep are ignored, as §2 allows, so that
     // off-the-shelf clients register; anything else unknown is refused.
     if let Some(fields) = body.as_object_mut() {
