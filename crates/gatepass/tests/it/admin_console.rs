@@ -493,3 +493,27 @@ async fn app_form_sets_logout_return_addresses_and_resources() {
     assert_eq!(v["post_logout_redirect_uris"], json!([]), "{v}");
     assert!(v.get("resources").is_none(), "{v}");
 }
+
+#[tokio::test]
+async fn an_accounts_address_is_changed_or_removed_and_bad_ones_change_nothing() {
+    let app = TestApp::spawn().await;
+    create(&app, "root", &["admin"]).await;
+    let id = create(&app, "dora", &[]).await;
+    create(&app, "eve", &[]).await;
+    let mut b = signed_in(&app, "root").await;
+    let token = b.csrf();
+    let url = format!("/admin/users/{id}/email");
+    for (typed, status) in [("not-an-address", 400), ("eve@example.com", 409)] {
+        let r = b.post_form(&url, &[("csrf_token", &token), ("email", typed)]).await;
+        assert_eq!(r.status(), status, "{typed}");
+        assert!(r.text().await.unwrap().contains("error-summary"), "{typed}");
+        assert_eq!(user(&app, &id).await["email"], "dora@example.com", "{typed} changed nothing");
+    }
+    let r = b.post_form(&url, &[("csrf_token", &token), ("email", "dora@new.example")]).await;
+    assert_eq!(r.status(), 303);
+    let v = user(&app, &id).await;
+    assert_eq!((v["email"].as_str(), v["email_verified"].as_bool()), (Some("dora@new.example"), Some(false)), "{v}");
+    let r = b.post_form(&url, &[("csrf_token", &token), ("email", "")]).await;
+    assert_eq!(r.status(), 303);
+    assert!(user(&app, &id).await["email"].is_null());
+}

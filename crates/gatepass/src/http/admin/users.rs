@@ -38,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resend_verification))
         .routes(routes!(mark_verified))
         .routes(routes!(send_reset))
+        .routes(routes!(set_email))
 }
 
 /// The search form's query; every field is optional and read leniently.
@@ -295,6 +296,36 @@ async fn patch_user(
         Err(e) => Err(e),
     };
     answer(state, form.claims, id, outcome, code).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct EmailForm {
+    /// The new address; empty removes it.
+    email: Option<String>,
+}
+
+/// Change or remove an account's address (form post)
+///
+/// As `PATCH /api/admin/users/{id}` with `email`: the new address is unverified. A bad or
+/// taken address shows the page again with the message and changes nothing.
+#[utoipa::path(post, path = "/admin/users/{id}/email", tag = "admin console",
+    params(("id" = String, Path, description = "User id")),
+    request_body(content = EmailForm, content_type = "application/x-www-form-urlencoded"),
+    responses(ConsoleAction))]
+async fn set_email(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+    ConsoleForm { claims, actor, form }: ConsoleForm<EmailForm>,
+) -> Response {
+    let core = state.service.core();
+    let typed = form.email.as_deref().map(str::trim).unwrap_or("");
+    let outcome = async {
+        let email = if typed.is_empty() { None } else { Some(crate::domain::Email::parse(typed)?) };
+        let patch = UserPatch { email: Some(email), ..UserPatch::default() };
+        core.update_user(&actor, &core.user(&id).await?, &patch).await.map(|_| ())
+    }
+    .await;
+    answer(&state, claims, &id, outcome, "email_changed").await
 }
 
 /// Disable an account (form post)

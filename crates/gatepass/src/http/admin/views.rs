@@ -40,6 +40,7 @@ pub fn notice(query: Option<&str>) -> Option<Notice> {
         "roles" => ("info", "Roles saved."),
         "deleted" => ("info", "The account is deleted and its sessions have ended."),
         "created" => ("success", "The account was created."),
+        "email_changed" => ("info", "The address was saved (not verified yet)."),
         "session_ended" => ("info", "Session ended."),
         "sessions_ended" => ("info", "Every session of the account has ended."),
         "session_gone" => ("error", "That session had already ended."),
