@@ -1,7 +1,8 @@
 //! Issue 20, the admin console in headless Chromium: an admin signs in, finds a user and
 //! disables them (the user's token is refused at once), rotates a key, changes a setting
 //! and sees it take effect, creates an app and signs in to it through the authorization
-//! request and the consent page; on every console page visited, axe-core
+//! request and the consent page; on every console page visited (the confirmation pages of
+//! the destructive actions included), axe-core
 //! (pinned in `tests/axe/package-lock.json`, installed with `npm ci` there) reports no
 //! WCAG 2.0/2.1 A or AA violation.
 //!
@@ -116,6 +117,13 @@ async fn console_tasks(c: &Client, axe: &str) -> Result<()> {
     save(c, &shots, "admin-user.png").await?;
     let r = app.get_auth("/api/profile", &token).await;
     ensure!(r.status() == 401, "the disabled user's token still works: {}", r.status());
+    // The confirmation pages of the destructive actions (here without going on).
+    let user_page = c.current_url().await?;
+    let user_path = user_page.path().to_owned();
+    visit(c, &app, axe, &format!("{user_path}/delete"), "This cannot be undone").await?;
+    visit(c, &app, axe, &format!("{user_path}/mfa-reset"), "Remove the second factors").await?;
+    c.goto(user_page.as_str()).await?;
+    wait_for_text(c, "Second factors").await?;
 
     // A bad role is announced and focused, and changes nothing.
     fill(c, "roles", "Not A Role").await?;
@@ -134,6 +142,9 @@ async fn console_tasks(c: &Client, axe: &str) -> Result<()> {
     ensure!(after == before + 1, "keys: {before} before, {after} after");
     ensure!(c.source().await?.contains("pending"), "the new key waits for its activation");
     save(c, &shots, "admin-keys.png").await?;
+    let revoke = c.find(Locator::Css("#keys a[href$='/revoke']")).await?.attr("href").await?;
+    let revoke = revoke.context("a revoke link")?;
+    visit(c, &app, axe, &revoke, "Revoke").await?;
 
     // Change a setting and see it take effect: registration closes.
     visit(c, &app, axe, "/admin/settings", "Static configuration").await?;
