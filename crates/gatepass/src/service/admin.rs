@@ -150,9 +150,11 @@ impl Core {
     /// # Errors
     /// [`Error::NotFound`] when the account vanished; storage errors.
     pub async fn update_user(&self, by: &Actor, user: &User, patch: &UserPatch) -> Result<(User, usize)> {
-        if !self.storage.update_user(&user.id, patch, now()).await.map_err(super::email::address_conflict)? {
-            return Err(Error::NotFound);
-        }
+        // Compared with the state this update replaced, not with the copy the caller read:
+        // a concurrent change between the two must not hide a change of roles (its
+        // sessions would survive) or its audit entry.
+        let changed = self.storage.update_user(&user.id, patch, now()).await.map_err(super::email::address_conflict)?;
+        let user = &changed.ok_or(Error::NotFound)?;
         let roles_changed = patch.roles.as_ref().is_some_and(|r| *r != user.roles);
         let disabling = patch.disabled == Some(true);
         let ended =

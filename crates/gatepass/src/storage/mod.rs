@@ -252,9 +252,11 @@ pub trait Storage:
     /// with nothing changed, when the account is gone, its hash is no longer the expected
     /// one (another change won), or a session was asked for and the account is disabled.
     async fn replace_password(&self, req: PasswordReplace<'_>) -> StorageResult<Option<Vec<RevokedSession>>>;
-    /// Applies `patch`; false when the user does not exist. A new address is unverified;
+    /// Applies `patch` and returns the account as it was just before (read under the same
+    /// lock, so a concurrent change cannot slip between the read and the write); `None`
+    /// when the user does not exist. A new address is unverified;
     /// [`StorageError::Conflict`] when another account has it.
-    async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<bool>;
+    async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<Option<User>>;
     /// Deletes an account; its sessions' tokens are revoked as [`Revocation::UserDeleted`].
     /// `None` when there was no such user.
     async fn delete_user(&self, id: &UserId, now: i64) -> StorageResult<Option<Vec<RevokedSession>>>;

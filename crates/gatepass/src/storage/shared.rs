@@ -157,7 +157,18 @@ where
         column: &'static str,
         key: &str,
     ) -> StorageResult<Option<User>> {
-        let sql = format!("{USER_SELECT} WHERE {column} = $1");
+        Self::user_where_locked(ex, column, key, "").await
+    }
+
+    /// As [`Self::user_where`], with `lock` appended to the query (` FOR UPDATE` on
+    /// PostgreSQL; empty where the database lock is held).
+    pub(super) async fn user_where_locked<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        column: &'static str,
+        key: &str,
+        lock: &'static str,
+    ) -> StorageResult<Option<User>> {
+        let sql = format!("{USER_SELECT} WHERE {column} = $1{lock}");
         sqlx::query_as::<DB, UserRow>(sqlx::AssertSqlSafe(sql))
             .bind(key)
             .fetch_optional(ex)

@@ -313,6 +313,10 @@ async fn concurrent_admins_leave_a_consistent_state() {
     }
 
     let id = create(&app, "shared", &[]).await;
+    // Every change of roles is audited from the state it replaced: the round's entries
+    // chain from the roles before the round to the roles after it.
+    let mut before = json!(["user"]);
+    let mut seen = 0;
     for round in 0..ROUNDS {
         let access = app.login("shared", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
         let path = format!("/admin/users/{id}/roles");
@@ -326,6 +330,33 @@ async fn concurrent_admins_leave_a_consistent_state() {
             "round {round}: {roles}"
         );
         assert_eq!(app.get_auth("/api/profile", &access).await.status(), 401, "round {round}: roles changed");
+        let audit: Value = app
+            .get_auth(&format!("/api/admin/audit?event=roles_changed&user={id}&limit=5"), app.operator())
+            .await
+            .json()
+            .await
+            .unwrap();
+        let mut fresh: Vec<(i64, Value, Value)> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["id"].as_i64().unwrap() > seen)
+            .map(|e| (e["id"].as_i64().unwrap(), e["detail"]["from"].clone(), e["detail"]["to"].clone()))
+            .collect();
+        assert!(!fresh.is_empty() && fresh.len() <= 2, "round {round}: {audit}");
+        seen = fresh.iter().map(|e| e.0).max().unwrap();
+        // The entries may be appended in either order; as transitions they must chain.
+        if fresh.len() == 2 && fresh[0].1 != before {
+            fresh.swap(0, 1);
+        }
+        let mut at = before.clone();
+        for (_, from, to) in &fresh {
+            assert_eq!(from, &at, "round {round}: a change audited from a state it did not replace: {audit}");
+            assert_ne!(from, to, "round {round}");
+            at = to.clone();
+        }
+        assert_eq!(at, roles, "round {round}: the last audited state is the stored one: {audit}");
+        before = roles;
     }
 }
 

@@ -121,17 +121,17 @@ async fn users(s: Arc<dyn Storage>) {
     let admin = Roles::parse(&["admin", "user"]).expect("roles");
     let email = Email::parse("alice@example.com").expect("email");
     let patch = UserPatch { roles: Some(admin.clone()), disabled: Some(true), email: Some(Some(email.clone())) };
-    assert!(s.update_user(&alice.id, &patch, NOW + 2).await.expect("update"));
+    assert!(s.update_user(&alice.id, &patch, NOW + 2).await.expect("update").is_some());
     let got = s.user_by_id(&alice.id).await.expect("q").expect("found");
     assert_eq!((got.roles.clone(), got.disabled, got.email.clone()), (admin.clone(), true, Some(email.clone())));
     // An empty patch changes nothing; clearing the e-mail leaves the rest.
-    assert!(s.update_user(&alice.id, &UserPatch::default(), NOW + 3).await.expect("update"));
+    assert!(s.update_user(&alice.id, &UserPatch::default(), NOW + 3).await.expect("update").is_some());
     assert_eq!(s.user_by_id(&alice.id).await.expect("q").expect("found").email, Some(email));
     let clear = UserPatch { email: Some(None), ..UserPatch::default() };
-    assert!(s.update_user(&alice.id, &clear, NOW + 4).await.expect("update"));
+    assert!(s.update_user(&alice.id, &clear, NOW + 4).await.expect("update").is_some());
     let got = s.user_by_id(&alice.id).await.expect("q").expect("found");
     assert_eq!((got.roles, got.disabled, got.email), (admin, true, None));
-    assert!(!s.update_user(&UserId::new(), &clear, NOW).await.expect("update"));
+    assert!(s.update_user(&UserId::new(), &clear, NOW).await.expect("update").is_none());
 }
 
 async fn username_conflicts_ignore_case(s: Arc<dyn Storage>) {
@@ -199,7 +199,7 @@ async fn sessions(s: Arc<dyn Storage>) {
 
     // A disabled or missing owner gets no new session.
     let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };
-    assert!(s.update_user(&u.id, &patch, NOW).await.expect("disable"));
+    assert!(s.update_user(&u.id, &patch, NOW).await.expect("disable").is_some());
     assert!(s.create_session(started(&session("s5", uid, NOW), "h5", NOW + 3600)).await.expect("refused").is_none());
     assert_eq!(s.session("s5").await.expect("q"), None);
     let ghost = UserId::new();
@@ -372,7 +372,7 @@ async fn rotation_bookkeeping(s: Arc<dyn Storage>) {
 
     // A disabled owner's session still rotates (the service refuses the token), unaudited.
     let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };
-    assert!(s.update_user(&u.id, &patch, NOW + 4).await.expect("disable"));
+    assert!(s.update_user(&u.id, &patch, NOW + 4).await.expect("disable").is_some());
     assert!(matches!(s.rotate_refresh(with("h2", "h3", NOW + 4, NOW + 7000)).await.expect("r"), Rotation::Rotated(_)));
     assert_eq!(s.audit_chain(0, 100).await.expect("audit").len(), 3);
 }

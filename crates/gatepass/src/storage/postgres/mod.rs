@@ -182,8 +182,16 @@ impl Storage for PostgresStorage {
         Ok(out)
     }
 
-    async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<bool> {
-        Q::update_user(&self.pool, id, patch, now).await
+    async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<Option<User>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // The row lock makes a concurrent update wait, so the state read here is the one
+        // this update replaces.
+        let Some(before) = Q::user_where_locked(&mut *tx, "id", id.as_str(), " FOR UPDATE").await? else {
+            return Ok(None);
+        };
+        Q::update_user(&mut *tx, id, patch, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(before))
     }
 
     async fn delete_user(&self, id: &UserId, now: i64) -> StorageResult<Option<Vec<RevokedSession>>> {

@@ -153,8 +153,13 @@ impl Storage for SqliteStorage {
         Ok(out)
     }
 
-    async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<bool> {
-        Q::update_user(&self.writer, id, patch, now).await
+    async fn update_user(&self, id: &UserId, patch: &UserPatch, now: i64) -> StorageResult<Option<User>> {
+        // The write lock, taken first, keeps other writers out between the read and the write.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let Some(before) = Q::user_where(&mut *tx, "id", id.as_str()).await? else { return Ok(None) };
+        Q::update_user(&mut *tx, id, patch, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(before))
     }
 
     async fn delete_user(&self, id: &UserId, now: i64) -> StorageResult<Option<Vec<RevokedSession>>> {
