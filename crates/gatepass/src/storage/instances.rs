@@ -1,8 +1,10 @@
 //! Heartbeats of the instances serving one database, for the admin console's overview.
 
 use async_trait::async_trait;
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::StorageResult;
+use super::shared::{Backend, Shared, Tx};
 
 /// One instance's latest heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -29,12 +31,40 @@ pub trait InstanceStore: Send + Sync {
     async fn instances(&self) -> StorageResult<Vec<InstanceBeat>>;
 }
 
-/// The upsert both backends run.
-pub(super) const HEARTBEAT_SQL: &str = "INSERT INTO instances (id, listen, version, started_at, last_seen) \
+const HEARTBEAT_SQL: &str = "INSERT INTO instances (id, listen, version, started_at, last_seen) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, \
      listen = excluded.listen, version = excluded.version";
-/// The pruning both backends run.
-pub(super) const FORGET_SQL: &str = "DELETE FROM instances WHERE last_seen < $1";
-/// The listing both backends run.
-pub(super) const LIST_SQL: &str =
-    "SELECT id, listen, version, started_at, last_seen FROM instances ORDER BY last_seen DESC, id";
+const FORGET_SQL: &str = "DELETE FROM instances WHERE last_seen < $1";
+const LIST_SQL: &str = "SELECT id, listen, version, started_at, last_seen FROM instances ORDER BY last_seen DESC, id";
+
+/// The heartbeat queries both backends run.
+impl<DB> Shared<DB>
+where
+    DB: Backend,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'r> InstanceBeat: FromRow<'r, DB::Row>,
+{
+    /// Records `beat` and forgets the instances last seen before `forget_before`, inside
+    /// `tx` (see [`InstanceStore::heartbeat`]).
+    pub(super) async fn heartbeat_in_tx(tx: &mut Tx<DB>, beat: &InstanceBeat, forget_before: i64) -> StorageResult<()> {
+        sqlx::query::<DB>(HEARTBEAT_SQL)
+            .bind(beat.id.as_str())
+            .bind(beat.listen.as_str())
+            .bind(beat.version.as_str())
+            .bind(beat.started_at)
+            .bind(beat.last_seen)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        sqlx::query::<DB>(FORGET_SQL).bind(forget_before).execute(&mut **tx).await.map_err(DB::map_err)?;
+        Ok(())
+    }
+
+    /// Every instance remembered, the most recently seen first.
+    pub(super) async fn instances<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<Vec<InstanceBeat>> {
+        sqlx::query_as::<DB, InstanceBeat>(LIST_SQL).fetch_all(ex).await.map_err(DB::map_err)
+    }
+}
