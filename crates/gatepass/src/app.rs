@@ -174,13 +174,14 @@ async fn build_service(
     };
     let provider = crate::service::oauth::Provider::new(&sec.issuer).with_registration(registration(args)?);
     if provider.issuer().is_some() {
-        // The provider's key is generated once and shared through storage (see
+        // The provider's keys are generated once and shared through storage (see
         // service/oauth/keys.rs); without an issuer URL the OAuth endpoints stay off.
+        let leeway = service.verifier().config().leeway_secs;
         service
             .core()
-            .load_oauth_key(&provider, service.key_management().master.clone())
+            .load_oauth_keys(&provider, service.key_management().master.clone(), leeway)
             .await
-            .map_err(|e| anyhow::anyhow!("OAuth provider key: {}", e.message()))?;
+            .map_err(|e| anyhow::anyhow!("OAuth provider keys: {}", e.message()))?;
     }
     let service = service.with_oauth(provider);
     service.core().load_revocations().await?;

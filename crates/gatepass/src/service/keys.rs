@@ -185,9 +185,10 @@ impl AuthService {
     /// The public JWKS document.
     pub fn jwks(&self) -> serde_json::Value {
         let mut doc = self.issuer.ring().jwks();
-        // The OAuth provider's key (ID tokens, client access tokens) is published alongside.
-        if let (Some(jwk), Some(keys)) = (self.oauth_jwk(), doc.get_mut("keys").and_then(|k| k.as_array_mut())) {
-            keys.push(jwk);
+        // The OAuth provider's keys (ID tokens, client access tokens) are published alongside.
+        if let (Some(provider), Some(keys)) = (self.oauth().keys(), doc.get_mut("keys").and_then(|k| k.as_array_mut()))
+        {
+            keys.extend(provider.jwks().into_iter().cloned());
         }
         doc
     }

@@ -216,11 +216,11 @@ pub trait OAuthStore: Send + Sync {
         client_id: &str,
         now: i64,
     ) -> StorageResult<Option<Vec<RevokedSession>>>;
-    /// The key that signs ID tokens, if one was stored.
-    async fn oauth_id_key(&self) -> StorageResult<Option<StoredKey>>;
-    /// Stores the ID-token key unless one exists (two instances starting at once keep the
-    /// first); true when this one was stored.
-    async fn insert_oauth_id_key(&self, key: &StoredKey) -> StorageResult<bool>;
+    /// The provider's key for algorithm `alg` (`RS256`, `ES256`), if one was stored.
+    async fn oauth_key(&self, alg: &str) -> StorageResult<Option<StoredKey>>;
+    /// Stores a provider key unless one exists for its algorithm (two instances starting
+    /// at once keep the first); true when this one was stored.
+    async fn insert_oauth_key(&self, key: &StoredKey) -> StorageResult<bool>;
 }
 
 const CLIENT_SELECT: &str = "SELECT client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
@@ -581,24 +581,28 @@ where
         Ok((DB::rows_affected(&consents) > 0 || !revoked.is_empty()).then_some(revoked))
     }
 
-    pub(super) async fn oauth_id_key<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<Option<StoredKey>> {
+    pub(super) async fn oauth_key<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        alg: &str,
+    ) -> StorageResult<Option<StoredKey>> {
         Ok(sqlx::query_as::<DB, super::rows::KeyRow>(
             "SELECT kid, alg, public_jwk, private_key, created_at, created_at AS activates_at, \
-             CAST(NULL AS BIGINT) AS revoked_at FROM oauth_id_key WHERE id = 1",
+             CAST(NULL AS BIGINT) AS revoked_at FROM oauth_keys WHERE alg = $1",
         )
+        .bind(alg)
         .fetch_optional(ex)
         .await
         .map_err(DB::map_err)?
         .map(Into::into))
     }
 
-    pub(super) async fn insert_oauth_id_key<'c>(
+    pub(super) async fn insert_oauth_key<'c>(
         ex: impl Executor<'c, Database = DB>,
         key: &StoredKey,
     ) -> StorageResult<bool> {
         let r = sqlx::query::<DB>(
-            "INSERT INTO oauth_id_key (id, kid, alg, public_jwk, private_key, created_at) \
-             VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO oauth_keys (kid, alg, public_jwk, private_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alg) DO NOTHING",
         )
         .bind(key.kid.as_str())
         .bind(key.alg.as_str())

@@ -6,16 +6,21 @@
 use crate::common::pg::{TestDb, admin_url};
 use std::path::PathBuf;
 
-/// The migration scripts before 0008, in order, and 0008 itself.
-fn scripts(backend: &str) -> (Vec<String>, String) {
+/// The `backend`'s migration scripts before `version` (e.g. `"0008"`), in order, and that
+/// migration itself.
+pub(crate) fn scripts_until(backend: &str, version: &str) -> (Vec<String>, String) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();
     let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
     let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap();
-    let before = names.iter().filter(|p| name(p).as_str() < "0008").map(read).collect();
-    let this = names.iter().find(|p| name(p).starts_with("0008_")).map(read).expect("0008");
+    let before = names.iter().filter(|p| name(p).as_str() < version).map(read).collect();
+    let this = names.iter().find(|p| name(p).starts_with(&format!("{version}_"))).map(read).expect(version);
     (before, this)
+}
+
+fn scripts(backend: &str) -> (Vec<String>, String) {
+    scripts_until(backend, "0008")
 }
 
 const USERS: &str = "INSERT INTO users (id, username, username_canonical, email, password_hash, created_at, updated_at) VALUES \

@@ -171,14 +171,91 @@ async fn discovery_publishes_the_provider_and_its_key() {
     let as_meta: Value = app.get("/.well-known/oauth-authorization-server").await.json().await.unwrap();
     assert_eq!(as_meta, meta);
     let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
-    let rsa: Vec<&Value> = jwks["keys"].as_array().unwrap().iter().filter(|k| k["alg"] == "RS256").collect();
-    assert_eq!(rsa.len(), 1, "{jwks}");
-    assert!(rsa[0].get("d").is_none());
+    // One RS256 key (ID tokens) and one ES256 key (client access tokens), public parts only.
+    for alg in ["RS256", "ES256"] {
+        let found: Vec<&Value> = jwks["keys"].as_array().unwrap().iter().filter(|k| k["alg"] == alg).collect();
+        assert_eq!(found.len(), 1, "{alg}: {jwks}");
+        assert!(found[0].get("d").is_none(), "{alg} private part published");
+    }
     // Without an issuer URL the provider is off.
     let off = TestApp::spawn().await;
     assert_eq!(off.get("/.well-known/oauth-authorization-server").await.status(), 404);
     let meta: Value = off.get("/.well-known/openid-configuration").await.json().await.unwrap();
     assert!(meta.get("authorization_endpoint").is_none());
+}
+
+/// The JOSE header of a compact JWS.
+fn jose_header(token: &str) -> Value {
+    let part = token.split('.').next().unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn access_tokens_are_es256_and_id_tokens_rs256_each_with_its_published_key() {
+    let app = TestApp::spawn_provider(&[]).await;
+    let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
+    let kid_of = |alg: &str| {
+        jwks["keys"].as_array().unwrap().iter().find(|k| k["alg"] == alg).map(|k| k["kid"].clone()).unwrap()
+    };
+    let (id, secret) = web_client(&app).await;
+    let session = signed_in(&app, "alice").await;
+    let code = code(&app, &session, &id, "openid offline_access").await;
+    let t: Value = exchange(&app, &id, &secret, &code).await.json().await.unwrap();
+    let (access, id_token) = (jose_header(s(&t, "access_token")), jose_header(s(&t, "id_token")));
+    assert_eq!((&access["alg"], &access["typ"], &access["kid"]), (&json!("ES256"), &json!("at+jwt"), &kid_of("ES256")));
+    assert_eq!((&id_token["alg"], &id_token["kid"]), (&json!("RS256"), &kid_of("RS256")));
+    // The ES256 access token opens userinfo; the RS256 ID token, a different type, does not.
+    assert_eq!(userinfo_status(&app, s(&t, "access_token")).await, 200);
+    assert_eq!(userinfo_status(&app, s(&t, "id_token")).await, 401);
+
+    let backend = register(
+        &app,
+        json!({ "client_name": "Backend", "grant_types": ["client_credentials"], "scope": "reports:read" }),
+    )
+    .await;
+    let r =
+        token(&app, s(&backend, "client_id"), s(&backend, "client_secret"), &[("grant_type", "client_credentials")])
+            .await;
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(jose_header(s(&t, "access_token"))["alg"], "ES256");
+}
+
+#[tokio::test]
+async fn migration_0017_keeps_the_id_token_key_on_both_backends() {
+    const OLD_KEY: &str = "INSERT INTO oauth_id_key (id, kid, alg, public_jwk, private_key, created_at) \
+        VALUES (1, 'rs256-old', 'RS256', '{\"kty\":\"RSA\"}', 'sealed', 7)";
+    const CHECK: &str = "SELECT alg, kid, public_jwk, private_key, created_at FROM oauth_keys";
+    type Row = (String, String, String, String, i64);
+    let expected: Vec<Row> = vec![("RS256".into(), "rs256-old".into(), r#"{"kty":"RSA"}"#.into(), "sealed".into(), 7)];
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (before, this) = crate::email_migration::scripts_until("sqlite", "0017");
+    for sql in before {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+    }
+    sqlx::raw_sql(OLD_KEY).execute(&pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(this)).execute(&pool).await.unwrap();
+    let rows: Vec<Row> = sqlx::query_as(CHECK).fetch_all(&pool).await.unwrap();
+    assert_eq!(rows, expected);
+
+    let Some(admin) = crate::common::pg::admin_url() else {
+        eprintln!("SKIPPED migration_0017 postgres: GATEPASS_TEST_POSTGRES_URL is unset");
+        return;
+    };
+    let db = crate::common::pg::TestDb::create(&admin).await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let (before, this) = crate::email_migration::scripts_until("postgres", "0017");
+    for sql in before {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+    }
+    sqlx::raw_sql(OLD_KEY).execute(&pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(this)).execute(&pool).await.unwrap();
+    let rows: Vec<Row> = sqlx::query_as(CHECK).fetch_all(&pool).await.unwrap();
+    assert_eq!(rows, expected);
+    pool.close().await;
 }
 
 #[tokio::test]

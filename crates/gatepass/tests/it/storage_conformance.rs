@@ -1340,12 +1340,16 @@ async fn oauth_clients_and_consent(s: Arc<dyn Storage>) {
     assert_eq!(s.withdraw_consent(u.id.as_str(), "c1", NOW).await.unwrap(), Some(vec![]));
     assert_eq!(s.withdraw_consent(u.id.as_str(), "c1", NOW).await.unwrap(), None);
     assert!(s.user_consents(u.id.as_str()).await.unwrap().is_empty());
-    // The ID-token key: the first stored wins.
-    let k1 = stored_key("rs256-a", NOW);
-    let k2 = stored_key("rs256-b", NOW);
-    assert!(s.insert_oauth_id_key(&k1).await.unwrap());
-    assert!(!s.insert_oauth_id_key(&k2).await.unwrap());
-    assert_eq!(s.oauth_id_key().await.unwrap().map(|k| k.kid), Some("rs256-a".to_owned()));
+    // The provider's keys: one per algorithm, the first stored for each wins.
+    let with_alg = |kid: &str, alg: &str| StoredKey { alg: alg.into(), ..stored_key(kid, NOW) };
+    assert_eq!(s.oauth_key("RS256").await.unwrap(), None);
+    assert!(s.insert_oauth_key(&with_alg("rs256-a", "RS256")).await.unwrap());
+    assert!(!s.insert_oauth_key(&with_alg("rs256-b", "RS256")).await.unwrap());
+    assert!(s.insert_oauth_key(&with_alg("es256-a", "ES256")).await.unwrap());
+    assert!(!s.insert_oauth_key(&with_alg("es256-b", "ES256")).await.unwrap());
+    assert_eq!(s.oauth_key("RS256").await.unwrap().map(|k| k.kid), Some("rs256-a".to_owned()));
+    assert_eq!(s.oauth_key("ES256").await.unwrap().map(|k| (k.kid, k.alg)), Some(("es256-a".into(), "ES256".into())));
+    assert_eq!(s.oauth_key("EdDSA").await.unwrap(), None);
 }
 
 async fn oauth_codes_redeem_once_and_replays_revoke(s: Arc<dyn Storage>) {

@@ -108,7 +108,7 @@ impl AuthService {
         let hint: Option<IdTokenHint> = match hint_token {
             None => None,
             Some(token) => {
-                let jwk = self.oauth_jwk();
+                let jwk = self.oauth_id_jwk();
                 match jwk.and_then(|jwk| primitives::verify_id_token_hint(&token, &jwk, issuer)) {
                     Some(h) => Some(h),
                     None => return error_page("The sign-out request carries an ID token gatepass did not issue."),

@@ -4,7 +4,7 @@
 //! [`authorize`] (the authorization request, sign-in and consent, codes), [`token`] (the
 //! token endpoint's grants), [`userinfo`], [`logout`] (RP-initiated logout),
 //! [`registration`] (dynamic client registration), [`resource`] (RFC 8707 resource
-//! indicators: the audience of access tokens) and [`keys`] (the key that signs ID tokens
+//! indicators: the audience of access tokens) and [`keys`] (the keys that sign ID tokens
 //! and client access tokens).
 //!
 //! A grant a client holds for a user is a session (with the client and scopes on its row),
@@ -26,7 +26,7 @@ pub mod userinfo;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 
-use crate::auth::keys::OpenedKey;
+pub use keys::ProviderKeys;
 
 /// Scopes whose meaning gatepass defines (clients may also be given scopes of their own
 /// APIs, which gatepass only passes on in access tokens).
@@ -184,13 +184,13 @@ impl std::fmt::Debug for Registration {
     }
 }
 
-/// The provider's configuration and signing key. Disabled (every OAuth endpoint answers
+/// The provider's configuration and signing keys. Disabled (every OAuth endpoint answers
 /// 404) unless the issuer is an `http(s)` URL, since OpenID Connect identifies a provider
 /// by its URL.
 #[derive(Default)]
 pub struct Provider {
     issuer: Option<String>,
-    key: RwLock<Option<Arc<OpenedKey>>>,
+    keys: RwLock<Option<Arc<ProviderKeys>>>,
     registration: Registration,
 }
 
@@ -202,7 +202,7 @@ impl Provider {
             (lower.starts_with("https://") || lower.starts_with("http://")) && url::Url::parse(issuer).is_ok();
         Self {
             issuer: enabled.then(|| issuer.trim_end_matches('/').to_owned()),
-            key: RwLock::new(None),
+            keys: RwLock::new(None),
             registration: Registration::Off,
         }
     }
@@ -224,12 +224,12 @@ impl Provider {
         self.issuer.as_deref()
     }
 
-    /// The ID-token key, once loaded.
-    pub fn key(&self) -> Option<Arc<OpenedKey>> {
-        self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The signing keys, once loaded.
+    pub fn keys(&self) -> Option<Arc<ProviderKeys>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub(crate) fn set_key(&self, key: OpenedKey) {
-        *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(key));
+    pub(crate) fn set_keys(&self, keys: ProviderKeys) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keys));
     }
 }

@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::keys::ID_TOKEN_TYP;
 use super::{ClientAccessClaims, IdTokenClaims, scope_set};
 use crate::auth::oauth::{self as primitives, CODE_PREFIX};
 use crate::auth::refresh::RefreshTokens;
@@ -86,7 +85,7 @@ impl AuthService {
         creds: ClientCredentials,
         info: &ClientInfo,
     ) -> OResult<TokenResponse> {
-        if self.oauth.issuer().is_none() || self.oauth.key().is_none() {
+        if self.oauth.issuer().is_none() || self.oauth.keys().is_none() {
             return Err(err(OAuthCode::InvalidRequest, "this server does not act as an OAuth provider"));
         }
         let client = self.authenticate_client(&req, &creds).await?;
@@ -340,7 +339,7 @@ impl AuthService {
             auth_time: None,
             roles: None,
         };
-        let access_token = self.oauth_sign(gatepass_verify::ACCESS_TOKEN_TYP, &claims)?;
+        let access_token = self.sign_client_access(&claims)?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
@@ -380,7 +379,7 @@ impl AuthService {
             auth_time: Some(session.auth_time),
             roles: has("roles").then(|| user.roles.names()),
         };
-        let access_token = self.oauth_sign(gatepass_verify::ACCESS_TOKEN_TYP, &claims)?;
+        let access_token = self.sign_client_access(&claims)?;
         let id_token = if has("openid") {
             let id = IdTokenClaims {
                 iss,
@@ -394,7 +393,7 @@ impl AuthService {
                 at_hash: Some(primitives::at_hash(&access_token)),
                 sid: Some(session.id.clone()),
             };
-            Some(self.oauth_sign(ID_TOKEN_TYP, &id)?)
+            Some(self.sign_id_token(&id)?)
         } else {
             None
         };

@@ -92,11 +92,11 @@ impl OAuthStore for SqliteStorage {
         Ok(out)
     }
 
-    async fn oauth_id_key(&self) -> StorageResult<Option<StoredKey>> {
-        Q::oauth_id_key(&self.pool).await
+    async fn oauth_key(&self, alg: &str) -> StorageResult<Option<StoredKey>> {
+        Q::oauth_key(&self.pool, alg).await
     }
 
-    async fn insert_oauth_id_key(&self, key: &StoredKey) -> StorageResult<bool> {
-        Q::insert_oauth_id_key(&self.writer, key).await
+    async fn insert_oauth_key(&self, key: &StoredKey) -> StorageResult<bool> {
+        Q::insert_oauth_key(&self.writer, key).await
     }
 }
