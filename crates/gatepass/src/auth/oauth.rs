@@ -14,6 +14,48 @@ use subtle::ConstantTimeEq;
 pub const SECRET_PREFIX: &str = "gpcs_";
 /// Prefix of authorization codes.
 pub const CODE_PREFIX: &str = "gpc_";
+/// Prefix of device codes (RFC 8628).
+pub const DEVICE_CODE_PREFIX: &str = "gpd_";
+/// The letters of user codes: consonants only, without ones easily mistaken for another
+/// (RFC 8628 §6.1), and no vowels, so that no word is spelt. 20^8 ≈ 2^34.6 codes.
+pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+/// Letters in a user code.
+pub const USER_CODE_LEN: usize = 8;
+
+/// A new user code, normalised (8 letters of [`USER_CODE_ALPHABET`], no dash); drawn
+/// without modulo bias.
+pub fn generate_user_code() -> String {
+    let mut out = String::with_capacity(USER_CODE_LEN);
+    let mut rng = rand::rng();
+    while out.len() < USER_CODE_LEN {
+        let mut b = [0u8; 1];
+        rng.fill_bytes(&mut b);
+        // 240 is the largest multiple of 20 below 256: larger bytes are drawn again.
+        if b[0] < 240 {
+            out.push(char::from(USER_CODE_ALPHABET[usize::from(b[0] % 20)]));
+        }
+    }
+    out
+}
+
+/// A normalised user code as the user is shown it: `XXXX-XXXX`.
+pub fn format_user_code(code: &str) -> String {
+    match (code.get(..4), code.get(4..)) {
+        (Some(a), Some(b)) if !b.is_empty() => format!("{a}-{b}"),
+        _ => code.to_owned(),
+    }
+}
+
+/// What the user typed as a normalised user code: upper case, without dashes and spaces;
+/// `None` unless it is 8 letters of [`USER_CODE_ALPHABET`] (garbage never reaches storage).
+pub fn normalize_user_code(typed: &str) -> Option<String> {
+    if typed.len() > 32 {
+        return None;
+    }
+    let code: String =
+        typed.chars().filter(|c| *c != '-' && !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect();
+    (code.len() == USER_CODE_LEN && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b))).then_some(code)
+}
 
 /// A new random value: `prefix` followed by 256 random bits in base64url.
 pub fn generate(prefix: &str) -> String {

@@ -126,10 +126,11 @@ pub fn login_page_returning(
     ))
 }
 
-/// Whether a sign-in may go on to `path`: only to an OAuth authorization request on this
-/// server (a local path, so never an open redirect), of printable ASCII.
+/// Whether a sign-in may go on to `path`: only to an OAuth authorization request or the
+/// device verification page on this server (a local path, so never an open redirect), of
+/// printable ASCII.
 pub fn valid_return_to(path: &str) -> bool {
-    path.starts_with("/oauth/authorize?")
+    (path.starts_with("/oauth/authorize?") || path == "/oauth/device" || path.starts_with("/oauth/device?"))
         && path.len() <= 4096
         && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
