@@ -206,6 +206,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn user_codes_are_eight_unambiguous_letters_read_leniently() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let code = generate_user_code();
+            assert_eq!(code.len(), USER_CODE_LEN);
+            assert!(code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)), "{code}");
+            assert_eq!(normalize_user_code(&format_user_code(&code)).as_deref(), Some(code.as_str()));
+            seen.insert(code);
+        }
+        // Every letter turns up (no bias that leaves one out), and codes do not repeat.
+        let letters: std::collections::HashSet<u8> = seen.iter().flat_map(|c| c.bytes()).collect();
+        assert_eq!(letters.len(), USER_CODE_ALPHABET.len());
+        assert!(seen.len() > 1990);
+        assert_eq!(format_user_code("WDJBMJHT"), "WDJB-MJHT");
+        assert_eq!(normalize_user_code(" wdjb-mjht ").as_deref(), Some("WDJBMJHT"));
+        assert_eq!(normalize_user_code("WD JB MJ HT").as_deref(), Some("WDJBMJHT"));
+        for bad in ["", "WDJB-MJH", "WDJB-MJHTX", "AEIO-UWDJ", "WDJB-MJH1", "WDJB\u{0}MJHT", "ẄDJB-MJHT"] {
+            assert_eq!(normalize_user_code(bad), None, "{bad:?}");
+        }
+        assert_eq!(normalize_user_code(&"B".repeat(1000)), None);
+    }
+
+    #[test]
     fn pkce_follows_rfc7636_appendix_b() {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         assert!(pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));

@@ -322,6 +322,16 @@ mod tests {
     use base64::Engine as _;
 
     #[test]
+    fn sign_in_returns_only_to_authorization_requests_and_the_device_page() {
+        for ok in ["/oauth/authorize?client_id=x", "/oauth/device", "/oauth/device?user_code=WDJB-MJHT"] {
+            assert!(valid_return_to(ok), "{ok}");
+        }
+        for bad in ["/", "/oauth/devices", "/oauth/device/x", "//evil.example/oauth/device", "/oauth/device?a=\\b"] {
+            assert!(!valid_return_to(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn csp_allows_exactly_the_resume_script() {
         let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(RESUME_SCRIPT.as_bytes()));
         assert!(crate::http::CSP.contains(&format!("script-src 'sha256-{hash}'")));
