@@ -443,6 +443,16 @@ async fn device_authorization_refuses_bad_clients_scopes_and_requests() {
 }
 
 #[tokio::test]
+async fn while_the_provider_is_off_the_endpoints_refuse_and_the_page_is_an_error() {
+    let app = TestApp::spawn().await;
+    let r = authorize_device(&app, "someone", "openid").await;
+    oauth_error(r, 400, "invalid_request").await;
+    let r = app.get("/oauth/device?user_code=WDJB-MJHT").await;
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("does not act as an OAuth provider"));
+}
+
+#[tokio::test]
 async fn clients_get_the_grant_from_an_administrator_never_by_self_registration() {
     let app = TestApp::spawn_provider(&["--oauth-registration", "open"]).await;
     // An administrator: a device-only client needs no redirect URI.

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::token::{OAuthErrorBody, client_form};
 use crate::error::OAuthError;
 use crate::http::extract::{Client, Cookies, QueryParams, RawBody};
-use crate::http::openapi::{FormErrors, FormRedirect, ServiceUnavailable};
+use crate::http::openapi::{FormErrors, FormRedirect, FormTooManyRequests, ServiceUnavailable};
 use crate::http::pages::actions::SignedInForm;
 use crate::http::pages::{PageSession, css_href, login_page_returning, page_session, render};
 use crate::http::{AppState, no_store};
@@ -86,6 +86,18 @@ struct DonePage {
     client_name: String,
 }
 
+/// The error page of the authorization endpoint, for a provider that is off.
+#[derive(Template)]
+#[template(path = "oauth_error.html")]
+struct ErrorPage {
+    css_href: &'static str,
+    message: String,
+}
+
+fn unavailable_page(message: String) -> Response {
+    render(StatusCode::NOT_FOUND, &ErrorPage { css_href: css_href(), message })
+}
+
 fn respond(state: &AppState, claims: &gatepass_verify::AccessClaims, page: DevicePage) -> Response {
     let csrf_token = state.csrf.token(&claims.sid);
     let username = claims.username.clone();
@@ -102,6 +114,7 @@ fn respond(state: &AppState, claims: &gatepass_verify::AccessClaims, page: Devic
             StatusCode::OK,
             &ConfirmPage { css_href: css_href(), username, client_name, scopes, user_code, csrf_token },
         ),
+        DevicePage::Unavailable(message) => unavailable_page(message),
         DevicePage::Done { approved, client_name } => {
             render(StatusCode::OK, &DonePage { css_href: css_href(), approved, client_name })
         }
@@ -122,6 +135,7 @@ pub struct DeviceQuery {
 /// here. Signed in: the form for the user code, prefilled from `user_code`.
 #[utoipa::path(get, path = "/oauth/device", tag = "oauth", params(DeviceQuery),
     responses((status = 200, description = "The sign-in page or the code form (HTML)", content_type = "text/html"),
+        (status = 404, description = "The OAuth provider is off (HTML error page)", content_type = "text/html"),
         FormErrors, ServiceUnavailable))]
 async fn device_page(
     State(state): State<AppState>,
@@ -130,6 +144,9 @@ async fn device_page(
     QueryParams(q): QueryParams<DeviceQuery>,
 ) -> Response {
     let page = state.service.device_form(q.user_code.as_deref());
+    if let DevicePage::Unavailable(message) = page {
+        return unavailable_page(message);
+    }
     match page_session(&state, cookies, &headers) {
         PageSession::Active(claims) => respond(&state, &claims, page),
         // An expired sign-in counts as none: the sign-in page comes back here afterwards.
@@ -169,8 +186,8 @@ pub struct DeviceForm {
 #[utoipa::path(post, path = "/oauth/device", tag = "oauth",
     request_body(content = DeviceForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The confirmation or the result (HTML)", content_type = "text/html"),
-        (status = 429, description = "Too many attempts: the form again (HTML)", content_type = "text/html"),
-        FormRedirect, FormErrors))]
+        (status = 404, description = "The OAuth provider is off (HTML error page)", content_type = "text/html"),
+        FormRedirect, FormErrors, FormTooManyRequests))]
 async fn device_form(
     State(state): State<AppState>,
     Client(client): Client,

@@ -95,6 +95,8 @@ pub enum DevicePage {
         /// The user code, `XXXX-XXXX`.
         user_code: String,
     },
+    /// The provider is off: an error page with this message.
+    Unavailable(String),
     /// The decision was recorded.
     Done {
         /// Approved (else denied).
@@ -115,6 +117,11 @@ impl DevicePage {
         let shown: String = user_code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(16).collect();
         DevicePage::Form { user_code: shown, error: error.map(str::to_owned), throttled }
     }
+}
+
+/// The page while the provider is off.
+fn unavailable() -> DevicePage {
+    DevicePage::Unavailable("This server does not act as an OAuth provider.".into())
 }
 
 /// A pending device code the user typed.
@@ -213,6 +220,9 @@ impl AuthService {
 
     /// The verification page's first view: the form, prefilled with `user_code`.
     pub fn device_form(&self, user_code: Option<&str>) -> DevicePage {
+        if self.oauth.issuer().is_none() {
+            return unavailable();
+        }
         DevicePage::form(user_code.unwrap_or(""), None)
     }
 
@@ -281,6 +291,9 @@ impl AuthService {
         user_code: &str,
         info: &ClientInfo,
     ) -> Result<std::result::Result<Typed, DevicePage>> {
+        if self.oauth.issuer().is_none() {
+            return Ok(Err(unavailable()));
+        }
         // Every attempt costs a token, a right one too: guessing needs many attempts.
         let account = ratelimit::account_key(&claims.username);
         match self.throttle(Action::DeviceCode, info, Some(&account)).await {
