@@ -2,20 +2,22 @@
 // client): discovery, the authorization code flow with PKCE (signing in through gatepass's
 // own login and consent pages with a cookie jar), ID token validation (signature against
 // the JWKS, iss, aud, nonce, at_hash), userinfo, refresh with rotation and reuse
-// detection, a resource indicator (RFC 8707), client_credentials, introspection (RFC 7662)
-// and revocation (RFC 7009).
+// detection, a resource indicator (RFC 8707), client_credentials, introspection (RFC 7662),
+// revocation (RFC 7009) and the device authorization grant (RFC 8628: the user approves,
+// and denies, on gatepass's device page with the same cookie jar).
 //
-// Usage: node check.mjs ISSUER CLIENT.json CC_CLIENT.json INTROSPECT_ID INTROSPECT_SECRET USERNAME PASSWORD EMAIL RESOURCE
-// (CLIENT.json, CC_CLIENT.json: what `gatepass clients add` printed.)
+// Usage: node check.mjs ISSUER CLIENT.json CC_CLIENT.json INTROSPECT_ID INTROSPECT_SECRET USERNAME PASSWORD EMAIL RESOURCE DEVICE_CLIENT.json
+// (CLIENT.json, CC_CLIENT.json, DEVICE_CLIENT.json: what `gatepass clients add` printed.)
 // Prints PASS/FAIL lines; exits non-zero on any failure.
 
 import { readFileSync } from "node:fs";
 import * as client from "openid-client";
 
-const [issuerArg, webFile, ccFile, introspectId, introspectSecret, username, password, email, resource] =
+const [issuerArg, webFile, ccFile, introspectId, introspectSecret, username, password, email, resource, deviceFile] =
   process.argv.slice(2);
 const web = JSON.parse(readFileSync(webFile, "utf8"));
 const cc = JSON.parse(readFileSync(ccFile, "utf8"));
+const device = JSON.parse(readFileSync(deviceFile, "utf8"));
 const issuer = new URL(issuerArg);
 const redirectUri = web.redirect_uris[0];
 // gatepass runs on plain http on loopback here; openid-client refuses that unless told.
@@ -250,6 +252,51 @@ await step("bad resource", async () => {
     () => client.clientCredentialsGrant(ccConfig, { resource: "https://elsewhere.example.test" }),
     "invalid_target",
   );
+});
+
+// The user, signed in already (the jar), enters the code on the device page and decides.
+async function decideOnDevicePage(verificationUriComplete, decision) {
+  let res = await browse(verificationUriComplete);
+  if (res.status !== 200) throw new Error(`device page answered ${res.status}`);
+  let page = await res.text();
+  check(res.headers.get("x-frame-options") === "DENY", "the device page refuses framing");
+  const entered = formFields(page, "/oauth/device");
+  check(entered.get("csrf_token")?.length > 0 && entered.get("user_code")?.length === 9, "the device form is prefilled and carries a CSRF token");
+  res = await browse(new URL("/oauth/device", issuer), { method: "POST", headers: origin, body: entered });
+  page = await res.text();
+  if (res.status !== 200 || !page.includes(device.client_name)) throw new Error(`code entry answered ${res.status}`);
+  const confirm = formFields(page, "/oauth/device");
+  confirm.set("decision", decision);
+  res = await browse(new URL("/oauth/device", issuer), { method: "POST", headers: origin, body: confirm });
+  if (res.status !== 200) throw new Error(`the decision answered ${res.status}`);
+}
+
+await step("device flow", async () => {
+  const deviceConfig = await client.discovery(issuer, device.client_id, undefined, client.None(), insecure);
+  check(
+    deviceConfig.serverMetadata().device_authorization_endpoint === new URL("/oauth/device_authorization", issuer).href,
+    "discovery names the device authorization endpoint",
+  );
+  const started = await client.initiateDeviceAuthorization(deviceConfig, { scope: "openid profile offline_access" });
+  check(/^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/.test(started.user_code), "user code XXXX-XXXX");
+  check(started.verification_uri === new URL("/oauth/device", issuer).href, "verification_uri");
+  // The device polls while the user decides.
+  const polling = client.pollDeviceAuthorizationGrant(deviceConfig, started);
+  await decideOnDevicePage(started.verification_uri_complete, "allow");
+  const tokens = await polling;
+  const claims = tokens.claims();
+  check(claims?.aud === device.client_id && claims?.iss === issuer.href.replace(/\/$/, ""), "device flow: ID token validated");
+  check(claims?.nonce === undefined && Array.isArray(claims?.amr), "device flow: no nonce, amr from the sign-in");
+  check(typeof tokens.refresh_token === "string", "device flow: a refresh token with offline_access");
+  const info = await client.fetchUserInfo(deviceConfig, tokens.access_token, claims.sub);
+  check(info.preferred_username === username, "device flow: userinfo");
+  const refreshed = await client.refreshTokenGrant(deviceConfig, tokens.refresh_token);
+  check(typeof refreshed.access_token === "string", "device flow: refresh");
+
+  const denied = await client.initiateDeviceAuthorization(deviceConfig, { scope: "openid" });
+  const deniedPoll = client.pollDeviceAuthorizationGrant(deviceConfig, denied);
+  await decideOnDevicePage(denied.verification_uri_complete, "deny");
+  await refused("device flow denied on the page", () => deniedPoll, "access_denied");
 });
 
 console.log(`openid-client interop: ${failed === 0 ? "ok" : `${failed} failed`}`);

@@ -485,6 +485,14 @@ pub enum OAuthCode {
     InvalidRedirectUri,
     /// 400: other client metadata in a registration is not allowed (RFC 7591 §3.2.2).
     InvalidClientMetadata,
+    /// 400: the user has not decided on the device code yet (RFC 8628 §3.5).
+    AuthorizationPending,
+    /// 400: still pending, and the device polls too fast; the interval grew by 5 s (RFC 8628 §3.5).
+    SlowDown,
+    /// 400: the user denied the device code (RFC 8628 §3.5).
+    AccessDenied,
+    /// 400: the device code has expired (RFC 8628 §3.5).
+    ExpiredToken,
     /// 500.
     ServerError,
     /// 503.
@@ -506,6 +514,10 @@ impl OAuthCode {
             OAuthCode::InsufficientScope => "insufficient_scope",
             OAuthCode::InvalidRedirectUri => "invalid_redirect_uri",
             OAuthCode::InvalidClientMetadata => "invalid_client_metadata",
+            OAuthCode::AuthorizationPending => "authorization_pending",
+            OAuthCode::SlowDown => "slow_down",
+            OAuthCode::AccessDenied => "access_denied",
+            OAuthCode::ExpiredToken => "expired_token",
             OAuthCode::ServerError => "server_error",
             OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

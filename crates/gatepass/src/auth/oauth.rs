@@ -14,6 +14,48 @@ use subtle::ConstantTimeEq;
 pub const SECRET_PREFIX: &str = "gpcs_";
 /// Prefix of authorization codes.
 pub const CODE_PREFIX: &str = "gpc_";
+/// Prefix of device codes (RFC 8628).
+pub const DEVICE_CODE_PREFIX: &str = "gpd_";
+/// The letters of user codes: consonants only, without ones easily mistaken for another
+/// (RFC 8628 §6.1), and no vowels, so that no word is spelt. 20^8 ≈ 2^34.6 codes.
+pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+/// Letters in a user code.
+pub const USER_CODE_LEN: usize = 8;
+
+/// A new user code, normalised (8 letters of [`USER_CODE_ALPHABET`], no dash); drawn
+/// without modulo bias.
+pub fn generate_user_code() -> String {
+    let mut out = String::with_capacity(USER_CODE_LEN);
+    let mut rng = rand::rng();
+    while out.len() < USER_CODE_LEN {
+        let mut b = [0u8; 1];
+        rng.fill_bytes(&mut b);
+        // 240 is the largest multiple of 20 below 256: larger bytes are drawn again.
+        if b[0] < 240 {
+            out.push(char::from(USER_CODE_ALPHABET[usize::from(b[0] % 20)]));
+        }
+    }
+    out
+}
+
+/// A normalised user code as the user is shown it: `XXXX-XXXX`.
+pub fn format_user_code(code: &str) -> String {
+    match (code.get(..4), code.get(4..)) {
+        (Some(a), Some(b)) if !b.is_empty() => format!("{a}-{b}"),
+        _ => code.to_owned(),
+    }
+}
+
+/// What the user typed as a normalised user code: upper case, without dashes and spaces;
+/// `None` unless it is 8 letters of [`USER_CODE_ALPHABET`] (garbage never reaches storage).
+pub fn normalize_user_code(typed: &str) -> Option<String> {
+    if typed.len() > 32 {
+        return None;
+    }
+    let code: String =
+        typed.chars().filter(|c| *c != '-' && !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect();
+    (code.len() == USER_CODE_LEN && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b))).then_some(code)
+}
 
 /// A new random value: `prefix` followed by 256 random bits in base64url.
 pub fn generate(prefix: &str) -> String {
@@ -162,6 +204,29 @@ pub fn verify_id_token_hint(token: &str, jwk: &serde_json::Value, issuer: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_codes_are_eight_unambiguous_letters_read_leniently() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let code = generate_user_code();
+            assert_eq!(code.len(), USER_CODE_LEN);
+            assert!(code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)), "{code}");
+            assert_eq!(normalize_user_code(&format_user_code(&code)).as_deref(), Some(code.as_str()));
+            seen.insert(code);
+        }
+        // Every letter turns up (no bias that leaves one out), and codes do not repeat.
+        let letters: std::collections::HashSet<u8> = seen.iter().flat_map(|c| c.bytes()).collect();
+        assert_eq!(letters.len(), USER_CODE_ALPHABET.len());
+        assert!(seen.len() > 1990);
+        assert_eq!(format_user_code("WDJBMJHT"), "WDJB-MJHT");
+        assert_eq!(normalize_user_code(" wdjb-mjht ").as_deref(), Some("WDJBMJHT"));
+        assert_eq!(normalize_user_code("WD JB MJ HT").as_deref(), Some("WDJBMJHT"));
+        for bad in ["", "WDJB-MJH", "WDJB-MJHTX", "AEIO-UWDJ", "WDJB-MJH1", "WDJB\u{0}MJHT", "ẄDJB-MJHT"] {
+            assert_eq!(normalize_user_code(bad), None, "{bad:?}");
+        }
+        assert_eq!(normalize_user_code(&"B".repeat(1000)), None);
+    }
 
     #[test]
     fn pkce_follows_rfc7636_appendix_b() {

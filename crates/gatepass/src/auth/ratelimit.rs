@@ -49,6 +49,8 @@ pub enum Action {
     /// Requests that send mail: forgotten password, password reset, resend of a
     /// verification link, address change.
     Mail,
+    /// A user code typed on the device verification page (`/oauth/device`).
+    DeviceCode,
 }
 
 /// Tunables; part of the runtime settings (changeable through the admin API).

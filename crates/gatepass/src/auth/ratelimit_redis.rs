@@ -162,6 +162,7 @@ impl RedisLimiter {
             Action::Refresh => "refresh",
             Action::PasswordChange => "password",
             Action::Mail => "mail",
+            Action::DeviceCode => "device_code",
         };
         format!("{}{action}:{kind}:{id}", self.prefix)
     }

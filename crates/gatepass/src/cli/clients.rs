@@ -24,7 +24,8 @@ pub struct ClientFlags {
     /// as --redirect-uri, matched exactly.
     #[arg(long = "post-logout-redirect-uri")]
     pub post_logout_redirect_uris: Vec<String>,
-    /// A grant type (repeat): authorization_code (default), refresh_token, client_credentials.
+    /// A grant type (repeat): authorization_code (default), refresh_token, client_credentials,
+    /// urn:ietf:params:oauth:grant-type:device_code.
     #[arg(long = "grant")]
     pub grants: Vec<String>,
     /// A scope the client may ask for (repeat; default openid, profile, email).

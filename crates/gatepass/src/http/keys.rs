@@ -82,6 +82,9 @@ pub struct Discovery {
     /// `/oauth/userinfo`.
     #[serde(skip_serializing_if = "Option::is_none")]
     userinfo_endpoint: Option<String>,
+    /// `/oauth/device_authorization` (RFC 8628).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_authorization_endpoint: Option<String>,
     /// `/oauth/register` (RFC 7591), only while dynamic registration is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     registration_endpoint: Option<String>,
@@ -94,7 +97,8 @@ pub struct Discovery {
     /// `["query"]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     response_modes_supported: Option<Vec<&'static str>>,
-    /// `authorization_code`, `refresh_token`, `client_credentials`.
+    /// `authorization_code`, `refresh_token`, `client_credentials`,
+    /// `urn:ietf:params:oauth:grant-type:device_code`.
     #[serde(skip_serializing_if = "Option::is_none")]
     grant_types_supported: Option<Vec<&'static str>>,
     /// `["public"]`.
@@ -158,6 +162,7 @@ pub(crate) fn discovery_document(state: &AppState, issuer: String, base: &str) -
         authorization_endpoint: url("/oauth/authorize"),
         token_endpoint: url("/oauth/token"),
         userinfo_endpoint: url("/oauth/userinfo"),
+        device_authorization_endpoint: url("/oauth/device_authorization"),
         end_session_endpoint: url("/oauth/logout"),
         registration_endpoint: url("/oauth/register")
             .filter(|_| !matches!(state.service.oauth().registration(), crate::service::oauth::Registration::Off)),

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod console;
+pub mod device;
 mod events;
 pub mod failures;
 pub mod instances;
@@ -22,6 +23,7 @@ mod sqlite;
 
 pub use audit::AuditStore;
 pub use console::{ConsoleStore, HourlyCount, UserSearch};
+pub use device::{DeviceApproval, DeviceCode, DeviceRedemption, DeviceStore};
 pub use events::{Change, ChangeFeed, ChangeSubscription};
 pub use failures::FailureStore;
 pub use instances::{InstanceBeat, InstanceStore};
@@ -215,6 +217,7 @@ pub struct UserPatch {
 pub trait Storage:
     AuditStore
     + ConsoleStore
+    + DeviceStore
     + ChangeFeed
     + FailureStore
     + InstanceStore

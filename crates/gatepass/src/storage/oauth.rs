@@ -207,7 +207,7 @@ pub trait OAuthStore: Send + Sync {
     /// Every consent a user has given, newest first, with the clients' names.
     async fn user_consents(&self, user_id: &str) -> StorageResult<Vec<ConsentRecord>>;
     /// Withdraws a user's consent to a client in one transaction: forgets every scope set
-    /// allowed, drops the client's unused codes for the user and revokes every grant the
+    /// allowed, drops the client's unused codes and device codes for the user and revokes every grant the
     /// client holds for the user (its refresh and access tokens stop working). `None`, with
     /// nothing changed, when the user had neither consent nor grant for the client.
     async fn withdraw_consent(
@@ -557,6 +557,14 @@ where
         // Codes before grants: a redemption that got its code first has committed its grant
         // by the time this statement has waited for it, so the update below sees the grant.
         sqlx::query::<DB>("DELETE FROM oauth_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(DB::map_err)?;
+        // Device codes the user approved (or denied) but the device has not redeemed yet,
+        // for the same reason.
+        sqlx::query::<DB>("DELETE FROM oauth_device_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL")
             .bind(user_id)
             .bind(client_id)
             .execute(&mut **tx)

@@ -31,6 +31,7 @@ mod mfa_pages;
 mod multi_instance;
 mod oidc;
 mod oidc_cluster;
+mod oidc_device;
 mod oidc_flows;
 mod oidc_resources;
 mod oidc_verify;

@@ -8,9 +8,9 @@ use gatepass::domain::StoredKey;
 use gatepass::domain::{Email, Revocation, Roles, User, UserId, Username};
 use gatepass::storage::audit::{AuditEvent, AuditKey, ChainCheck, GENESIS_HASH};
 use gatepass::storage::{
-    AuthCode, CodeRedemption, EmailConfirmed, FeedItem, KeyRevocation, NewSession, OAuthClient, OneTimeToken,
-    OutboxMail, PostgresStorage, Replaced, RotateRequest, Rotation, SessionFilter, SessionRecord, SqliteStorage,
-    Storage, StorageError, TokenPurpose, UserPatch, UserSearch,
+    AuthCode, CodeRedemption, DeviceApproval, DeviceCode, DeviceRedemption, EmailConfirmed, FeedItem, KeyRevocation,
+    NewSession, OAuthClient, OneTimeToken, OutboxMail, PostgresStorage, Replaced, RotateRequest, Rotation,
+    SessionFilter, SessionRecord, SqliteStorage, Storage, StorageError, TokenPurpose, UserPatch, UserSearch,
 };
 use std::sync::Arc;
 
@@ -1451,6 +1451,190 @@ async fn deleting_a_client_revokes_its_grants(s: Arc<dyn Storage>) {
     assert_eq!(s.delete_client("c4", NOW + 3).await.unwrap(), None);
 }
 
+fn device_code(hash: &str, user_hash: &str, client_id: &str, expires_at: i64) -> DeviceCode {
+    DeviceCode {
+        device_hash: hash.into(),
+        user_code_hash: user_hash.into(),
+        client_id: client_id.into(),
+        scope: "openid profile".into(),
+        resource: Some("https://api.example.com/v1".into()),
+        created_at: NOW,
+        expires_at,
+        interval_secs: 5,
+        last_poll_at: None,
+        status: "pending".into(),
+        user_id: None,
+        browser_sid: None,
+        auth_time: None,
+        amr: None,
+        decided_at: None,
+        used_at: None,
+        issued_sid: None,
+    }
+}
+
+fn approval<'a>(user_id: &'a str, browser_sid: &'a str) -> DeviceApproval<'a> {
+    DeviceApproval { user_id, browser_sid, auth_time: NOW - 5, amr: "pwd otp" }
+}
+
+/// Device codes: stored as given, user codes unique, polls recorded by compare-and-swap,
+/// decided once, redeemed once (only when approved, unexpired and its browser session
+/// live), and dropped with the consent.
+async fn device_codes_decide_and_redeem_once(s: Arc<dyn Storage>) {
+    let u = user_with_session(s.as_ref(), "dora", "browser-d").await;
+    let uid = u.id.as_str();
+    s.insert_client(&oauth_client("cd")).await.unwrap();
+    let d = device_code("dev-1", "user-1", "cd", NOW + 600);
+    s.insert_device_code(&d).await.unwrap();
+    assert!(matches!(
+        s.insert_device_code(&device_code("dev-x", "user-1", "cd", NOW + 600)).await,
+        Err(StorageError::Conflict)
+    ));
+    assert_eq!(s.device_code("dev-1").await.unwrap(), Some(d.clone()));
+    assert_eq!(s.device_code_by_user_code("user-1").await.unwrap(), Some(d.clone()));
+    assert_eq!(s.device_code("dev-x").await.unwrap(), None);
+    // Polls: the first from "never", then only from the value seen.
+    assert!(s.record_device_poll("dev-1", None, NOW + 1, 5).await.unwrap());
+    assert!(!s.record_device_poll("dev-1", None, NOW + 2, 10).await.unwrap());
+    assert!(s.record_device_poll("dev-1", Some(NOW + 1), NOW + 2, 10).await.unwrap());
+    let polled = s.device_code("dev-1").await.unwrap().unwrap();
+    assert_eq!((polled.last_poll_at, polled.interval_secs), (Some(NOW + 2), 10));
+    // Not approved yet: nothing to redeem.
+    let r1 = grant_record("dgrant-1", uid, "cd");
+    assert_eq!(
+        s.redeem_device_code("dev-1", NOW + 3, started(&r1, "rh-d1", NOW + 3600)).await.unwrap(),
+        DeviceRedemption::Refused
+    );
+    // Decided once: the approval wins, a later denial changes nothing.
+    assert!(s.decide_device_code("user-1", uid, Some(approval(uid, "browser-d")), NOW + 3).await.unwrap());
+    assert!(!s.decide_device_code("user-1", uid, None, NOW + 4).await.unwrap());
+    assert!(!s.decide_device_code("user-unknown", uid, None, NOW + 4).await.unwrap());
+    let approved = s.device_code("dev-1").await.unwrap().unwrap();
+    assert_eq!(approved.status, "approved");
+    assert_eq!(approved.user_id.as_deref(), Some(uid));
+    assert_eq!(approved.browser_sid.as_deref(), Some("browser-d"));
+    assert_eq!((approved.auth_time, approved.amr.as_deref()), (Some(NOW - 5), Some("pwd otp")));
+    assert_eq!(approved.decided_at, Some(NOW + 3));
+    // The approval remembered the consent, in the same transaction.
+    assert_eq!(s.consents(uid, "cd").await.unwrap(), vec!["openid profile".to_owned()]);
+    // A poll no longer records anything once decided.
+    assert!(!s.record_device_poll("dev-1", Some(NOW + 2), NOW + 5, 5).await.unwrap());
+    assert_eq!(
+        s.redeem_device_code("dev-1", NOW + 6, started(&r1, "rh-d1", NOW + 3600)).await.unwrap(),
+        DeviceRedemption::Issued
+    );
+    let used = s.device_code("dev-1").await.unwrap().unwrap();
+    assert_eq!(
+        (used.status.as_str(), used.used_at, used.issued_sid.as_deref()),
+        ("used", Some(NOW + 6), Some("dgrant-1"))
+    );
+    assert_eq!(s.session("dgrant-1").await.unwrap().unwrap().client_id.as_deref(), Some("cd"));
+    let r2 = grant_record("dgrant-2", uid, "cd");
+    assert_eq!(
+        s.redeem_device_code("dev-1", NOW + 7, started(&r2, "rh-d2", NOW + 3600)).await.unwrap(),
+        DeviceRedemption::Refused
+    );
+    assert_eq!(s.session("dgrant-2").await.unwrap(), None);
+    // A used code revokes nothing when presented again (unlike an authorization code).
+    assert!(s.session("dgrant-1").await.unwrap().unwrap().revoked_at.is_none());
+    // Denied: never redeemable. Expired: neither decided nor redeemed.
+    s.insert_device_code(&device_code("dev-2", "user-2", "cd", NOW + 600)).await.unwrap();
+    assert!(s.decide_device_code("user-2", uid, None, NOW + 1).await.unwrap());
+    let denied = s.device_code("dev-2").await.unwrap().unwrap();
+    assert_eq!((denied.status.as_str(), denied.browser_sid), ("denied", None));
+    assert_eq!(
+        s.redeem_device_code("dev-2", NOW + 2, started(&r2, "rh-d2", NOW + 3600)).await.unwrap(),
+        DeviceRedemption::Refused
+    );
+    s.insert_device_code(&device_code("dev-3", "user-3", "cd", NOW + 10)).await.unwrap();
+    assert!(!s.decide_device_code("user-3", uid, Some(approval(uid, "browser-d")), NOW + 10).await.unwrap());
+    assert_eq!(s.device_code("dev-3").await.unwrap().unwrap().status, "pending");
+    // Approved by a browser session that has ended since: refused, nothing stored.
+    s.insert_device_code(&device_code("dev-4", "user-4", "cd", NOW + 600)).await.unwrap();
+    assert!(s.decide_device_code("user-4", uid, Some(approval(uid, "browser-d")), NOW + 1).await.unwrap());
+    s.revoke_sessions(uid, SessionFilter::One("browser-d"), NOW + 2).await.unwrap();
+    assert_eq!(
+        s.redeem_device_code("dev-4", NOW + 3, started(&r2, "rh-d2", NOW + 3600)).await.unwrap(),
+        DeviceRedemption::Refused
+    );
+    assert_eq!(s.device_code("dev-4").await.unwrap().unwrap().status, "approved");
+    assert_eq!(s.session("dgrant-2").await.unwrap(), None);
+    // Withdrawing the consent drops the unredeemed codes the user decided; the used one stays.
+    assert!(s.withdraw_consent(uid, "cd", NOW + 4).await.unwrap().is_some());
+    assert_eq!(s.device_code("dev-4").await.unwrap(), None);
+    assert_eq!(s.device_code("dev-2").await.unwrap(), None);
+    assert!(s.device_code("dev-1").await.unwrap().is_some());
+    assert!(s.device_code("dev-3").await.unwrap().is_some());
+    // Codes expired for an hour are dropped with the next insert; deleting the client drops the rest.
+    s.insert_device_code(&DeviceCode { created_at: NOW + 3700, ..device_code("dev-5", "user-5", "cd", NOW + 4300) })
+        .await
+        .unwrap();
+    assert_eq!(s.device_code("dev-3").await.unwrap(), None);
+    s.delete_client("cd", NOW + 3701).await.unwrap();
+    assert_eq!(s.device_code("dev-5").await.unwrap(), None);
+}
+
+/// Of concurrent decisions one wins; of concurrent redemptions one issues.
+async fn concurrent_device_decisions_and_redemptions(s: Arc<dyn Storage>) {
+    let u = user_with_session(s.as_ref(), "dirk", "browser-e").await;
+    s.insert_client(&oauth_client("ce")).await.unwrap();
+    for round in 0..5 {
+        let (dev, usr) = (format!("dev-race-{round}"), format!("user-race-{round}"));
+        s.insert_device_code(&device_code(&dev, &usr, "ce", NOW + 600)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let s = s.clone();
+            let (usr, uid) = (usr.clone(), u.id.as_str().to_owned());
+            tasks.push(tokio::spawn(async move {
+                let allow = i % 2 == 0;
+                let a = allow.then_some(DeviceApproval {
+                    user_id: &uid,
+                    browser_sid: "browser-e",
+                    auth_time: NOW,
+                    amr: "pwd",
+                });
+                (allow, s.decide_device_code(&usr, &uid, a, NOW + 1).await.unwrap())
+            }));
+        }
+        let mut won = Vec::new();
+        for t in tasks {
+            let (allow, ok) = t.await.unwrap();
+            if ok {
+                won.push(allow);
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}");
+        let status = s.device_code(&dev).await.unwrap().unwrap().status;
+        assert_eq!(status, if won[0] { "approved" } else { "denied" }, "round {round}");
+        // Another code, approved, polled by many at once.
+        let (dev, usr) = (format!("dev-ok-{round}"), format!("user-ok-{round}"));
+        s.insert_device_code(&device_code(&dev, &usr, "ce", NOW + 600)).await.unwrap();
+        let uid = u.id.as_str();
+        let a = DeviceApproval { user_id: uid, browser_sid: "browser-e", auth_time: NOW, amr: "pwd" };
+        assert!(s.decide_device_code(&usr, uid, Some(a), NOW + 1).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let s = s.clone();
+            let (dev, uid) = (dev.clone(), u.id.as_str().to_owned());
+            tasks.push(tokio::spawn(async move {
+                let record = grant_record(&format!("dg-{round}-{i}"), &uid, "ce");
+                s.redeem_device_code(&dev, NOW + 2, started(&record, &format!("drh-{round}-{i}"), NOW + 3600))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut issued = 0;
+        for t in tasks {
+            if t.await.unwrap() == DeviceRedemption::Issued {
+                issued += 1;
+            }
+        }
+        assert_eq!(issued, 1, "round {round}");
+        let winner = s.device_code(&dev).await.unwrap().unwrap().issued_sid.unwrap();
+        assert!(s.session(&winner).await.unwrap().unwrap().revoked_at.is_none(), "round {round}");
+    }
+}
+
 /// The console's search: prefixes of the canonical name or the address (either), role,
 /// disabled and unverified filters (all), name order, paging and the total.
 async fn console_search(s: Arc<dyn Storage>) {
@@ -1585,6 +1769,8 @@ conformance!(
     oauth_codes_redeem_once_and_replays_revoke,
     concurrent_code_redemptions,
     deleting_a_client_revokes_its_grants,
+    device_codes_decide_and_redeem_once,
+    concurrent_device_decisions_and_redemptions,
     console_search,
     instance_heartbeats,
 );

@@ -1,9 +1,11 @@
 //! The OAuth 2.1 / OpenID Connect provider's endpoints: [`authorize`] (the authorization
-//! request, its sign-in and consent pages), [`token`], [`userinfo`], [`logout`]
+//! request, its sign-in and consent pages), [`device`] (the device authorization grant and
+//! its verification page), [`token`], [`userinfo`], [`logout`]
 //! (RP-initiated logout), [`registration`] (RFC 7591) and the RFC 8414 metadata. While the provider is off (`GATEPASS_ISSUER` not a URL) the metadata answers
 //! 404, the authorization endpoint an error page and the token endpoint `invalid_request`.
 
 pub mod authorize;
+pub mod device;
 pub mod logout;
 pub mod registration;
 pub mod token;
@@ -26,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(authorization_server_metadata))
         .merge(authorize::router())
+        .merge(device::router())
         .merge(logout::router())
         .merge(registration::router())
         .merge(token::router())

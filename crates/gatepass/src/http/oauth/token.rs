@@ -24,7 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct OAuthErrorBody {
     /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
     /// `unsupported_grant_type`, `invalid_scope`, `invalid_target` (RFC 8707), `server_error`,
-    /// `temporarily_unavailable`.
+    /// `temporarily_unavailable`; for the device grant (RFC 8628) `authorization_pending`,
+    /// `slow_down`, `access_denied`, `expired_token`.
     error: String,
     /// What was wrong.
     error_description: String,
@@ -33,7 +34,9 @@ pub struct OAuthErrorBody {
 /// Token endpoint (OAuth 2.1)
 ///
 /// `authorization_code` (with `code_verifier` and `redirect_uri`), `refresh_token`
-/// (rotating; an already-used token revokes the grant) and `client_credentials`; each
+/// (rotating; an already-used token revokes the grant), `client_credentials` and
+/// `urn:ietf:params:oauth:grant-type:device_code` (with `device_code`; RFC 8628 answers
+/// `authorization_pending`, `slow_down`, `access_denied`, `expired_token`); each
 /// takes an optional `resource` (RFC 8707), the access token's audience. Client
 /// authentication: HTTP Basic, `client_id` + `client_secret` in the body, or `client_id`
 /// alone for a public client. Errors are RFC 6749 JSON; a failed client authentication is
@@ -52,6 +55,17 @@ async fn token(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, OAuthError> {
+    let (req, creds) = client_form::<TokenRequest>(&headers, &body)?;
+    let tokens = state.service.token(req, creds, &client).await?;
+    Ok(no_store(Json(tokens).into_response()))
+}
+
+/// A client's form post to an OAuth endpoint (token, device authorization): the form
+/// (RFC 6749 §3.2: `application/x-www-form-urlencoded`) and how the client authenticated.
+pub(crate) fn client_form<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(T, ClientCredentials), OAuthError> {
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -62,12 +76,11 @@ async fn token(
             "send the parameters as application/x-www-form-urlencoded",
         ));
     }
-    let req: TokenRequest = serde_urlencoded::from_bytes(&body)
+    let req: T = serde_urlencoded::from_bytes(body)
         .map_err(|e| OAuthError::new(OAuthCode::InvalidRequest, format!("malformed parameters: {e}")))?;
     let creds = ClientCredentials {
-        basic: basic_credentials(&headers),
-        malformed: headers.contains_key(header::AUTHORIZATION) && basic_credentials(&headers).is_none(),
+        basic: basic_credentials(headers),
+        malformed: headers.contains_key(header::AUTHORIZATION) && basic_credentials(headers).is_none(),
     };
-    let tokens = state.service.token(req, creds, &client).await?;
-    Ok(no_store(Json(tokens).into_response()))
+    Ok((req, creds))
 }

@@ -126,10 +126,11 @@ pub fn login_page_returning(
     ))
 }
 
-/// Whether a sign-in may go on to `path`: only to an OAuth authorization request on this
-/// server (a local path, so never an open redirect), of printable ASCII.
+/// Whether a sign-in may go on to `path`: only to an OAuth authorization request or the
+/// device verification page on this server (a local path, so never an open redirect), of
+/// printable ASCII.
 pub fn valid_return_to(path: &str) -> bool {
-    path.starts_with("/oauth/authorize?")
+    (path.starts_with("/oauth/authorize?") || path == "/oauth/device" || path.starts_with("/oauth/device?"))
         && path.len() <= 4096
         && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
@@ -319,6 +320,16 @@ mod tests {
     use super::*;
     use crate::http::cookies::REFRESH_PATH;
     use base64::Engine as _;
+
+    #[test]
+    fn sign_in_returns_only_to_authorization_requests_and_the_device_page() {
+        for ok in ["/oauth/authorize?client_id=x", "/oauth/device", "/oauth/device?user_code=WDJB-MJHT"] {
+            assert!(valid_return_to(ok), "{ok}");
+        }
+        for bad in ["/", "/oauth/devices", "/oauth/device/x", "//evil.example/oauth/device", "/oauth/device?a=\\b"] {
+            assert!(!valid_return_to(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn csp_allows_exactly_the_resume_script() {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{GRANT_TYPES, KNOWN_SCOPES, valid_scope_token};
+use super::{DEVICE_GRANT, GRANT_TYPES, KNOWN_SCOPES, valid_scope_token};
 use crate::auth::oauth::{self as primitives, SECRET_PREFIX};
 use crate::error::{Error, Result};
 use crate::service::{Actor, Core, now};
@@ -26,7 +26,8 @@ pub struct ClientMetadata {
     /// Where a logout request (`/oauth/logout`) may send the browser back to: exact URIs,
     /// under the same rules as `redirect_uris`.
     pub post_logout_redirect_uris: Option<Vec<String>>,
-    /// Of `authorization_code` (default), `refresh_token`, `client_credentials`.
+    /// Of `authorization_code` (default), `refresh_token`, `client_credentials`,
+    /// `urn:ietf:params:oauth:grant-type:device_code` (RFC 8628; public clients too).
     pub grant_types: Option<Vec<String>>,
     /// Only `["code"]`.
     pub response_types: Option<Vec<String>>,
@@ -38,7 +39,8 @@ pub struct ClientMetadata {
     /// Skips the consent page (for applications of the same operator).
     pub first_party: Option<bool>,
     /// Set on clients registered through `/oauth/register`: public, PKCE,
-    /// `authorization_code` and `refresh_token` only, never first-party. An administrator
+    /// `authorization_code` and `refresh_token` only (neither `client_credentials` nor the
+    /// device grant), never first-party. An administrator
     /// promotes one with `false`.
     pub limited: Option<bool>,
     /// The audience of its access tokens (default: the client id).
@@ -149,7 +151,7 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
     if let Some(grants) = meta.grant_types {
         if let Some(g) = grants.iter().find(|g| !GRANT_TYPES.contains(&g.as_str())) {
             return Err(bad(format!(
-                "unsupported grant type {g:?} (authorization_code, refresh_token, client_credentials)"
+                "unsupported grant type {g:?} (authorization_code, refresh_token, client_credentials, {DEVICE_GRANT})"
             )));
         }
         let mut grants = grants;
@@ -203,13 +205,18 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
     if has("authorization_code") && c.redirect_uris.is_empty() {
         return Err(bad("the authorization_code grant needs at least one redirect_uri"));
     }
-    if has("refresh_token") && !has("authorization_code") {
-        return Err(bad("refresh_token comes with authorization_code"));
+    // The grants through which a user authorizes the client.
+    let user_grant = has("authorization_code") || has(DEVICE_GRANT);
+    if has("refresh_token") && !user_grant {
+        return Err(bad("refresh_token comes with authorization_code or the device grant"));
     }
     if c.is_public() && has("client_credentials") {
         return Err(bad("a public client cannot use client_credentials"));
     }
-    if c.limited && (!c.is_public() || has("client_credentials") || c.first_party) {
+    // Like client_credentials, the device grant is for clients an administrator vouched
+    // for: a self-registered client could otherwise show users any name on the page that
+    // asks them to let a device in.
+    if c.limited && (!c.is_public() || has("client_credentials") || has(DEVICE_GRANT) || c.first_party) {
         return Err(bad(
             "a dynamically registered client is public, uses only authorization_code and refresh_token and is not \
              first-party until it is promoted (\"limited\": false)",
@@ -219,8 +226,8 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
     if scoped("offline_access") && !has("refresh_token") {
         return Err(bad("the offline_access scope needs the refresh_token grant"));
     }
-    if KNOWN_SCOPES.iter().filter(|k| **k != "offline_access").any(|k| scoped(k)) && !has("authorization_code") {
-        return Err(bad("user scopes (openid, profile, email, roles) need the authorization_code grant"));
+    if KNOWN_SCOPES.iter().filter(|k| **k != "offline_access").any(|k| scoped(k)) && !user_grant {
+        return Err(bad("user scopes (openid, profile, email, roles) need the authorization_code or the device grant"));
     }
     Ok(())
 }

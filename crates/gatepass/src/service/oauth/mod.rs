@@ -1,8 +1,8 @@
 //! gatepass as an OAuth 2.1 / OpenID Connect provider: other applications sign their users
 //! in with gatepass. One use case per file: [`clients`] (registering and managing
 //! clients), [`apps`] (the applications a user has allowed, and withdrawing one),
-//! [`authorize`] (the authorization request, sign-in and consent, codes), [`token`] (the
-//! token endpoint's grants), [`userinfo`], [`logout`] (RP-initiated logout),
+//! [`authorize`] (the authorization request, sign-in and consent, codes), [`device`] (the
+//! device authorization grant, RFC 8628), [`token`] (the token endpoint's grants), [`userinfo`], [`logout`] (RP-initiated logout),
 //! [`registration`] (dynamic client registration), [`resource`] (RFC 8707 resource
 //! indicators: the audience of access tokens) and [`keys`] (the keys that sign ID tokens
 //! and client access tokens).
@@ -16,6 +16,7 @@
 pub mod apps;
 pub mod authorize;
 pub mod clients;
+pub mod device;
 pub mod keys;
 pub mod logout;
 pub mod registration;
@@ -31,8 +32,10 @@ pub use keys::ProviderKeys;
 /// Scopes whose meaning gatepass defines (clients may also be given scopes of their own
 /// APIs, which gatepass only passes on in access tokens).
 pub const KNOWN_SCOPES: &[&str] = &["openid", "profile", "email", "roles", "offline_access"];
+/// The grant type of the device authorization grant (RFC 8628 §3.4).
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Grant types the token endpoint serves.
-pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
+pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token", "client_credentials", DEVICE_GRANT];
 /// Claims the provider can return (ID token and userinfo).
 pub const CLAIMS: &[&str] = &[
     "iss",
@@ -53,6 +56,10 @@ pub const CLAIMS: &[&str] = &[
 ];
 /// How long an authorization code is valid, seconds.
 pub const CODE_TTL: i64 = 60;
+/// How long a device code (and its user code) is valid, seconds.
+pub const DEVICE_CODE_TTL: i64 = 600;
+/// Seconds a device waits between polls at first (RFC 8628 §3.2).
+pub const DEVICE_POLL_INTERVAL: i64 = 5;
 
 /// The words a consent page shows for a scope.
 pub fn describe_scope(scope: &str) -> String {

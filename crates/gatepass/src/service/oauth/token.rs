@@ -1,5 +1,6 @@
 //! The token endpoint's grants: `authorization_code` (with PKCE), `refresh_token`
-//! (rotating, with the sessions' reuse detection) and `client_credentials`, behind client
+//! (rotating, with the sessions' reuse detection), `client_credentials` and the device
+//! code (in [`super::device`]), behind client
 //! authentication (`client_secret_basic`, `client_secret_post`, or none for public
 //! clients). Every refusal is an RFC 6749 error and changes nothing, except a replayed
 //! code or refresh token, which revokes the grant it belongs to.
@@ -17,6 +18,48 @@ use crate::storage::{CodeRedemption, NewSession, OAuthClient, RotateRequest, Rot
 
 type OResult<T> = Result<T, OAuthError>;
 
+/// What the user approved, from the code or device code a grant is issued for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GrantOrigin<'a> {
+    /// The granted scopes, space-separated.
+    pub scope: &'a str,
+    /// When the approving user authenticated.
+    pub auth_time: i64,
+    /// How (RFC 8176 values, space-separated).
+    pub amr: &'a str,
+    /// The resource the authorization named.
+    pub resource: Option<&'a str>,
+}
+
+/// A grant about to be stored: its session row and first refresh token.
+pub(super) struct PendingGrant {
+    /// The grant's session row.
+    pub record: SessionRecord,
+    refresh_token: String,
+    refresh_hash: String,
+    refresh_expires_at: i64,
+    offline: bool,
+}
+
+impl PendingGrant {
+    /// The session to store, for `user` (whose roles its first access token carries).
+    pub fn new_session<'a>(&'a self, user: &'a User) -> NewSession<'a> {
+        NewSession {
+            record: &self.record,
+            roles: &user.roles,
+            refresh_hash: &self.refresh_hash,
+            refresh_expires_at: self.refresh_expires_at,
+            replaces: None,
+        }
+    }
+
+    /// The refresh token to hand out: only with `offline_access` and when the client may
+    /// use the refresh grant.
+    pub fn refresh_for(&self, client: &OAuthClient) -> Option<String> {
+        (self.offline && client.grant_types.iter().any(|g| g == "refresh_token")).then(|| self.refresh_token.clone())
+    }
+}
+
 fn err(code: OAuthCode, description: &str) -> OAuthError {
     OAuthError::new(code, description)
 }
@@ -25,10 +68,13 @@ fn err(code: OAuthCode, description: &str) -> OAuthError {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    /// `authorization_code`, `refresh_token` or `client_credentials`.
+    /// `authorization_code`, `refresh_token`, `client_credentials` or
+    /// `urn:ietf:params:oauth:grant-type:device_code`.
     pub grant_type: Option<String>,
     /// The authorization code.
     pub code: Option<String>,
+    /// The device code (RFC 8628 §3.4).
+    pub device_code: Option<String>,
     /// The redirect URI of the authorization request.
     pub redirect_uri: Option<String>,
     /// The PKCE verifier.
@@ -99,13 +145,18 @@ impl AuthService {
         match grant_type {
             "authorization_code" => self.code_grant(&client, &req, info).await,
             "refresh_token" => self.refresh_grant(&client, &req, info).await,
+            super::DEVICE_GRANT => self.device_code_grant(&client, &req, info).await,
             _ => self.client_credentials_grant(&client, &req),
         }
     }
 
     /// Client authentication (RFC 6749 §2.3): exactly one method; a secret is checked in
     /// constant time, and against a dummy digest when the client is unknown.
-    async fn authenticate_client(&self, req: &TokenRequest, creds: &ClientCredentials) -> OResult<OAuthClient> {
+    pub(super) async fn authenticate_client(
+        &self,
+        req: &TokenRequest,
+        creds: &ClientCredentials,
+    ) -> OResult<OAuthClient> {
         let invalid = || err(OAuthCode::InvalidClient, "client authentication failed");
         if creds.malformed {
             return Err(invalid());
@@ -158,38 +209,19 @@ impl AuthService {
             .ok_or_else(|| invalid("the account is no longer available"))?;
         let audience = super::resource::audience(client, req.resource.as_deref(), stored.resource.as_deref())
             .map_err(|why| err(OAuthCode::InvalidTarget, &why))?;
-        let scopes = scope_set(&stored.scope);
-        let offline = scopes.iter().any(|s| s == "offline_access");
-        let settings = self.settings();
-        let exp = t + settings.access_token_ttl;
-        let refresh_token = self.refresh.generate_for_client();
-        let record = SessionRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            user_id: user.id.as_str().to_owned(),
-            created_at: t,
-            last_used_at: t,
-            // Without offline_access the grant lives as long as its access token.
-            expires_at: if offline { t + self.policy.session_max_age } else { exp },
-            auth_time: stored.auth_time,
-            access_expires_at: exp,
-            user_agent: info.user_agent.clone(),
-            ip: info.ip.clone(),
-            revoked_at: None,
-            amr: stored.amr.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-            client_id: Some(client.client_id.clone()),
-            scope: Some(stored.scope.clone()),
-            // A resource named at the token endpoint narrows the grant to it, as one named
-            // in the authorization request does.
-            resource: req.resource.clone().filter(|r| !r.is_empty()).or_else(|| stored.resource.clone()),
-        };
-        let refresh_hash = RefreshTokens::hash(&refresh_token);
-        let grant = NewSession {
-            record: &record,
-            roles: &user.roles,
-            refresh_hash: &refresh_hash,
-            refresh_expires_at: (t + settings.refresh_token_ttl).min(record.expires_at),
-            replaces: None,
-        };
+        let pending = self.pending_grant(
+            client,
+            &user,
+            info,
+            t,
+            GrantOrigin {
+                scope: &stored.scope,
+                auth_time: stored.auth_time,
+                amr: &stored.amr,
+                resource: stored.resource.as_deref(),
+            },
+            req.resource.as_deref(),
+        );
         if stored.used_at.is_none() {
             // Checks that change nothing when they fail: the code stays usable by its owner.
             if req.redirect_uri.as_deref() != Some(stored.redirect_uri.as_str()) {
@@ -206,7 +238,7 @@ impl AuthService {
                 return Err(invalid("the code has expired"));
             }
         }
-        match self.core.storage.redeem_code(&code_hash, t, grant).await? {
+        match self.core.storage.redeem_code(&code_hash, t, pending.new_session(&user)).await? {
             CodeRedemption::Issued => {}
             CodeRedemption::Replayed(revoked) => {
                 let detail = serde_json::json!({
@@ -221,8 +253,51 @@ impl AuthService {
             }
             CodeRedemption::Refused => return Err(invalid("the code is invalid, expired or used")),
         }
-        let refresh = (offline && client.grant_types.iter().any(|g| g == "refresh_token")).then_some(refresh_token);
-        self.client_tokens(client, &user, &record, &audience, &stored.scope, stored.nonce.clone(), refresh, t)
+        let refresh = pending.refresh_for(client);
+        self.client_tokens(client, &user, &pending.record, &audience, &stored.scope, stored.nonce.clone(), refresh, t)
+    }
+
+    /// The grant (session row and first refresh token) a code or an approved device code
+    /// is exchanged for, built the same way for both.
+    pub(super) fn pending_grant(
+        &self,
+        client: &OAuthClient,
+        user: &User,
+        info: &ClientInfo,
+        t: i64,
+        origin: GrantOrigin<'_>,
+        asked_resource: Option<&str>,
+    ) -> PendingGrant {
+        let offline = scope_set(origin.scope).iter().any(|s| s == "offline_access");
+        let settings = self.settings();
+        let exp = t + settings.access_token_ttl;
+        let record = SessionRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.id.as_str().to_owned(),
+            created_at: t,
+            last_used_at: t,
+            // Without offline_access the grant lives as long as its access token.
+            expires_at: if offline { t + self.policy.session_max_age } else { exp },
+            auth_time: origin.auth_time,
+            access_expires_at: exp,
+            user_agent: info.user_agent.clone(),
+            ip: info.ip.clone(),
+            revoked_at: None,
+            amr: origin.amr.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            client_id: Some(client.client_id.clone()),
+            scope: Some(origin.scope.to_owned()),
+            // A resource named at the token endpoint narrows the grant to it, as one named
+            // in the authorization request does.
+            resource: asked_resource.filter(|r| !r.is_empty()).or(origin.resource).map(str::to_owned),
+        };
+        let refresh_token = self.refresh.generate_for_client();
+        PendingGrant {
+            refresh_hash: RefreshTokens::hash(&refresh_token),
+            refresh_expires_at: (t + settings.refresh_token_ttl).min(record.expires_at),
+            record,
+            refresh_token,
+            offline,
+        }
     }
 
     async fn refresh_grant(
@@ -352,7 +427,7 @@ impl AuthService {
 
     /// The access token (and ID token with `openid`) of a grant.
     #[allow(clippy::too_many_arguments)]
-    fn client_tokens(
+    pub(super) fn client_tokens(
         &self,
         client: &OAuthClient,
         user: &User,

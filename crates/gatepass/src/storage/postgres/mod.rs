@@ -10,6 +10,7 @@
 
 mod audit;
 mod console;
+mod device;
 mod events;
 mod failures;
 mod instances;

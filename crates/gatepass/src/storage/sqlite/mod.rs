@@ -30,6 +30,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 // Capability-sized impls of further storage traits live in sibling files of this module.
 mod audit;
 mod console;
+mod device;
 mod events;
 mod failures;
 mod instances;
