@@ -149,7 +149,7 @@ impl AuthService {
         req: DeviceAuthorizationRequest,
         creds: ClientCredentials,
     ) -> OResult<DeviceAuthorizationResponse> {
-        let (Some(iss), Some(_)) = (self.oauth.issuer(), self.oauth.key()) else {
+        let (Some(iss), Some(_)) = (self.oauth.issuer(), self.oauth.keys()) else {
             return Err(err(OAuthCode::InvalidRequest, "this server does not act as an OAuth provider"));
         };
         let as_token_request = TokenRequest {
