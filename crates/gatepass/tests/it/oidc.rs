@@ -561,7 +561,7 @@ async fn race_one_code_and_one_refresh_token_redeemed_hundreds_of_times_at_once(
 }
 
 /// The `openidconnect` crate (an independent client) over this harness's HTTP client.
-mod openidconnect_crate {
+pub(crate) mod openidconnect_crate {
     use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
     use openidconnect::{
         AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
@@ -571,7 +571,7 @@ mod openidconnect_crate {
     use super::*;
 
     /// Sends `openidconnect`'s requests with reqwest.
-    async fn send(
+    pub(crate) async fn send(
         client: reqwest::Client,
         req: openidconnect::HttpRequest,
     ) -> Result<openidconnect::HttpResponse, reqwest::Error> {

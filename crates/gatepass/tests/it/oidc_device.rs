@@ -156,7 +156,7 @@ async fn full_flow_signs_in_on_the_page_approves_and_the_device_gets_verified_to
     assert!(tokens["refresh_token"].is_string());
     let id_token = s(&tokens, "id_token");
     let http_client = app.client.clone();
-    let http = move |req: openidconnect::HttpRequest| send(http_client.clone(), req);
+    let http = move |req: openidconnect::HttpRequest| crate::oidc::openidconnect_crate::send(http_client.clone(), req);
     let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &http)
         .await
         .expect("discovery");
@@ -198,23 +198,6 @@ async fn full_flow_signs_in_on_the_page_approves_and_the_device_gets_verified_to
 
 fn hex_sha256(s: &str) -> String {
     sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Sends `openidconnect`'s requests with reqwest.
-async fn send(
-    client: reqwest::Client,
-    req: openidconnect::HttpRequest,
-) -> Result<openidconnect::HttpResponse, reqwest::Error> {
-    let mut rb = client.request(req.method().clone(), req.uri().to_string());
-    for (name, value) in req.headers() {
-        rb = rb.header(name, value);
-    }
-    let resp = rb.body(req.body().clone()).send().await?;
-    let mut out = openidconnect::http::Response::builder().status(resp.status());
-    for (name, value) in resp.headers() {
-        out = out.header(name, value);
-    }
-    Ok(out.body(resp.bytes().await?.to_vec()).expect("response"))
 }
 
 #[tokio::test]
