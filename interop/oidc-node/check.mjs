@@ -3,8 +3,9 @@
 // own login and consent pages with a cookie jar), ID token validation (signature against
 // the JWKS, iss, aud, nonce, at_hash), userinfo, refresh with rotation and reuse
 // detection, a resource indicator (RFC 8707), client_credentials, introspection (RFC 7662),
-// revocation (RFC 7009) and the device authorization grant (RFC 8628: the user approves,
-// and denies, on gatepass's device page with the same cookie jar).
+// revocation (RFC 7009), the device authorization grant (RFC 8628: the user approves,
+// and denies, on gatepass's device page with the same cookie jar) and RP-initiated logout
+// (the end_session_endpoint, with the URL openid-client builds).
 //
 // Usage: node check.mjs ISSUER CLIENT.json CC_CLIENT.json INTROSPECT_ID INTROSPECT_SECRET USERNAME PASSWORD EMAIL RESOURCE DEVICE_CLIENT.json
 // (CLIENT.json, CC_CLIENT.json, DEVICE_CLIENT.json: what `gatepass clients add` printed.)
@@ -297,6 +298,32 @@ await step("device flow", async () => {
   const deniedPoll = client.pollDeviceAuthorizationGrant(deviceConfig, denied);
   await decideOnDevicePage(denied.verification_uri_complete, "deny");
   await refused("device flow denied on the page", () => deniedPoll, "access_denied");
+});
+
+// Last, as it signs the browser out: RP-initiated logout with the URL openid-client builds.
+await step("end session", async () => {
+  check(config.serverMetadata().end_session_endpoint === new URL("/oauth/logout", issuer).href, "discovery names the end_session_endpoint");
+  const grant = await codeFlow(config);
+  const live = await client.tokenIntrospection(introspector, grant.access_token);
+  check(live.active === true, "end session: the grant is live before");
+  const state = client.randomState();
+  const postLogout = web.post_logout_redirect_uris[0];
+  const url = client.buildEndSessionUrl(config, { id_token_hint: grant.id_token, post_logout_redirect_uri: postLogout, state });
+  const res = await browse(url);
+  check(res.status === 303 && res.headers.get("location") === `${postLogout}?state=${state}`, `end session: back to the client with state (${res.status} ${res.headers.get("location")})`);
+  check(!jar.has("session"), "end session: the browser's gatepass session cookie is cleared");
+  const after = await client.tokenIntrospection(introspector, grant.access_token);
+  check(after.active === false, "end session: the grant's access token is inactive");
+  await refused("refresh after the end of the session", () => client.refreshTokenGrant(config, grant.refresh_token), "invalid_grant");
+  // Signed out, the authorization page asks for a sign-in again.
+  const again = await browse(client.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: "openid",
+    code_challenge: await client.calculatePKCECodeChallenge(client.randomPKCECodeVerifier()),
+    code_challenge_method: "S256",
+  }));
+  const page = await again.text();
+  check(again.status === 200 && /<form[^>]*action="\/ui\/login"/.test(page) && !jar.has("session"), `end session: the next authorization shows the sign-in form (${again.status})`);
 });
 
 console.log(`openid-client interop: ${failed === 0 ? "ok" : `${failed} failed`}`);
