@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod passkeys;
 mod postgres;
 pub mod revocation_feed;
+mod rotation_group;
 mod rows;
 mod shared;
 mod sqlite;

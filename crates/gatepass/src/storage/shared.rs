@@ -796,7 +796,19 @@ where
         event: &AuditEvent,
         at: i64,
     ) -> StorageResult<AuditEntry> {
-        let (id, prev_hash, hash) = Self::next_audit_link(tx, key, event, at, &mut None).await?;
+        Self::append_audit_after(tx, key, event, at, &mut None).await
+    }
+
+    /// [`Self::append_audit_in_tx`] after `head` ([`Self::next_audit_link`]), for several
+    /// appends in one transaction.
+    pub(super) async fn append_audit_after(
+        tx: &mut Tx<DB>,
+        key: &AuditKey,
+        event: &AuditEvent,
+        at: i64,
+        head: &mut Option<(i64, String)>,
+    ) -> StorageResult<AuditEntry> {
+        let (id, prev_hash, hash) = Self::next_audit_link(tx, key, event, at, head).await?;
         let q = sqlx::query::<DB>(
             "INSERT INTO audit_log (id, at, event, actor, subject, ip, user_agent, outcome, detail, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",

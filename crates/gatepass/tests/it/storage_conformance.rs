@@ -377,7 +377,7 @@ async fn rotation_bookkeeping(s: Arc<dyn Storage>) {
     assert_eq!(s.audit_chain(0, 100).await.expect("audit").len(), 3);
 }
 
-/// Many sessions rotating at once (on SQLite: committed together in groups) end exactly as
+/// Many sessions rotating at once (committed together in groups) end exactly as
 /// if rotated one by one: one successor per token, replays for the duplicates, reuse
 /// detected, and a rotation that fails does not fail the others.
 async fn concurrent_rotations_of_many_sessions(s: Arc<dyn Storage>) {

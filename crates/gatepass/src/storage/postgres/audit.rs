@@ -21,6 +21,20 @@ pub(super) async fn append_in_tx(
     Q::append_audit_in_tx(tx, key, event, at).await
 }
 
+/// Appends `events` (each with its time) in order inside `tx`, under one take of the table
+/// lock, which is held until `tx` ends.
+pub(super) async fn append_all_in_tx(tx: &mut Tx, key: &AuditKey, events: &[(AuditEvent, i64)]) -> StorageResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    lock(tx).await?;
+    let mut head = None;
+    for (event, at) in events {
+        Q::append_audit_after(tx, key, event, *at, &mut head).await?;
+    }
+    Ok(())
+}
+
 /// Takes the lock that orders appends (and the anchor's sealing) until `tx` ends.
 async fn lock(tx: &mut Tx) -> StorageResult<()> {
     // Row locks cannot order appends across instances; the table lock does. Readers are

@@ -4,7 +4,8 @@
 //! `tests/it/storage_conformance.rs` runs against both). Concurrency comes from row locks
 //! rather than a database-wide write lock: `rotate_refresh` locks the presented token's
 //! row (`SELECT … FOR UPDATE`), so two instances presenting one token at once serialize
-//! and the second sees the first's rotation. Connection-level failures map to
+//! and the second sees the first's rotation; each instance commits its waiting rotations
+//! in groups (`rotation.rs`). Connection-level failures map to
 //! [`StorageError::Unavailable`] (503 with Retry-After); writes to `revocations` and
 //! `settings` are announced to every instance by triggers (see `events.rs`).
 
@@ -20,6 +21,7 @@ mod mfa;
 mod oauth;
 mod passkeys;
 mod revocation_feed;
+mod rotation;
 
 use async_trait::async_trait;
 
@@ -29,13 +31,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::audit::AppendKey;
+use super::rotation_group::Rotator;
 use super::shared::{Backend, Shared};
 use super::{
     NewSession, PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage,
     StorageError, StorageResult, UserPatch,
 };
 use crate::domain::{Revocation, User, UserId};
-use crate::storage::audit::AuditEvent;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -45,6 +47,8 @@ pub struct PostgresStorage {
     pub(super) pool: PgPool,
     /// The key new audit entries are linked with.
     pub(super) audit_key: AppendKey,
+    /// Refresh-token rotations, committed in groups.
+    rotator: Rotator,
 }
 
 impl PostgresStorage {
@@ -61,7 +65,9 @@ impl PostgresStorage {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, audit_key: AppendKey::default() })
+        let audit_key = AppendKey::default();
+        let rotator = Rotator::spawn(rotation::Groups { pool: pool.clone(), audit_key: audit_key.clone() });
+        Ok(Self { pool, audit_key, rotator })
     }
 
     /// The connection pool (tests and tooling).
@@ -107,9 +113,7 @@ impl Backend for Postgres {
 type Q = Shared<Postgres>;
 type Tx = super::shared::Tx<Postgres>;
 
-// PostgreSQL-only statements: row locks, GREATEST() (SQLite's MAX()).
-const SQL_LOCK_REFRESH: &str =
-    "SELECT session_id, expires_at, rotated_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE";
+// PostgreSQL-only statements: GREATEST() (SQLite's MAX()).
 /// Raises the access-token expiry of `sid` (and, given `used_at`, its last use) if the
 /// session is not revoked; false when it is. `revoked_at IS NULL` sits in the same
 /// statement: an UPDATE waits for a concurrent revocation's row lock and then re-checks the
@@ -132,9 +136,6 @@ async fn note_live<'c>(
     .map_err(map_err)?;
     Ok(r.rows_affected() == 1)
 }
-const SQL_SUCCESSOR_CURRENT: &str =
-    "SELECT 1 FROM refresh_tokens WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2";
-
 #[async_trait]
 impl Storage for PostgresStorage {
     fn backend(&self) -> &'static str {
@@ -225,81 +226,7 @@ impl Storage for PostgresStorage {
     }
 
     async fn rotate_refresh(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // The row lock serializes every rotation of this token across instances; a waiter
-        // re-reads the row after the holder commits and so sees `rotated_at` set.
-        let row: Option<(String, i64, Option<i64>)> = sqlx::query_as(SQL_LOCK_REFRESH)
-            .bind(req.presented_hash)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let Some((sid, token_exp, rotated_at)) = row else { return Ok(Rotation::Invalid) };
-        let Some(session) = Q::session(&mut *tx, &sid).await? else { return Ok(Rotation::Invalid) };
-        if session.revoked_at.is_some() || session.expires_at <= req.now || token_exp <= req.now {
-            return Ok(Rotation::Invalid);
-        }
-
-        let outcome = match rotated_at {
-            None => {
-                sqlx::query("UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2")
-                    .bind(req.now)
-                    .bind(req.presented_hash)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                let expires_at = (req.now + req.refresh_ttl_secs).min(session.expires_at);
-                Q::insert_refresh(&mut *tx, req.successor_hash, &sid, req.now, expires_at).await?;
-                // The session was read without a lock: a revocation may have committed since.
-                // Re-checked in the UPDATE itself; dropping `tx` rolls the rotation back.
-                if !note_live(&mut *tx, &sid, req.access_expires_at, Some(req.now)).await? {
-                    return Ok(Rotation::Invalid);
-                }
-                Rotation::Rotated(SessionRecord { last_used_at: req.now, ..session })
-            }
-            Some(at) => {
-                let successor_current: Option<i32> = sqlx::query_scalar(SQL_SUCCESSOR_CURRENT)
-                    .bind(req.successor_hash)
-                    .bind(req.now)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                if req.now - at <= req.grace_secs && successor_current.is_some() {
-                    if !note_live(&mut *tx, &sid, req.access_expires_at, None).await? {
-                        return Ok(Rotation::Invalid);
-                    }
-                    Rotation::Replayed(session)
-                } else {
-                    let mut revoked = Q::revoke_in_tx(
-                        &mut tx,
-                        &session.user_id,
-                        SessionFilter::One(&sid),
-                        req.now,
-                        Revocation::Revoked,
-                    )
-                    .await?;
-                    match revoked.pop() {
-                        Some(r) => Rotation::Reused(r),
-                        None => Rotation::Invalid,
-                    }
-                }
-            }
-        };
-        // Locks are taken in one order, the token's row and then the audit table (other
-        // appends take only the table), so this cannot deadlock with them.
-        if let (Some(event), Rotation::Rotated(s) | Rotation::Replayed(s)) = (req.audit, &outcome) {
-            let enabled: Option<bool> = sqlx::query_scalar("SELECT NOT disabled FROM users WHERE id = $1")
-                .bind(&s.user_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            if enabled == Some(true) {
-                let event =
-                    AuditEvent { actor: Some(s.user_id.clone()), subject: Some(s.user_id.clone()), ..event.clone() };
-                audit::append_in_tx(&mut tx, &*self.audit_key.get()?, &event, req.now).await?;
-            }
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(outcome)
+        self.rotator.rotate(req).await
     }
 
     async fn note_access_issued(&self, sid: &str, exp: i64) -> StorageResult<bool> {

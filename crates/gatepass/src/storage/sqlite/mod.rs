@@ -18,6 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::audit::AppendKey;
+use super::rotation_group::Rotator;
 use super::shared::{Backend, Shared};
 use super::{
     NewSession, PasswordReplace, RevokedSession, RotateRequest, Rotation, SessionFilter, SessionRecord, Storage,
@@ -50,7 +51,7 @@ pub struct SqliteStorage {
     /// Every write: one connection (see the module documentation).
     pub(super) writer: SqlitePool,
     /// Refresh-token rotations, committed in groups on `writer`.
-    rotator: rotation::Rotator,
+    rotator: Rotator,
     /// The key new audit entries are linked with.
     pub(super) audit_key: AppendKey,
 }
@@ -76,7 +77,8 @@ impl SqliteStorage {
         MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
         let audit_key = AppendKey::default();
-        Ok(Self { pool, rotator: rotation::Rotator::spawn(writer.clone(), audit_key.clone()), writer, audit_key })
+        let rotator = Rotator::spawn(rotation::Groups { writer: writer.clone(), audit_key: audit_key.clone() });
+        Ok(Self { pool, rotator, writer, audit_key })
     }
 }
 

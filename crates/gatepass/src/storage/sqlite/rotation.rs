@@ -1,124 +1,43 @@
-//! Refresh-token rotation on SQLite, committed in groups.
+//! Refresh-token rotation on SQLite, committed in groups ([`crate::storage::rotation_group`]).
 //!
 //! A refresh is a write, and SQLite admits one writer at a time, so concurrent refreshes
-//! queue anyway. Instead of one transaction each, a single task takes every rotation that
-//! is waiting and applies them one after another inside one `BEGIN IMMEDIATE` transaction
-//! on the write connection, then answers each caller. The outcome is exactly that of
-//! running them one by one in arrival order: each rotation reads what the previous ones in
-//! the group wrote, so two presentations of one token still give one successor (the second
-//! replays it) and an old token still revokes its session. The database transaction stays
-//! the only arbiter: other processes writing the file wait on the same lock.
-//!
-//! A rotation that fails takes no one else down: the transaction is rolled back, that
-//! caller gets the error, and the rest of the group is applied again without it.
+//! queue anyway. The group goes into one `BEGIN IMMEDIATE` transaction on the write
+//! connection, and each rotation's writes go to the connection's thread as one statement
+//! batch. The database transaction stays the only arbiter: other processes writing the
+//! file wait on the same lock.
 
+use async_trait::async_trait;
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
 
 use super::{Q, Tx, map_err};
 use crate::domain::Revocation;
 use crate::storage::audit::{AppendKey, AuditEvent};
+use crate::storage::rotation_group::{ApplyGroup, GroupError, Job};
 use crate::storage::rows::SessionRow;
-use crate::storage::{RotateRequest, Rotation, SessionFilter, SessionRecord, StorageError, StorageResult};
+use crate::storage::{Rotation, SessionFilter, SessionRecord, StorageResult};
 
-/// Most rotations committed in one transaction; bounds how long one group holds the lock.
-const MAX_GROUP: usize = 64;
-/// Rotations that may wait for the writer before callers are held back.
-const QUEUE: usize = 1024;
-
-/// A rotation waiting for the writer task, with the channel its outcome goes back on.
-struct Job {
-    presented_hash: String,
-    successor_hash: String,
-    now: i64,
-    grace_secs: i64,
-    refresh_ttl_secs: i64,
-    access_expires_at: i64,
-    audit: Option<AuditEvent>,
-    reply: oneshot::Sender<StorageResult<Rotation>>,
+/// Applies groups on the write connection.
+pub(super) struct Groups {
+    pub(super) writer: SqlitePool,
+    pub(super) audit_key: AppendKey,
 }
 
-/// Handle to the task that commits rotations in groups.
-#[derive(Clone)]
-pub(super) struct Rotator {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl Rotator {
-    /// Starts the writer task on the current Tokio runtime; it ends when the last handle
-    /// is dropped.
-    pub(super) fn spawn(writer: SqlitePool, audit_key: AppendKey) -> Self {
-        let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, audit_key, rx));
-        Self { jobs }
-    }
-
-    /// Queues `req` and waits for its outcome.
-    pub(super) async fn rotate(&self, req: RotateRequest<'_>) -> StorageResult<Rotation> {
-        let (reply, outcome) = oneshot::channel();
-        let job = Job {
-            presented_hash: req.presented_hash.to_owned(),
-            successor_hash: req.successor_hash.to_owned(),
-            now: req.now,
-            grace_secs: req.grace_secs,
-            refresh_ttl_secs: req.refresh_ttl_secs,
-            access_expires_at: req.access_expires_at,
-            audit: req.audit.cloned(),
-            reply,
-        };
-        let stopped = || StorageError::Unavailable("refresh-token writer stopped".into());
-        self.jobs.send(job).await.map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
-    }
-}
-
-async fn run(pool: SqlitePool, audit_key: AppendKey, mut rx: mpsc::Receiver<Job>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-        commit_group(&pool, &audit_key, &mut group).await;
-    }
-}
-
-/// Why a group could not be committed.
-enum GroupError {
-    /// Rotation `i` failed; the others may succeed without it.
-    Job(usize, StorageError),
-    /// Beginning or committing failed: nothing was applied.
-    All(StorageError),
-}
-
-/// Applies and answers every job in `group`, leaving it empty.
-async fn commit_group(pool: &SqlitePool, audit_key: &AppendKey, group: &mut Vec<Job>) {
-    while !group.is_empty() {
-        match try_group(pool, audit_key, group).await {
-            Ok(outcomes) => {
-                for (job, outcome) in group.drain(..).zip(outcomes) {
-                    // A caller that went away still had its rotation applied; retrying the
-                    // old token within the grace window replays the same successor.
-                    let _ = job.reply.send(Ok(outcome));
-                }
-            }
-            Err(GroupError::Job(i, e)) => {
-                let _ = group.remove(i).reply.send(Err(e));
-            }
-            Err(GroupError::All(e)) => {
-                for job in group.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
+#[async_trait]
+impl ApplyGroup for Groups {
+    async fn apply(&self, group: &[Job]) -> Result<Vec<Rotation>, GroupError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(|e| GroupError::All(map_err(e)))?;
+        let mut audit_head = None;
+        let mut outcomes = Vec::with_capacity(group.len());
+        for (i, job) in group.iter().enumerate() {
+            outcomes.push(
+                rotate_in_tx(&mut tx, &self.audit_key, job, &mut audit_head)
+                    .await
+                    .map_err(|e| GroupError::Job(i, e))?,
+            );
         }
+        tx.commit().await.map_err(|e| GroupError::All(map_err(e)))?;
+        Ok(outcomes)
     }
-}
-
-async fn try_group(pool: &SqlitePool, audit_key: &AppendKey, group: &[Job]) -> Result<Vec<Rotation>, GroupError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| GroupError::All(map_err(e)))?;
-    let mut audit_head = None;
-    let mut outcomes = Vec::with_capacity(group.len());
-    for (i, job) in group.iter().enumerate() {
-        outcomes.push(rotate_in_tx(&mut tx, audit_key, job, &mut audit_head).await.map_err(|e| GroupError::Job(i, e))?);
-    }
-    tx.commit().await.map_err(|e| GroupError::All(map_err(e)))?;
-    Ok(outcomes)
 }
 
 /// The presented token, its session, whether the owner is disabled (`None`: no owner) and
