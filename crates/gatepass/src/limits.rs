@@ -13,7 +13,8 @@ use crate::auth::ratelimit::{MAX_FAILURES_PER_HOUR_CAP, RateLimitSettings};
 /// Flags of `gatepass serve` that bound what one client can make the server do.
 #[derive(Debug, Clone, Args)]
 pub struct AbuseArgs {
-    /// Throttle login, register, refresh and password change (`false` only for benchmarks).
+    /// Throttle login, register, refresh, password change, the requests that send mail and
+    /// device-code entry (`false` only for benchmarks).
     #[arg(long, env = "GATEPASS_RATE_LIMIT", default_value_t = true, action = clap::ArgAction::Set,
           value_parser = crate::config::parse_bool)]
     pub rate_limit: bool,
