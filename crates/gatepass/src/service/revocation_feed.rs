@@ -8,8 +8,9 @@
 //! after `n`, whichever instance it asks. Each instance runs one task ([`spawn_feed`]) that
 //! reads the log past the last position it published and broadcasts new entries to its
 //! subscribers. It is woken by this instance's own revocations, by the change feed
-//! (PostgreSQL `NOTIFY`) and by the once-a-second version check, and reads anyway once a
-//! second, so an entry reaches every instance's subscribers however it was written.
+//! (PostgreSQL `NOTIFY`) and by the once-a-second version check, and reads anyway every
+//! 100 ms (every 10 ms while entries keep arriving), so an entry reaches every instance's
+//! subscribers however it was written.
 //!
 //! A subscription first subscribes to the broadcast, then replays the log after its cursor
 //! (everything, for a fresh snapshot) page by page, then follows the broadcast, skipping what
@@ -38,6 +39,15 @@ const PUBLISHER_START_WAIT: Duration = Duration::from_secs(10);
 
 /// Default number of entries a subscriber may fall behind before it is dropped.
 pub const DEFAULT_BUFFER: usize = 1024;
+
+/// How often the publisher reads the log while nothing is happening: what another process
+/// writes (the CLI on SQLite) reaches subscribers within this; this instance's own
+/// revocations and, on PostgreSQL, every instance's wake it at once. An empty read is one
+/// index probe.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// How often it reads while the last read found new entries.
+const ACTIVE_POLL: Duration = Duration::from_millis(10);
 
 /// Longest the publisher holds back a page for subscribers still reading the previous
 /// ones (see [`spawn_feed`]).
@@ -292,6 +302,12 @@ impl Subscription {
                     match received {
                         Ok(shared) if shared.entry.seq > self.last => {
                             self.last = shared.entry.seq;
+                            // `try_recv` does not count against the task's budget, so after a
+                            // burst one connection would write all of it in one go while the
+                            // other hundred wait their turn, and requests queued behind them
+                            // all: counting each entry makes the connection yield every so
+                            // often and lets the rest of the server run in between.
+                            tokio::task::consume_budget().await;
                             return Some((FeedEvent::Entry(shared), self));
                         }
                         Ok(_) => {}
@@ -334,10 +350,15 @@ pub fn spawn_feed(service: Arc<AuthService>) -> JoinHandle<()> {
         // After pacing ran out (a subscriber that stopped reading), don't pace again for a
         // while: one stuck subscriber must not slow the feed for everyone.
         let mut pace_after = tokio::time::Instant::now();
+        let mut idle_wait = IDLE_POLL;
         loop {
             match core.storage.revocation_log(published, now(), PAGE).await {
                 Ok(rows) => {
                     let full = rows.len() as i64 == PAGE;
+                    // Entries written by another process (the CLI, a script) wake nobody
+                    // here: while they keep coming, read again soon, so they go out a few
+                    // at a time instead of in one burst a second.
+                    idle_wait = if rows.is_empty() { IDLE_POLL } else { ACTIVE_POLL };
                     if tokio::time::Instant::now() >= pace_after && !hub.pace(rows.len()).await {
                         pace_after = tokio::time::Instant::now() + Duration::from_secs(1);
                     }
@@ -354,7 +375,7 @@ pub fn spawn_feed(service: Arc<AuthService>) -> JoinHandle<()> {
             }
             tokio::select! {
                 () = hub.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(idle_wait) => {}
             }
         }
     })
