@@ -171,6 +171,14 @@ enum Cmd {
         /// The server's process id: its CPU time in each phase is printed too.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// The fixed request rate of the compared phases, as a fraction of the capacity the
+        /// closed loop measures first: the p99 comparison means something only below
+        /// capacity, where the fan-out's cost lands in headroom instead of in a queue.
+        #[arg(long, default_value_t = 0.25)]
+        route_fraction: f64,
+        /// The CPU the subscribers' thread runs on (default: wherever this process may).
+        #[arg(long)]
+        subscriber_cpu: Option<usize>,
     },
     /// Waits until GET /healthz answers 200; prints milliseconds since `--since-ns` (a
     /// `date +%s%N` taken just before the server was started).
@@ -214,7 +222,8 @@ impl Stats {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
-    async fn print(&self, name: &str, elapsed: Duration) {
+    /// Prints the result line; returns the rate of successful requests.
+    async fn print(&self, name: &str, elapsed: Duration) -> f64 {
         let h = self.hist.lock().await;
         let n = h.len();
         println!(
@@ -224,6 +233,7 @@ impl Stats {
             h.value_at_quantile(0.99) as f64 / 1000.0,
             self.errors.load(Ordering::Relaxed)
         );
+        n as f64 / elapsed.as_secs_f64()
     }
 }
 
@@ -237,8 +247,9 @@ async fn post(client: &reqwest::Client, url: &str, body: Value) -> anyhow::Resul
     Ok((status, r.json().await.unwrap_or(Value::Null)))
 }
 
-/// Runs `step` in `concurrency` workers until `duration` passes.
-async fn run<F, Fut>(load: &Load, init: impl Fn(usize) -> F) -> anyhow::Result<()>
+/// Runs `step` in `concurrency` workers until `duration` passes; returns the rate of
+/// successful requests.
+async fn run<F, Fut>(load: &Load, init: impl Fn(usize) -> F) -> anyhow::Result<f64>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -261,7 +272,47 @@ where
     for t in tasks {
         t.await?;
     }
-    stats.print(&load.name, started.elapsed()).await;
+    Ok(stats.print(&load.name, started.elapsed()).await)
+}
+
+/// Open loop: starts one `step` every `1 / rate` seconds until `duration` passes, whatever
+/// the answers' latency (at most `in_flight` at once), and times each from when it was due
+/// as well as from when it was sent. A closed loop slows down with the server and so hides
+/// queueing (coordinated omission); this one does not. Prints the `run` line with the
+/// latency from the due time, then `from send: p50 p99`.
+async fn run_paced<F, Fut>(load: &Load, rate: f64, in_flight: usize, mut step: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let (due_stats, sent_stats) = (Stats::new()?, Stats::new()?);
+    let limit = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let started = Instant::now();
+    let end = started + Duration::from_secs(load.duration);
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let mut due = started;
+    while due < end {
+        tokio::time::sleep_until(due.into()).await;
+        // Waiting for a free slot counts in the latency from the due time.
+        let permit = limit.clone().acquire_owned().await?;
+        let (due_stats, sent_stats, fut) = (due_stats.clone(), sent_stats.clone(), step());
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            let ok = fut.await;
+            due_stats.record(due, ok).await;
+            sent_stats.record(sent, ok).await;
+            drop(permit);
+        });
+        due += period;
+    }
+    let _all = limit.acquire_many(u32::try_from(in_flight)?).await?;
+    due_stats.print(&load.name, started.elapsed()).await;
+    let h = sent_stats.hist.lock().await;
+    println!(
+        "  from send	p50 {:.2}	p99 {:.2}",
+        h.value_at_quantile(0.50) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0
+    );
     Ok(())
 }
 
@@ -431,9 +482,25 @@ async fn main() -> anyhow::Result<()> {
         Cmd::FeedLogout { url, feed_url, credential, secret, count } => {
             feed_logout(&url, feed_url.as_deref().unwrap_or(&url), &credential, &secret, count).await?
         }
-        Cmd::FeedFanout { url, database, credential, token, subscribers, rate, duration, concurrency, server_pid } => {
+        Cmd::FeedFanout {
+            url,
+            database,
+            credential,
+            token,
+            subscribers,
+            rate,
+            duration,
+            concurrency,
+            server_pid,
+            route_fraction,
+            subscriber_cpu,
+        } => {
+            if !(route_fraction > 0.0 && route_fraction <= 1.0) {
+                bail!("--route-fraction must be in (0, 1]");
+            }
             let load = Load { url, concurrency, duration, name: String::new() };
-            feed_fanout(&load, &database, &credential, &token, subscribers, rate, server_pid).await?
+            let fanout = Fanout { subscribers, rate, route_fraction, subscriber_cpu };
+            feed_fanout(&load, &database, &credential, &token, fanout, server_pid).await?
         }
         Cmd::WaitHealthy { url, since_ns } => {
             let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
@@ -676,51 +743,45 @@ fn process_cpu_secs(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11) + ticks(12)) / 100.0)
 }
 
-async fn feed_fanout(
-    base: &Load,
-    database: &str,
-    credential: &str,
-    token: &str,
-    subscribers: usize,
-    rate: u32,
-    server_pid: Option<u32>,
-) -> anyhow::Result<()> {
-    use futures_util::StreamExt as _;
-    let (url, duration) = (base.url.as_str(), base.duration);
-    let (id, secret) = split_credential(credential)?;
-    let client = client()?;
-    let cpu = || server_pid.map(process_cpu_secs).transpose();
-    let protected = |name: &'static str| {
-        let load = Load { url: url.to_owned(), concurrency: base.concurrency, duration, name: name.to_owned() };
-        let (client, token) = (client.clone(), token.to_owned());
-        async move {
-            let url = format!("{}/api/protected", load.url);
-            run(&load, |_| {
-                let (client, url, token) = (client.clone(), url.clone(), token.clone());
-                move || {
-                    let (client, url, token) = (client.clone(), url.clone(), token.clone());
-                    async move { matches!(client.get(&url).bearer_auth(&token).send().await, Ok(r) if r.status() == 200) }
-                }
-            })
-            .await
-        }
-    };
-    let cpu_before = cpu()?;
-    protected("GET /api/protected idle").await?;
-    if let (Some(a), Some(b)) = (cpu_before, cpu()?) {
-        println!("server CPU, idle phase\t{:.2} s of {duration} s", b - a);
-    }
+/// The subscribers of a fan-out run: where, how many, and what they count into.
+struct Subscribers {
+    url: String,
+    id: String,
+    secret: String,
+    count: usize,
+    /// Revocations received, all subscribers together.
+    received: Arc<AtomicU64>,
+    /// Set when they should stop.
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
 
-    // Subscribers count the revocations they receive.
-    let received = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut subs = Vec::new();
-    for _ in 0..subscribers {
-        let r = client.get(format!("{url}/api/revocations/stream")).basic_auth(&id, Some(&secret)).send().await?;
-        if r.status() != 200 {
-            bail!("subscribe returned {}", r.status());
+/// Opens the subscriptions (answering `ready` once all are open), counts the revocations
+/// they receive, and returns once `stop` is set.
+async fn subscribe(
+    client: reqwest::Client,
+    subs: Subscribers,
+    ready: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let Subscribers { url, id, secret, count, received, stop } = subs;
+    use futures_util::StreamExt as _;
+    let mut responses = Vec::with_capacity(count);
+    for _ in 0..count {
+        let r = client.get(format!("{url}/api/revocations/stream")).basic_auth(&id, Some(&secret)).send().await;
+        match r {
+            Ok(r) if r.status() == 200 => responses.push(r),
+            Ok(r) => {
+                let _ = ready.send(Err(anyhow::anyhow!("subscribe returned {}", r.status())));
+                return Ok(());
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e.into()));
+                return Ok(());
+            }
         }
-        let (received, stop) = (received.clone(), stop.clone());
+    }
+    let mut subs = Vec::with_capacity(count);
+    for r in responses {
+        let received = received.clone();
         subs.push(tokio::spawn(async move {
             // Counting event lines is all a subscriber does here: the load generator shares
             // the machine with the server, and a full SSE parse per event for a hundred
@@ -735,12 +796,115 @@ async fn feed_fanout(
                 // Keep a tail that could hold the start of a split mark.
                 let keep = carry.len().min(MARK.len() - 1);
                 carry.drain(..carry.len() - keep);
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
             }
         }));
     }
+    let _ = ready.send(Ok(()));
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in subs {
+        s.abort();
+    }
+    Ok(())
+}
+
+/// The fan-out benchmark's shape.
+struct Fanout {
+    subscribers: usize,
+    /// Revocations written per second.
+    rate: u32,
+    /// The protected route's fixed rate in the compared phases, as a fraction of capacity.
+    route_fraction: f64,
+    /// The CPU of the subscribers' thread.
+    subscriber_cpu: Option<usize>,
+}
+
+async fn feed_fanout(
+    base: &Load,
+    database: &str,
+    credential: &str,
+    token: &str,
+    fanout: Fanout,
+    server_pid: Option<u32>,
+) -> anyhow::Result<()> {
+    let Fanout { subscribers, rate, route_fraction, subscriber_cpu } = fanout;
+    let (url, duration) = (base.url.as_str(), base.duration);
+    let (id, secret) = split_credential(credential)?;
+    let client = client()?;
+    let cpu = || server_pid.map(process_cpu_secs).transpose();
+    let protected_url = format!("{url}/api/protected");
+    let request = {
+        let (client, url, token) = (client.clone(), protected_url.clone(), token.to_owned());
+        move || {
+            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+            async move { matches!(client.get(&url).bearer_auth(&token).send().await, Ok(r) if r.status() == 200) }
+        }
+    };
+    let load =
+        |name: &str| Load { url: url.to_owned(), concurrency: base.concurrency, duration, name: name.to_owned() };
+    // Phases: capacity (closed loop), then the same fixed rate below it idle and during.
+    let capacity = run(&load("GET /api/protected idle, closed loop (capacity)"), |_| request.clone()).await?;
+    let route_rate = (capacity * route_fraction).max(1.0);
+    let paced = |name: &'static str| {
+        let load = load(name);
+        let request = request.clone();
+        async move {
+            let cpu_before = cpu()?;
+            run_paced(&load, route_rate, 256, request).await?;
+            if let (Some(a), Some(b)) = (cpu_before, cpu()?) {
+                println!("  server CPU	{:.2} s of {duration} s", b - a);
+            }
+            anyhow::Ok(())
+        }
+    };
+    println!("fixed rate for the compared phases: {route_rate:.0} requests/s ({route_fraction} of capacity)");
+    paced("GET /api/protected idle, fixed rate").await?;
+
+    // Subscribers count the revocations they receive. They stand for other services on
+    // other machines, so they run on a thread of their own at the lowest priority: on a
+    // shared core they take what the measured route's load leaves, instead of delaying its
+    // requests in one scheduler with them.
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let subscriber_thread = {
+        let subs = Subscribers {
+            url: url.to_owned(),
+            id: id.clone(),
+            secret: secret.clone(),
+            count: subscribers,
+            received: received.clone(),
+            stop: stop.clone(),
+        };
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            // SCHED_IDLE rather than a nice value: the kernel lets any other thread that
+            // wakes on this CPU preempt it at once, where a niced thread still runs out its
+            // time slice (milliseconds) before the route's load generator gets the CPU.
+            // SAFETY: `param` is a valid sched_param; pid 0 is the calling thread.
+            let param = libc::sched_param { sched_priority: 0 };
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+                bail!("sched_setscheduler: {}", std::io::Error::last_os_error());
+            }
+            if let Some(cpu) = subscriber_cpu {
+                // SAFETY: `set` is a zeroed, owned cpu_set_t; pid 0 is the calling thread.
+                let ok = unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+                };
+                if !ok {
+                    bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+                }
+            }
+            // A client of its own: one connection pool shared with the route's load would
+            // make the two wait on each other's lock.
+            let client = crate::client()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(subscribe(client, subs, ready_tx))
+        })
+    };
+    ready.await.context("the subscribers' thread ended before subscribing")??;
 
     // The writer: batches every 10 ms straight into the database (key revocations, the
     // same log rows a logout writes), as fast as `rate` allows.
@@ -751,6 +915,9 @@ async fn feed_fanout(
     let writer = tokio::spawn(async move {
         let per_tick = (rate / 100).max(1);
         let mut tick = tokio::time::interval(Duration::from_millis(10));
+        // A steady rate: after a slow commit (a WAL checkpoint's sync) the missed ticks are
+        // skipped, not made up in a burst; the rate reached is printed.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let end = Instant::now() + Duration::from_secs(duration);
         let mut written = 0u64;
         let until = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs())? + 600;
@@ -772,11 +939,7 @@ async fn feed_fanout(
         anyhow::Ok(written)
     });
     let started = Instant::now();
-    let cpu_before = cpu()?;
-    protected("GET /api/protected during fan-out").await?;
-    if let (Some(a), Some(b)) = (cpu_before, cpu()?) {
-        println!("server CPU, fan-out phase\t{:.2} s of {duration} s", b - a);
-    }
+    paced("GET /api/protected during fan-out, fixed rate").await?;
     let written = writer.await??;
     let write_secs = started.elapsed().as_secs_f64();
     // Let the subscribers drain (bounded).
@@ -787,9 +950,7 @@ async fn feed_fanout(
     }
     let total = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    for s in subs {
-        s.abort();
-    }
+    subscriber_thread.join().map_err(|_| anyhow::anyhow!("the subscribers' thread panicked"))??;
     let got = received.load(Ordering::Relaxed);
     println!(
         "feed-fanout\t{subscribers} subscribers\twritten {written} ({:.0}/s)\tdelivered {got} of {expected} ({:.0} events/s) in {total:.1} s",
