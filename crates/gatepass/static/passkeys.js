@@ -102,12 +102,15 @@
     });
   }
 
-  // Where a sign-in on the login page goes on to: the authorization request the page was
-  // opened for (the server put it in the form after checking it), else the account page.
+  // Where a sign-in on the login page goes on to: the authorization request or the device
+  // page the login page was opened for (the server put it in the form after checking it
+  // the same way), else the account page.
   function afterSignIn() {
     var input = document.querySelector('input[name="return_to"]');
     var next = input ? input.value : "";
-    return next.indexOf("/oauth/authorize?") === 0 ? next : "/";
+    var allowed = next.indexOf("/oauth/authorize?") === 0 || next === "/oauth/device" ||
+      next.indexOf("/oauth/device?") === 0;
+    return allowed ? next : "/";
   }
 
   function loginPage(button) {

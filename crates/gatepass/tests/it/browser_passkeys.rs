@@ -1,13 +1,14 @@
 //! Passkeys in headless Chromium with its WebAuthn virtual authenticator (chromedriver's
 //! WebAuthn extension: CTAP2, internal transport, resident keys, user verification): a
 //! passkey added through the real account page, passwordless sign-ins through the real
-//! login page (the username field's autofill, then the button), the passkey as second factor through the page's script at the API
+//! login page (the username field's autofill, then the button, then from the device page,
+//! which it returns to), the passkey as second factor through the page's script at the API
 //! level, and its removal with step-up.
 //!
 //! Needs `GATEPASS_TEST_CHROMEDRIVER`; without it the test says it was skipped and passes.
 
 use crate::browser_e2e::{connect, save, screenshot_dir, start_chromedriver, wait_for_text};
-use crate::passkeys::spawn_rp;
+use crate::passkeys::spawn_rp_provider;
 use anyhow::{Context, Result, ensure};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
@@ -60,7 +61,8 @@ async fn stored_credentials(c: &Client, driver_port: u16, authenticator: &str) -
 
 async fn flow(c: &Client, driver_port: u16) -> Result<()> {
     // A step-up window of a few seconds, so that the page's session goes stale in the test.
-    let app = spawn_rp(&["--rate-limit", "false", "--fresh-auth-max-age", "4s"]).await;
+    // The provider is on for the device page's sign-in.
+    let app = spawn_rp_provider(&["--rate-limit", "false", "--fresh-auth-max-age", "4s"]).await;
     let base = app.base.replace("127.0.0.1", "localhost");
     let shots = screenshot_dir()?;
     app.register("pk.user", PASSWORD).await;
@@ -122,6 +124,29 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
         "the waiting autofill request picked up the new authenticator; the button is not what signed in"
     );
     c.find(Locator::Id("passkey-login")).await?.click().await?;
+    wait_for_text(c, "Logged in as pk.user").await?;
+
+    // Signed out, the device page asks for a sign-in first; the passkey's sign-in (the
+    // button, once the authenticator is back) goes on to the device page with its code,
+    // not to the account page.
+    let credential = stored_credentials(c, driver_port, &authenticator).await?.remove(0);
+    remove_authenticator(c, driver_port, &authenticator).await?;
+    c.find(Locator::Id("logout")).await?.click().await?;
+    wait_for_text(c, "You have been logged out.").await?;
+    c.goto(&format!("{base}/oauth/device?user_code=WDJB-MJHT")).await?;
+    wait_for_text(c, "Log in").await?;
+    let authenticator = add_virtual_authenticator(c, driver_port).await?;
+    add_credential(c, driver_port, &authenticator, &credential).await?;
+    wait_until_visible(c, "passkey-login").await?;
+    c.find(Locator::Id("passkey-login")).await?.click().await?;
+    wait_for_text(c, "Connect a device").await?;
+    let url = c.current_url().await?;
+    ensure!(url.path() == "/oauth/device" && url.query() == Some("user_code=WDJB-MJHT"), "landed on {url}");
+    ensure!(
+        c.find(Locator::Css("input[name=user_code]")).await?.prop("value").await?.as_deref() == Some("WDJB-MJHT"),
+        "the code is carried over"
+    );
+    c.goto(&format!("{base}/")).await?;
     wait_for_text(c, "Logged in as pk.user").await?;
 
     // The second step of the login page: the password, then "Use a passkey instead" (the

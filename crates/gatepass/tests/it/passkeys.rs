@@ -159,10 +159,22 @@ impl SoftAuthenticator {
 
 /// A server whose public URL is `http://localhost:PORT`, the relying party passkeys need.
 pub async fn spawn_rp(extra: &[&str]) -> TestApp {
+    spawn_rp_as(false, extra).await
+}
+
+/// [`spawn_rp`], also acting as the OAuth provider (issuer: the public URL).
+pub async fn spawn_rp_provider(extra: &[&str]) -> TestApp {
+    spawn_rp_as(true, extra).await
+}
+
+async fn spawn_rp_as(provider: bool, extra: &[&str]) -> TestApp {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
     let listen = format!("127.0.0.1:{port}");
     let public = format!("http://localhost:{port}");
     let mut args = vec!["--listen", listen.as_str(), "--public-url", public.as_str()];
+    if provider {
+        args.extend_from_slice(&["--issuer", public.as_str()]);
+    }
     args.extend_from_slice(extra);
     TestApp::spawn_with(&args).await
 }
