@@ -157,3 +157,50 @@ async fn settings_changes_propagate() {
     )
     .await;
 }
+
+/// Many sessions refreshed at once through both instances, every token presented twice on
+/// each: each instance commits the rotations waiting for it in one transaction, so two
+/// instances' groups hold overlapping tokens in different orders. Every token still gets
+/// exactly one successor, no request fails, and the audit chain stays linear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn race_many_sessions_refreshed_through_both_instances_rotate_once_each() {
+    // Unthrottled: 48 refreshes at once from one address are the point here.
+    let a = TestApp::spawn_with(&["--rate-limit", "false"]).await;
+    let b = a.spawn_peer().await;
+    let mut tokens = Vec::new();
+    for u in 0..4 {
+        let name = format!("crowd{u}");
+        a.register(&name, "password-1").await;
+        for _ in 0..3 {
+            tokens.push(s(&a.login(&name, "password-1").await, "refresh_token").to_owned());
+        }
+    }
+    for round in 0..50 {
+        let mut requests = Vec::new();
+        for (i, token) in tokens.iter().enumerate() {
+            for copy in 0..4 {
+                // Alternate the order per token so the two groups meet them differently.
+                let app = if (copy + i + round) % 2 == 0 { &a } else { &b };
+                let body = json!({"refresh_token": token});
+                requests.push(async move { (i, app.post("/api/refresh", body).await) });
+            }
+        }
+        let mut successors: Vec<Vec<String>> = vec![Vec::new(); tokens.len()];
+        for (i, r) in futures_util::future::join_all(requests).await {
+            let status = r.status();
+            let v: Value = r.json().await.expect("json");
+            assert_eq!(
+                status, 200,
+                "round {round}, token {i}: every presentation within the grace window succeeds: {v}"
+            );
+            successors[i].push(s(&v, "refresh_token").to_owned());
+        }
+        for (i, mut found) in successors.into_iter().enumerate() {
+            found.dedup();
+            assert_eq!(found.len(), 1, "round {round}, token {i}: one successor, got {found:?}");
+            tokens[i] = found.remove(0);
+        }
+    }
+    let verdict: Value = a.get_auth("/api/admin/audit/verify", a.operator()).await.json().await.expect("json");
+    assert_eq!(verdict["intact"], true, "{verdict}");
+}

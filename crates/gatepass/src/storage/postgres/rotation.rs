@@ -6,9 +6,11 @@
 //! arrival order, then appends the group's audit entries under one take of the lock, then
 //! commits once. Locks are taken in the order every other transaction takes them (rows,
 //! then the audit table, which nothing locks before rows), so groups of different instances
-//! and single writers cannot deadlock through it; the presented token's row lock still
-//! serializes two instances presenting one token, and a waiter re-reads the row after the
-//! holder commits.
+//! and single writers cannot deadlock through it; and a group locks all its tokens, then
+//! all their sessions, each in one sorted order, before any rotation, so two instances'
+//! groups cannot deadlock on rows either. The presented token's row lock still serializes
+//! two instances presenting one token, and a waiter re-reads the row after the holder
+//! commits.
 
 use async_trait::async_trait;
 use sqlx::PgPool;
@@ -30,6 +32,7 @@ pub(super) struct Groups {
 impl ApplyGroup for Groups {
     async fn apply(&self, group: &[Job]) -> Result<Vec<Rotation>, GroupError> {
         let mut tx = self.pool.begin().await.map_err(|e| GroupError::All(map_err(e)))?;
+        lock_in_order(&mut tx, group).await.map_err(GroupError::All)?;
         let mut outcomes = Vec::with_capacity(group.len());
         let mut events = Vec::new();
         for (i, job) in group.iter().enumerate() {
@@ -45,6 +48,25 @@ impl ApplyGroup for Groups {
         Ok(outcomes)
     }
 }
+
+/// Locks every presented token, then their sessions, each in one order all instances
+/// share. Two instances' groups can hold the same tokens in different arrival orders;
+/// taking the row locks one by one in those orders deadlocked them. A group of one takes
+/// its two locks in the same order as any single rotation and needs no more.
+async fn lock_in_order(tx: &mut Tx, group: &[Job]) -> StorageResult<()> {
+    if group.len() < 2 {
+        return Ok(());
+    }
+    let presented: Vec<&str> = group.iter().map(|j| j.presented_hash.as_str()).collect();
+    sqlx::query(SQL_LOCK_IN_ORDER).bind(&presented).execute(&mut **tx).await.map_err(map_err)?;
+    Ok(())
+}
+
+/// One round trip: the CTE locks the tokens in sorted order (a locking CTE is run once, in
+/// full, before the query that reads it), then the query locks their sessions likewise.
+const SQL_LOCK_IN_ORDER: &str = "WITH t AS MATERIALIZED (SELECT session_id FROM refresh_tokens WHERE token_hash = ANY($1) \
+       ORDER BY token_hash COLLATE \"C\" FOR UPDATE) \
+     SELECT 1 FROM sessions WHERE id IN (SELECT session_id FROM t) ORDER BY id COLLATE \"C\" FOR UPDATE";
 
 /// The presented token (locked), its session and whether the owner is disabled (`None`:
 /// no owner), in one query.
