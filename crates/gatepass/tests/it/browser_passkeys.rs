@@ -1,8 +1,8 @@
 //! Passkeys in headless Chromium with its WebAuthn virtual authenticator (chromedriver's
 //! WebAuthn extension: CTAP2, internal transport, resident keys, user verification): a
 //! passkey added through the real account page, passwordless sign-ins through the real
-//! login page (the username field's autofill, then the button, then from the device page,
-//! which it returns to), the passkey as second factor through the page's script at the API
+//! login page (the username field's autofill, then the button, then from the device page
+//! and from an authorization request, which it returns to), the passkey as second factor through the page's script at the API
 //! level, and its removal with step-up.
 //!
 //! Needs `GATEPASS_TEST_CHROMEDRIVER`; without it the test says it was skipped and passes.
@@ -146,6 +146,36 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
         c.find(Locator::Css("input[name=user_code]")).await?.prop("value").await?.as_deref() == Some("WDJB-MJHT"),
         "the code is carried over"
     );
+
+    // The same from an authorization request: the passkey's sign-in goes on to it (here
+    // its consent page), not to the account page.
+    let client = crate::oidc::register(
+        &app,
+        json!({ "client_name": "Shop", "redirect_uris": [crate::oidc::REDIRECT], "scope": "openid profile" }),
+    )
+    .await;
+    let mut authorize = reqwest::Url::parse(&format!("{base}/oauth/authorize"))?;
+    authorize.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", client["client_id"].as_str().context("client_id")?),
+        ("redirect_uri", crate::oidc::REDIRECT),
+        ("scope", "openid profile"),
+        ("state", "shop-state"),
+        ("code_challenge", crate::oidc::CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ]);
+    let credential = stored_credentials(c, driver_port, &authenticator).await?.remove(0);
+    remove_authenticator(c, driver_port, &authenticator).await?;
+    c.goto(&format!("{base}/")).await?;
+    c.find(Locator::Id("logout")).await?.click().await?;
+    wait_for_text(c, "You have been logged out.").await?;
+    c.goto(authorize.as_str()).await?;
+    wait_for_text(c, "Log in").await?;
+    let authenticator = add_virtual_authenticator(c, driver_port).await?;
+    add_credential(c, driver_port, &authenticator, &credential).await?;
+    wait_until_visible(c, "passkey-login").await?;
+    c.find(Locator::Id("passkey-login")).await?.click().await?;
+    wait_for_text(c, "Allow Shop?").await?;
     c.goto(&format!("{base}/")).await?;
     wait_for_text(c, "Logged in as pk.user").await?;
 
