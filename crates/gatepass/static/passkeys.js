@@ -102,15 +102,13 @@
     });
   }
 
-  // Where a sign-in on the login page goes on to: the authorization request or the device
-  // page the login page was opened for (the server put it in the form after checking it
-  // the same way), else the account page.
+  // Where a sign-in on the login page goes on to: wherever the password form would (the
+  // server puts `return_to` in the form only after checking it, so the list of allowed
+  // pages lives there alone), else the account page. Only a path on this server.
   function afterSignIn() {
     var input = document.querySelector('input[name="return_to"]');
     var next = input ? input.value : "";
-    var allowed = next.indexOf("/oauth/authorize?") === 0 || next === "/oauth/device" ||
-      next.indexOf("/oauth/device?") === 0;
-    return allowed ? next : "/";
+    return next.charAt(0) === "/" && next.charAt(1) !== "/" && next.indexOf("\\") < 0 ? next : "/";
   }
 
   function loginPage(button) {

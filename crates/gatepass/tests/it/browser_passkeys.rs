@@ -129,16 +129,8 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
     // Signed out, the device page asks for a sign-in first; the passkey's sign-in (the
     // button, once the authenticator is back) goes on to the device page with its code,
     // not to the account page.
-    let credential = stored_credentials(c, driver_port, &authenticator).await?.remove(0);
-    remove_authenticator(c, driver_port, &authenticator).await?;
-    c.find(Locator::Id("logout")).await?.click().await?;
-    wait_for_text(c, "You have been logged out.").await?;
-    c.goto(&format!("{base}/oauth/device?user_code=WDJB-MJHT")).await?;
-    wait_for_text(c, "Log in").await?;
-    let authenticator = add_virtual_authenticator(c, driver_port).await?;
-    add_credential(c, driver_port, &authenticator, &credential).await?;
-    wait_until_visible(c, "passkey-login").await?;
-    c.find(Locator::Id("passkey-login")).await?.click().await?;
+    let device_page = format!("{base}/oauth/device?user_code=WDJB-MJHT");
+    let authenticator = passkey_sign_in_from(c, driver_port, &authenticator, &base, &device_page).await?;
     wait_for_text(c, "Connect a device").await?;
     let url = c.current_url().await?;
     ensure!(url.path() == "/oauth/device" && url.query() == Some("user_code=WDJB-MJHT"), "landed on {url}");
@@ -164,17 +156,7 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
         ("code_challenge", crate::oidc::CHALLENGE),
         ("code_challenge_method", "S256"),
     ]);
-    let credential = stored_credentials(c, driver_port, &authenticator).await?.remove(0);
-    remove_authenticator(c, driver_port, &authenticator).await?;
-    c.goto(&format!("{base}/")).await?;
-    c.find(Locator::Id("logout")).await?.click().await?;
-    wait_for_text(c, "You have been logged out.").await?;
-    c.goto(authorize.as_str()).await?;
-    wait_for_text(c, "Log in").await?;
-    let authenticator = add_virtual_authenticator(c, driver_port).await?;
-    add_credential(c, driver_port, &authenticator, &credential).await?;
-    wait_until_visible(c, "passkey-login").await?;
-    c.find(Locator::Id("passkey-login")).await?.click().await?;
+    let authenticator = passkey_sign_in_from(c, driver_port, &authenticator, &base, authorize.as_str()).await?;
     wait_for_text(c, "Allow Shop?").await?;
     c.goto(&format!("{base}/")).await?;
     wait_for_text(c, "Logged in as pk.user").await?;
@@ -265,6 +247,31 @@ async fn flow(c: &Client, driver_port: u16) -> Result<()> {
     let steps: Value = app.get_auth("/api/admin/audit?event=login", app.operator()).await.json().await?;
     ensure!(steps.to_string().matches("\"passkey\"").count() >= 2, "the step-up was a passkey sign-in: {steps}");
     Ok(())
+}
+
+/// Signs out, opens `page` (which asks for a sign-in first), and signs in there with the
+/// passkey's button. The authenticator is away while the login page loads, so the
+/// autofill cannot sign in before the button does; it comes back holding the same
+/// credential under a new id, which is returned.
+async fn passkey_sign_in_from(
+    c: &Client,
+    driver_port: u16,
+    authenticator: &str,
+    base: &str,
+    page: &str,
+) -> Result<String> {
+    let credential = stored_credentials(c, driver_port, authenticator).await?.remove(0);
+    remove_authenticator(c, driver_port, authenticator).await?;
+    c.goto(&format!("{base}/")).await?;
+    c.find(Locator::Id("logout")).await?.click().await?;
+    wait_for_text(c, "You have been logged out.").await?;
+    c.goto(page).await?;
+    wait_for_text(c, "Log in").await?;
+    let authenticator = add_virtual_authenticator(c, driver_port).await?;
+    add_credential(c, driver_port, &authenticator, &credential).await?;
+    wait_until_visible(c, "passkey-login").await?;
+    c.find(Locator::Id("passkey-login")).await?.click().await?;
+    Ok(authenticator)
 }
 
 async fn remove_authenticator(c: &Client, driver_port: u16, authenticator: &str) -> Result<()> {
