@@ -24,9 +24,6 @@ pub(super) async fn append_in_tx(
 /// Appends `events` (each with its time) in order inside `tx`, under one take of the table
 /// lock, which is held until `tx` ends.
 pub(super) async fn append_all_in_tx(tx: &mut Tx, key: &AuditKey, events: &[(AuditEvent, i64)]) -> StorageResult<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
     lock(tx).await?;
     let mut head = None;
     for (event, at) in events {

@@ -40,6 +40,7 @@ impl ApplyGroup for Groups {
             outcomes.push(outcome);
             events.extend(event.map(|e| (e, job.now)));
         }
+        // No entry, no lock: the chain's lock is the one every instance's appends share.
         if !events.is_empty() {
             let key = self.audit_key.get().map_err(GroupError::All)?;
             audit::append_all_in_tx(&mut tx, &key, &events).await.map_err(GroupError::All)?;
@@ -113,7 +114,7 @@ async fn rotate_in_tx(tx: &mut Tx, job: &Job) -> StorageResult<(Rotation, Option
         .map_err(map_err)?;
     let Some(row) = row else { return Ok((Rotation::Invalid, None)) };
     let session = SessionRecord::from(row.session);
-    // Read with the token's lock but not the session's: a revocation committed meanwhile is
+    // A group of one has not locked the session: a revocation committed since this read is
     // caught by the conditional writes below.
     if session.revoked_at.is_some() || session.expires_at <= job.now || row.token_expires_at <= job.now {
         return Ok((Rotation::Invalid, None));
