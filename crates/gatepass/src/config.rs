@@ -187,8 +187,8 @@ pub struct ServeArgs {
     /// connections open through proxies and tell subscribers the feed is alive).
     #[arg(long, env = "GATEPASS_REVOCATION_FEED_HEARTBEAT", default_value = "15s", value_parser = duration_in("1s", "10m"))]
     pub revocation_feed_heartbeat: Duration,
-    /// Revocations a feed subscriber may fall behind before it reads the rest from storage
-    /// instead of memory; bounds the memory the feed holds on the server.
+    /// Most revocations kept in memory for feed subscribers (in 16 batches at most); a
+    /// subscriber further behind reads the rest from storage. Bounds the feed's memory.
     #[arg(long, env = "GATEPASS_REVOCATION_FEED_BUFFER", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub revocation_feed_buffer: u32,

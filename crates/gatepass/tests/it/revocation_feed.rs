@@ -401,6 +401,52 @@ async fn a_subscriber_that_stops_reading_is_disconnected_and_others_get_everythi
     assert_eq!(r.status(), 200);
 }
 
+/// Reads `feed` until it has seen `kid`; returns the ids of its `key_revoked` events.
+async fn key_ids_until(feed: &mut Feed, kid: &str) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    loop {
+        let e = feed.next().await;
+        if e.event != "key_revoked" {
+            continue;
+        }
+        let seen = data(&e)["kid"].as_str().unwrap().to_owned();
+        out.push((e.id.parse().unwrap(), seen.clone()));
+        if seen == kid {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn subscribers_joining_while_revocations_stream_in_get_each_once_in_order() {
+    // A small ring (buffer 32: 16 batches of 2) as well as the default, so joining
+    // subscribers meet batches their replay partly covered, and fall behind the ring.
+    for buffer in ["32", "1024"] {
+        let app = spawn(&["--revocation-feed-buffer", buffer]).await;
+        let total = 1500;
+        let until = gatepass::domain::clock::now() + 600;
+        let mut readers = Vec::new();
+        for i in 0..total {
+            if i % 250 == 0 {
+                let mut feed = Feed::open(&app, None).await;
+                readers
+                    .push(tokio::spawn(async move { key_ids_until(&mut feed, &format!("race-{}", total - 1)).await }));
+            }
+            app.storage.record_key_revocation(&format!("race-{i}"), until).await.unwrap();
+            if i % 7 == 0 {
+                app.state.service.core().feed().wake();
+            }
+        }
+        for (n, reader) in readers.into_iter().enumerate() {
+            let got = reader.await.unwrap();
+            let kids: Vec<&str> = got.iter().map(|(_, k)| k.as_str()).collect();
+            let expected: Vec<String> = (0..total).map(|i| format!("race-{i}")).collect();
+            assert_eq!(kids, expected, "buffer {buffer}, subscriber {n}: every revocation once, in order");
+            assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "buffer {buffer}, subscriber {n}: ids increase");
+        }
+    }
+}
+
 #[tokio::test]
 async fn postgresql_dropping_every_connection_loses_no_revocation() {
     if std::env::var("GATEPASS_TEST_BACKEND").as_deref() != Ok("postgres") {

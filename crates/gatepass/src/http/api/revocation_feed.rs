@@ -5,11 +5,13 @@
 //! languages in `docs/revocation-feed.md`; this file only shapes the service's
 //! [`FeedEvent`]s into SSE text.
 //!
-//! Events that are ready together (a burst, a replay page) are written as one chunk: with
-//! a hundred subscribers and thousands of revocations a second, one write per event per
-//! subscriber would cost the instance more than everything else it serves.
+//! The service hands revocations over in batches (what one read of the log found, a
+//! replay page) and each batch is written as one chunk, its text shared by every
+//! subscriber: with a hundred subscribers and thousands of revocations a second, one write
+//! per event per subscriber would cost the instance more than everything else it serves.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -27,7 +29,7 @@ use crate::domain::Revocation;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::openapi::{ServiceUnavailable, Unauthorized};
-use crate::service::revocation_feed::FeedEvent;
+use crate::service::revocation_feed::{FeedBatch, FeedEvent};
 use crate::storage::{FeedEntry, FeedItem};
 
 /// The feed's route.
@@ -80,23 +82,34 @@ pub struct FeedSseEvent {
     data: String,
 }
 
-/// Most events written in one chunk.
-const MAX_BATCH: usize = 512;
-
-/// Appends `event` in SSE form (`event:`, `id:`, `data:` lines and a blank line) to `out`.
-/// A revocation is encoded once, by the first subscriber that sends it.
-fn write_event(out: &mut String, event: &FeedEvent) {
+/// One event, or a batch of them, in SSE form (`event:`, `id:`, `data:` lines and a blank
+/// line each). A batch's text is made once, by the first subscriber that sends it, and
+/// shared, not copied.
+fn event_text(event: FeedEvent) -> Bytes {
     match event {
-        FeedEvent::Entry(shared) => out.push_str(shared.wire(encode_entry)),
+        FeedEvent::Entries { batch, from } => Bytes::from_owner(BatchText { batch, from }),
         FeedEvent::Ready { head, snapshot } => {
-            sse(out, "ready", *head, serde_json::to_string(&ReadyEvent { head: *head, snapshot: *snapshot }));
+            let mut out = String::new();
+            sse(&mut out, "ready", head, serde_json::to_string(&ReadyEvent { head, snapshot }));
+            Bytes::from(out)
         }
     }
 }
 
-/// One revocation in SSE form.
-fn encode_entry(entry: &FeedEntry) -> String {
-    let mut out = String::with_capacity(128);
+/// A batch's text from entry `from` on, as the bytes of a chunk.
+struct BatchText {
+    batch: Arc<FeedBatch>,
+    from: usize,
+}
+
+impl AsRef<[u8]> for BatchText {
+    fn as_ref(&self) -> &[u8] {
+        self.batch.wire_from(self.from, encode_entry).as_bytes()
+    }
+}
+
+/// Appends one revocation in SSE form to `out`.
+fn encode_entry(entry: &FeedEntry, out: &mut String) {
     match &entry.item {
         FeedItem::Session(r) => {
             let reason = match r.reason {
@@ -104,17 +117,16 @@ fn encode_entry(entry: &FeedEntry) -> String {
                 Revocation::UserDeleted => "user_deleted",
             };
             sse(
-                &mut out,
+                out,
                 "revoked",
                 entry.seq,
                 serde_json::to_string(&RevokedEvent { sid: &r.sid, until: r.until, reason }),
             );
         }
         FeedItem::Key { kid, until } => {
-            sse(&mut out, "key_revoked", entry.seq, serde_json::to_string(&KeyRevokedEvent { kid, until: *until }));
+            sse(out, "key_revoked", entry.seq, serde_json::to_string(&KeyRevokedEvent { kid, until: *until }));
         }
     }
-    out
 }
 
 /// Appends one SSE event.
@@ -125,27 +137,22 @@ fn sse(out: &mut String, name: &str, id: i64, data: serde_json::Result<String>) 
     let _ = write!(out, "event: {name}\nid: {id}\ndata: {data}\n\n");
 }
 
-/// The response body: each batch of ready events as one chunk, and a `:heartbeat` comment
-/// after `heartbeat` without any event.
+/// The response body: each event or batch as one chunk, and a `:heartbeat` comment after
+/// `heartbeat` without any event.
 fn sse_body(events: impl Stream<Item = FeedEvent> + Send + 'static, heartbeat: Duration) -> Body {
-    let batches = Box::pin(events.ready_chunks(MAX_BATCH));
+    let events = Box::pin(events);
     let start = tokio::time::Instant::now() + heartbeat;
     let mut tick = tokio::time::interval_at(start, heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let chunks = futures_util::stream::unfold((batches, tick), |(mut batches, mut tick)| async move {
+    let chunks = futures_util::stream::unfold((events, tick), |(mut events, mut tick)| async move {
         let chunk = tokio::select! {
-            batch = batches.next() => {
-                let batch = batch?;
-                let mut out = String::with_capacity(batch.len() * 128);
-                for event in &batch {
-                    write_event(&mut out, event);
-                }
+            event = events.next() => {
                 tick.reset();
-                Bytes::from(out)
+                event_text(event?)
             }
             _ = tick.tick() => Bytes::from_static(b":heartbeat\n\n"),
         };
-        Some((Ok::<_, std::convert::Infallible>(chunk), (batches, tick)))
+        Some((Ok::<_, std::convert::Infallible>(chunk), (events, tick)))
     });
     Body::from_stream(chunks)
 }
