@@ -4,7 +4,9 @@ Validates the discovery document with authlib's RFC 8414 and OpenID Connect Disc
 validators, signs a user in through gatepass's own login and consent pages (a requests
 cookie session), completes the authorization code flow with PKCE (S256) through
 authlib's OAuth2Session, validates the ID token against the JWKS (signature, iss, aud,
-nonce, at_hash), calls userinfo, refreshes, and gets a client_credentials token.
+nonce, at_hash), calls userinfo, refreshes, revokes the grant at the discovered
+revocation endpoint (RFC 7009, authenticated as the client), and gets a
+client_credentials token.
 
 Usage: check_oidc_authlib.py BASE CLIENT_ID CLIENT_SECRET CC_ID CC_SECRET USERNAME PASSWORD EMAIL
 Prints one JSON line with what it saw; exits non-zero on any failure.
@@ -123,12 +125,17 @@ def main():
     check(refreshed["refresh_token"] != old_refresh, "refresh did not rotate")
     check(client.get(meta["userinfo_endpoint"]).status_code == 200, "userinfo after refresh")
 
+    revoked = client.revoke_token(meta["revocation_endpoint"], token=refreshed["refresh_token"],
+                                  token_type_hint="refresh_token")
+    check(revoked.status_code == 200, f"revocation: {revoked.status_code} {revoked.text[:200]}")
+    check(client.get(meta["userinfo_endpoint"]).status_code == 401, "userinfo after the revocation")
+
     machine = OAuth2Session(cc_id, cc_secret)
     cc = machine.fetch_token(meta["token_endpoint"], grant_type="client_credentials")
     cc_claims = jwt.decode(cc["access_token"], jwks)
     check(cc_claims["sub"] == cc_id and "refresh_token" not in cc, "client_credentials token")
 
-    print(json.dumps({"sub": claims["sub"], "refreshed": True, "client_credentials": True, "scope": token.get("scope")}))
+    print(json.dumps({"sub": claims["sub"], "refreshed": True, "revoked": True, "client_credentials": True, "scope": token.get("scope")}))
 
 
 if __name__ == "__main__":

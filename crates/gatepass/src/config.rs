@@ -179,7 +179,7 @@ pub struct ServeArgs {
     /// the CLI or another instance).
     #[arg(long, env = "GATEPASS_KEY_RELOAD_INTERVAL", default_value = "5s", value_parser = duration_in("100ms", "1h"))]
     pub key_reload_interval: Duration,
-    /// Services allowed to call `/api/introspect` and `/api/revoke` with HTTP Basic auth:
+    /// Services allowed to call `/api/introspect` and follow the revocation feed with HTTP Basic auth:
     /// `id:secret,id2:secret2` (secrets at least 32 bytes).
     #[arg(long, env = "GATEPASS_INTROSPECTION_CLIENTS", hide_env_values = true)]
     pub introspection_clients: Option<SecretString>,

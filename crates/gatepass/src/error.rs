@@ -493,6 +493,8 @@ pub enum OAuthCode {
     AccessDenied,
     /// 400: the device code has expired (RFC 8628 §3.5).
     ExpiredToken,
+    /// 400: this kind of token cannot be revoked (RFC 7009 §2.2.1).
+    UnsupportedTokenType,
     /// 500.
     ServerError,
     /// 503.
@@ -518,6 +520,7 @@ impl OAuthCode {
             OAuthCode::SlowDown => "slow_down",
             OAuthCode::AccessDenied => "access_denied",
             OAuthCode::ExpiredToken => "expired_token",
+            OAuthCode::UnsupportedTokenType => "unsupported_token_type",
             OAuthCode::ServerError => "server_error",
             OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

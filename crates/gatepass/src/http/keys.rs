@@ -69,10 +69,11 @@ pub struct Discovery {
     introspection_endpoint: String,
     /// Always `client_secret_basic`.
     introspection_endpoint_auth_methods_supported: [&'static str; 1],
-    /// The RFC 7009 endpoint.
+    /// The RFC 7009 endpoint: provider on, `/oauth/revoke` (for clients' tokens); off,
+    /// `/api/revoke` (for gatepass's own).
     revocation_endpoint: String,
-    /// Always `none`.
-    revocation_endpoint_auth_methods_supported: [&'static str; 1],
+    /// Provider on: `client_secret_basic`, `client_secret_post`, `none`; off: `none`.
+    revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     /// `/oauth/authorize`.
     #[serde(skip_serializing_if = "Option::is_none")]
     authorization_endpoint: Option<String>,
@@ -133,6 +134,9 @@ pub struct Discovery {
     request_uri_parameter_supported: Option<bool>,
 }
 
+/// How clients authenticate at the token and revocation endpoints.
+const CLIENT_AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+
 /// The document for `issuer` with URLs under `base`.
 pub(crate) fn discovery_document(state: &AppState, issuer: String, base: &str) -> Discovery {
     let provider = state.service.oauth().issuer().is_some();
@@ -157,8 +161,8 @@ pub(crate) fn discovery_document(state: &AppState, issuer: String, base: &str) -
         id_token_signing_alg_values_supported: algorithms,
         introspection_endpoint: format!("{base}/api/introspect"),
         introspection_endpoint_auth_methods_supported: ["client_secret_basic"],
-        revocation_endpoint: format!("{base}/api/revoke"),
-        revocation_endpoint_auth_methods_supported: ["none"],
+        revocation_endpoint: format!("{base}{}", if provider { "/oauth/revoke" } else { "/api/revoke" }),
+        revocation_endpoint_auth_methods_supported: on(CLIENT_AUTH_METHODS.to_vec()).unwrap_or_else(|| vec!["none"]),
         authorization_endpoint: url("/oauth/authorize"),
         token_endpoint: url("/oauth/token"),
         userinfo_endpoint: url("/oauth/userinfo"),
@@ -172,7 +176,7 @@ pub(crate) fn discovery_document(state: &AppState, issuer: String, base: &str) -
         subject_types_supported: on(vec!["public"]),
         scopes_supported: on(KNOWN_SCOPES.to_vec()),
         claims_supported: on(CLAIMS.to_vec()),
-        token_endpoint_auth_methods_supported: on(vec!["client_secret_basic", "client_secret_post", "none"]),
+        token_endpoint_auth_methods_supported: on(CLIENT_AUTH_METHODS.to_vec()),
         code_challenge_methods_supported: on(vec!["S256"]),
         prompt_values_supported: on(vec!["none", "login", "consent"]),
         authorization_response_iss_parameter_supported: provider.then_some(true),

@@ -193,29 +193,29 @@ impl AuthService {
         doc
     }
 
-    /// RFC 7009: revokes the session a refresh token belongs to. Unknown, malformed or
-    /// expired tokens are not an error (the client's goal is reached either way).
-    pub async fn revoke_refresh_token(&self, token: &str) -> Result<()> {
-        if !RefreshTokens::looks_valid(token) && !RefreshTokens::looks_valid_for_client(token) {
-            return Ok(());
+    /// RFC 7009 for gatepass's own tokens (`POST /api/revoke`): ends the session a refresh
+    /// or access token belongs to. Unknown, malformed or expired tokens are not an error
+    /// (the client's goal is reached either way).
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] for an OAuth client's token: a client revokes those at
+    /// `/oauth/revoke`, authenticated, so that a leaked token cannot end another client's
+    /// grant. Storage errors.
+    pub async fn revoke_token(&self, token: &str, client: &super::ClientInfo) -> Result<()> {
+        if RefreshTokens::looks_valid_for_client(token) || self.verify_client_token(token).is_some() {
+            return Err(Error::BadRequest(
+                "this is an OAuth client's token: the client revokes it at /oauth/revoke with its credentials".into(),
+            ));
         }
-        if let Some((sid, user_id)) =
-            self.core.storage.session_of_refresh_token(&RefreshTokens::hash(token), now()).await?
-        {
-            self.core.revoke(&user_id, SessionFilter::One(&sid)).await?;
+        if RefreshTokens::looks_valid(token) {
+            if let Some((sid, user_id)) =
+                self.core.storage.session_of_refresh_token(&RefreshTokens::hash(token), now()).await?
+            {
+                self.core.revoke(&user_id, SessionFilter::One(&sid)).await?;
+            }
+        } else if let Ok(claims) = self.authenticate(token) {
+            self.logout(&claims, super::LogoutScope::Local, client).await?;
         }
         Ok(())
-    }
-}
-
-impl AuthService {
-    /// RFC 7009 for an access token issued to an OAuth client: ends the grant it belongs to.
-    /// Returns false when `token` is no such token (valid and unrevoked).
-    pub async fn revoke_client_access_token(&self, token: &str) -> Result<bool> {
-        let Some(claims) = self.verify_client_token(token) else { return Ok(false) };
-        if let Some(sid) = &claims.sid {
-            self.core.revoke(&claims.sub, SessionFilter::One(sid)).await?;
-        }
-        Ok(true)
     }
 }

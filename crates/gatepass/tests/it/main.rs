@@ -34,6 +34,7 @@ mod oidc_cluster;
 mod oidc_device;
 mod oidc_flows;
 mod oidc_resources;
+mod oidc_revocation;
 mod oidc_verify;
 mod openapi;
 mod operator;

@@ -120,7 +120,7 @@ pub(crate) async fn userinfo_status(app: &TestApp, access: &str) -> u16 {
 }
 
 #[tokio::test]
-async fn authlib_completes_the_code_flow_refreshes_and_gets_client_credentials() {
+async fn authlib_completes_the_code_flow_refreshes_revokes_and_gets_client_credentials() {
     let Some(py) = python() else {
         eprintln!("SKIPPED oidc::authlib: set GATEPASS_TEST_PYTHON (a Python with authlib==1.9.6) to run it");
         return;
@@ -155,6 +155,7 @@ async fn authlib_completes_the_code_flow_refreshes_and_gets_client_credentials()
     let seen: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     let user = app.storage.user_by_username("alice").await.unwrap().unwrap();
     assert_eq!(seen["sub"], user.id.as_str());
+    assert_eq!(seen["revoked"], true);
     // The consent given in the pages is remembered for this client and scope set.
     assert_eq!(app.storage.consents(user.id.as_str(), s(&web, "client_id")).await.unwrap().len(), 1);
 }

@@ -182,9 +182,9 @@ pub struct Empty {}
 
 /// Revoke a token (RFC 7009)
 ///
-/// Ends the session of a refresh token (or of an access token); for a token of an OAuth
-/// client, the grant it belongs to. Answers 200 whether or
-/// not the token was known (RFC 7009 §2.2).
+/// Ends the session of a gatepass refresh token (or access token). Answers 200 whether or
+/// not the token was known (RFC 7009 §2.2). An OAuth client's token is refused
+/// (`invalid_request`): the client revokes it at `/oauth/revoke`, authenticated.
 #[utoipa::path(post, path = "/api/revoke", tag = "tokens",
     request_body(content((TokenRequest = "application/x-www-form-urlencoded"), (TokenRequest = "application/json"))),
     responses((status = 200, description = "Done (or nothing to do)", body = Empty), BodyErrors, ServiceUnavailable))]
@@ -194,12 +194,6 @@ async fn revoke(
     body: JsonOrForm<TokenRequest>,
 ) -> Result<Response> {
     let token = body.value.required_token()?;
-    if token.starts_with("gpr_") || token.starts_with("gpo_") {
-        state.service.revoke_refresh_token(&token).await?;
-    } else if let Ok(claims) = state.service.authenticate(&token) {
-        state.service.logout(&claims, crate::service::LogoutScope::Local, &client).await?;
-    } else {
-        state.service.revoke_client_access_token(&token).await?;
-    }
+    state.service.revoke_token(&token, &client).await?;
     Ok(Json(Empty {}).into_response())
 }

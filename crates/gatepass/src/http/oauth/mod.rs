@@ -1,6 +1,6 @@
 //! The OAuth 2.1 / OpenID Connect provider's endpoints: [`authorize`] (the authorization
 //! request, its sign-in and consent pages), [`device`] (the device authorization grant and
-//! its verification page), [`token`], [`userinfo`], [`logout`]
+//! its verification page), [`token`], [`revoke`] (RFC 7009), [`userinfo`], [`logout`]
 //! (RP-initiated logout), [`registration`] (RFC 7591) and the RFC 8414 metadata. While the provider is off (`GATEPASS_ISSUER` not a URL) the metadata answers
 //! 404, the authorization endpoint an error page and the token endpoint `invalid_request`.
 
@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod device;
 pub mod logout;
 pub mod registration;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;
 
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(device::router())
         .merge(logout::router())
         .merge(registration::router())
+        .merge(revoke::router())
         .merge(token::router())
         .merge(userinfo::router())
 }

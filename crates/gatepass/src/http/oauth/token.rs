@@ -25,7 +25,8 @@ pub struct OAuthErrorBody {
     /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
     /// `unsupported_grant_type`, `invalid_scope`, `invalid_target` (RFC 8707), `server_error`,
     /// `temporarily_unavailable`; for the device grant (RFC 8628) `authorization_pending`,
-    /// `slow_down`, `access_denied`, `expired_token`.
+    /// `slow_down`, `access_denied`, `expired_token`; for revocation (RFC 7009)
+    /// `unsupported_token_type`.
     error: String,
     /// What was wrong.
     error_description: String,

@@ -2,10 +2,11 @@
 //! in with gatepass. One use case per file: [`clients`] (registering and managing
 //! clients), [`apps`] (the applications a user has allowed, and withdrawing one),
 //! [`authorize`] (the authorization request, sign-in and consent, codes), [`device`] (the
-//! device authorization grant, RFC 8628), [`token`] (the token endpoint's grants), [`userinfo`], [`logout`] (RP-initiated logout),
-//! [`registration`] (dynamic client registration), [`resource`] (RFC 8707 resource
-//! indicators: the audience of access tokens) and [`keys`] (the keys that sign ID tokens
-//! and client access tokens).
+//! device authorization grant, RFC 8628), [`token`] (the token endpoint's grants),
+//! [`revoke`] (a client revoking its tokens, RFC 7009), [`userinfo`], [`logout`]
+//! (RP-initiated logout), [`registration`] (dynamic client registration), [`resource`]
+//! (RFC 8707 resource indicators: the audience of access tokens) and [`keys`] (the keys
+//! that sign ID tokens and client access tokens).
 //!
 //! A grant a client holds for a user is a session (with the client and scopes on its row),
 //! so rotation with reuse detection, revocation and the revocation feed cover it as they
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod logout;
 pub mod registration;
 pub mod resource;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;
 
