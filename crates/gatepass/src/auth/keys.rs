@@ -70,9 +70,10 @@ impl SigningAlgorithm {
 }
 
 /// The key that encrypts private signing keys at rest (AES-256-GCM), derived with HKDF
-/// from the master secret.
+/// from the master secret, and the key that digests device user codes.
 pub struct MasterKey {
     key: RandomizedNonceKey,
+    user_codes: hmac::Key,
 }
 
 impl MasterKey {
@@ -85,7 +86,21 @@ impl MasterKey {
             .map_err(|_| anyhow::anyhow!("key derivation failed"))?;
         let key = RandomizedNonceKey::new(&AES_256_GCM, bytes.as_ref())
             .map_err(|_| anyhow::anyhow!("key derivation failed"))?;
-        Ok(Self { key })
+        // Its own salt keeps it independent of the encryption key.
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gatepass device user codes v1").extract(secret);
+        let mut mac = Zeroizing::new([0u8; 32]);
+        prk.expand(&[b"hmac-sha256"], Len(32))
+            .and_then(|okm| okm.fill(mac.as_mut()))
+            .map_err(|_| anyhow::anyhow!("key derivation failed"))?;
+        Ok(Self { key, user_codes: hmac::Key::new(hmac::HMAC_SHA256, mac.as_ref()) })
+    }
+
+    /// What storage keeps of a device flow's user code: its hex HMAC-SHA256 under a key
+    /// derived from the master secret. A user code has about 35 bits of entropy, so a
+    /// plain digest in a leaked database would give every pending code back after a few
+    /// seconds of hashing; without the master secret, this one gives nothing.
+    pub fn user_code_digest(&self, code: &str) -> String {
+        hmac::sign(&self.user_codes, code.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Encrypts `plaintext` bound to `kid`/`alg` (as associated data, so a ciphertext
@@ -565,6 +580,19 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_code_digests_are_keyed_by_the_master_secret() {
+        let master = MasterKey::derive(b"0123456789abcdef0123456789abcdef").unwrap();
+        let again = MasterKey::derive(b"0123456789abcdef0123456789abcdef").unwrap();
+        let other = MasterKey::derive(b"fedcba9876543210fedcba9876543210").unwrap();
+        let d = master.user_code_digest("BCDFGHJK");
+        assert_eq!(d.len(), 64);
+        assert_eq!(d, again.user_code_digest("BCDFGHJK"), "every instance finds the same row");
+        assert_ne!(d, other.user_code_digest("BCDFGHJK"), "no digest without the master secret");
+        assert_ne!(d, master.user_code_digest("BCDFGHJL"));
+        assert_ne!(d, crate::auth::oauth::digest("BCDFGHJK"), "not the plain SHA-256");
+    }
 
     #[test]
     fn sealed_keys_open_only_with_the_same_master_key_and_row() {

@@ -125,7 +125,11 @@ async fn full_flow_signs_in_on_the_page_approves_and_the_device_gets_verified_to
     let device_code = s(&codes, "device_code").to_owned();
     // Stored as digests only.
     let stored = app.storage.device_code(&hex_sha256(&device_code)).await.unwrap().expect("stored by digest");
-    assert_eq!(stored.user_code_hash, hex_sha256(&user_code.replace('-', "")));
+    // The user code's digest is keyed (a plain SHA-256 of so few values is quickly
+    // inverted from a leaked database).
+    let normalised = user_code.replace('-', "");
+    assert_eq!(stored.user_code_hash, user_code_digest(&app, &normalised));
+    assert_ne!(stored.user_code_hash, hex_sha256(&normalised));
     oauth_error(poll(&app, &id, &device_code).await, 400, "authorization_pending").await;
 
     // The user opens the complete URI, signs in, and comes back to the prefilled form.
@@ -200,6 +204,11 @@ fn hex_sha256(s: &str) -> String {
     sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the server stores of a normalised user code.
+fn user_code_digest(app: &TestApp, code: &str) -> String {
+    app.state.service.oauth().keys().expect("provider keys").user_code_digest(code)
+}
+
 #[tokio::test]
 async fn polling_faster_than_the_interval_is_slow_down_and_the_interval_grows() {
     let app = TestApp::spawn_provider(&[]).await;
@@ -248,7 +257,7 @@ async fn an_expired_device_code_is_expired_token_and_its_user_code_is_refused() 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let stored = gatepass::storage::DeviceCode {
         device_hash: hex_sha256(&raw),
-        user_code_hash: hex_sha256("BCDFGHJK"),
+        user_code_hash: user_code_digest(&app, "BCDFGHJK"),
         client_id: id.clone(),
         scope: "openid".into(),
         resource: None,

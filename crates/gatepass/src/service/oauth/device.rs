@@ -4,7 +4,9 @@
 //! denies; the device polls the token endpoint with the device code until it gets tokens.
 //!
 //! The device code is 256 random bits, the user code 8 letters (about 2^34.6 values):
-//! both are kept as digests only, valid 10 minutes. The user code can be guessed only
+//! both are kept as digests only, valid 10 minutes; the user code's is keyed (HMAC under
+//! a key derived from the master secret), since so few values are quickly tried against a
+//! plain digest in a leaked database. The user code can be guessed only
 //! through the page, which is throttled per network and per account and needs a signed-in
 //! user. The page always asks for confirmation, first-party client or not (RFC 8628
 //! §5.4: the user must see which device they let in). A decision is one compare-and-swap,
@@ -126,7 +128,7 @@ fn unavailable() -> DevicePage {
 
 /// A pending device code the user typed.
 struct Typed {
-    /// Digest of the normalised user code.
+    /// Keyed digest of the normalised user code ([`super::keys::ProviderKeys::user_code_digest`]).
     hash: String,
     /// Its client.
     client: OAuthClient,
@@ -149,7 +151,7 @@ impl AuthService {
         req: DeviceAuthorizationRequest,
         creds: ClientCredentials,
     ) -> OResult<DeviceAuthorizationResponse> {
-        let (Some(iss), Some(_)) = (self.oauth.issuer(), self.oauth.keys()) else {
+        let (Some(iss), Some(keys)) = (self.oauth.issuer(), self.oauth.keys()) else {
             return Err(err(OAuthCode::InvalidRequest, "this server does not act as an OAuth provider"));
         };
         let as_token_request = TokenRequest {
@@ -181,7 +183,7 @@ impl AuthService {
             let user_code = primitives::generate_user_code();
             let stored = DeviceCode {
                 device_hash: primitives::digest(&device_code),
-                user_code_hash: primitives::digest(&user_code),
+                user_code_hash: keys.user_code_digest(&user_code),
                 client_id: client.client_id.clone(),
                 scope: scopes.join(" "),
                 resource: resource.clone(),
@@ -306,7 +308,7 @@ impl AuthService {
         }
         let wrong = || Ok(Err(DevicePage::form(user_code, Some(WRONG_CODE))));
         let Some(code) = primitives::normalize_user_code(user_code) else { return wrong() };
-        let hash = primitives::digest(&code);
+        let hash = self.oauth_keys()?.user_code_digest(&code);
         let t = now();
         let Some(stored) = self.core.storage.device_code_by_user_code(&hash).await? else { return wrong() };
         if stored.status != DEVICE_PENDING || stored.expires_at <= t {

@@ -33,12 +33,19 @@ pub struct ProviderKeys {
     /// issued before access tokens had a key of their own (they expire within minutes of
     /// an upgrade; the `typ` check keeps ID tokens out).
     verifier: Verifier,
+    /// Digests device user codes ([`MasterKey::user_code_digest`]).
+    master: Arc<MasterKey>,
 }
 
 impl ProviderKeys {
     /// The public keys as JWKs, for the JWKS.
     pub fn jwks(&self) -> [&serde_json::Value; 2] {
         [&self.id.jwk, &self.access.jwk]
+    }
+
+    /// What storage keeps of a (normalised) device user code.
+    pub fn user_code_digest(&self, code: &str) -> String {
+        self.master.user_code_digest(code)
     }
 }
 
@@ -62,7 +69,7 @@ impl Core {
         let mut config = VerifierConfig::new(issuer);
         config.leeway_secs = leeway_secs;
         let verifier = Verifier::new(vec![access.verifying.clone(), id.verifying.clone()], config);
-        provider.set_keys(ProviderKeys { id, access, verifier });
+        provider.set_keys(ProviderKeys { id, access, verifier, master });
         Ok(())
     }
 
@@ -97,7 +104,7 @@ impl AuthService {
     }
 
     /// The provider's keys, or an internal error when they are not loaded.
-    fn oauth_keys(&self) -> Result<Arc<ProviderKeys>> {
+    pub(super) fn oauth_keys(&self) -> Result<Arc<ProviderKeys>> {
         self.oauth.keys().ok_or_else(|| Error::Internal("the OAuth provider's keys are not loaded".into()))
     }
 
