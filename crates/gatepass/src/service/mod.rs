@@ -129,6 +129,8 @@ pub struct Core {
     feed: revocation_feed::FeedHub,
     /// The health check's last verdict.
     health: health::HealthProbe,
+    /// The audit chain's last whole check.
+    chain_check: audit_chain::LastCheck,
 }
 
 impl Core {
@@ -159,6 +161,7 @@ impl Core {
             outbox_wake: tokio::sync::Notify::new(),
             feed: revocation_feed::FeedHub::new(revocation_feed::DEFAULT_BUFFER),
             health: health::HealthProbe::new(),
+            chain_check: audit_chain::LastCheck::default(),
         };
         core.reload_settings().await?;
         Ok(core)

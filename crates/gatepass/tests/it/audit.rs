@@ -323,6 +323,31 @@ async fn edited_or_removed_entries_are_detected_and_the_table_refuses_changes() 
 }
 
 #[tokio::test]
+async fn the_console_shows_a_recent_verdict_and_an_explicit_check_renews_it() {
+    let app = TestApp::spawn().await;
+    if app.db.is_some() {
+        println!("SKIPPED on PostgreSQL: tampering test edits the SQLite file directly");
+        return;
+    }
+    crate::admin_console::create(&app, "auditor", &["admin"]).await;
+    let mut b = crate::admin_console::signed_in(&app, "auditor").await;
+    assert!(b.page("/admin/audit").await.contains("The chain is intact"));
+
+    // An entry edited now is not seen by the next pages, which show the verdict of a
+    // minute ago instead of reading the whole trail on every visit ...
+    let db = raw_db(&app).await;
+    sqlx::query("DROP TRIGGER audit_log_no_update").execute(&db).await.unwrap();
+    sqlx::query("UPDATE audit_log SET ip = '10.9.9.9' WHERE id = 1").execute(&db).await.unwrap();
+    assert!(b.page("/admin/audit?event=user_created").await.contains("The chain is intact"));
+    // ... but by an explicit check, whose verdict the page then shows.
+    let r = app.get_auth("/api/admin/audit/verify", app.operator()).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["intact"], false);
+    let html = b.page("/admin/audit").await;
+    assert!(html.contains("The chain is broken"), "{html}");
+    assert!(html.contains("broken at entry 1"), "{html}");
+}
+
+#[tokio::test]
 async fn concurrent_events_keep_the_chain_linear() {
     // Throttling off: this test is about the chain under concurrency, not about limits.
     let app = TestApp::spawn_with(&["--rate-limit", "false"]).await;
