@@ -179,7 +179,12 @@ async fn build_service(
         let leeway = service.verifier().config().leeway_secs;
         service
             .core()
-            .load_oauth_keys(&provider, service.key_management().master.clone(), leeway)
+            .load_oauth_keys(
+                &provider,
+                service.key_management().master.clone(),
+                leeway,
+                service.key_management().retention,
+            )
             .await
             .map_err(|e| anyhow::anyhow!("OAuth provider keys: {}", e.message()))?;
     }

@@ -1,4 +1,5 @@
-//! `gatepass keys rotate|revoke|list`: asymmetric signing keys in the data directory.
+//! `gatepass keys rotate|revoke|rotate-provider|list`: asymmetric signing keys in the data
+//! directory, and the OpenID provider's.
 
 use std::io::Write;
 
@@ -11,6 +12,7 @@ use crate::service::Actor;
 pub(super) async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
     let (KeysCommand::Rotate { store, security }
     | KeysCommand::Revoke { store, security, .. }
+    | KeysCommand::RotateProvider { store, security }
     | KeysCommand::List { store, security }) = &cmd;
     let core = app::open_core(store, security).await?;
     let km = app::key_management(security, store)?;
@@ -50,10 +52,34 @@ pub(super) async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        KeysCommand::RotateProvider { .. } => {
+            if km.master.is_none() {
+                anyhow::bail!("the OpenID provider's keys need the master key (GATEPASS_MASTER_KEY)");
+            }
+            for key in core.rotate_oauth_keys(&km, &Actor::cli()).await.map_err(fail)? {
+                println!(
+                    "added OpenID provider {} key {}: published now, signs from {}",
+                    key.alg,
+                    key.kid,
+                    rfc3339(key.activates_at)
+                );
+            }
+            println!("running servers take the new keys up at their next key reload (GATEPASS_KEY_RELOAD_INTERVAL)");
+        }
         KeysCommand::List { .. } => {}
     }
-    let statuses = core.key_timeline(km.retention).await.map_err(fail)?;
     let mut out = std::io::stdout().lock();
+    table(&mut out, &core.key_timeline(km.retention).await.map_err(fail)?)?;
+    let provider = core.oauth_key_timeline(km.retention).await.map_err(fail)?;
+    if !provider.is_empty() {
+        writeln!(out, "\nOpenID provider keys:")?;
+        table(&mut out, &provider)?;
+    }
+    Ok(())
+}
+
+/// Writes `statuses` as a table.
+fn table(out: &mut impl Write, statuses: &[crate::auth::keys::KeyStatus]) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<26} {:<6} {:<8} {:<21} {:<21} unpublished from",

@@ -159,7 +159,18 @@ pub enum KeysCommand {
         #[command(flatten)]
         security: SecurityArgs,
     },
-    /// List signing keys with their state and dates.
+    /// Rotate the OpenID provider's keys (RS256 for ID tokens, ES256 for client access
+    /// tokens): a new one of each, published at once, signing after
+    /// GATEPASS_KEY_ACTIVATION_DELAY; the old ones stay published until their tokens expire.
+    RotateProvider {
+        /// Where the data is.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Signing and hashing settings.
+        #[command(flatten)]
+        security: SecurityArgs,
+    },
+    /// List signing keys (and the OpenID provider's) with their state and dates.
     List {
         /// Where the data is.
         #[command(flatten)]

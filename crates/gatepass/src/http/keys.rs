@@ -34,6 +34,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(rotate))
         .routes(routes!(revoke))
+        .routes(routes!(list_provider))
+        .routes(routes!(rotate_provider))
 }
 
 /// A JSON Web Key Set (RFC 7517) of public keys only.
@@ -296,6 +298,31 @@ async fn list(State(state): State<AppState>, _admin: AdminCaller) -> Result<Resp
 async fn rotate(State(state): State<AppState>, AdminActor(by): AdminActor) -> Result<Response> {
     let key = state.service.rotate_keys(&by).await?;
     Ok((axum::http::StatusCode::CREATED, Json(RotatedKey { key: view(&key) })).into_response())
+}
+
+/// List the OpenID provider's keys
+///
+/// The RS256 keys that sign ID tokens and the ES256 keys that sign client access tokens,
+/// with their states (admin only); 404 while the provider is off.
+#[utoipa::path(get, path = "/api/admin/oauth/keys", tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The keys", body = KeyList), AccessErrors, NotFound))]
+async fn list_provider(State(state): State<AppState>, _admin: AdminCaller) -> Result<Response> {
+    let keys = state.service.provider_key_statuses().await?;
+    Ok(Json(KeyList { keys: keys.iter().map(view).collect() }).into_response())
+}
+
+/// Rotate the OpenID provider's keys
+///
+/// Adds an RS256 and an ES256 key, published at once and signing after the activation
+/// delay; the keys they replace stay published until every token they signed has expired
+/// (admin only, audited as `oauth_keys_rotated`). 404 while the provider is off.
+#[utoipa::path(post, path = "/api/admin/oauth/keys/rotate", tag = "admin",
+    security(("operator_token" = []), ("bearer" = []), ("session_cookie" = [])),
+    responses((status = 201, description = "The new keys", body = KeyList), AccessErrors, NotFound))]
+async fn rotate_provider(State(state): State<AppState>, AdminActor(by): AdminActor) -> Result<Response> {
+    let keys = state.service.rotate_provider_keys(&by).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(KeyList { keys: keys.iter().map(view).collect() })).into_response())
 }
 
 /// Body of a revocation.

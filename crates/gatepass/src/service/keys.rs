@@ -131,7 +131,7 @@ impl AuthService {
 
     /// Reloads signing keys from storage: picks up rotations and revocations made elsewhere
     /// (CLI, other instances), activates pending keys, stops publishing expired ones (and
-    /// deletes them).
+    /// deletes them); the OAuth provider's keys too.
     ///
     /// A key set that cannot sign is installed all the same (and logged): a key that was
     /// revoked must stop being trusted even then, so issuing fails rather than trusting it.
@@ -160,7 +160,8 @@ impl AuthService {
         if !expired.is_empty() {
             self.core.storage.delete_signing_keys(&expired).await?;
         }
-        Ok(())
+        // The provider's keys rotate on the same schedule (service/oauth/keys.rs).
+        self.reload_oauth_keys().await
     }
 
     /// Rotates the signing key (see [`Core::rotate_signing_key`]) and reloads the ring.
@@ -188,7 +189,7 @@ impl AuthService {
         // The OAuth provider's keys (ID tokens, client access tokens) are published alongside.
         if let (Some(provider), Some(keys)) = (self.oauth().keys(), doc.get_mut("keys").and_then(|k| k.as_array_mut()))
         {
-            keys.extend(provider.jwks().into_iter().cloned());
+            keys.extend(provider.jwks().iter().cloned());
         }
         doc
     }

@@ -216,11 +216,16 @@ pub trait OAuthStore: Send + Sync {
         client_id: &str,
         now: i64,
     ) -> StorageResult<Option<Vec<RevokedSession>>>;
-    /// The provider's key for algorithm `alg` (`RS256`, `ES256`), if one was stored.
-    async fn oauth_key(&self, alg: &str) -> StorageResult<Option<StoredKey>>;
+    /// Every stored provider key (`RS256` for ID tokens, `ES256` for client access tokens),
+    /// by activation time, then `kid`.
+    async fn oauth_keys(&self) -> StorageResult<Vec<StoredKey>>;
     /// Stores a provider key unless one exists for its algorithm (two instances starting
     /// at once keep the first); true when this one was stored.
-    async fn insert_oauth_key(&self, key: &StoredKey) -> StorageResult<bool>;
+    async fn insert_first_oauth_key(&self, key: &StoredKey) -> StorageResult<bool>;
+    /// Stores a provider key beside the others of its algorithm (a rotation).
+    async fn add_oauth_key(&self, key: &StoredKey) -> StorageResult<()>;
+    /// Deletes provider keys (expired ones: no unexpired token names them).
+    async fn delete_oauth_keys(&self, kids: &[String]) -> StorageResult<u64>;
 }
 
 const CLIENT_SELECT: &str = "SELECT client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
@@ -589,34 +594,37 @@ where
         Ok((DB::rows_affected(&consents) > 0 || !revoked.is_empty()).then_some(revoked))
     }
 
-    pub(super) async fn oauth_key<'c>(
-        ex: impl Executor<'c, Database = DB>,
-        alg: &str,
-    ) -> StorageResult<Option<StoredKey>> {
+    pub(super) async fn oauth_keys<'c>(ex: impl Executor<'c, Database = DB>) -> StorageResult<Vec<StoredKey>> {
         Ok(sqlx::query_as::<DB, super::rows::KeyRow>(
-            "SELECT kid, alg, public_jwk, private_key, created_at, created_at AS activates_at, \
-             CAST(NULL AS BIGINT) AS revoked_at FROM oauth_keys WHERE alg = $1",
+            "SELECT kid, alg, public_jwk, private_key, created_at, activates_at, \
+             CAST(NULL AS BIGINT) AS revoked_at FROM oauth_keys ORDER BY activates_at, kid",
         )
-        .bind(alg)
-        .fetch_optional(ex)
+        .fetch_all(ex)
         .await
         .map_err(DB::map_err)?
-        .map(Into::into))
+        .into_iter()
+        .map(Into::into)
+        .collect())
     }
 
+    /// Inserts `key`; with `first`, only when its algorithm has no key yet (callers that
+    /// race must hold a lock that keeps the others out, or be the single writer).
     pub(super) async fn insert_oauth_key<'c>(
         ex: impl Executor<'c, Database = DB>,
         key: &StoredKey,
+        first: bool,
     ) -> StorageResult<bool> {
         let r = sqlx::query::<DB>(
-            "INSERT INTO oauth_keys (kid, alg, public_jwk, private_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alg) DO NOTHING",
+            "INSERT INTO oauth_keys (kid, alg, public_jwk, private_key, created_at, activates_at) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT $7 OR NOT EXISTS (SELECT 1 FROM oauth_keys WHERE alg = $2)",
         )
         .bind(key.kid.as_str())
         .bind(key.alg.as_str())
         .bind(key.public_jwk.as_str())
         .bind(key.private_key.as_str())
         .bind(key.created_at)
+        .bind(key.activates_at)
+        .bind(first)
         .execute(ex)
         .await
         .map_err(DB::map_err)?;

@@ -33,6 +33,7 @@ mod oidc;
 mod oidc_cluster;
 mod oidc_device;
 mod oidc_flows;
+mod oidc_keys;
 mod oidc_resources;
 mod oidc_revocation;
 mod oidc_verify;

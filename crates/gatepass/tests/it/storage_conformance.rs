@@ -1340,16 +1340,25 @@ async fn oauth_clients_and_consent(s: Arc<dyn Storage>) {
     assert_eq!(s.withdraw_consent(u.id.as_str(), "c1", NOW).await.unwrap(), Some(vec![]));
     assert_eq!(s.withdraw_consent(u.id.as_str(), "c1", NOW).await.unwrap(), None);
     assert!(s.user_consents(u.id.as_str()).await.unwrap().is_empty());
-    // The provider's keys: one per algorithm, the first stored for each wins.
-    let with_alg = |kid: &str, alg: &str| StoredKey { alg: alg.into(), ..stored_key(kid, NOW) };
-    assert_eq!(s.oauth_key("RS256").await.unwrap(), None);
-    assert!(s.insert_oauth_key(&with_alg("rs256-a", "RS256")).await.unwrap());
-    assert!(!s.insert_oauth_key(&with_alg("rs256-b", "RS256")).await.unwrap());
-    assert!(s.insert_oauth_key(&with_alg("es256-a", "ES256")).await.unwrap());
-    assert!(!s.insert_oauth_key(&with_alg("es256-b", "ES256")).await.unwrap());
-    assert_eq!(s.oauth_key("RS256").await.unwrap().map(|k| k.kid), Some("rs256-a".to_owned()));
-    assert_eq!(s.oauth_key("ES256").await.unwrap().map(|k| (k.kid, k.alg)), Some(("es256-a".into(), "ES256".into())));
-    assert_eq!(s.oauth_key("EdDSA").await.unwrap(), None);
+    // The provider's keys: the first of each algorithm is stored once (two instances
+    // starting together keep the first); rotations add more; expired ones are deleted.
+    let key =
+        |kid: &str, alg: &str, activates_at: i64| StoredKey { alg: alg.into(), activates_at, ..stored_key(kid, NOW) };
+    let kids = |keys: Vec<StoredKey>| keys.into_iter().map(|k| k.kid).collect::<Vec<_>>();
+    assert!(s.oauth_keys().await.unwrap().is_empty());
+    assert!(s.insert_first_oauth_key(&key("rs256-a", "RS256", NOW)).await.unwrap());
+    assert!(!s.insert_first_oauth_key(&key("rs256-b", "RS256", NOW)).await.unwrap());
+    assert!(s.insert_first_oauth_key(&key("es256-a", "ES256", NOW)).await.unwrap());
+    assert!(!s.insert_first_oauth_key(&key("es256-b", "ES256", NOW)).await.unwrap());
+    assert_eq!(kids(s.oauth_keys().await.unwrap()), ["es256-a", "rs256-a"]);
+    s.add_oauth_key(&key("rs256-c", "RS256", NOW + 600)).await.unwrap();
+    s.add_oauth_key(&key("es256-c", "ES256", NOW + 600)).await.unwrap();
+    let all = s.oauth_keys().await.unwrap();
+    assert_eq!(kids(all.clone()), ["es256-a", "rs256-a", "es256-c", "rs256-c"], "by activation, then kid");
+    assert_eq!((all[3].alg.as_str(), all[3].activates_at, all[3].revoked_at), ("RS256", NOW + 600, None));
+    assert_eq!(s.delete_oauth_keys(&["rs256-a".into(), "es256-a".into(), "none".into()]).await.unwrap(), 2);
+    assert_eq!(kids(s.oauth_keys().await.unwrap()), ["es256-c", "rs256-c"]);
+    assert!(!s.insert_first_oauth_key(&key("rs256-d", "RS256", NOW)).await.unwrap(), "the algorithm has a key");
 }
 
 async fn oauth_codes_redeem_once_and_replays_revoke(s: Arc<dyn Storage>) {

@@ -11,27 +11,42 @@
 //! Each is generated on first start, sealed with the master key and shared through storage
 //! by every instance, and published in the JWKS next to the session keys. gatepass's own
 //! verifier trusts neither, so a client's token never passes as a gatepass session token.
+//!
+//! They rotate like the session keys ([`crate::auth::keys::timeline`]): a rotation adds a
+//! key of each algorithm that is published at once and signs after the activation delay
+//! (clients that cache the JWKS fetch it first); the key it replaces stays published, and
+//! keeps verifying, until every token it signed has expired, and is then deleted. Every
+//! instance reloads them with its session keys, so a rotation made on one reaches all.
 
 use gatepass_verify::{ACCESS_TOKEN_TYP, Verifier, VerifierConfig};
 use std::sync::Arc;
 
 use super::{ClientAccessClaims, Provider};
-use crate::auth::keys::{self, MasterKey, OpenedKey, SigningAlgorithm};
+use crate::auth::keys::{self, KeyState, KeyStatus, MasterKey, OpenedKey, SigningAlgorithm};
+use crate::domain::StoredKey;
 use crate::error::{Error, Result};
-use crate::service::{AuthService, Core, now};
+use crate::service::keys::KeyManagement;
+use crate::service::{Actor, AuthService, Core, now};
 
 /// JOSE `typ` of ID tokens.
 pub const ID_TOKEN_TYP: &str = "JWT";
 
-/// The provider's keys, loaded together.
+/// The provider's two algorithms: ID tokens, client access tokens.
+const ALGORITHMS: [SigningAlgorithm; 2] = [SigningAlgorithm::Rs256, SigningAlgorithm::Es256];
+
+/// The provider's keys as loaded: the two that sign, and every one published.
 pub struct ProviderKeys {
-    /// Signs ID tokens (RS256).
+    /// Signs ID tokens (the active RS256 key).
     pub id: OpenedKey,
-    /// Signs client access tokens (ES256).
+    /// Signs client access tokens (the active ES256 key).
     pub access: OpenedKey,
-    /// Verifies client access tokens: the ES256 key, and the RS256 key for access tokens
-    /// issued before access tokens had a key of their own (they expire within minutes of
-    /// an upgrade; the `typ` check keeps ID tokens out).
+    /// The JWKs of every published key (pending, active and retired), for the JWKS.
+    published: Vec<serde_json::Value>,
+    /// The JWKs of the published RS256 keys, which an `id_token_hint` may name.
+    id_jwks: Vec<serde_json::Value>,
+    /// Verifies client access tokens: every published key (the RS256 ones for access
+    /// tokens issued before access tokens had a key of their own; the `typ` check keeps
+    /// ID tokens out).
     verifier: Verifier,
     /// Digests device user codes ([`MasterKey::user_code_digest`]).
     master: Arc<MasterKey>,
@@ -39,8 +54,8 @@ pub struct ProviderKeys {
 
 impl ProviderKeys {
     /// The public keys as JWKs, for the JWKS.
-    pub fn jwks(&self) -> [&serde_json::Value; 2] {
-        [&self.id.jwk, &self.access.jwk]
+    pub fn jwks(&self) -> &[serde_json::Value] {
+        &self.published
     }
 
     /// What storage keeps of a (normalised) device user code.
@@ -50,9 +65,11 @@ impl ProviderKeys {
 }
 
 impl Core {
-    /// Loads the provider's keys into `provider`, generating and storing any that is
-    /// missing first (two instances starting together keep the one stored first).
-    /// `leeway_secs` is the clock skew allowed when verifying client access tokens.
+    /// Loads the provider's keys into `provider`, generating and storing a first key of an
+    /// algorithm that has none (two instances starting together keep the one stored
+    /// first), and deleting keys no unexpired token can name. `leeway_secs` is the clock
+    /// skew allowed when verifying client access tokens; `retention` how long a replaced
+    /// key stays published.
     ///
     /// # Errors
     /// No master key, a stored key that does not decrypt, storage errors.
@@ -61,40 +78,126 @@ impl Core {
         provider: &Provider,
         master: Option<Arc<MasterKey>>,
         leeway_secs: u64,
+        retention: i64,
     ) -> Result<()> {
         let master = master.ok_or_else(|| Error::Internal("the OAuth provider needs a master key".into()))?;
         let Some(issuer) = provider.issuer() else { return Ok(()) };
-        let id = self.oauth_key(SigningAlgorithm::Rs256, &master).await?;
-        let access = self.oauth_key(SigningAlgorithm::Es256, &master).await?;
+        let mut stored = self.storage.oauth_keys().await?;
+        for alg in ALGORITHMS {
+            if !stored.iter().any(|k| k.alg == alg.name()) {
+                self.first_oauth_key(alg, &master).await?;
+                stored = self.storage.oauth_keys().await?;
+            }
+        }
+        let t = now();
+        let (mut signing, mut published, mut id_jwks, mut verifying, mut expired) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for alg in ALGORITHMS {
+            let of_alg: Vec<StoredKey> = stored.iter().filter(|k| k.alg == alg.name()).cloned().collect();
+            let mut active = None;
+            for status in keys::timeline(&of_alg, t, retention) {
+                let Some(key) = of_alg.iter().find(|k| k.kid == status.kid) else { continue };
+                match status.state {
+                    KeyState::Expired | KeyState::Revoked => {
+                        expired.push(status.kid);
+                        continue;
+                    }
+                    _ => {}
+                }
+                let opened = keys::open_stored(key, &master)?;
+                published.push(opened.jwk.clone());
+                if alg == SigningAlgorithm::Rs256 {
+                    id_jwks.push(opened.jwk.clone());
+                }
+                verifying.push(opened.verifying.clone());
+                if status.state == KeyState::Active {
+                    active = Some(opened);
+                }
+            }
+            signing
+                .push(active.ok_or_else(|| {
+                    Error::Internal(format!("no {} key of the OAuth provider is active", alg.name()))
+                })?);
+        }
+        let (Some(access), Some(id)) = (signing.pop(), signing.pop()) else {
+            return Err(Error::Internal("the OAuth provider's keys are incomplete".into()));
+        };
         let mut config = VerifierConfig::new(issuer);
         config.leeway_secs = leeway_secs;
-        let verifier = Verifier::new(vec![access.verifying.clone(), id.verifying.clone()], config);
-        provider.set_keys(ProviderKeys { id, access, verifier, master });
+        let verifier = Verifier::new(verifying, config);
+        provider.set_keys(ProviderKeys { id, access, published, id_jwks, verifier, master });
+        if !expired.is_empty() {
+            self.storage.delete_oauth_keys(&expired).await?;
+        }
         Ok(())
     }
 
-    /// The stored provider key of `alg`, generated and stored first if there is none.
-    async fn oauth_key(&self, alg: SigningAlgorithm, master: &Arc<MasterKey>) -> Result<OpenedKey> {
-        let stored = match self.storage.oauth_key(alg.name()).await? {
-            Some(k) => k,
-            None => {
-                let sealer = Arc::clone(master);
-                let t = now();
-                // RSA key generation takes a noticeable moment; keep it off the async workers.
-                let key = tokio::task::spawn_blocking(move || keys::generate(alg, &sealer, t, t))
-                    .await
-                    .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))??;
-                if self.storage.insert_oauth_key(&key).await? {
-                    tracing::info!(kid = %key.kid, alg = alg.name(), "generated an OAuth provider key");
-                }
-                self.storage
-                    .oauth_key(alg.name())
-                    .await?
-                    .ok_or_else(|| Error::Internal("the OAuth provider's key vanished".into()))?
-            }
-        };
-        Ok(keys::open_stored(&stored, master)?)
+    /// Generates and stores the first key of `alg`, signing at once, unless another
+    /// instance stored one meanwhile.
+    async fn first_oauth_key(&self, alg: SigningAlgorithm, master: &Arc<MasterKey>) -> Result<()> {
+        let key = generate(alg, master, 0).await?;
+        if self.storage.insert_first_oauth_key(&key).await? {
+            tracing::info!(kid = %key.kid, alg = alg.name(), "generated an OAuth provider key");
+        }
+        Ok(())
     }
+
+    /// Every stored provider key with its state now.
+    ///
+    /// # Errors
+    /// When storage cannot be read.
+    pub async fn oauth_key_timeline(&self, retention: i64) -> Result<Vec<KeyStatus>> {
+        let stored = self.storage.oauth_keys().await?;
+        let t = now();
+        let mut out = Vec::new();
+        for alg in ALGORITHMS {
+            let of_alg: Vec<StoredKey> = stored.iter().filter(|k| k.alg == alg.name()).cloned().collect();
+            out.extend(keys::timeline(&of_alg, t, retention));
+        }
+        Ok(out)
+    }
+
+    /// Rotates the provider's keys: a new key of each algorithm, published at once and
+    /// signing after `km.activation_delay`. Running servers take them up at their next key
+    /// reload. Returns the new keys' states.
+    ///
+    /// # Errors
+    /// No master key; key generation and storage errors.
+    pub async fn rotate_oauth_keys(&self, km: &KeyManagement, by: &Actor) -> Result<Vec<KeyStatus>> {
+        let master =
+            km.master.clone().ok_or_else(|| Error::Internal("the OAuth provider needs a master key".into()))?;
+        let stored = self.storage.oauth_keys().await?;
+        let mut kids = Vec::new();
+        for alg in ALGORITHMS {
+            // Activation times are whole seconds, and keys activating in the same one are
+            // ordered by `kid`: a new key must activate after every existing one, or it
+            // might be taken for the older.
+            let latest = stored.iter().filter(|k| k.alg == alg.name()).map(|k| k.activates_at).max();
+            let delay = km.activation_delay.max(0).max(latest.map_or(0, |l| l + 1 - now()));
+            let key = generate(alg, &master, delay).await?;
+            self.storage.add_oauth_key(&key).await?;
+            tracing::info!(kid = %key.kid, alg = alg.name(), activates_at = key.activates_at, "rotated an OAuth provider key");
+            kids.push(key.kid);
+        }
+        let new: Vec<KeyStatus> =
+            self.oauth_key_timeline(km.retention).await?.into_iter().filter(|s| kids.contains(&s.kid)).collect();
+        let detail = serde_json::json!({
+            "keys": new.iter().map(|s| serde_json::json!({ "kid": s.kid, "alg": s.alg, "activates_at": s.activates_at })).collect::<Vec<_>>(),
+        });
+        self.audit(by.event("oauth_keys_rotated").detail(detail)).await;
+        Ok(new)
+    }
+}
+
+/// A new provider key of `alg`, signing `delay` seconds from now.
+async fn generate(alg: SigningAlgorithm, master: &Arc<MasterKey>, delay: i64) -> Result<StoredKey> {
+    let sealer = Arc::clone(master);
+    let t = now();
+    // RSA key generation takes a noticeable moment; keep it off the async workers.
+    tokio::task::spawn_blocking(move || keys::generate(alg, &sealer, t, t + delay))
+        .await
+        .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))?
+        .map_err(Into::into)
 }
 
 impl AuthService {
@@ -108,9 +211,50 @@ impl AuthService {
         self.oauth.keys().ok_or_else(|| Error::Internal("the OAuth provider's keys are not loaded".into()))
     }
 
-    /// The key ID tokens are signed with (to check an `id_token_hint`).
-    pub(crate) fn oauth_id_jwk(&self) -> Option<serde_json::Value> {
-        self.oauth.keys().map(|k| k.id.jwk.clone())
+    /// The published keys ID tokens are signed with (to check an `id_token_hint`, which
+    /// names its key by `kid`).
+    pub(crate) fn oauth_id_jwks(&self) -> Vec<serde_json::Value> {
+        self.oauth.keys().map(|k| k.id_jwks.clone()).unwrap_or_default()
+    }
+
+    /// The provider's keys with their states (admin), [`Error::NotFound`] while the
+    /// provider is off.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn provider_key_statuses(&self) -> Result<Vec<KeyStatus>> {
+        if self.oauth.issuer().is_none() {
+            return Err(Error::NotFound);
+        }
+        self.core.oauth_key_timeline(self.keys.retention).await
+    }
+
+    /// Rotates the provider's keys (admin, audited as `oauth_keys_rotated`) and takes them
+    /// up on this instance at once; the others do at their next key reload. Returns the new
+    /// keys' states. [`Error::NotFound`] while the provider is off.
+    ///
+    /// # Errors
+    /// Key generation and storage errors.
+    pub async fn rotate_provider_keys(&self, by: &Actor) -> Result<Vec<KeyStatus>> {
+        if self.oauth.issuer().is_none() {
+            return Err(Error::NotFound);
+        }
+        let new = self.core.rotate_oauth_keys(&self.keys, by).await?;
+        self.reload_oauth_keys().await?;
+        Ok(new)
+    }
+
+    /// Reloads the provider's keys (a rotation made elsewhere, a key that became active or
+    /// expired); nothing while the provider is off.
+    ///
+    /// # Errors
+    /// A stored key that does not decrypt; storage errors.
+    pub async fn reload_oauth_keys(&self) -> Result<()> {
+        if self.oauth.issuer().is_none() {
+            return Ok(());
+        }
+        let leeway = self.verifier().config().leeway_secs;
+        self.core.load_oauth_keys(&self.oauth, self.key_management().master.clone(), leeway, self.keys.retention).await
     }
 
     /// Signs ID-token `claims` with the provider's RS256 key.

@@ -108,8 +108,10 @@ impl AuthService {
         let hint: Option<IdTokenHint> = match hint_token {
             None => None,
             Some(token) => {
-                let jwk = self.oauth_id_jwk();
-                match jwk.and_then(|jwk| primitives::verify_id_token_hint(&token, &jwk, issuer)) {
+                // Each published key is checked against the token's `kid` first, so at most
+                // the one it names verifies a signature.
+                let jwks = self.oauth_id_jwks();
+                match jwks.iter().find_map(|jwk| primitives::verify_id_token_hint(&token, jwk, issuer)) {
                     Some(h) => Some(h),
                     None => return error_page("The sign-out request carries an ID token gatepass did not issue."),
                 }

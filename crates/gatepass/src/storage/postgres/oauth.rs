@@ -92,11 +92,31 @@ impl OAuthStore for PostgresStorage {
         Ok(out)
     }
 
-    async fn oauth_key(&self, alg: &str) -> StorageResult<Option<StoredKey>> {
-        Q::oauth_key(&self.pool, alg).await
+    async fn oauth_keys(&self) -> StorageResult<Vec<StoredKey>> {
+        Q::oauth_keys(&self.pool).await
     }
 
-    async fn insert_oauth_key(&self, key: &StoredKey) -> StorageResult<bool> {
-        Q::insert_oauth_key(&self.pool, key).await
+    async fn insert_first_oauth_key(&self, key: &StoredKey) -> StorageResult<bool> {
+        // Instances starting together: the lock keeps a second insert out until the first
+        // committed, so its existence check sees it.
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("LOCK TABLE oauth_keys IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await.map_err(map_err)?;
+        let stored = Q::insert_oauth_key(&mut *tx, key, true).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(stored)
+    }
+
+    async fn add_oauth_key(&self, key: &StoredKey) -> StorageResult<()> {
+        Q::insert_oauth_key(&self.pool, key, false).await.map(drop)
+    }
+
+    async fn delete_oauth_keys(&self, kids: &[String]) -> StorageResult<u64> {
+        // One statement with an array parameter, which SQLite lacks.
+        let r = sqlx::query("DELETE FROM oauth_keys WHERE kid = ANY($1)")
+            .bind(kids)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected())
     }
 }

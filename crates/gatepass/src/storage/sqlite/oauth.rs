@@ -92,11 +92,30 @@ impl OAuthStore for SqliteStorage {
         Ok(out)
     }
 
-    async fn oauth_key(&self, alg: &str) -> StorageResult<Option<StoredKey>> {
-        Q::oauth_key(&self.pool, alg).await
+    async fn oauth_keys(&self) -> StorageResult<Vec<StoredKey>> {
+        Q::oauth_keys(&self.pool).await
     }
 
-    async fn insert_oauth_key(&self, key: &StoredKey) -> StorageResult<bool> {
-        Q::insert_oauth_key(&self.writer, key).await
+    async fn insert_first_oauth_key(&self, key: &StoredKey) -> StorageResult<bool> {
+        // The single writer: no other insert runs between the check and the insert.
+        Q::insert_oauth_key(&self.writer, key, true).await
+    }
+
+    async fn add_oauth_key(&self, key: &StoredKey) -> StorageResult<()> {
+        Q::insert_oauth_key(&self.writer, key, false).await.map(drop)
+    }
+
+    async fn delete_oauth_keys(&self, kids: &[String]) -> StorageResult<u64> {
+        // SQLite has no array parameters: one statement per key (PostgreSQL uses `ANY`).
+        let mut removed = 0;
+        for kid in kids {
+            removed += sqlx::query("DELETE FROM oauth_keys WHERE kid = ?")
+                .bind(kid)
+                .execute(&self.writer)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+        }
+        Ok(removed)
     }
 }
