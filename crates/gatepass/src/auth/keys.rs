@@ -457,6 +457,16 @@ pub fn timeline(keys: &[StoredKey], now: i64, retention_secs: i64) -> Vec<KeySta
     out
 }
 
+/// When a key meant to activate at `wanted` activates among keys activating at
+/// `existing`: the first second from `wanted` on that no other key activates in.
+/// Activation times are whole seconds and keys of the same second are ordered by `kid`, so
+/// a rotation without delay in the second of the key it replaces could otherwise come
+/// first and be born retired.
+pub fn untied_activation(existing: impl Iterator<Item = i64>, wanted: i64) -> i64 {
+    let taken: std::collections::HashSet<i64> = existing.collect();
+    (wanted..).find(|at| !taken.contains(at)).unwrap_or(wanted)
+}
+
 /// The order of the timeline: by activation time; at the same instant a revoked key comes
 /// first (the replacement stored with a revocation activates in the very second of it, and
 /// must follow the key it replaces), then by `kid`.
@@ -580,6 +590,14 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_key_never_activates_in_the_second_of_another() {
+        assert_eq!(untied_activation([].into_iter(), 100), 100);
+        assert_eq!(untied_activation([90, 99].into_iter(), 100), 100);
+        assert_eq!(untied_activation([100].into_iter(), 100), 101);
+        assert_eq!(untied_activation([100, 101, 103].into_iter(), 100), 102);
+    }
 
     #[test]
     fn user_code_digests_are_keyed_by_the_master_secret() {

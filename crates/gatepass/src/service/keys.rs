@@ -66,7 +66,8 @@ impl Core {
         let t = now();
         let statuses = self.key_timeline(km.retention).await?;
         let current_fits = statuses.iter().any(|s| s.state == KeyState::Active && s.alg == alg.name());
-        let activates_at = if current_fits { t + delay.max(0) } else { t };
+        let wanted = if current_fits { t + delay.max(0) } else { t };
+        let activates_at = keys::untied_activation(statuses.iter().map(|s| s.activates_at), wanted);
         // RSA key generation takes a noticeable moment; keep it off the async workers.
         let key = tokio::task::spawn_blocking(move || keys::generate(alg, &master, t, activates_at))
             .await

@@ -136,6 +136,33 @@ async fn cli(app: &TestApp, args: &[&str]) {
 }
 
 #[tokio::test]
+async fn without_an_activation_delay_each_rotation_supersedes_the_last_even_within_a_second() {
+    // Activation times are whole seconds; keys activating in the same one are ordered by
+    // kid, so a rotation must not activate in the second of the key it replaces.
+    let app = TestApp::spawn_with(&["--jwt-algorithm", "ES256", "--key-activation-delay", "0s"]).await;
+    let mut last = String::new();
+    for round in 0..6 {
+        let r = app.post_auth("/api/admin/keys/rotate", app.operator(), json!({})).await;
+        assert_eq!(r.status(), 201);
+        let key: Value = r.json::<Value>().await.unwrap()["key"].clone();
+        assert!(["pending", "active"].contains(&key["state"].as_str().unwrap()), "round {round}: {key}");
+        last = s(&key, "kid").to_owned();
+    }
+    // The last one added is the one that signs, once its second has come.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Value = app.get_auth("/api/admin/keys", app.operator()).await.json().await.unwrap();
+        let active: Vec<&str> =
+            keys["keys"].as_array().unwrap().iter().filter(|k| k["state"] == "active").map(|k| s(k, "kid")).collect();
+        if active == [last.as_str()] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "active {active:?}, last rotated {last}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
 async fn rotation_never_fails_a_verification_for_a_caching_client() {
     let app = TestApp::spawn_with(&[
         "--jwt-algorithm",

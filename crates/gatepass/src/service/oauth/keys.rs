@@ -169,12 +169,10 @@ impl Core {
         let stored = self.storage.oauth_keys().await?;
         let mut kids = Vec::new();
         for alg in ALGORITHMS {
-            // Activation times are whole seconds, and keys activating in the same one are
-            // ordered by `kid`: a new key must activate after every existing one, or it
-            // might be taken for the older.
-            let latest = stored.iter().filter(|k| k.alg == alg.name()).map(|k| k.activates_at).max();
-            let delay = km.activation_delay.max(0).max(latest.map_or(0, |l| l + 1 - now()));
-            let key = generate(alg, &master, delay).await?;
+            let t = now();
+            let of_alg = stored.iter().filter(|k| k.alg == alg.name()).map(|k| k.activates_at);
+            let activates_at = keys::untied_activation(of_alg, t + km.activation_delay.max(0));
+            let key = generate(alg, &master, activates_at - t).await?;
             self.storage.add_oauth_key(&key).await?;
             tracing::info!(kid = %key.kid, alg = alg.name(), activates_at = key.activates_at, "rotated an OAuth provider key");
             kids.push(key.kid);
