@@ -40,13 +40,7 @@ impl KeyStore for PostgresStorage {
     }
 
     async fn delete_signing_keys(&self, kids: &[String]) -> StorageResult<u64> {
-        // One statement with an array parameter, which SQLite lacks.
-        let r = sqlx::query("DELETE FROM signing_keys WHERE kid = ANY($1)")
-            .bind(kids)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(r.rows_affected())
+        super::delete_keys(&self.pool, "DELETE FROM signing_keys WHERE kid = ANY($1)", kids).await
     }
 
     async fn session_of_refresh_token(&self, token_hash: &str, now: i64) -> StorageResult<Option<(String, String)>> {

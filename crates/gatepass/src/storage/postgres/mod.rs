@@ -83,6 +83,13 @@ fn is_unavailable_state(code: &str) -> bool {
     code.starts_with("08") || code.starts_with("57P") || code == "53300"
 }
 
+/// Runs `delete` (`DELETE FROM … WHERE kid = ANY($1)`) once for all of `kids`: an array
+/// parameter, which SQLite lacks.
+async fn delete_keys(pool: &PgPool, delete: &'static str, kids: &[String]) -> StorageResult<u64> {
+    let r = sqlx::query(delete).bind(kids).execute(pool).await.map_err(map_err)?;
+    Ok(r.rows_affected())
+}
+
 pub(super) fn map_err(e: sqlx::Error) -> StorageError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,

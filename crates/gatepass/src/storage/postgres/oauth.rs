@@ -111,12 +111,6 @@ impl OAuthStore for PostgresStorage {
     }
 
     async fn delete_oauth_keys(&self, kids: &[String]) -> StorageResult<u64> {
-        // One statement with an array parameter, which SQLite lacks.
-        let r = sqlx::query("DELETE FROM oauth_keys WHERE kid = ANY($1)")
-            .bind(kids)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(r.rows_affected())
+        super::delete_keys(&self.pool, "DELETE FROM oauth_keys WHERE kid = ANY($1)", kids).await
     }
 }

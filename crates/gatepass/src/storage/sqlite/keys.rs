@@ -37,17 +37,7 @@ impl KeyStore for SqliteStorage {
     }
 
     async fn delete_signing_keys(&self, kids: &[String]) -> StorageResult<u64> {
-        // SQLite has no array parameters: one statement per key (PostgreSQL uses `ANY`).
-        let mut removed = 0;
-        for kid in kids {
-            removed += sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
-                .bind(kid)
-                .execute(&self.writer)
-                .await
-                .map_err(map_err)?
-                .rows_affected();
-        }
-        Ok(removed)
+        super::delete_keys(&self.writer, "DELETE FROM signing_keys WHERE kid = ?", kids).await
     }
 
     async fn session_of_refresh_token(&self, token_hash: &str, now: i64) -> StorageResult<Option<(String, String)>> {

@@ -82,6 +82,16 @@ impl SqliteStorage {
     }
 }
 
+/// Runs `delete` (`DELETE FROM … WHERE kid = ?`) for each of `kids`: SQLite has no array
+/// parameters (PostgreSQL uses `ANY`).
+async fn delete_keys(writer: &SqlitePool, delete: &'static str, kids: &[String]) -> StorageResult<u64> {
+    let mut removed = 0;
+    for kid in kids {
+        removed += sqlx::query(delete).bind(kid).execute(writer).await.map_err(map_err)?.rows_affected();
+    }
+    Ok(removed)
+}
+
 fn map_err(e: sqlx::Error) -> StorageError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,

@@ -106,16 +106,6 @@ impl OAuthStore for SqliteStorage {
     }
 
     async fn delete_oauth_keys(&self, kids: &[String]) -> StorageResult<u64> {
-        // SQLite has no array parameters: one statement per key (PostgreSQL uses `ANY`).
-        let mut removed = 0;
-        for kid in kids {
-            removed += sqlx::query("DELETE FROM oauth_keys WHERE kid = ?")
-                .bind(kid)
-                .execute(&self.writer)
-                .await
-                .map_err(map_err)?
-                .rows_affected();
-        }
-        Ok(removed)
+        super::delete_keys(&self.writer, "DELETE FROM oauth_keys WHERE kid = ?", kids).await
     }
 }
