@@ -336,7 +336,7 @@ impl Subscription {
                         _ if self.closed.has_changed().unwrap_or(true) && *self.closed.borrow() => {
                             Err(broadcast::error::RecvError::Closed)
                         }
-                        Ok(entry) => Ok(entry),
+                        Ok(batch) => Ok(batch),
                         Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
                         Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
                         Err(broadcast::error::TryRecvError::Empty) => {
