@@ -166,8 +166,9 @@ pub struct IdTokenHint {
     pub sid: Option<String>,
 }
 
-/// Checks an ID token gatepass issued, presented as a logout hint: exactly RS256 under the
-/// provider's key (`kid` and `alg` from the key, never from the token), JOSE type `JWT`,
+/// Checks an ID token gatepass issued, presented as a logout hint: signed by the
+/// provider's key `jwk`, with the algorithm that key has (RS256 for RSA, ES256 for P-256;
+/// `kid` and `alg` from the key, never from the token), JOSE type `JWT`,
 /// no header-supplied key material or critical extensions, `iss` equal to `issuer`. Its
 /// expiry is deliberately not checked: a relying party logs out with the ID token it got at
 /// sign-in, often long expired (RP-Initiated Logout 1.0 §2). `None` for anything else.
@@ -176,13 +177,19 @@ pub fn verify_id_token_hint(token: &str, jwk: &serde_json::Value, issuer: &str) 
         return None;
     }
     let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
+    // The key decides the algorithm: RS256 for an RSA key, ES256 for a P-256 one.
+    let alg = match parsed.algorithm {
+        jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => jsonwebtoken::Algorithm::RS256,
+        jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => jsonwebtoken::Algorithm::ES256,
+        _ => return None,
+    };
     let header = jsonwebtoken::decode_header(token).ok()?;
     let foreign_key_material = header.jku.is_some()
         || header.jwk.is_some()
         || header.x5u.is_some()
         || header.x5c.is_some()
         || header.crit.is_some();
-    if header.alg != jsonwebtoken::Algorithm::RS256
+    if header.alg != alg
         || header.typ.as_deref() != Some("JWT")
         || header.kid.is_none()
         || header.kid != parsed.common.key_id
@@ -191,7 +198,7 @@ pub fn verify_id_token_hint(token: &str, jwk: &serde_json::Value, issuer: &str) 
         return None;
     }
     let key = jsonwebtoken::DecodingKey::from_jwk(&parsed).ok()?;
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    let mut validation = jsonwebtoken::Validation::new(alg);
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;

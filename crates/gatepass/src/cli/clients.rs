@@ -45,6 +45,9 @@ pub struct ClientFlags {
     /// `resource` parameter (repeat; replaces the list).
     #[arg(long = "allowed-resource")]
     pub resources: Vec<String>,
+    /// What the client's ID tokens are signed with: RS256 (default) or ES256.
+    #[arg(long)]
+    pub id_token_alg: Option<String>,
 }
 
 impl ClientFlags {
@@ -62,6 +65,7 @@ impl ClientFlags {
             limited: self.limited,
             resource: self.resource,
             resources: (!self.resources.is_empty()).then_some(self.resources),
+            id_token_signed_response_alg: self.id_token_alg,
         }
     }
 }

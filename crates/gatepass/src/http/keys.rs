@@ -64,8 +64,8 @@ pub struct Discovery {
     issuer: String,
     /// Where the JWKS is.
     jwks_uri: String,
-    /// Provider on: `["RS256"]` (ID tokens); off: the algorithms gatepass's tokens may be
-    /// signed with.
+    /// Provider on: `["RS256", "ES256"]` (ID tokens: RS256 unless the client asked for
+    /// ES256); off: the algorithms gatepass's tokens may be signed with.
     id_token_signing_alg_values_supported: Vec<&'static str>,
     /// The RFC 7662 endpoint.
     introspection_endpoint: String,
@@ -143,7 +143,7 @@ const CLIENT_AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_po
 pub(crate) fn discovery_document(state: &AppState, issuer: String, base: &str) -> Discovery {
     let provider = state.service.oauth().issuer().is_some();
     let algorithms: Vec<&str> = if provider {
-        vec!["RS256"]
+        vec!["RS256", "ES256"]
     } else {
         let mut algs = vec![state.service.key_management().algorithm.name()];
         for key in state.service.verifier().keys().iter() {

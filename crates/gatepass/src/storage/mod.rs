@@ -31,7 +31,7 @@ pub use instances::{InstanceBeat, InstanceStore};
 pub use keys::{KeyRevocation, KeyStore};
 pub use mail::{EmailConfirmed, OneTimeToken, OutboxMail, OutboxStore, TokenPurpose, TokenStore};
 pub use mfa::{MfaChallenge, MfaStore, TotpFactor};
-pub use oauth::{AuthCode, CodeRedemption, ConsentRecord, OAuthClient, OAuthStore};
+pub use oauth::{AuthCode, CodeRedemption, ConsentRecord, IdTokenAlg, OAuthClient, OAuthStore};
 pub use passkeys::{PasskeyCeremony, PasskeyRecord, PasskeyStore, PasskeyUse};
 pub use postgres::PostgresStorage;
 pub use revocation_feed::{FeedEntry, FeedItem, RevocationFeed};

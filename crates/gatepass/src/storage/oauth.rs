@@ -47,6 +47,33 @@ pub struct OAuthClient {
     pub updated_at: i64,
     /// Increases with every change; updates compare and swap it.
     pub version: i64,
+    /// What its ID tokens are signed with.
+    pub id_token_alg: IdTokenAlg,
+}
+
+/// The algorithm of a client's ID tokens (`id_token_signed_response_alg`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdTokenAlg {
+    /// RSA PKCS#1 v1.5 with SHA-256: OpenID Connect's default, verified by every client.
+    #[default]
+    Rs256,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+}
+
+impl IdTokenAlg {
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdTokenAlg::Rs256 => "RS256",
+            IdTokenAlg::Es256 => "ES256",
+        }
+    }
+
+    /// From the JOSE name (exact case).
+    pub fn parse(name: &str) -> Option<Self> {
+        [IdTokenAlg::Rs256, IdTokenAlg::Es256].into_iter().find(|a| a.as_str() == name)
+    }
 }
 
 impl OAuthClient {
@@ -72,6 +99,7 @@ pub(crate) struct ClientRow {
     created_at: i64,
     updated_at: i64,
     version: i64,
+    id_token_alg: String,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -86,6 +114,9 @@ impl TryFrom<ClientRow> for OAuthClient {
             .map_err(|e| StorageError::Other(format!("client {}: redirect_uris: {e}", r.client_id)))?;
         let post_logout_redirect_uris = serde_json::from_str(&r.post_logout_redirect_uris)
             .map_err(|e| StorageError::Other(format!("client {}: post_logout_redirect_uris: {e}", r.client_id)))?;
+        let id_token_alg = IdTokenAlg::parse(&r.id_token_alg).ok_or_else(|| {
+            StorageError::Other(format!("client {}: unknown id_token_alg {:?}", r.client_id, r.id_token_alg))
+        })?;
         Ok(OAuthClient {
             client_id: r.client_id,
             secret_hash: r.secret_hash,
@@ -101,6 +132,7 @@ impl TryFrom<ClientRow> for OAuthClient {
             created_at: r.created_at,
             updated_at: r.updated_at,
             version: r.version,
+            id_token_alg,
         })
     }
 }
@@ -229,7 +261,8 @@ pub trait OAuthStore: Send + Sync {
 }
 
 const CLIENT_SELECT: &str = "SELECT client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
-     grant_types, scopes, first_party, limited, resource, resources, created_at, updated_at, version FROM oauth_clients";
+     grant_types, scopes, first_party, limited, resource, resources, created_at, updated_at, version, id_token_alg \
+     FROM oauth_clients";
 const CODE_SELECT: &str = "SELECT code_hash, client_id, user_id, browser_sid, redirect_uri, code_challenge, scope, \
      nonce, auth_time, amr, created_at, expires_at, used_at, issued_sid, resource FROM oauth_codes";
 
@@ -271,8 +304,8 @@ where
     pub(super) async fn insert_client<'c>(ex: impl Executor<'c, Database = DB>, c: &OAuthClient) -> StorageResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO oauth_clients (client_id, secret_hash, name, redirect_uris, grant_types, scopes, \
-             first_party, resource, resources, created_at, updated_at, version, post_logout_redirect_uris, limited) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             first_party, resource, resources, created_at, updated_at, version, post_logout_redirect_uris, limited, \
+             id_token_alg) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(c.client_id.as_str())
         .bind(c.secret_hash.as_deref())
@@ -288,6 +321,7 @@ where
         .bind(c.version)
         .bind(json_list(&c.post_logout_redirect_uris)?)
         .bind(c.limited)
+        .bind(c.id_token_alg.as_str())
         .execute(ex)
         .await
         .map_err(DB::map_err)?;
@@ -327,7 +361,7 @@ where
         let r = sqlx::query::<DB>(
             "UPDATE oauth_clients SET secret_hash = $1, name = $2, redirect_uris = $3, grant_types = $4, \
              scopes = $5, first_party = $6, resource = $7, resources = $8, updated_at = $9, version = $10, \
-             post_logout_redirect_uris = $13, limited = $14 WHERE client_id = $11 AND version = $12",
+             post_logout_redirect_uris = $13, limited = $14, id_token_alg = $15 WHERE client_id = $11 AND version = $12",
         )
         .bind(c.secret_hash.as_deref())
         .bind(c.name.as_str())
@@ -343,6 +377,7 @@ where
         .bind(expected_version)
         .bind(json_list(&c.post_logout_redirect_uris)?)
         .bind(c.limited)
+        .bind(c.id_token_alg.as_str())
         .execute(ex)
         .await
         .map_err(DB::map_err)?;

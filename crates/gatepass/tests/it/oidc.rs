@@ -167,7 +167,7 @@ async fn discovery_publishes_the_provider_and_its_key() {
     assert_eq!(meta["issuer"], app.base);
     assert_eq!(meta["authorization_endpoint"], format!("{}/oauth/authorize", app.base));
     assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
-    assert_eq!(meta["id_token_signing_alg_values_supported"], json!(["RS256"]));
+    assert_eq!(meta["id_token_signing_alg_values_supported"], json!(["RS256", "ES256"]));
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
     let as_meta: Value = app.get("/.well-known/oauth-authorization-server").await.json().await.unwrap();
     assert_eq!(as_meta, meta);

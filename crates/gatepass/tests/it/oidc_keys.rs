@@ -1,7 +1,7 @@
 //! Rotating the OpenID provider's keys over HTTP and the command line: the new keys are
 //! published at once and sign after the activation delay; tokens signed by the keys they
 //! replace keep verifying (userinfo, introspection, an `id_token_hint`); another instance
-//! takes a rotation up at its next key reload.
+//! takes a rotation up at its next key reload. A client may ask for ES256 ID tokens.
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -98,13 +98,13 @@ async fn a_rotation_signs_with_new_keys_and_tokens_of_the_old_ones_keep_working(
     // (The server switches at its next key reload after the activation.)
     let after = loop {
         let after = grant(&app, &user, &id, &secret).await;
-        if kid(s(&after, "id_token")) == new_id_kid {
+        // (Each key activates in the first second no other key of its algorithm does.)
+        if kid(s(&after, "id_token")) == new_id_kid && kid(s(&after, "access_token")) == new_access_kid {
             break after;
         }
         assert!(Instant::now() < deadline, "still signing with {}", kid(s(&after, "id_token")));
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(kid(s(&after, "access_token")), new_access_kid);
     assert_eq!(userinfo_status(&app, s(&after, "access_token")).await, 200);
     assert_eq!(userinfo_status(&app, s(&before, "access_token")).await, 200);
     let r =
@@ -214,4 +214,61 @@ async fn another_instance_takes_a_rotation_up_at_its_next_key_reload() {
         let body: Value = r.form(&[("token", t.as_str())]).send().await.unwrap().json().await.unwrap();
         assert_eq!(body["active"], true, "{body}");
     }
+}
+
+#[tokio::test]
+async fn a_client_may_ask_for_es256_id_tokens() {
+    let app = TestApp::spawn_provider(&[]).await;
+    let meta = |alg: Value| {
+        json!({
+            "client_name": "EC app",
+            "redirect_uris": [crate::oidc::REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "openid offline_access",
+            "first_party": true,
+            "id_token_signed_response_alg": alg,
+        })
+    };
+    for bad in [json!("HS256"), json!("none"), json!("es256"), json!("PS256"), json!(256)] {
+        let r = app.post_auth("/api/admin/clients", app.operator(), meta(bad.clone())).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let (rs_id, _) = web_client(&app).await;
+    let rs: Value = app.get_auth(&format!("/api/admin/clients/{rs_id}"), app.operator()).await.json().await.unwrap();
+    assert_eq!(rs["id_token_signed_response_alg"], "RS256", "the default");
+    let ec = register(&app, meta(json!("ES256"))).await;
+    assert_eq!(ec["id_token_signed_response_alg"], "ES256");
+    let (id, secret) = (s(&ec, "client_id"), s(&ec, "client_secret"));
+    let user = signed_in(&app, "eve").await;
+    let g = grant(&app, &user, id, secret).await;
+    let id_token = s(&g, "id_token");
+
+    // Signed with the provider's published ES256 key, and verifiable with it.
+    let part = id_token.split('.').next().unwrap();
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap();
+    assert_eq!((&header["alg"], &header["typ"]), (&json!("ES256"), &json!("JWT")));
+    let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("published").clone();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&[id]);
+    validation.set_issuer(&[app.base.as_str()]);
+    let claims =
+        jsonwebtoken::decode::<Value>(id_token, &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(), &validation)
+            .expect("the ID token verifies with the published key")
+            .claims;
+    assert!(claims["at_hash"].is_string());
+    // An ES256 ID token is no access token, though the key also signs access tokens.
+    assert_eq!(userinfo_status(&app, id_token).await, 401);
+    assert_eq!(userinfo_status(&app, s(&g, "access_token")).await, 200);
+    // It is a valid `id_token_hint` for signing out.
+    let mut url = reqwest::Url::parse(&app.url("/oauth/logout")).unwrap();
+    url.query_pairs_mut().append_pair("id_token_hint", id_token);
+    let page = app.client.get(url).header("Cookie", format!("session={user}")).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(!page.contains("did not issue"), "{page}");
+    // Discovery says both are supported.
+    let d: Value = app.get("/.well-known/openid-configuration").await.json().await.unwrap();
+    assert_eq!(d["id_token_signing_alg_values_supported"], json!(["RS256", "ES256"]));
 }

@@ -1277,6 +1277,7 @@ fn oauth_client(id: &str) -> OAuthClient {
         created_at: NOW,
         updated_at: NOW,
         version: 1,
+        id_token_alg: gatepass::storage::IdTokenAlg::Es256,
     }
 }
 

@@ -9,8 +9,8 @@ use super::{DEVICE_GRANT, GRANT_TYPES, KNOWN_SCOPES, valid_scope_token};
 use crate::auth::oauth::{self as primitives, SECRET_PREFIX};
 use crate::error::{Error, Result};
 use crate::service::{Actor, Core, now};
-use crate::storage::OAuthClient;
 use crate::storage::StorageError;
+use crate::storage::{IdTokenAlg, OAuthClient};
 
 /// Client metadata as RFC 7591 names it, plus gatepass's `first_party` and `resource`.
 /// In a registration every field is optional but `client_name` and (for the code flow)
@@ -48,6 +48,9 @@ pub struct ClientMetadata {
     /// Further resources (RFC 8707: absolute URIs, no fragment) the client may name with
     /// the `resource` parameter; the token's `aud` is then that resource.
     pub resources: Option<Vec<String>>,
+    /// `RS256` (default) or `ES256`: what its ID tokens are signed with (OpenID Connect
+    /// Dynamic Client Registration).
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 /// A client as RFC 7591 describes it in answers (never its secret, except once).
@@ -87,6 +90,8 @@ pub struct ClientView {
     /// Further resources it may ask tokens for (RFC 8707).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// `RS256` or `ES256`: what its ID tokens are signed with.
+    pub id_token_signed_response_alg: &'static str,
 }
 
 impl ClientView {
@@ -109,6 +114,7 @@ impl ClientView {
             limited: c.limited,
             resource: c.resource.clone(),
             resources: c.resources.clone(),
+            id_token_signed_response_alg: c.id_token_alg.as_str(),
         }
     }
 }
@@ -184,6 +190,10 @@ fn apply(c: &mut OAuthClient, meta: ClientMetadata) -> Result<()> {
         && (r.len() > 2000 || r.chars().any(char::is_control))
     {
         return Err(bad("resource must be a URI or name of at most 2000 characters"));
+    }
+    if let Some(alg) = meta.id_token_signed_response_alg {
+        c.id_token_alg =
+            IdTokenAlg::parse(&alg).ok_or_else(|| bad("id_token_signed_response_alg must be RS256 or ES256"))?;
     }
     if let Some(resources) = meta.resources {
         if resources.len() > 20 {
@@ -268,6 +278,7 @@ impl Core {
             created_at: t,
             updated_at: t,
             version: 1,
+            id_token_alg: IdTokenAlg::Rs256,
         };
         apply(&mut client, meta)?;
         self.storage.insert_client(&client).await.map_err(|e| match e {

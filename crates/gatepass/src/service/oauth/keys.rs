@@ -27,6 +27,7 @@ use crate::domain::StoredKey;
 use crate::error::{Error, Result};
 use crate::service::keys::KeyManagement;
 use crate::service::{Actor, AuthService, Core, now};
+use crate::storage::IdTokenAlg;
 
 /// JOSE `typ` of ID tokens.
 pub const ID_TOKEN_TYP: &str = "JWT";
@@ -38,12 +39,13 @@ const ALGORITHMS: [SigningAlgorithm; 2] = [SigningAlgorithm::Rs256, SigningAlgor
 pub struct ProviderKeys {
     /// Signs ID tokens (the active RS256 key).
     pub id: OpenedKey,
-    /// Signs client access tokens (the active ES256 key).
+    /// Signs client access tokens, and the ID tokens of clients that asked for ES256 (the
+    /// active ES256 key; the JOSE `typ` tells the two apart).
     pub access: OpenedKey,
-    /// The JWKs of every published key (pending, active and retired), for the JWKS.
+    /// The JWKs of every published key (pending, active and retired), for the JWKS, and
+    /// for an `id_token_hint` to name (ID tokens are RS256, or ES256 for a client that
+    /// asked).
     published: Vec<serde_json::Value>,
-    /// The JWKs of the published RS256 keys, which an `id_token_hint` may name.
-    id_jwks: Vec<serde_json::Value>,
     /// Verifies client access tokens: every published key (the RS256 ones for access
     /// tokens issued before access tokens had a key of their own; the `typ` check keeps
     /// ID tokens out).
@@ -90,8 +92,7 @@ impl Core {
             }
         }
         let t = now();
-        let (mut signing, mut published, mut id_jwks, mut verifying, mut expired) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut signing, mut published, mut verifying, mut expired) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for alg in ALGORITHMS {
             let of_alg: Vec<StoredKey> = stored.iter().filter(|k| k.alg == alg.name()).cloned().collect();
             let mut active = None;
@@ -106,9 +107,6 @@ impl Core {
                 }
                 let opened = keys::open_stored(key, &master)?;
                 published.push(opened.jwk.clone());
-                if alg == SigningAlgorithm::Rs256 {
-                    id_jwks.push(opened.jwk.clone());
-                }
                 verifying.push(opened.verifying.clone());
                 if status.state == KeyState::Active {
                     active = Some(opened);
@@ -125,7 +123,7 @@ impl Core {
         let mut config = VerifierConfig::new(issuer);
         config.leeway_secs = leeway_secs;
         let verifier = Verifier::new(verifying, config);
-        provider.set_keys(ProviderKeys { id, access, published, id_jwks, verifier, master });
+        provider.set_keys(ProviderKeys { id, access, published, verifier, master });
         if !expired.is_empty() {
             self.storage.delete_oauth_keys(&expired).await?;
         }
@@ -135,7 +133,7 @@ impl Core {
     /// Generates and stores the first key of `alg`, signing at once, unless another
     /// instance stored one meanwhile.
     async fn first_oauth_key(&self, alg: SigningAlgorithm, master: &Arc<MasterKey>) -> Result<()> {
-        let key = generate(alg, master, 0).await?;
+        let key = generate(alg, master, None).await?;
         if self.storage.insert_first_oauth_key(&key).await? {
             tracing::info!(kid = %key.kid, alg = alg.name(), "generated an OAuth provider key");
         }
@@ -167,12 +165,12 @@ impl Core {
         let master =
             km.master.clone().ok_or_else(|| Error::Internal("the OAuth provider needs a master key".into()))?;
         let stored = self.storage.oauth_keys().await?;
+        // Both keys activate in the same second, however long generating them takes.
+        let wanted = now() + km.activation_delay.max(0);
         let mut kids = Vec::new();
         for alg in ALGORITHMS {
-            let t = now();
             let of_alg = stored.iter().filter(|k| k.alg == alg.name()).map(|k| k.activates_at);
-            let activates_at = keys::untied_activation(of_alg, t + km.activation_delay.max(0));
-            let key = generate(alg, &master, activates_at - t).await?;
+            let key = generate(alg, &master, Some(keys::untied_activation(of_alg, wanted))).await?;
             self.storage.add_oauth_key(&key).await?;
             tracing::info!(kid = %key.kid, alg = alg.name(), activates_at = key.activates_at, "rotated an OAuth provider key");
             kids.push(key.kid);
@@ -187,15 +185,17 @@ impl Core {
     }
 }
 
-/// A new provider key of `alg`, signing `delay` seconds from now.
-async fn generate(alg: SigningAlgorithm, master: &Arc<MasterKey>, delay: i64) -> Result<StoredKey> {
+/// A new provider key of `alg`, signing from `activates_at` (`None`: from its creation).
+async fn generate(alg: SigningAlgorithm, master: &Arc<MasterKey>, activates_at: Option<i64>) -> Result<StoredKey> {
     let sealer = Arc::clone(master);
-    let t = now();
     // RSA key generation takes a noticeable moment; keep it off the async workers.
-    tokio::task::spawn_blocking(move || keys::generate(alg, &sealer, t, t + delay))
-        .await
-        .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))?
-        .map_err(Into::into)
+    tokio::task::spawn_blocking(move || {
+        let t = now();
+        keys::generate(alg, &sealer, t, activates_at.unwrap_or(t))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))?
+    .map_err(Into::into)
 }
 
 impl AuthService {
@@ -209,10 +209,10 @@ impl AuthService {
         self.oauth.keys().ok_or_else(|| Error::Internal("the OAuth provider's keys are not loaded".into()))
     }
 
-    /// The published keys ID tokens are signed with (to check an `id_token_hint`, which
+    /// The published keys ID tokens may be signed with (to check an `id_token_hint`, which
     /// names its key by `kid`).
     pub(crate) fn oauth_id_jwks(&self) -> Vec<serde_json::Value> {
-        self.oauth.keys().map(|k| k.id_jwks.clone()).unwrap_or_default()
+        self.oauth.keys().map(|k| k.published.clone()).unwrap_or_default()
     }
 
     /// The provider's keys with their states (admin), [`Error::NotFound`] while the
@@ -255,9 +255,14 @@ impl AuthService {
         self.core.load_oauth_keys(&self.oauth, self.key_management().master.clone(), leeway, self.keys.retention).await
     }
 
-    /// Signs ID-token `claims` with the provider's RS256 key.
-    pub(crate) fn sign_id_token<C: serde::Serialize>(&self, claims: &C) -> Result<String> {
-        Ok(self.oauth_keys()?.id.signer.sign_jwt(ID_TOKEN_TYP, claims)?)
+    /// Signs ID-token `claims` with the provider's key of `alg` (the client's choice).
+    pub(crate) fn sign_id_token<C: serde::Serialize>(&self, alg: IdTokenAlg, claims: &C) -> Result<String> {
+        let keys = self.oauth_keys()?;
+        let key = match alg {
+            IdTokenAlg::Rs256 => &keys.id,
+            IdTokenAlg::Es256 => &keys.access,
+        };
+        Ok(key.signer.sign_jwt(ID_TOKEN_TYP, claims)?)
     }
 
     /// Signs a client access token with the provider's ES256 key.

@@ -81,6 +81,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             version: 1,
+            id_token_alg: crate::storage::IdTokenAlg::Rs256,
         }
     }
 

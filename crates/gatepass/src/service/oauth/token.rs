@@ -468,7 +468,7 @@ impl AuthService {
                 at_hash: Some(primitives::at_hash(&access_token)),
                 sid: Some(session.id.clone()),
             };
-            Some(self.sign_id_token(&id)?)
+            Some(self.sign_id_token(client.id_token_alg, &id)?)
         } else {
             None
         };
