@@ -333,6 +333,7 @@ impl SigningKey {
 
 /// A stored key opened for signing outside the ring (the ID-token key): the signer, the
 /// verifier of what it signs and its public JWK.
+#[derive(Clone)]
 pub struct OpenedKey {
     /// Signs.
     pub signer: Arc<SigningKey>,

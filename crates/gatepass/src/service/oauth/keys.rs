@@ -19,6 +19,7 @@
 //! instance reloads them with its session keys, so a rotation made on one reaches all.
 
 use gatepass_verify::{ACCESS_TOKEN_TYP, Verifier, VerifierConfig};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{ClientAccessClaims, Provider};
@@ -52,6 +53,9 @@ pub struct ProviderKeys {
     verifier: Verifier,
     /// Digests device user codes ([`MasterKey::user_code_digest`]).
     master: Arc<MasterKey>,
+    /// Every published key, opened, by `kid`: a reload reuses them instead of decrypting
+    /// and parsing each key again every few seconds.
+    opened: HashMap<String, OpenedKey>,
 }
 
 impl ProviderKeys {
@@ -92,7 +96,9 @@ impl Core {
             }
         }
         let t = now();
+        let previous = provider.keys();
         let (mut signing, mut published, mut verifying, mut expired) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut opened_now = HashMap::new();
         for alg in ALGORITHMS {
             let of_alg: Vec<StoredKey> = stored.iter().filter(|k| k.alg == alg.name()).cloned().collect();
             let mut active = None;
@@ -105,12 +111,16 @@ impl Core {
                     }
                     _ => {}
                 }
-                let opened = keys::open_stored(key, &master)?;
+                let opened = match previous.as_ref().and_then(|p| p.opened.get(&status.kid)) {
+                    Some(open) => open.clone(),
+                    None => keys::open_stored(key, &master)?,
+                };
                 published.push(opened.jwk.clone());
                 verifying.push(opened.verifying.clone());
                 if status.state == KeyState::Active {
-                    active = Some(opened);
+                    active = Some(opened.clone());
                 }
+                opened_now.insert(status.kid, opened);
             }
             signing
                 .push(active.ok_or_else(|| {
@@ -123,7 +133,7 @@ impl Core {
         let mut config = VerifierConfig::new(issuer);
         config.leeway_secs = leeway_secs;
         let verifier = Verifier::new(verifying, config);
-        provider.set_keys(ProviderKeys { id, access, published, verifier, master });
+        provider.set_keys(ProviderKeys { id, access, published, verifier, master, opened: opened_now });
         if !expired.is_empty() {
             self.storage.delete_oauth_keys(&expired).await?;
         }
