@@ -463,6 +463,8 @@ async fn dynamic_registration_is_off_by_default_and_registers_limited_public_cli
     bad.push((with("limited", json!(false)), "invalid_client_metadata"));
     bad.push((with("roles", json!(["admin"])), "invalid_client_metadata"));
     bad.push((without("client_name"), "invalid_client_metadata"));
+    bad.push((with("id_token_signed_response_alg", json!("none")), "invalid_client_metadata"));
+    bad.push((with("id_token_signed_response_alg", json!("HS256")), "invalid_client_metadata"));
     for (meta, error) in bad {
         let r = register_dynamic(&app, None, meta.clone()).await;
         assert_eq!(r.status(), 400, "{meta}");
@@ -481,11 +483,19 @@ async fn dynamic_registration_is_off_by_default_and_registers_limited_public_cli
     assert_eq!(r.status(), 400, "no content type");
     assert_eq!(client_count(&app).await, 0, "a refused registration stores nothing");
 
+    // A client may ask for ES256 ID tokens when it registers itself.
+    let mut ec = agent_metadata();
+    ec["id_token_signed_response_alg"] = json!("ES256");
+    let r = register_dynamic(&app, None, ec).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap()["id_token_signed_response_alg"], "ES256");
+
     let r = register_dynamic(&app, None, agent_metadata()).await;
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let c: Value = r.json().await.unwrap();
     assert_eq!(c["token_endpoint_auth_method"], "none");
+    assert_eq!(c["id_token_signed_response_alg"], "RS256");
     assert_eq!((c["limited"].as_bool(), c["first_party"].as_bool()), (Some(true), Some(false)));
     assert!(c.get("client_secret").is_none());
     let id = s(&c, "client_id").to_owned();
