@@ -68,15 +68,12 @@ pub(super) async fn open(storage: &dyn Storage, key: &AuditKey) -> anyhow::Resul
 
 impl Core {
     /// Checks the audit trail from the anchor and the first entry on: returns what it
-    /// holds, or where it breaks.
+    /// holds, or where it breaks. The console shows this verdict next.
     ///
     /// # Errors
     /// Storage errors.
     pub async fn verify_audit_chain(&self) -> Result<Verdict> {
-        let mut last = self.chain_check.0.lock().await;
-        let verdict = self.check_audit_chain().await?;
-        *last = Some((Instant::now(), verdict.clone()));
-        Ok(verdict)
+        Ok(self.audit_verdict(None).await?.0)
     }
 
     /// The verdict of a whole-chain check that ran at most `max_age` ago, and how long
@@ -86,8 +83,14 @@ impl Core {
     /// # Errors
     /// Storage errors.
     pub async fn recent_audit_verdict(&self, max_age: Duration) -> Result<(Verdict, Duration)> {
+        self.audit_verdict(Some(max_age)).await
+    }
+
+    /// The last whole-chain check's verdict while younger than `reuse_within`, else (and
+    /// always without it) a new check, which becomes the last one.
+    async fn audit_verdict(&self, reuse_within: Option<Duration>) -> Result<(Verdict, Duration)> {
         let mut last = self.chain_check.0.lock().await;
-        if let Some((at, verdict)) = last.as_ref()
+        if let (Some(max_age), Some((at, verdict))) = (reuse_within, last.as_ref())
             && at.elapsed() <= max_age
         {
             return Ok((verdict.clone(), at.elapsed()));

@@ -38,7 +38,7 @@ const PAGE: i64 = 1000;
 /// How long a subscription waits for this instance's publisher to start.
 const PUBLISHER_START_WAIT: Duration = Duration::from_secs(10);
 
-/// Default number of entries a subscriber may fall behind before it is dropped.
+/// Default of the most revocations the broadcast ring holds (`GATEPASS_REVOCATION_FEED_BUFFER`).
 pub const DEFAULT_BUFFER: usize = 1024;
 
 /// How often the publisher reads the log while nothing is happening: what another process

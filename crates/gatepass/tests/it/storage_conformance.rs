@@ -1362,6 +1362,32 @@ async fn oauth_clients_and_consent(s: Arc<dyn Storage>) {
     assert!(!s.insert_first_oauth_key(&key("rs256-d", "RS256", NOW)).await.unwrap(), "the algorithm has a key");
 }
 
+/// Instances starting together on a new database each try to store the first provider
+/// key of an algorithm: exactly one is stored, whatever the interleaving.
+async fn concurrent_first_provider_keys(s: Arc<dyn Storage>) {
+    for round in 0..50 {
+        let alg = format!("T{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, barrier) = (s.clone(), barrier.clone());
+                let key = StoredKey { alg: alg.clone(), ..stored_key(&format!("{alg}-{i}"), NOW) };
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    s.insert_first_oauth_key(&key).await.expect("insert")
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        for t in tasks {
+            stored += usize::from(t.await.expect("task"));
+        }
+        assert_eq!(stored, 1, "round {round}: one insert reports storing");
+        let keys = s.oauth_keys().await.expect("keys");
+        assert_eq!(keys.iter().filter(|k| k.alg == alg).count(), 1, "round {round}: one key stored");
+    }
+}
+
 async fn oauth_codes_redeem_once_and_replays_revoke(s: Arc<dyn Storage>) {
     let u = user_with_session(s.as_ref(), "oskar", "browser-2").await;
     s.insert_client(&oauth_client("c2")).await.unwrap();
@@ -1776,6 +1802,7 @@ conformance!(
     passkeys_and_ceremonies,
     concurrent_passkey_uses,
     oauth_clients_and_consent,
+    concurrent_first_provider_keys,
     oauth_codes_redeem_once_and_replays_revoke,
     concurrent_code_redemptions,
     deleting_a_client_revokes_its_grants,
