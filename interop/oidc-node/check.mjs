@@ -14,11 +14,12 @@
 import { readFileSync } from "node:fs";
 import * as client from "openid-client";
 
-const [issuerArg, webFile, ccFile, introspectId, introspectSecret, username, password, email, resource, deviceFile] =
+const [issuerArg, webFile, ccFile, introspectId, introspectSecret, username, password, email, resource, deviceFile, ecFile] =
   process.argv.slice(2);
 const web = JSON.parse(readFileSync(webFile, "utf8"));
 const cc = JSON.parse(readFileSync(ccFile, "utf8"));
 const device = JSON.parse(readFileSync(deviceFile, "utf8"));
+const ec = JSON.parse(readFileSync(ecFile, "utf8"));
 const issuer = new URL(issuerArg);
 const redirectUri = web.redirect_uris[0];
 // gatepass runs on plain http on loopback here; openid-client refuses that unless told.
@@ -139,13 +140,13 @@ async function signInAndAuthorize(url) {
   return location;
 }
 
-async function codeFlow(config, extra = {}) {
+async function codeFlow(config, extra = {}, scope = "openid profile email offline_access") {
   const verifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();
   const url = client.buildAuthorizationUrl(config, {
     redirect_uri: redirectUri,
-    scope: "openid profile email offline_access",
+    scope,
     code_challenge: await client.calculatePKCECodeChallenge(verifier),
     code_challenge_method: "S256",
     state,
@@ -298,6 +299,19 @@ await step("device flow", async () => {
   const deniedPoll = client.pollDeviceAuthorizationGrant(deviceConfig, denied);
   await decideOnDevicePage(denied.verification_uri_complete, "deny");
   await refused("device flow denied on the page", () => deniedPoll, "access_denied");
+});
+
+await step("ES256 ID tokens", async () => {
+  // A client registered with --id-token-alg ES256 tells openid-client so in its metadata;
+  // openid-client then accepts only ES256 ID tokens, verified against the JWKS.
+  const ecConfig = await client.discovery(issuer, ec.client_id, { id_token_signed_response_alg: "ES256" },
+    client.ClientSecretBasic(ec.client_secret), insecure);
+  client.enableNonRepudiationChecks(ecConfig);
+  check(ecConfig.serverMetadata().id_token_signing_alg_values_supported?.includes("ES256"), "discovery lists ES256 for ID tokens");
+  const ecTokens = await codeFlow(ecConfig, {}, "openid profile");
+  const header = JSON.parse(Buffer.from(ecTokens.id_token.split(".")[0], "base64url").toString());
+  check(header.alg === "ES256", `ES256 ID token validated by openid-client (alg ${header.alg})`);
+  check(ecTokens.claims().aud === ec.client_id, "ES256 ID token aud");
 });
 
 // Last, as it signs the browser out: RP-initiated logout with the URL openid-client builds.
